@@ -1,0 +1,44 @@
+"""eventlog: a durable, event-sourced store for AI-agent sessions.
+
+>>> import eventlog
+>>> with eventlog.open(":memory:") as store:
+...     seq = store.save("s1", {"entries": [{"id": "a"}], "leafId": "a"})
+...     store.load("s1")
+{'entries': [{'id': 'a'}], 'leafId': 'a'}
+"""
+
+from .codec import ENTRIES
+from .errors import (
+    ConflictError,
+    CorruptionError,
+    EventLogError,
+    InvalidValueError,
+    NotFoundError,
+    StorageError,
+    StoreClosedError,
+    UnsupportedVersionError,
+)
+from .fold import Delete, Event, Insert, Op, Replace, SetFields
+from .store import Store, open
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ENTRIES",
+    "ConflictError",
+    "CorruptionError",
+    "Delete",
+    "Event",
+    "EventLogError",
+    "Insert",
+    "InvalidValueError",
+    "NotFoundError",
+    "Op",
+    "Replace",
+    "SetFields",
+    "StorageError",
+    "Store",
+    "StoreClosedError",
+    "UnsupportedVersionError",
+    "open",
+]

@@ -1,0 +1,332 @@
+"""Bytes in, bytes out: the encoding of everything eventlog writes.
+
+Two layers, both pure (no SQLite, no I/O):
+
+* **CBOR bodies.**  Values are CBOR (``cbor2``).  A large string or bytes value is
+  replaced by a :class:`Ref` (CBOR tag :data:`REF_TAG`) naming the BLAKE3 chunks that
+  hold it; the entries list inside a session's top-level fields is the marker
+  :data:`ENTRIES` (tag :data:`ENTRIES_TAG`).  Decoding refuses every other tag that
+  could build something other than a storable value (dates, sets, shared and cyclic
+  references, ...), bounds nesting, and raises :class:`DecodeError` on any damage.
+
+* **Frames.**  A frame wraps one body for a row: ``version (1 byte) | flags (1 byte) |
+  crc32 (4 bytes, little-endian) | payload``.  The CRC covers the flags, the payload
+  and a caller-supplied *binding* (the row's session and position), so a flipped
+  byte or a row moved to another place is detected.  Flags say whether the payload
+  is zstd-compressed and whether it is a *spill*: a small CBOR pointer to chunks
+  that hold a body too large for one cell.  Decompression is bounded by the frame's
+  declared size, checked before any memory is allocated.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import struct
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import cbor2
+import zstandard
+
+#: Frame format version written by this release.
+FRAME_VERSION = 1
+FLAG_ZSTD = 1
+FLAG_SPILL = 2
+_HEADER = struct.Struct("<BBI")
+
+#: CBOR tag numbers (from the unassigned first-come range) for eventlog's own markers.
+REF_TAG = 59501
+ENTRIES_TAG = 59502
+
+#: Ref kinds: how the chunk bytes turn back into the value.
+KIND_BYTES = 0
+KIND_STR = 1
+KIND_BASE64 = 2  # str that is canonical base64 of the stored bytes, after ``prefix``
+
+#: Largest body accepted when decoding, whatever a frame claims (hostile sizes).
+MAX_BODY_BYTES = 1 << 30
+#: Deepest CBOR nesting accepted when decoding (values allow 200, frames add a few).
+MAX_CBOR_DEPTH = 220
+
+
+class DecodeError(Exception):
+    """Raised by this module for any undecodable input; callers translate it into
+    :class:`eventlog.CorruptionError` with the session and position."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """A large value stored as chunks: ``kind``, its stored ``length`` in bytes, the
+    concatenated 32-byte BLAKE3 ``hashes`` of its chunks, and for base64 strings the
+    text ``prefix`` before the base64 (``"data:image/png;base64,"`` or ``""``)."""
+
+    kind: int
+    length: int
+    hashes: bytes
+    prefix: str = ""
+
+    def chunk_hashes(self) -> list[bytes]:
+        h = self.hashes
+        return [h[i : i + 32] for i in range(0, len(h), 32)]
+
+
+class _EntriesMarker:
+    """Where a session's managed ``entries`` list sits among its top-level fields."""
+
+    _instance: _EntriesMarker | None = None
+
+    def __new__(cls) -> _EntriesMarker:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "ENTRIES"
+
+    def __reduce__(self) -> str:
+        return "ENTRIES"
+
+
+#: The marker standing for the entries list in a session's top-level fields.
+ENTRIES = _EntriesMarker()
+
+
+# ----------------------------------------------------------------------------- values
+
+
+def split_large(value: str | bytes) -> tuple[int, bytes, str]:
+    """How a large value is stored: ``(kind, raw bytes, prefix)``.
+
+    A string that is canonical base64 (optionally after a ``data:...;base64,``
+    prefix) is stored as the decoded bytes, a quarter smaller, so one image dedups
+    however it was sent; only when re-encoding reproduces the exact text.
+    Raises ``UnicodeEncodeError`` for strings that are not valid Unicode text.
+    """
+    if isinstance(value, bytes):
+        return KIND_BYTES, value, ""
+    prefix = ""
+    body = value
+    if value.startswith("data:"):
+        cut = value.find(";base64,", 0, 512)
+        if cut > 0:
+            prefix, body = value[: cut + 8], value[cut + 8 :]
+    if len(body) % 4 == 0 and body.isascii() and body:
+        try:
+            raw = binascii.a2b_base64(body, strict_mode=True)
+        except binascii.Error:
+            raw = None
+        if raw is not None and base64.b64encode(raw) == body.encode("ascii"):
+            return KIND_BASE64, raw, prefix
+    return KIND_STR, value.encode("utf-8"), ""
+
+
+def join_large(ref: Ref, raw: bytes) -> str | bytes:
+    """The value ``ref`` stands for, from its stored bytes (inverse of :func:`split_large`)."""
+    if len(raw) != ref.length:
+        raise DecodeError(f"large value is {len(raw)} bytes, its reference says {ref.length}")
+    if ref.kind == KIND_BYTES:
+        return raw
+    if ref.kind == KIND_STR:
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DecodeError(f"large string is not UTF-8: {e}") from None
+    if ref.kind == KIND_BASE64:
+        return ref.prefix + base64.b64encode(raw).decode("ascii")
+    raise DecodeError(f"unknown large-value kind {ref.kind}")
+
+
+def _encode_default(encoder: cbor2.CBOREncoder, value: Any) -> None:
+    if type(value) is Ref:
+        fields: list[Any] = [value.kind, value.length, value.hashes]
+        if value.prefix:
+            fields.append(value.prefix)
+        encoder.encode(cbor2.CBORTag(REF_TAG, fields))
+    elif value is ENTRIES:
+        encoder.encode(cbor2.CBORTag(ENTRIES_TAG, None))
+    else:
+        raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def dumps(value: Any) -> bytes:
+    """CBOR of ``value`` (storable values, :class:`Ref` and :data:`ENTRIES`).
+    Raises ``ValueError`` for what CBOR cannot hold (invalid Unicode text)."""
+    try:
+        return cbor2.dumps(value, default=_encode_default)
+    except (cbor2.CBOREncodeError, UnicodeEncodeError, TypeError) as e:
+        raise ValueError(f"cannot encode value: {e}") from None
+
+
+def _reject(*_: Any) -> Any:
+    raise DecodeError("unexpected CBOR tag")
+
+
+# cbor2 decodes these tags into objects a stored value never contains; refuse them.
+_FOREIGN_TAGS = (0, 1, 4, 5, 25, 28, 29, 30, 35, 36, 37, 52, 54, 100, 256, 258, 260, 261, 1004, 55799)
+_SEMANTIC: dict[int, Any] = {tag: _reject for tag in _FOREIGN_TAGS}
+
+
+def _ref_from_tag(value: Any) -> Ref:
+    if type(value) not in (list, tuple) or len(value) not in (3, 4):
+        raise DecodeError("malformed large-value reference")
+    kind, length, hashes = value[0], value[1], value[2]
+    prefix = value[3] if len(value) == 4 else ""
+    if (
+        type(kind) is not int
+        or type(length) is not int
+        or type(hashes) is not bytes
+        or type(prefix) is not str
+        or length < 0
+        or len(hashes) % 32
+        or (not hashes and length)
+    ):
+        raise DecodeError("malformed large-value reference")
+    return Ref(kind, length, hashes, prefix)
+
+
+def loads(data: bytes, resolve: Callable[[Ref], Any] | None = None) -> tuple[Any, int]:
+    """Decode CBOR written by :func:`dumps`: ``(value, number of ENTRIES markers)``.
+
+    Each :class:`Ref` is passed to ``resolve`` and replaced by what it returns (the
+    rehydrated value), or kept as a :class:`Ref` when ``resolve`` is ``None``.  The
+    marker count lets the caller check :data:`ENTRIES` stands only where it may.
+    Raises :class:`DecodeError` on malformed, truncated or trailing input and on tags
+    other than eventlog's own.
+    """
+    markers = 0
+
+    def tag_hook(tag: cbor2.CBORTag, _immutable: bool = False) -> Any:
+        if tag.tag == REF_TAG:
+            ref = _ref_from_tag(tag.value)
+            return resolve(ref) if resolve is not None else ref
+        if tag.tag == ENTRIES_TAG and tag.value is None:
+            nonlocal markers
+            markers += 1
+            return ENTRIES
+        raise DecodeError(f"unexpected CBOR tag {tag.tag}")
+
+    try:
+        decoder = cbor2.CBORDecoder(
+            _Reader(data),  # type: ignore[arg-type]
+            tag_hook=tag_hook,
+            semantic_decoders=_SEMANTIC,
+            max_depth=MAX_CBOR_DEPTH,
+            str_errors="strict",
+        )
+        value = decoder.decode()
+    except DecodeError:
+        raise
+    except Exception as e:  # cbor2 raises a variety; all mean "not valid for us"
+        raise DecodeError(f"invalid CBOR: {type(e).__name__}: {e}") from None
+    if decoder.fp.tell() != len(data):
+        raise DecodeError("trailing bytes after CBOR value")
+    return value, markers
+
+
+class _Reader:
+    """A minimal seekable reader so the decoder's position can be checked after."""
+
+    __slots__ = ("_data", "_pos")
+
+    def __init__(self, data: bytes) -> None:
+        self._data = memoryview(data)
+        self._pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        start = self._pos
+        end = len(self._data) if n < 0 else min(len(self._data), start + n)
+        self._pos = end
+        return bytes(self._data[start:end])
+
+    def readinto(self, b: Any) -> int:
+        chunk = self.read(len(b))
+        b[: len(chunk)] = chunk
+        return len(chunk)
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        base = (0, self._pos, len(self._data))[whence]
+        self._pos = max(0, min(len(self._data), base + pos))
+        return self._pos
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+
+# ----------------------------------------------------------------------------- frames
+
+
+class Framer:
+    """Builds and opens frames.  Holds zstd contexts, so one per thread."""
+
+    def __init__(self, level: int = 3) -> None:
+        self._cctx = zstandard.ZstdCompressor(level=level, write_content_size=True)
+        self._dctx = zstandard.ZstdDecompressor()
+
+    def compress(self, body: bytes) -> tuple[int, bytes]:
+        """``(flags, payload)``: zstd when it saves at least 1/16, else raw."""
+        if len(body) >= 64:
+            packed = self._cctx.compress(body)
+            if len(packed) <= len(body) - (len(body) >> 4):
+                return FLAG_ZSTD, packed
+        return 0, body
+
+    def decompress(self, flags: int, payload: bytes, limit: int) -> bytes:
+        """Invert :meth:`compress`; refuses to produce more than ``limit`` bytes."""
+        if not flags & FLAG_ZSTD:
+            if len(payload) > limit:
+                raise DecodeError(f"body of {len(payload)} bytes is over the limit of {limit}")
+            return payload
+        try:
+            size = zstandard.frame_content_size(payload)
+        except zstandard.ZstdError as e:
+            raise DecodeError(f"bad zstd frame: {e}") from None
+        if size < 0:
+            raise DecodeError("zstd frame does not declare its size")
+        if size > limit:
+            raise DecodeError(f"zstd frame claims {size} bytes, over the limit of {limit}")
+        try:
+            out = self._dctx.decompress(payload, max_output_size=size)
+        except zstandard.ZstdError as e:
+            raise DecodeError(f"bad zstd frame: {e}") from None
+        if len(out) != size:
+            raise DecodeError("zstd frame size mismatch")
+        return out
+
+    @staticmethod
+    def seal(flags: int, payload: bytes, binding: bytes) -> bytes:
+        """A frame around ``payload``; ``binding`` ties it to its row's place."""
+        crc = zlib.crc32(payload, zlib.crc32(binding + bytes((flags,))))
+        return _HEADER.pack(FRAME_VERSION, flags, crc) + payload
+
+    @staticmethod
+    def open(frame: bytes, binding: bytes) -> tuple[int, bytes]:
+        """``(flags, payload)`` of a frame after checking version and CRC."""
+        if len(frame) < _HEADER.size:
+            raise DecodeError(f"frame of {len(frame)} bytes is truncated")
+        version, flags, crc = _HEADER.unpack_from(frame)
+        if version != FRAME_VERSION:
+            raise VersionError(f"frame format version {version} is not supported (this release reads {FRAME_VERSION})")
+        if flags & ~(FLAG_ZSTD | FLAG_SPILL):
+            raise DecodeError(f"unknown frame flags {flags:#x}")
+        payload = frame[_HEADER.size :]
+        if zlib.crc32(payload, zlib.crc32(binding + bytes((flags,)))) != crc:
+            raise DecodeError("frame checksum mismatch")
+        return flags, payload
+
+
+class VersionError(DecodeError):
+    """A frame written by a newer format version."""
+
+
+def binding(kind: bytes, sid: int, seq: int) -> bytes:
+    """The bytes a frame's CRC binds it to: row kind, session row id, position."""
+    return kind + struct.pack("<qq", sid, seq)

@@ -1,0 +1,178 @@
+"""Rows of the log: turning event and snapshot bodies into frames and back.
+
+This is the only place that combines the pure codec with storage: it externalises
+large values into chunks while encoding, spills a frame that would not fit in one
+cell into chunks as well, and on reading verifies, decompresses (bounded), decodes
+and rehydrates.  Every failure to read comes out as
+:class:`~eventlog.errors.CorruptionError` (or
+:class:`~eventlog.errors.UnsupportedVersionError`) naming the session and position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from . import codec, fold
+from .chunks import Chunks
+from .codec import ENTRIES, DecodeError, Framer, Ref, VersionError
+from .errors import CorruptionError, InvalidValueError, UnsupportedVersionError
+from .fold import Event, State
+from .sql import Database
+from .values import prepare
+
+EVENT = b"E"
+SNAPSHOT = b"S"
+
+
+class Log:
+    """Encodes and decodes the rows of one store.  Not thread-safe (zstd contexts)."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        max_cell_bytes: int,
+        chunk_bytes: int,
+        large_value_bytes: int,
+        max_body_bytes: int,
+    ) -> None:
+        self.db = db
+        self.framer = Framer()
+        self.chunks = Chunks(db, self.framer, chunk_bytes)
+        # Room for the other columns of an event or snapshot row (a few integers).
+        self.inline_limit = max_cell_bytes - 256
+        self.large_value_bytes = large_value_bytes
+        self.max_body_bytes = max_body_bytes
+        self._cids: list[int] = []
+
+    # ------------------------------------------------------------------ writing
+
+    def _externalise(self, value: str | bytes) -> Ref:
+        try:
+            kind, raw, prefix = codec.split_large(value)
+        except UnicodeEncodeError as e:
+            raise InvalidValueError(f"string is not valid Unicode text: {e}") from None
+        if len(raw) > self.max_body_bytes:
+            raise InvalidValueError(f"a value of {len(raw)} bytes is over the limit of {self.max_body_bytes}")
+        hashes, cids = self.chunks.put(raw)
+        self._cids += cids
+        return Ref(kind, len(raw), hashes, prefix)
+
+    def prepare(self, value: Any) -> tuple[Any, Any]:
+        """``(encodable, private copy)`` of a caller's value; large values go to
+        chunks now (inside the caller's write transaction)."""
+        return prepare(value, self.large_value_bytes, self._externalise)
+
+    def take_chunk_ids(self) -> list[int]:
+        """Chunk ids used since the last call (to record as the session's refs)."""
+        cids, self._cids = self._cids, []
+        return cids
+
+    def frame(self, kind: bytes, sid: int, seq: int, wire: Any) -> bytes:
+        """Encode an event or snapshot body into a frame that fits one cell."""
+        try:
+            body = codec.dumps(wire)
+        except ValueError as e:
+            raise InvalidValueError(str(e), seq=seq) from None
+        if len(body) > self.max_body_bytes:
+            raise InvalidValueError(
+                f"one write of {len(body)} encoded bytes is over the limit of {self.max_body_bytes}; "
+                "split it into several",
+                seq=seq,
+            )
+        flags, payload = self.framer.compress(body)
+        if len(payload) > self.inline_limit:
+            hashes, cids = self.chunks.put(payload)
+            self._cids += cids
+            payload = codec.dumps([flags, len(payload), hashes])
+            flags = codec.FLAG_SPILL
+        return Framer.seal(flags, payload, codec.binding(kind, sid, seq))
+
+    # ------------------------------------------------------------------ reading
+
+    def body(self, kind: bytes, name: str, sid: int, seq: int, frame: bytes, rehydrate: bool) -> tuple[Any, int]:
+        """Decode a frame: ``(wire value, ENTRIES markers seen)``."""
+        try:
+            flags, payload = Framer.open(frame, codec.binding(kind, sid, seq))
+            if flags & codec.FLAG_SPILL:
+                (spill, _) = codec.loads(payload)
+                if (
+                    type(spill) is not list
+                    or len(spill) != 3
+                    or type(spill[0]) is not int
+                    or type(spill[1]) is not int
+                    or type(spill[2]) is not bytes
+                ):
+                    raise DecodeError("malformed spill pointer")
+                flags = spill[0]
+                if flags & ~codec.FLAG_ZSTD:
+                    raise DecodeError("malformed spill pointer")
+                payload = self._read_large(Ref(codec.KIND_BYTES, spill[1], spill[2]))
+                if len(payload) != spill[1]:
+                    raise DecodeError("spilled frame has the wrong length")
+            body = self.framer.decompress(flags, payload, self.max_body_bytes)
+            return codec.loads(body, self._rehydrate if rehydrate else None)
+        except VersionError as e:
+            raise UnsupportedVersionError(str(e), session_id=name, seq=seq) from None
+        except DecodeError as e:
+            what = "event" if kind == EVENT else "snapshot"
+            raise CorruptionError(f"{what} is damaged: {e}", session_id=name, seq=seq) from None
+
+    def _read_large(self, ref: Ref) -> bytes:
+        if ref.length > self.max_body_bytes:
+            raise DecodeError(f"a large value claims {ref.length} bytes, over the limit")
+        return self.chunks.get(ref.chunk_hashes())
+
+    def _rehydrate(self, ref: Ref) -> str | bytes:
+        return codec.join_large(ref, self._read_large(ref))
+
+    def event(self, name: str, sid: int, seq: int, pos: int, ts: int, frame: bytes, rehydrate: bool) -> Event:
+        wire, markers = self.body(EVENT, name, sid, seq, frame, rehydrate)
+        try:
+            ops = fold.ops_from_wire(wire)
+            legit = sum(1 for op in ops if type(op) is fold.SetFields and op.changed.get("entries") is ENTRIES)
+            if markers != legit:
+                raise DecodeError("entries marker inside a value")
+        except DecodeError as e:
+            raise CorruptionError(f"event is damaged: {e}", session_id=name, seq=seq) from None
+        return Event(name, seq, pos, ts, ops)
+
+    def events(self, name: str, sid: int, after: int, upto: int | None, rehydrate: bool) -> Iterator[Event]:
+        expected = after + 1
+        for seq, pos, ts, frame in self.db.events(sid, after, upto):
+            if seq != expected:
+                raise CorruptionError(f"event {expected} is missing", session_id=name, seq=expected)
+            yield self.event(name, sid, seq, pos, ts, frame, rehydrate)
+            expected += 1
+
+    def snapshot_state(self, name: str, sid: int, seq: int, frame: bytes, rehydrate: bool) -> State:
+        wire, markers = self.body(SNAPSHOT, name, sid, seq, frame, rehydrate)
+        try:
+            state = fold.state_from_wire(wire)
+            if markers != (1 if state.managed else 0):
+                raise DecodeError("entries marker inside a value")
+        except DecodeError as e:
+            raise CorruptionError(f"snapshot is damaged: {e}", session_id=name, seq=seq) from None
+        return state
+
+    def fold(self, name: str, sid: int, upto: int, rehydrate: bool) -> State:
+        """The state after event ``upto``: the newest readable snapshot at or below it
+        plus the events after.  A damaged snapshot is skipped (snapshots are a
+        cache); damaged events raise :class:`CorruptionError`."""
+        state, base = State(), 0
+        for snap_seq in self.db.snapshot_seqs(sid, upto):
+            frame = self.db.snapshot(sid, snap_seq)
+            if frame is None:
+                continue
+            try:
+                state, base = self.snapshot_state(name, sid, snap_seq, frame, rehydrate), snap_seq
+                break
+            except (CorruptionError, UnsupportedVersionError):
+                continue
+        for event in self.events(name, sid, base, upto, rehydrate):
+            try:
+                fold.apply(state, event.ops)
+            except ValueError as e:
+                raise CorruptionError(f"event does not apply: {e}", session_id=name, seq=event.seq) from None
+        return state

@@ -1,0 +1,397 @@
+"""The public face of eventlog: :func:`open` and :class:`Store`."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from .codec import ENTRIES
+from .errors import ConflictError, EventLogError, InvalidValueError, NotFoundError, StoreClosedError
+from .fold import Delete, Event, Insert, Op, Replace, SetFields, State, apply, diff, ops_to_wire
+from .log import EVENT, SNAPSHOT, Log
+from .snapshots import SnapshotPolicy
+from .sql import Database
+from .values import copy
+
+#: Longest session id accepted, in UTF-8 bytes.
+MAX_SESSION_ID_BYTES = 4096
+#: Smallest ``max_cell_bytes`` accepted.
+MIN_CELL_BYTES = 16_384
+
+
+@dataclass(slots=True)
+class _Cached:
+    sid: int
+    seq: int
+    state: State  # private: no object in it is ever handed to a caller
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _check_id(session_id: Any, what: str = "session id") -> str:
+    if type(session_id) is not str or not session_id:
+        raise InvalidValueError(f"{what} must be a non-empty str, not {session_id!r:.80}")
+    try:
+        n = len(session_id.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidValueError(f"{what} is not valid Unicode text") from None
+    if n > MAX_SESSION_ID_BYTES:
+        raise InvalidValueError(f"{what} of {n} bytes is over the limit of {MAX_SESSION_ID_BYTES}")
+    return session_id
+
+
+class Store:
+    """A durable, event-sourced store of agent sessions in one SQLite file.
+
+    Use :func:`eventlog.open` to make one.  A store is a context manager; it may be
+    shared between threads (calls are serialised) and several processes may open the
+    same file (writes are serialised by SQLite; see ``expected_seq``).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        max_cell_bytes: int = 2_000_000,
+        synchronous: str = "FULL",
+        snapshot_every: int = 1000,
+        snapshot_bytes: int = 8 << 20,
+        large_value_bytes: int = 32 << 10,
+        chunk_bytes: int | None = None,
+        max_body_bytes: int = 256 << 20,
+        cache_sessions: int = 16,
+        busy_timeout: float = 10.0,
+    ) -> None:
+        if max_cell_bytes < MIN_CELL_BYTES:
+            raise ValueError(f"max_cell_bytes must be at least {MIN_CELL_BYTES}")
+        if chunk_bytes is None:
+            chunk_bytes = min(1 << 20, max_cell_bytes - 512)
+        if not 1024 <= chunk_bytes <= max_cell_bytes - 512:
+            raise ValueError("chunk_bytes must be between 1024 and max_cell_bytes - 512")
+        if large_value_bytes < 64:
+            raise ValueError("large_value_bytes must be at least 64")
+        self.max_cell_bytes = max_cell_bytes
+        self._db = Database(path, max_cell_bytes=max_cell_bytes, synchronous=synchronous, busy_timeout=busy_timeout)
+        self._log = Log(
+            self._db,
+            max_cell_bytes=max_cell_bytes,
+            chunk_bytes=chunk_bytes,
+            large_value_bytes=large_value_bytes,
+            max_body_bytes=max_body_bytes,
+        )
+        self._policy = SnapshotPolicy(snapshot_every, snapshot_bytes)
+        self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        self._cache_size = cache_sessions
+        self._lock = threading.RLock()
+        self._closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Close the file.  Idempotent; later calls raise :class:`StoreClosedError`."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._cache.clear()
+                self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def _open(self) -> None:
+        if self._closed:
+            raise StoreClosedError("the store is closed")
+
+    # ------------------------------------------------------------------ writing
+
+    def save(
+        self,
+        session_id: str,
+        data: dict[str, Any],
+        *,
+        parent_id: str | None = None,
+        expected_seq: int | None = None,
+    ) -> int:
+        """Make the stored session equal to ``data``; return its new sequence number.
+
+        Appends one event (in one transaction) holding only the operations that turn
+        the stored session into ``data``: entries appended, changed in place, removed
+        or reordered, and top-level fields set, removed or reordered.  ``data`` is
+        compared with the stored state in memory; only what changed is encoded.  Each
+        call appends exactly one event, even when nothing changed, so the k-th save of
+        a new session has sequence number k.
+
+        ``parent_id`` records the session this one was spawned from (taken when the
+        session is created).  With ``expected_seq`` the save happens only if the
+        session's current sequence number is that (0: the session must not exist),
+        else :class:`ConflictError`; without it the save replaces whatever is stored.
+        Raises :class:`InvalidValueError` (nothing written) for values that cannot be
+        stored exactly.
+        """
+        _check_id(session_id)
+        if parent_id is not None:
+            _check_id(parent_id, "parent id")
+        if type(data) is not dict:
+            raise InvalidValueError(f"session data must be a dict, not {type(data).__name__}", session_id=session_id)
+        return self._write(session_id, parent_id, expected_seq, lambda state: diff(state, data))
+
+    def append(
+        self,
+        session_id: str,
+        entries: Iterable[Any],
+        *,
+        expected_seq: int | None = None,
+        parent_id: str | None = None,
+    ) -> int:
+        """Append ``entries`` (stored as given) as one event; return the new sequence
+        number.  The session's ``leafId`` moves to the last entry's ``id`` (when it is
+        a dict with an ``id``).  A new session starts as ``{"entries": [...],
+        "leafId": ...}``.  Raises :class:`ConflictError` when ``expected_seq`` is given
+        and is not the current sequence number (0: the session must not exist)."""
+        _check_id(session_id)
+        if parent_id is not None:
+            _check_id(parent_id, "parent id")
+        batch = list(entries)
+
+        def ops(state: State) -> list[Op]:
+            if state.fields and not state.managed:
+                raise InvalidValueError("the stored session's entries field is not a list", session_id=session_id)
+            out: list[Op] = [Insert(len(state.entries), batch)] if batch else []
+            changed: dict[str, Any] = {} if state.managed else {"entries": ENTRIES}
+            last = batch[-1] if batch else None
+            if type(last) is dict and "id" in last:
+                changed["leafId"] = last["id"]
+            if changed:
+                out.append(SetFields(changed))
+            return out
+
+        return self._write(session_id, parent_id, expected_seq, ops)
+
+    def _write(self, name: str, parent: str | None, expected_seq: int | None, make_ops: Any) -> int:
+        if expected_seq is not None and (type(expected_seq) is not int or expected_seq < 0):
+            raise InvalidValueError("expected_seq must be a non-negative int", session_id=name)
+        with self._lock:
+            self._open()
+            log, db = self._log, self._db
+            try:
+                with db.write():
+                    row = db.session(name)
+                    seq = 0 if row is None else row[1]
+                    if expected_seq is not None and expected_seq != seq:
+                        raise ConflictError(f"expected seq {expected_seq}, found {seq}", session_id=name, seq=seq)
+                    if row is None:
+                        sid, state = db.create_session(name, parent, _now_ms()), State()
+                    else:
+                        sid = row[0]
+                        state = self._state(name, sid, seq)
+                    ops: list[Op] = make_ops(state)
+                    wire, private = self._prepare(ops)
+                    seq += 1
+                    frame = log.frame(EVENT, sid, seq, ops_to_wire(wire))
+                    db.append_event(sid, seq, _now_ms(), frame)
+                    db.add_refs(sid, log.take_chunk_ids())
+                    snap = self._policy.due(seq, row[2] if row else 0, (row[3] if row else 0) + len(frame))
+            except BaseException:
+                log.take_chunk_ids()
+                self._cache.pop(name, None)
+                raise
+            apply(state, private)
+            self._remember(name, _Cached(sid, seq, state))
+            if snap:
+                self._snapshot(name, sid, seq)
+            return seq
+
+    def _prepare(self, ops: list[Op]) -> tuple[list[Op], list[Op]]:
+        """Each op twice: with encodable values (large ones now in chunks) and with
+        private copies of the caller's values."""
+        prep = self._log.prepare
+        wire: list[Op] = []
+        private: list[Op] = []
+        for op in ops:
+            if type(op) is Insert:
+                pairs = [prep(e) for e in op.entries]
+                wire.append(Insert(op.index, [p[0] for p in pairs]))
+                private.append(Insert(op.index, [p[1] for p in pairs]))
+            elif type(op) is Replace:
+                enc, cpy = prep(op.entry)
+                wire.append(Replace(op.index, enc))
+                private.append(Replace(op.index, cpy))
+            elif type(op) is SetFields:
+                enc_fields: dict[str, Any] = {}
+                cpy_fields: dict[str, Any] = {}
+                for k, v in op.changed.items():
+                    enc_fields[k], cpy_fields[k] = (v, v) if v is ENTRIES else prep(v)
+                wire.append(SetFields(enc_fields, op.order))
+                private.append(SetFields(cpy_fields, op.order))
+            else:
+                assert isinstance(op, Delete)
+                wire.append(op)
+                private.append(op)
+        return wire, private
+
+    # ------------------------------------------------------------------ state cache
+
+    def _state(self, name: str, sid: int, seq: int) -> State:
+        """The private, rehydrated state of a session at its head ``seq`` (cached)."""
+        cached = self._cache.get(name)
+        if cached is not None and cached.sid == sid and cached.seq == seq:
+            self._cache.move_to_end(name)
+            return cached.state
+        self._cache.pop(name, None)
+        return self._log.fold(name, sid, seq, rehydrate=True)
+
+    def _remember(self, name: str, cached: _Cached) -> None:
+        if self._cache_size <= 0:
+            return
+        self._cache[name] = cached
+        self._cache.move_to_end(name)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    # ------------------------------------------------------------------ snapshots
+
+    def snapshot(self, session_id: str) -> int:
+        """Build a snapshot of the session's head now; returns its sequence number."""
+        with self._lock:
+            self._open()
+            sid, seq = self._lookup(session_id)
+            self._snapshot(session_id, sid, seq)
+            return seq
+
+    def _snapshot(self, name: str, sid: int, seq: int) -> None:
+        log, db = self._log, self._db
+        try:
+            with db.write():
+                row = db.session(name)
+                if row is None or row[0] != sid or row[1] != seq:
+                    return  # someone wrote meanwhile; the next write will try again
+                state = log.fold(name, sid, seq, rehydrate=False)
+                frame = log.frame(SNAPSHOT, sid, seq, [state.fields, state.entries])
+                db.put_snapshot(sid, seq, frame, keep=self._policy.keep)
+                db.add_refs(sid, log.take_chunk_ids())
+        except EventLogError:
+            log.take_chunk_ids()  # a snapshot is a cache: failing to build one loses nothing
+
+    # ------------------------------------------------------------------ reading
+
+    def _lookup(self, name: str) -> tuple[int, int]:
+        _check_id(name)
+        row = self._db.session(name)
+        if row is None or row[1] == 0:
+            raise NotFoundError("no such session", session_id=name)
+        return row[0], row[1]
+
+    def load(self, session_id: str) -> dict[str, Any] | None:
+        """The session as last saved (equal, key order included), or ``None``.
+
+        The result is the caller's own: changing it never changes the store."""
+        with self._lock:
+            self._open()
+            _check_id(session_id)
+            with self._db.read():
+                row = self._db.session(session_id)
+                if row is None or row[1] == 0:
+                    return None
+                sid, seq = row[0], row[1]
+                state = self._state(session_id, sid, seq)
+            self._remember(session_id, _Cached(sid, seq, state))
+            return copy(state.session())  # type: ignore[no-any-return]
+
+    def seq(self, session_id: str) -> int:
+        """The session's current sequence number (0 when it does not exist)."""
+        with self._lock:
+            self._open()
+            _check_id(session_id)
+            row = self._db.session(session_id)
+            return 0 if row is None else row[1]
+
+    def fold(self, session_id: str, at: int | None = None) -> dict[str, Any]:
+        """The session as it was right after event ``at`` (default: now).
+
+        ``at=0`` gives ``{}`` (before the first event).  Raises
+        :class:`NotFoundError` for an unknown session or ``at`` past the head."""
+        with self._lock:
+            self._open()
+            with self._db.read():
+                sid, seq = self._lookup(session_id)
+                if at is None:
+                    at = seq
+                if type(at) is not int or not 0 <= at <= seq:
+                    raise NotFoundError(f"no position {at!r}; the session is at {seq}", session_id=session_id)
+                cached = self._cache.get(session_id)
+                if at == seq and cached is not None and cached.sid == sid and cached.seq == seq:
+                    return copy(cached.state.session())  # type: ignore[no-any-return]
+                return self._log.fold(session_id, sid, at, rehydrate=True).session()
+
+    def events(self, session_id: str, since: int = 0) -> Iterator[Event]:
+        """The session's events after sequence number ``since``, oldest first, with
+        large values rehydrated.  Raises :class:`NotFoundError` at once for an
+        unknown session; reads lazily, a page of events per read transaction."""
+        with self._lock:
+            self._open()
+            sid, _ = self._lookup(session_id)
+        return self._iter_events(session_id, sid, since)
+
+    def _iter_events(self, name: str, sid: int, since: int) -> Iterator[Event]:
+        after = since
+        while True:
+            with self._lock:
+                self._open()
+                with self._db.read():
+                    page = list(self._log.events(name, sid, after, after + 256, rehydrate=True))
+            yield from page
+            if len(page) < 256:
+                return
+            after = page[-1].seq
+
+    def sessions(self) -> list[str]:
+        """Ids of every stored session, oldest first."""
+        with self._lock:
+            self._open()
+            return self._db.session_names()
+
+    def parent(self, session_id: str) -> str | None:
+        """The ``parent_id`` recorded when the session was created."""
+        with self._lock:
+            self._open()
+            return self._db.parent(session_id)
+
+    def stats(self) -> dict[str, Any]:
+        """Rows, bytes and largest cell per table, the file size, and dedup figures
+        (``chunks.raw_bytes``: bytes of distinct chunk content)."""
+        with self._lock:
+            self._open()
+            with self._db.read():
+                out = self._db.table_stats()
+            out["sessions"]["count"] = out["sessions"].pop("rows")
+            out["largest_cell"] = max(out[t]["largest"] for t in ("events", "snapshots", "chunks"))
+            out["max_cell_bytes"] = self.max_cell_bytes
+            return out
+
+
+def open(path: str, **options: Any) -> Store:
+    """Open (creating if needed) the eventlog store at ``path`` (``":memory:"`` for a
+    private in-memory store).  Options are those of :class:`Store`:
+
+    ``max_cell_bytes`` (2,000,000): no cell or row is ever larger; SQLite's own
+    length limit is set to it.  ``synchronous`` ("FULL"): SQLite's setting; FULL
+    makes a returned write survive power loss, NORMAL survives a process crash
+    (``kill -9``) but may lose the last writes on power loss.  ``snapshot_every``
+    (1000 events) and ``snapshot_bytes`` (8 MiB of event frames): when to snapshot.
+    ``large_value_bytes`` (32 KiB): strings and bytes this large go to chunks.
+    ``chunk_bytes`` (1 MiB, or less under a small budget): size of a chunk.
+    ``max_body_bytes`` (256 MiB): largest value and largest single write.
+    ``cache_sessions`` (16): sessions kept folded in memory.  ``busy_timeout`` (10 s):
+    how long a write waits for another writer.
+    """
+    return Store(path, **options)

@@ -1,0 +1,293 @@
+"""Behaviour of the public API, case by case."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import random
+import sqlite3
+from typing import Any
+
+import pytest
+
+import eventlog
+from eventlog.samples import SessionBuilder, coding_session
+
+from .helpers import dump, largest_cell_and_row
+
+
+def session(n: int = 3, seed: int = 0) -> dict[str, Any]:
+    b = SessionBuilder(seed)
+    b.user("hello 👋")
+    while len(b.data["entries"]) < n:
+        b.assistant()
+    return copy.deepcopy(b.data)
+
+
+def test_save_load_round_trip_with_key_order(store: eventlog.Store) -> None:
+    data = session(5)
+    data = {k: data[k] for k in reversed(list(data))}  # unusual key order
+    store.save("s", data)
+    loaded = store.load("s")
+    assert loaded == data
+    assert dump(loaded) == dump(data)
+    assert list(loaded) == list(data)
+
+
+def test_load_unknown_session_is_none(store: eventlog.Store) -> None:
+    assert store.load("nope") is None
+
+
+def test_reopen_keeps_everything(db_path: str) -> None:
+    states = []
+    with eventlog.open(db_path) as s:
+        for data in coding_session(50, seed=3):
+            s.save("s", data)
+            states.append(dump(data))
+    with eventlog.open(db_path) as s:
+        assert dump(s.load("s")) == states[-1]
+        assert [dump(s.fold("s", at=k)) for k in (1, 10, 50)] == [states[0], states[9], states[49]]
+
+
+def test_loaded_value_is_the_callers_own(store: eventlog.Store) -> None:
+    data = session(3)
+    store.save("s", data)
+    loaded = store.load("s")
+    assert loaded is not None
+    loaded["entries"][0]["message"]["content"] = "mutated"
+    loaded["entries"].append({"id": "x"})
+    assert store.load("s") == data
+    # the caller's mutated object, saved again, is a real change
+    store.save("s", loaded)
+    assert store.load("s") == loaded
+
+
+def test_in_place_mutation_of_saved_object_is_detected(store: eventlog.Store) -> None:
+    data = session(4)
+    store.save("s", data)
+    data["entries"][1]["message"]["usage"]["input"] = 1
+    store.save("s", data)
+    data["entries"][1]["message"]["usage"]["input"] = 1.0  # equal under ==, not in JSON
+    store.save("s", data)
+    assert dump(store.load("s")) == dump(data)
+    data["entries"][1]["message"]["usage"]["input"] = True
+    store.save("s", data)
+    assert dump(store.load("s")) == dump(data)
+    data["entries"][0]["x"] = -0.0
+    store.save("s", data)
+    data["entries"][0]["x"] = 0.0
+    store.save("s", data)
+    assert dump(store.load("s")) == dump(data)
+    e = data["entries"][2]
+    e["id"] = e.pop("id")  # same keys and values, new order
+    store.save("s", data)
+    assert dump(store.load("s")) == dump(data)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda d: d["entries"].pop(1),
+        lambda d: d["entries"].insert(0, {"type": "custom", "id": "00000000"}),
+        lambda d: d["entries"].reverse(),
+        lambda d: d["entries"].clear(),
+        lambda d: d.__setitem__("leafId", d["entries"][0]["id"]),
+        lambda d: d["metadata"].__setitem__("taskSessions", [{"session": "t", "taskId": "1"}]),
+        lambda d: d.pop("affinityKey"),
+        lambda d: d.__setitem__("entries", "not a list any more"),
+        lambda d: d.pop("entries"),
+        lambda d: d.__setitem__("new", {"nested": [1, 2.5, None, b"bytes"]}),
+    ],
+)
+def test_any_change_is_stored(store: eventlog.Store, change: Any) -> None:
+    data = session(6)
+    store.save("s", data)
+    change(data)
+    store.save("s", data)
+    assert dump(store.load("s")) == dump(data)
+    assert dump(store.fold("s")) == dump(data)
+
+
+def test_entries_list_can_come_back(store: eventlog.Store) -> None:
+    data = session(3)
+    store.save("s", data)
+    store.save("s", {**data, "entries": None})
+    store.save("s", data)
+    assert store.load("s") == data
+    assert store.fold("s", at=2) == {**data, "entries": None}
+
+
+def test_every_save_is_one_event(store: eventlog.Store) -> None:
+    data = session(3)
+    assert store.save("s", data) == 1
+    assert store.save("s", data) == 2  # unchanged: an empty event, so seq counts saves
+    assert [len(e.ops) for e in store.events("s")] == [2, 0]
+    assert store.fold("s", at=0) == {}
+
+
+def test_save_appends_only_the_new_entries(store: eventlog.Store) -> None:
+    data = session(3)
+    store.save("s", data)
+    data["entries"].append({"type": "custom", "id": "abcdef12"})
+    data["leafId"] = "abcdef12"
+    store.save("s", data)
+    (event,) = list(store.events("s", since=1))
+    assert event.seq == 2
+    insert, fields = event.ops
+    assert insert == eventlog.Insert(3, [{"type": "custom", "id": "abcdef12"}])
+    assert fields == eventlog.SetFields({"leafId": "abcdef12"}, None)
+
+
+def test_expected_seq_conflicts(store: eventlog.Store) -> None:
+    assert store.append("s", [{"id": "a"}], expected_seq=0) == 1
+    with pytest.raises(eventlog.ConflictError) as err:
+        store.append("s", [{"id": "b"}], expected_seq=0)
+    assert err.value.session_id == "s" and err.value.seq == 1
+    assert store.append("s", [{"id": "b"}], expected_seq=1) == 2
+    with pytest.raises(eventlog.ConflictError):
+        store.save("s", {"entries": []}, expected_seq=1)
+    assert store.load("s") == {"entries": [{"id": "a"}, {"id": "b"}], "leafId": "b"}
+
+
+def test_append_moves_leaf_and_keeps_fields(store: eventlog.Store) -> None:
+    data = session(2)
+    store.save("s", data)
+    seq = store.append("s", [{"type": "custom", "id": "1"}, {"type": "label", "id": "2", "label": "x"}])
+    assert seq == 2
+    loaded = store.load("s")
+    assert loaded is not None
+    assert loaded["leafId"] == "2"
+    assert loaded["entries"][-2:] == [{"type": "custom", "id": "1"}, {"type": "label", "id": "2", "label": "x"}]
+    assert list(loaded) == list(data)
+
+
+def test_append_to_non_list_entries_is_refused(store: eventlog.Store) -> None:
+    store.save("s", {"entries": "text"})
+    with pytest.raises(eventlog.InvalidValueError):
+        store.append("s", [{"id": "a"}])
+    assert store.seq("s") == 1
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"entries": [(1, 2)]},
+        {"entries": [{1: "int key"}]},
+        {"x": {1, 2}},
+        {"x": bytearray(b"no")},
+        {"x": "\ud800 lone surrogate"},
+        {"x": "\ud800" * 40_000},
+        {"x": float},
+    ],
+)
+def test_unstorable_values_are_refused_and_nothing_is_written(store: eventlog.Store, bad: Any) -> None:
+    store.save("s", {"entries": [{"id": "a"}]})
+    with pytest.raises(eventlog.InvalidValueError) as err:
+        store.save("s", bad)
+    assert err.value.session_id in (None, "s")
+    assert store.seq("s") == 1
+    assert store.load("s") == {"entries": [{"id": "a"}]}
+
+
+def test_too_deep_is_refused(store: eventlog.Store) -> None:
+    v: Any = "leaf"
+    for _ in range(300):
+        v = [v]
+    with pytest.raises(eventlog.InvalidValueError, match="deeper"):
+        store.save("s", {"v": v})
+    assert store.load("s") is None
+
+
+def test_bad_ids_and_data(store: eventlog.Store) -> None:
+    for bad_id in ("", 5, None, "x" * 5000):
+        with pytest.raises(eventlog.InvalidValueError):
+            store.save(bad_id, {})  # type: ignore[arg-type]
+    with pytest.raises(eventlog.InvalidValueError):
+        store.save("s", [])  # type: ignore[arg-type]
+
+
+def test_unknown_session_and_position(store: eventlog.Store) -> None:
+    with pytest.raises(eventlog.NotFoundError):
+        store.fold("nope")
+    with pytest.raises(eventlog.NotFoundError):
+        store.events("nope")
+    store.save("s", {"a": 1})
+    with pytest.raises(eventlog.NotFoundError) as err:
+        store.fold("s", at=2)
+    assert err.value.session_id == "s"
+
+
+def test_closed_store(db_path: str) -> None:
+    s = eventlog.open(db_path)
+    s.close()
+    s.close()
+    with pytest.raises(eventlog.StoreClosedError):
+        s.load("x")
+
+
+def image(seed: int, n: int) -> str:
+    return base64.b64encode(random.Random(seed).randbytes(n)).decode()
+
+
+def test_big_values_anywhere_round_trip_under_budget(db_path: str) -> None:
+    big_text = ("tool output ✓ 日本語 " * 400_000)[:5_000_000]  # ~5M chars, more bytes
+    data = {
+        "entries": [
+            {"type": "message", "id": "1", "message": {"role": "user", "content": [
+                {"type": "image", "data": image(1, 14 * 1024 * 1024 * 3 // 4), "mimeType": "image/png"}]}},
+            {"type": "message", "id": "2", "message": {"role": "toolResult", "content": [
+                {"type": "text", "text": big_text}], "details": {"raw": random.Random(2).randbytes(3_000_000),
+                                                                  "url": "data:image/png;base64," + image(3, 900_000)}}},
+        ],
+        "metadata": {"huge": "x" * 2_500_000},
+    }  # fmt: skip
+    with eventlog.open(db_path) as s:
+        s.save("s", data)
+    with eventlog.open(db_path) as s:
+        assert s.load("s") == data
+    cell, row = largest_cell_and_row(db_path)
+    assert cell <= 2_000_000 and row <= 2_000_000
+
+
+def test_budget_is_enforced_by_sqlite_itself(db_path: str) -> None:
+    with eventlog.open(db_path, max_cell_bytes=100_000) as s:
+        con = s._db.con
+        assert con.getlimit(sqlite3.SQLITE_LIMIT_LENGTH) == 100_000
+        con.execute("CREATE TEMP TABLE probe(a BLOB, b BLOB)")
+        with pytest.raises(sqlite3.DataError):  # one cell at the limit
+            con.execute("INSERT INTO probe VALUES (?, NULL)", (b"x" * 100_000,))
+        with pytest.raises(sqlite3.DataError):  # a row of two cells over it
+            con.execute("INSERT INTO probe VALUES (?, ?)", (b"x" * 60_000, b"y" * 60_000))
+        s.save("s", {"entries": [{"id": str(i), "t": "x" * 500} for i in range(2000)]})  # ~1 MB in one save
+        s.save("s", {"v": image(0, 1_000_000)})
+    cell, row = largest_cell_and_row(db_path)
+    assert row < 100_000
+
+
+def test_identical_images_are_stored_once(store: eventlog.Store) -> None:
+    raw = random.Random(9).randbytes(1_500_000)
+    b64 = base64.b64encode(raw).decode()
+    store.save("a", {"entries": [{"id": "1", "data": b64}]})
+    chunks = store.stats()["chunks"]["rows"]
+    store.save("b", {"entries": [{"id": "1", "data": b64}, {"id": "2", "data": b64}]})
+    store.save("c", {"url": "data:image/png;base64," + b64, "raw": raw})
+    assert store.stats()["chunks"]["rows"] == chunks
+    assert store.load("c") == {"url": "data:image/png;base64," + b64, "raw": raw}
+
+
+def test_non_canonical_base64_is_kept_exactly(store: eventlog.Store) -> None:
+    raw = random.Random(1).randbytes(60_000)
+    b64 = base64.b64encode(raw).decode()
+    for text in (b64 + "\n", b64[:-4] + "AB==" if b64.endswith("=") else b64 + "====", b64.replace("A", "-")):
+        store.save("s", {"v": text})
+        assert store.load("s") == {"v": text}
+
+
+def test_many_entries(db_path: str) -> None:
+    with eventlog.open(db_path, snapshot_every=0) as s:
+        entries = [{"type": "custom", "id": f"{i:08x}", "n": i} for i in range(100_000)]
+        s.append("s", entries)
+        loaded = s.load("s")
+        assert loaded is not None and loaded["entries"] == entries
+    cell, row = largest_cell_and_row(db_path)
+    assert row <= 2_000_000
