@@ -10,7 +10,7 @@ Two layers, both pure (no SQLite, no I/O):
   references, ...), bounds nesting, and raises :class:`DecodeError` on any damage.
 
 * **Frames.**  A frame wraps one body for a row: ``version (1 byte) | flags (1 byte) |
-  crc32 (4 bytes, little-endian) | payload``.  The CRC covers the flags, the payload
+  crc32 (4 bytes, little-endian) | payload``.  The CRC covers version, flags, payload
   and a caller-supplied *binding* (the row's session and position), so a flipped
   byte or a row moved to another place is detected.  Flags say whether the payload
   is zstd-compressed and whether it is a *spill*: a small CBOR pointer to chunks
@@ -304,22 +304,26 @@ class Framer:
     @staticmethod
     def seal(flags: int, payload: bytes, binding: bytes) -> bytes:
         """A frame around ``payload``; ``binding`` ties it to its row's place."""
-        crc = zlib.crc32(payload, zlib.crc32(binding + bytes((flags,))))
-        return _HEADER.pack(FRAME_VERSION, flags, crc) + payload
+        header = bytes((FRAME_VERSION, flags))
+        return _HEADER.pack(FRAME_VERSION, flags, zlib.crc32(payload, zlib.crc32(binding + header))) + payload
 
     @staticmethod
     def open(frame: bytes, binding: bytes) -> tuple[int, bytes]:
-        """``(flags, payload)`` of a frame after checking version and CRC."""
+        """``(flags, payload)`` of a frame after checking its CRC, then its version.
+
+        The first six bytes (version, flags, CRC over binding, version, flags and
+        payload) are the same in every format version, so damage is told apart from
+        a frame written by a newer release."""
         if len(frame) < _HEADER.size:
             raise DecodeError(f"frame of {len(frame)} bytes is truncated")
         version, flags, crc = _HEADER.unpack_from(frame)
+        payload = frame[_HEADER.size :]
+        if zlib.crc32(payload, zlib.crc32(binding + bytes((version, flags)))) != crc:
+            raise DecodeError("frame checksum mismatch")
         if version != FRAME_VERSION:
             raise VersionError(f"frame format version {version} is not supported (this release reads {FRAME_VERSION})")
         if flags & ~(FLAG_ZSTD | FLAG_SPILL):
             raise DecodeError(f"unknown frame flags {flags:#x}")
-        payload = frame[_HEADER.size :]
-        if zlib.crc32(payload, zlib.crc32(binding + bytes((flags,)))) != crc:
-            raise DecodeError("frame checksum mismatch")
         return flags, payload
 
 

@@ -195,11 +195,21 @@ class Database:
         except sqlite3.Error as e:
             raise _translate(e, "running a query") from None
 
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        try:
+            return self.con.execute(sql, params).fetchall()
+        except sqlite3.Error as e:
+            raise _translate(e, "reading") from None
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        rows = self._all(sql, params)
+        return rows[0] if rows else None
+
     # ------------------------------------------------------------------ sessions
 
     def session(self, name: str) -> tuple[int, int, int, int] | None:
         """``(sid, seq, snap_seq, snap_bytes_since)`` of a session, or ``None``."""
-        row = self._q("SELECT sid, seq, snap_seq, snap_bytes_since FROM sessions WHERE name = ?", (name,)).fetchone()
+        row = self._one("SELECT sid, seq, snap_seq, snap_bytes_since FROM sessions WHERE name = ?", (name,))
         return None if row is None else (row[0], row[1], row[2], row[3])
 
     def create_session(self, name: str, parent: str | None, now_ms: int) -> int:
@@ -211,10 +221,10 @@ class Database:
         return cur.lastrowid
 
     def session_names(self) -> list[str]:
-        return [r[0] for r in self._q("SELECT name FROM sessions WHERE seq > 0 ORDER BY sid")]
+        return [r[0] for r in self._all("SELECT name FROM sessions WHERE seq > 0 ORDER BY sid")]
 
     def parent(self, name: str) -> str | None:
-        row = self._q("SELECT parent FROM sessions WHERE name = ?", (name,)).fetchone()
+        row = self._one("SELECT parent FROM sessions WHERE name = ?", (name,))
         return None if row is None else row[0]
 
     # ------------------------------------------------------------------ events
@@ -237,23 +247,29 @@ class Database:
         """``(seq, pos, ts_ms, frame)`` of events ``after < seq <= upto`` in order."""
         if upto is None:
             upto = 1 << 62
-        return iter(
-            self._q(
-                "SELECT seq, pos, ts_ms, frame FROM events WHERE sid = ? AND seq > ? AND seq <= ? ORDER BY seq",
-                (sid, after, upto),
-            )
+        cur = self._q(
+            "SELECT seq, pos, ts_ms, CAST(frame AS BLOB) FROM events WHERE sid = ? AND seq > ? AND seq <= ? "
+            "ORDER BY seq",
+            (sid, after, upto),
         )
+        while True:
+            try:
+                rows = cur.fetchmany(256)
+            except sqlite3.Error as e:
+                raise _translate(e, "reading events") from None
+            if not rows:
+                return
+            yield from rows
 
     # ------------------------------------------------------------------ snapshots
 
     def snapshot_seqs(self, sid: int, upto: int) -> list[int]:
         """Positions of the snapshots at or below ``upto``, newest first."""
-        return [
-            r[0] for r in self._q("SELECT seq FROM snapshots WHERE sid = ? AND seq <= ? ORDER BY seq DESC", (sid, upto))
-        ]
+        rows = self._all("SELECT seq FROM snapshots WHERE sid = ? AND seq <= ? ORDER BY seq DESC", (sid, upto))
+        return [r[0] for r in rows]
 
     def snapshot(self, sid: int, seq: int) -> bytes | None:
-        row = self._q("SELECT frame FROM snapshots WHERE sid = ? AND seq = ?", (sid, seq)).fetchone()
+        row = self._one("SELECT CAST(frame AS BLOB) FROM snapshots WHERE sid = ? AND seq = ?", (sid, seq))
         return None if row is None else bytes(row[0])
 
     def put_snapshot(self, sid: int, seq: int, frame: bytes, keep: int) -> None:
@@ -276,7 +292,7 @@ class Database:
         for i in range(0, len(hashes), MAX_PARAMS):
             batch = hashes[i : i + MAX_PARAMS]
             marks = ",".join("?" * len(batch))
-            for h, cid in self._q(f"SELECT hash, cid FROM chunks WHERE hash IN ({marks})", batch):
+            for h, cid in self._all(f"SELECT hash, cid FROM chunks WHERE hash IN ({marks})", batch):
                 found[h] = cid
         return found
 
@@ -287,7 +303,7 @@ class Database:
 
     def chunk(self, digest: bytes) -> tuple[int, int, bytes] | None:
         """``(flags, size, data)`` of a chunk, or ``None`` when it is missing."""
-        row = self._q("SELECT flags, size, data FROM chunks WHERE hash = ?", (digest,)).fetchone()
+        row = self._one("SELECT flags, size, CAST(data AS BLOB) FROM chunks WHERE hash = ?", (digest,))
         return None if row is None else (row[0], row[1], row[2])
 
     def add_refs(self, sid: int, cids: Sequence[int]) -> None:
@@ -306,7 +322,7 @@ class Database:
 
     def table_stats(self) -> dict[str, Any]:
         """Row counts, stored bytes and the largest cell of each table."""
-        q = self._q
+        q = self._q  # aggregate queries over integers only: nothing to decode
         out: dict[str, Any] = {}
         for table, col in (("events", "frame"), ("snapshots", "frame"), ("chunks", "data"), ("sessions", "name")):
             n, total, largest = q(

@@ -29,7 +29,7 @@ __all__ = ["big_strings", "entries", "histories", "images", "json_values", "sess
 
 _IDS = st.text("0123456789abcdef", min_size=8, max_size=8)
 _TEXT = st.text(
-    st.characters(codec="utf-8", categories=("L", "N", "P", "S", "Zs", "Mn")) | st.sampled_from("é日本🚀\n\t\"\\"),
+    st.characters(codec="utf-8", categories=("L", "N", "P", "S", "Zs", "Mn")) | st.sampled_from('é日本🚀\n\t"\\'),
     max_size=40,
 )
 _TS = st.builds(
@@ -71,7 +71,7 @@ def images(max_bytes: int = 3_000_000) -> st.SearchStrategy[str]:
 
 def big_strings(max_bytes: int = 5_000_000) -> st.SearchStrategy[str]:
     """Long text (a huge tool output), multi-byte UTF-8 included, up to ``max_bytes``."""
-    alphabet = "abc xyz\n é 日本語 🚀 {}[]\":"
+    alphabet = 'abc xyz\n é 日本語 🚀 {}[]":'
 
     def make(seed: int, n: int) -> str:
         rng = random.Random(seed)
@@ -107,7 +107,8 @@ def _message(image_size: int, big: int) -> st.SearchStrategy[dict[str, Any]]:
          "arguments": st.dictionaries(_TEXT, json_values(4, allow_bytes=False), max_size=3)}
     )  # fmt: skip
     thinking = st.fixed_dictionaries(
-        {"type": st.just("thinking"), "thinking": _TEXT}, optional={"thinkingSignature": _IDS, "redacted": st.booleans()}
+        {"type": st.just("thinking"), "thinking": _TEXT},
+        optional={"thinkingSignature": _IDS, "redacted": st.booleans()},
     )
     assistant = st.fixed_dictionaries(
         {"role": st.just("assistant"),
@@ -148,13 +149,13 @@ def entries(*, image_size: int = 200_000, big: int = 100_000) -> st.SearchStrate
 
 
 @st.composite
-def sessions(draw: st.DrawFn, max_entries: int = 12, **entry_options: Any) -> dict[str, Any]:
+def sessions(draw: st.DrawFn, /, max_entries: int = 12, **entry_options: Any) -> dict[str, Any]:
     """A ``SessionData`` (version 5) whose entries form a tree through ``parentId``;
     ``leafId`` is the last entry or, sometimes, an earlier one (a rewound leaf)."""
     es = draw(st.lists(entries(**entry_options), max_size=max_entries))
     for i, e in enumerate(es):
-        e["parentId"] = es[draw(st.integers(0, i - 1))]["id"] if i and draw(st.integers(0, 4)) else (
-            es[i - 1]["id"] if i else None
+        e["parentId"] = (
+            es[draw(st.integers(0, i - 1))]["id"] if i and draw(st.integers(0, 4)) else (es[i - 1]["id"] if i else None)
         )
     leaf = es[-1]["id"] if es else None
     if es and draw(st.integers(0, 5)) == 0:
@@ -175,7 +176,7 @@ _EDITS = ("append", "append", "append", "edit", "remove", "leaf", "meta", "reord
 
 
 @st.composite
-def histories(draw: st.DrawFn, max_steps: int = 8, **session_options: Any) -> list[dict[str, Any]]:
+def histories(draw: st.DrawFn, /, max_steps: int = 8, **session_options: Any) -> list[dict[str, Any]]:
     """States a runtime saves one after another.  Each is a fresh object (copy what
     you keep); each step applies one edit to the previous state."""
     import copy
@@ -204,7 +205,7 @@ def histories(draw: st.DrawFn, max_steps: int = 8, **session_options: Any) -> li
             draw(st.randoms()).shuffle(keys)
             state = {k: state[k] for k in keys}
         elif kind == "numeric":
-            target = state["metadata"] if not es else es[draw(st.integers(0, len(es) - 1))]
+            target = es[draw(st.integers(0, len(es) - 1))] if isinstance(es, list) and es else state["metadata"]
             target["n"] = draw(st.sampled_from([0, 0.0, -0.0, False, 1, 1.0, True]))
         elif kind == "entries_type" and draw(st.integers(0, 3)) == 0:
             state["entries"] = draw(st.sampled_from([None, "not a list", {"a": 1}, []]))

@@ -237,7 +237,7 @@ def test_big_values_anywhere_round_trip_under_budget(db_path: str) -> None:
                 {"type": "image", "data": image(1, 14 * 1024 * 1024 * 3 // 4), "mimeType": "image/png"}]}},
             {"type": "message", "id": "2", "message": {"role": "toolResult", "content": [
                 {"type": "text", "text": big_text}], "details": {"raw": random.Random(2).randbytes(3_000_000),
-                                                                  "url": "data:image/png;base64," + image(3, 900_000)}}},
+                "url": "data:image/png;base64," + image(3, 900_000)}}},
         ],
         "metadata": {"huge": "x" * 2_500_000},
     }  # fmt: skip
@@ -260,7 +260,7 @@ def test_budget_is_enforced_by_sqlite_itself(db_path: str) -> None:
             con.execute("INSERT INTO probe VALUES (?, ?)", (b"x" * 60_000, b"y" * 60_000))
         s.save("s", {"entries": [{"id": str(i), "t": "x" * 500} for i in range(2000)]})  # ~1 MB in one save
         s.save("s", {"v": image(0, 1_000_000)})
-    cell, row = largest_cell_and_row(db_path)
+    _, row = largest_cell_and_row(db_path)
     assert row < 100_000
 
 
@@ -289,5 +289,5 @@ def test_many_entries(db_path: str) -> None:
         s.append("s", entries)
         loaded = s.load("s")
         assert loaded is not None and loaded["entries"] == entries
-    cell, row = largest_cell_and_row(db_path)
+    _, row = largest_cell_and_row(db_path)
     assert row <= 2_000_000

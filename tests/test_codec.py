@@ -1,0 +1,163 @@
+"""The codec refuses damaged and hostile bytes with a clear error, never wrong data."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import struct
+import zlib
+from typing import Any
+
+import cbor2
+import pytest
+import zstandard
+from hypothesis import given
+from hypothesis import strategies as st
+
+import eventlog
+from eventlog import codec
+from eventlog.codec import DecodeError, Framer
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        cbor2.dumps(cbor2.CBORTag(1, 1700000000)),  # datetime
+        cbor2.dumps(cbor2.CBORTag(258, [1, 2])),  # set
+        bytes.fromhex("d81c81d81d00"),  # shared (cyclic) reference
+        cbor2.dumps(cbor2.CBORTag(4, [-2, 12345])),  # decimal
+        cbor2.dumps(cbor2.CBORTag(99999, 1)),  # unknown tag
+        cbor2.dumps(cbor2.CBORTag(codec.REF_TAG, [1, 2])),  # malformed reference
+        cbor2.dumps(cbor2.CBORTag(codec.REF_TAG, [1, 10, b"short"])),
+        cbor2.dumps(1) + b"\x00",  # trailing bytes
+        cbor2.dumps("hello")[:-1],  # truncated
+        b"\x81" * 1000 + b"\x00",  # nested too deep
+        b"",
+        b"\xff",
+    ],
+)
+def test_loads_refuses(data: bytes) -> None:
+    with pytest.raises(DecodeError):
+        codec.loads(data)
+
+
+def test_loads_keeps_bignums_and_markers() -> None:
+    value = [2**100, -(2**90), codec.ENTRIES, {"a": b"x"}]
+    assert codec.loads(codec.dumps(value)) == (value, 1)
+
+
+def test_frame_detects_flips_and_moves() -> None:
+    framer = Framer()
+    flags, payload = framer.compress(b"x" * 1000)
+    frame = Framer.seal(flags, payload, codec.binding(b"E", 1, 7))
+    assert Framer.open(frame, codec.binding(b"E", 1, 7)) == (flags, payload)
+    with pytest.raises(DecodeError):
+        Framer.open(frame, codec.binding(b"E", 1, 8))  # the same bytes at another position
+    for i in range(len(frame)):
+        bad = bytearray(frame)
+        bad[i] ^= 0x10
+        with pytest.raises(DecodeError):
+            Framer.open(bytes(bad), codec.binding(b"E", 1, 7))
+    with pytest.raises(DecodeError):  # a damaged version byte is damage
+        Framer.open(bytes([9]) + frame[1:], codec.binding(b"E", 1, 7))
+    newer = (
+        bytes([9])
+        + frame[1:2]
+        + struct.pack("<I", zlib.crc32(payload, zlib.crc32(codec.binding(b"E", 1, 7) + bytes([9, flags]))))
+        + payload
+    )
+    with pytest.raises(codec.VersionError):  # a newer release's frame is not
+        Framer.open(newer, codec.binding(b"E", 1, 7))
+
+
+def test_decompression_is_bounded_before_allocating() -> None:
+    small = zstandard.ZstdCompressor().compress(b"a" * 300)
+    assert small[4] == 0x60  # single segment, 2-byte content size
+    liar = small[:4] + bytes([0xE0]) + struct.pack("<Q", 1 << 40) + small[7:]
+    assert zstandard.frame_content_size(liar) == 1 << 40
+    with pytest.raises(DecodeError, match="claims"):
+        Framer().decompress(codec.FLAG_ZSTD, liar, 1 << 30)
+    with pytest.raises(DecodeError):
+        Framer().decompress(codec.FLAG_ZSTD, small, 299)
+
+
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_never_escape_as_other_errors(data: bytes) -> None:
+    with contextlib.suppress(DecodeError):
+        codec.loads(data)
+    with contextlib.suppress(DecodeError):
+        Framer().decompress(codec.FLAG_ZSTD, data, 1 << 20)
+
+
+def _flip_all(path: str, table: str, column: str, offset: int) -> None:
+    con = sqlite3.connect(path)
+    rows = con.execute(f"SELECT rowid, {column} FROM {table}").fetchall()
+    for rowid, blob in rows:
+        b = bytearray(blob)
+        b[min(offset, len(b) - 1)] ^= 0x01
+        con.execute(f"UPDATE {table} SET {column} = ? WHERE rowid = ?", (bytes(b), rowid))
+    con.commit()
+    con.close()
+
+
+@pytest.mark.parametrize("table,column", [("events", "frame"), ("chunks", "data")])
+@pytest.mark.parametrize("offset", [0, 1, 3, 8, 20, 10_000_000])
+def test_flipped_bytes_raise_corruption_naming_the_session(db_path: str, table: str, column: str, offset: int) -> None:
+    data: dict[str, Any] = {"entries": [{"id": "1", "img": bytes(range(256)) * 400, "t": "hello " * 100}]}
+    with eventlog.open(db_path, snapshot_every=0) as s:
+        s.save("sess", data)
+        s.save("sess", {**data, "leafId": "1"})
+    _flip_all(db_path, table, column, offset)
+    with eventlog.open(db_path) as s:
+        with pytest.raises(eventlog.CorruptionError) as err:
+            s.load("sess")
+        assert err.value.session_id == "sess"
+        assert err.value.seq in (1, 2)
+
+
+def test_unknown_frame_version_is_reported(db_path: str) -> None:
+    with eventlog.open(db_path) as s:
+        s.save("sess", {"a": 1})
+    con = sqlite3.connect(db_path)
+    (frame,) = con.execute("SELECT frame FROM events").fetchone()
+    flags, payload = frame[1], frame[6:]
+    crc = zlib.crc32(payload, zlib.crc32(codec.binding(b"E", 1, 1) + bytes([9, flags])))
+    con.execute("UPDATE events SET frame = ?", (bytes([9, flags]) + struct.pack("<I", crc) + payload,))
+    con.commit()
+    con.close()
+    with eventlog.open(db_path) as s, pytest.raises(eventlog.UnsupportedVersionError) as err:
+        s.load("sess")
+    assert err.value.session_id == "sess" and err.value.seq == 1
+
+
+def test_newer_schema_and_foreign_files_are_refused(tmp_path: Any) -> None:
+    newer = str(tmp_path / "newer.db")
+    eventlog.open(newer).close()
+    con = sqlite3.connect(newer)
+    con.execute("PRAGMA user_version = 99")
+    con.close()
+    with pytest.raises(eventlog.UnsupportedVersionError, match="schema version 99"):
+        eventlog.open(newer)
+    foreign = str(tmp_path / "foreign.db")
+    con = sqlite3.connect(foreign)
+    con.execute("CREATE TABLE t(x)")
+    con.close()
+    with pytest.raises(eventlog.UnsupportedVersionError, match="not an eventlog"):
+        eventlog.open(foreign)
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not a database at all" * 100)
+    with pytest.raises(eventlog.EventLogError):
+        eventlog.open(str(junk))
+
+
+def test_missing_event_is_reported(db_path: str) -> None:
+    with eventlog.open(db_path, snapshot_every=0) as s:
+        for i in range(3):
+            s.save("sess", {"i": i})
+    con = sqlite3.connect(db_path)
+    con.execute("DELETE FROM events WHERE seq = 2")
+    con.commit()
+    con.close()
+    with eventlog.open(db_path) as s, pytest.raises(eventlog.CorruptionError) as err:
+        s.load("sess")
+    assert err.value.seq == 2
