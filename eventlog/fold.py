@@ -126,16 +126,19 @@ def apply(state: State, ops: tuple[Op, ...] | list[Op]) -> None:
                 raise ValueError("entries left behind when the entries field stopped being a list")
 
 
-def diff(old: State, data: dict[str, Any]) -> list[Op]:
+def diff(old: State, data: dict[str, Any], known_same: int = 0) -> list[Op]:
     """The operations that turn ``old`` into ``data`` (a session dict), minimal for
-    appends and in-place changes.  Values in the result are ``data``'s own objects."""
+    appends and in-place changes.  Values in the result are ``data``'s own objects.
+
+    ``known_same`` is a count of leading entries the caller has already proven
+    unchanged (see :class:`eventlog.mirror.Mirror`); they are not compared again."""
     new_entries = data.get("entries")
     managed = type(new_entries) is list
     old_entries = old.entries
     ops: list[Op] = []
     if managed:
         assert isinstance(new_entries, list)
-        ops += _diff_entries(old_entries, new_entries)
+        ops += _diff_entries(old_entries, new_entries, known_same)
     elif old_entries:
         ops.append(Delete(0, len(old_entries)))
     old_fields = old.fields
@@ -152,10 +155,10 @@ def diff(old: State, data: dict[str, Any]) -> list[Op]:
     return ops
 
 
-def _diff_entries(old: list[Any], new: list[Any]) -> list[Op]:
+def _diff_entries(old: list[Any], new: list[Any], known_same: int) -> list[Op]:
     n_old, n_new = len(old), len(new)
     m = min(n_old, n_new)
-    p = 0
+    p = min(known_same, m)
     while p < m and same(new[p], old[p]):
         p += 1
     if p == n_old:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -14,6 +14,7 @@ from .codec import ENTRIES
 from .errors import ConflictError, EventLogError, InvalidValueError, NotFoundError, StoreClosedError
 from .fold import Delete, Event, Insert, Op, Replace, SetFields, State, apply, diff, ops_to_wire
 from .log import EVENT, SNAPSHOT, Log
+from .mirror import Mirror
 from .snapshots import SnapshotPolicy
 from .sql import Database
 from .values import copy
@@ -29,6 +30,7 @@ class _Cached:
     sid: int
     seq: int
     state: State  # private: no object in it is ever handed to a caller
+    mirror: Mirror | None = None  # the caller's entry objects as of the last save()
 
 
 def _now_ms() -> int:
@@ -143,7 +145,25 @@ class Store:
             _check_id(parent_id, "parent id")
         if type(data) is not dict:
             raise InvalidValueError(f"session data must be a dict, not {type(data).__name__}", session_id=session_id)
-        return self._write(session_id, parent_id, expected_seq, lambda state: diff(state, data))
+        entries = data.get("entries")
+        if type(entries) is not list:
+            return self._write(session_id, parent_id, expected_seq, lambda state, _: diff(state, data))
+        known = 0
+
+        def ops(state: State, mirror: Mirror | None) -> list[Op]:
+            nonlocal known
+            if mirror is not None and state.managed and len(mirror.entries) == len(state.entries):
+                known = len(state.entries) if mirror.unchanged(entries) else 0
+            return diff(state, data, known)
+
+        def remember(mirror: Mirror | None) -> Mirror:
+            if known and mirror is not None:
+                mirror.extend(entries[known:])
+                return mirror
+            # Mirror fully only a caller that passes the same entry objects again.
+            return Mirror(entries, full=mirror is not None and mirror.same_entry_objects(entries))
+
+        return self._write(session_id, parent_id, expected_seq, ops, remember)
 
     def append(
         self,
@@ -163,7 +183,7 @@ class Store:
             _check_id(parent_id, "parent id")
         batch = list(entries)
 
-        def ops(state: State) -> list[Op]:
+        def ops(state: State, _: Mirror | None) -> list[Op]:
             if state.fields and not state.managed:
                 raise InvalidValueError("the stored session's entries field is not a list", session_id=session_id)
             out: list[Op] = [Insert(len(state.entries), batch)] if batch else []
@@ -177,7 +197,16 @@ class Store:
 
         return self._write(session_id, parent_id, expected_seq, ops)
 
-    def _write(self, name: str, parent: str | None, expected_seq: int | None, make_ops: Any) -> int:
+    def _write(
+        self,
+        name: str,
+        parent: str | None,
+        expected_seq: int | None,
+        make_ops: Callable[[State, Mirror | None], list[Op]],
+        remember: Callable[[Mirror | None], Mirror | None] = lambda _: None,
+    ) -> int:
+        """Append one event made by ``make_ops(state, mirror)`` in one transaction;
+        then cache the new state with ``remember(mirror)`` as its mirror."""
         if expected_seq is not None and (type(expected_seq) is not int or expected_seq < 0):
             raise InvalidValueError("expected_seq must be a non-negative int", session_id=name)
         with self._lock:
@@ -189,12 +218,15 @@ class Store:
                     seq = 0 if row is None else row[1]
                     if expected_seq is not None and expected_seq != seq:
                         raise ConflictError(f"expected seq {expected_seq}, found {seq}", session_id=name, seq=seq)
+                    mirror = None
                     if row is None:
                         sid, state = db.create_session(name, parent, _now_ms()), State()
                     else:
                         sid = row[0]
                         state = self._state(name, sid, seq)
-                    ops: list[Op] = make_ops(state)
+                        cached = self._cache.get(name)
+                        mirror = cached.mirror if cached is not None and cached.state is state else None
+                    ops = make_ops(state, mirror)
                     wire, private = self._prepare(ops)
                     seq += 1
                     frame = log.frame(EVENT, sid, seq, ops_to_wire(wire))
@@ -206,7 +238,7 @@ class Store:
                 self._cache.pop(name, None)
                 raise
             apply(state, private)
-            self._remember(name, _Cached(sid, seq, state))
+            self._remember(name, _Cached(sid, seq, state, remember(mirror)))
             if snap:
                 self._snapshot(name, sid, seq)
             return seq
@@ -304,7 +336,9 @@ class Store:
                     return None
                 sid, seq = row[0], row[1]
                 state = self._state(session_id, sid, seq)
-            self._remember(session_id, _Cached(sid, seq, state))
+            cached = self._cache.get(session_id)
+            if cached is None or cached.state is not state:
+                self._remember(session_id, _Cached(sid, seq, state))
             return copy(state.session())  # type: ignore[no-any-return]
 
     def seq(self, session_id: str) -> int:

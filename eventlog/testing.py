@@ -25,7 +25,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-__all__ = ["big_strings", "entries", "histories", "images", "json_values", "sessions"]
+__all__ = ["big_strings", "entries", "histories", "images", "json_values", "mutate", "sessions"]
 
 _IDS = st.text("0123456789abcdef", min_size=8, max_size=8)
 _TEXT = st.text(
@@ -172,42 +172,62 @@ def sessions(draw: st.DrawFn, /, max_entries: int = 12, **entry_options: Any) ->
     }
 
 
-_EDITS = ("append", "append", "append", "edit", "remove", "leaf", "meta", "reorder", "numeric", "entries_type")
+_EDITS = ("append", "append", "append", "edit", "remove", "leaf", "meta", "reorder", "numeric", "rekey", "entries_type")
+
+
+def mutate(draw: st.DrawFn, state: dict[str, Any]) -> dict[str, Any]:
+    """Apply one edit a runtime (or a hostile caller) might make to ``state``, in
+    place where it can; returns the state (a new dict when keys were reordered).
+
+    Edits: append entries, replace or remove one, rewind the leaf, change metadata or
+    add a field, reorder top-level keys, swap a number for an equal one of another
+    type (``0``, ``0.0``, ``-0.0``, ``False``), move a key to the end of an entry
+    (same keys, new order), or make ``entries`` something other than a list.
+    """
+    kind = draw(st.sampled_from(_EDITS))
+    es = state.get("entries")
+    if kind == "append" and isinstance(es, list):
+        es.extend(draw(st.lists(entries(image_size=50_000, big=50_000), min_size=1, max_size=3)))
+        state["leafId"] = es[-1]["id"]
+    elif kind == "edit" and isinstance(es, list) and es:
+        es[draw(st.integers(0, len(es) - 1))] = draw(entries(image_size=50_000, big=50_000))
+    elif kind == "remove" and isinstance(es, list) and es:
+        del es[draw(st.integers(0, len(es) - 1))]
+    elif kind == "leaf" and isinstance(es, list) and es:
+        state["leafId"] = es[draw(st.integers(0, len(es) - 1))]["id"]
+    elif kind == "meta":
+        state["metadata"] = draw(st.dictionaries(_TEXT, json_values(4), max_size=3))
+        state["updatedAt"] = draw(_TS)
+        if draw(st.booleans()):
+            state[draw(_TEXT)] = draw(json_values(3))
+    elif kind == "reorder":
+        keys = list(state)
+        draw(st.randoms()).shuffle(keys)
+        state = {k: state[k] for k in keys}
+    elif kind == "numeric":
+        target = es[draw(st.integers(0, len(es) - 1))] if isinstance(es, list) and es else state["metadata"]
+        if isinstance(target.get("message"), dict) and draw(st.booleans()):
+            target = target["message"]  # deeper inside an entry
+        target["n"] = draw(st.sampled_from([0, 0.0, -0.0, False, 1, 1.0, True]))
+    elif kind == "rekey" and isinstance(es, list) and es:
+        target = es[draw(st.integers(0, len(es) - 1))]
+        if target:
+            key = draw(st.sampled_from(sorted(target)))
+            target[key] = target.pop(key)
+    elif kind == "entries_type" and draw(st.integers(0, 3)) == 0:
+        state["entries"] = draw(st.sampled_from([None, "not a list", {"a": 1}, []]))
+    return state
 
 
 @st.composite
 def histories(draw: st.DrawFn, /, max_steps: int = 8, **session_options: Any) -> list[dict[str, Any]]:
-    """States a runtime saves one after another.  Each is a fresh object (copy what
-    you keep); each step applies one edit to the previous state."""
+    """States a runtime saves one after another, each derived from the last by
+    :func:`mutate`.  Each is a fresh deep copy (nothing shared between states)."""
     import copy
 
     state = draw(sessions(**session_options))
     out = [copy.deepcopy(state)]
     for _ in range(draw(st.integers(0, max_steps))):
-        kind = draw(st.sampled_from(_EDITS))
-        es = state.get("entries")
-        if kind == "append" and isinstance(es, list):
-            es.extend(draw(st.lists(entries(image_size=50_000, big=50_000), min_size=1, max_size=3)))
-            state["leafId"] = es[-1]["id"]
-        elif kind == "edit" and isinstance(es, list) and es:
-            es[draw(st.integers(0, len(es) - 1))] = draw(entries(image_size=50_000, big=50_000))
-        elif kind == "remove" and isinstance(es, list) and es:
-            del es[draw(st.integers(0, len(es) - 1))]
-        elif kind == "leaf" and isinstance(es, list) and es:
-            state["leafId"] = es[draw(st.integers(0, len(es) - 1))]["id"]
-        elif kind == "meta":
-            state["metadata"] = draw(st.dictionaries(_TEXT, json_values(4), max_size=3))
-            state["updatedAt"] = draw(_TS)
-            if draw(st.booleans()):
-                state[draw(_TEXT)] = draw(json_values(3))
-        elif kind == "reorder":
-            keys = list(state)
-            draw(st.randoms()).shuffle(keys)
-            state = {k: state[k] for k in keys}
-        elif kind == "numeric":
-            target = es[draw(st.integers(0, len(es) - 1))] if isinstance(es, list) and es else state["metadata"]
-            target["n"] = draw(st.sampled_from([0, 0.0, -0.0, False, 1, 1.0, True]))
-        elif kind == "entries_type" and draw(st.integers(0, 3)) == 0:
-            state["entries"] = draw(st.sampled_from([None, "not a list", {"a": 1}, []]))
+        state = mutate(draw, state)
         out.append(copy.deepcopy(state))
     return out

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import eventlog
-from eventlog.testing import histories, json_values, sessions
+from eventlog.testing import histories, json_values, mutate, sessions
 from eventlog.values import same
 
 from .helpers import dump, largest_cell_and_row
@@ -37,6 +37,24 @@ def test_round_trip_after_every_save_and_reopen(history: list[dict[str, Any]], b
         assert same(store.load("s"), history[-1])
     cell, row = largest_cell_and_row(path)
     assert cell <= budget and row <= budget
+
+
+@given(st.data(), st.integers(1, 12))
+def test_saving_one_object_mutated_in_place(data: st.DataObject, steps: int) -> None:
+    """The runtime pattern: one live session object, edited in place and saved again
+    and again (what the identity mirror speeds up and must never get wrong)."""
+    import copy
+
+    state = data.draw(sessions(**SMALL))
+    expected = []
+    with eventlog.open(":memory:", max_cell_bytes=40_000) as store:
+        for _ in range(steps):
+            store.save("s", state)
+            expected.append(copy.deepcopy(state))
+            assert same(store.load("s"), state)
+            state = mutate(data.draw, state)
+        for k, want in enumerate(expected, 1):
+            assert same(store.fold("s", at=k), want)
 
 
 @given(histories(**SMALL))

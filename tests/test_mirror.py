@@ -1,0 +1,57 @@
+"""The identity mirror says "unchanged" only when nothing at all changed."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from eventlog.mirror import Mirror
+
+
+def entries() -> list[Any]:
+    return [
+        {"id": "a", "message": {"role": "user", "content": [{"type": "text", "text": "hi"}], "n": 1}},
+        {"id": "b", "x": [1, [2, 3]], "y": {"z": 0.0}, "w": 1},
+    ]
+
+
+EDITS: list[Callable[[list[Any]], Any]] = [
+    lambda es: es[0]["message"].__setitem__("n", 1.0),  # == but another type
+    lambda es: es[0]["message"].__setitem__("n", True),
+    lambda es: es[1]["y"].__setitem__("z", -0.0),
+    lambda es: es[1].__setitem__("id", es[1].pop("id")),  # key order
+    lambda es: es[1].__setitem__("v", es[1].pop("w")),  # key renamed, same value object
+    lambda es: (es[1]["y"].__setitem__("q", 1), es[1].pop("w")),  # moved between dicts
+    lambda es: es[1]["x"][1].append(4),
+    lambda es: es[1]["x"].__setitem__(1, [2, 3]),  # replaced by an equal list
+    lambda es: es[0]["message"]["content"][0].__setitem__("text", "".join(["h", "i"])),  # equal str, new object
+    lambda es: es.__setitem__(0, copy.deepcopy(es[0])),
+    lambda es: es.pop(),
+]
+
+
+def test_untouched_entries_are_unchanged_and_appends_are_fine() -> None:
+    es = entries()
+    m = Mirror(es, full=True)
+    assert m.unchanged(es)
+    es.append({"id": "c"})
+    assert m.unchanged(es)
+    assert not Mirror(es, full=False).unchanged(es)  # a shallow mirror never vouches
+
+
+@pytest.mark.parametrize("edit", EDITS)
+def test_any_edit_is_noticed(edit: Callable[[list[Any]], Any]) -> None:
+    es = entries()
+    m = Mirror(es, full=True)
+    edit(es)
+    assert not m.unchanged(es)
+
+
+def test_moving_the_last_key_to_the_end_changes_nothing() -> None:
+    es = entries()
+    m = Mirror(es, full=True)
+    es[1]["w"] = es[1].pop("w")
+    assert m.unchanged(es)
