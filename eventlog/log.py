@@ -19,7 +19,7 @@ from .codec import ENTRIES, DecodeError, Framer, Ref, VersionError
 from .errors import CorruptionError, InvalidValueError, UnsupportedVersionError
 from .fold import Event, State
 from .sql import Database
-from .values import prepare
+from .values import externalise_large, validate
 
 EVENT = b"E"
 SNAPSHOT = b"S"
@@ -59,10 +59,12 @@ class Log:
         self._cids += cids
         return Ref(kind, len(raw), hashes, prefix)
 
-    def prepare(self, value: Any) -> tuple[Any, Any]:
-        """``(encodable, private copy)`` of a caller's value; large values go to
-        chunks now (inside the caller's write transaction)."""
-        return prepare(value, self.large_value_bytes, self._externalise)
+    def encodable(self, value: Any) -> Any:
+        """A caller's value, validated, with its large strings and bytes now stored
+        as chunks (inside the caller's write transaction) and replaced by refs."""
+        if validate(value, self.large_value_bytes):
+            return externalise_large(value, self.large_value_bytes, self._externalise)
+        return value
 
     def take_chunk_ids(self) -> list[int]:
         """Chunk ids used since the last call (to record as the session's refs)."""

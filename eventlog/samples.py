@@ -226,3 +226,26 @@ def browser_session(turns: int, seed: int = 0, image_bytes: int = 750_000) -> It
 def json_size(data: Any) -> int:
     """Bytes of ``data`` as compact UTF-8 JSON (what a one-JSON-row store writes)."""
     return len(json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def bulk_entries(n: int, seed: int = 0, size: int = 1000) -> list[dict[str, Any]]:
+    """``n`` tool-result entries of about ``size`` bytes of JSON each, chained by
+    ``parentId`` (for bulk-append measurements)."""
+    rng = random.Random(seed)
+    out: list[dict[str, Any]] = []
+    parent = None
+    clock = 1_795_000_000_000
+    for i in range(n):
+        clock += rng.randrange(100, 5000)
+        entry: dict[str, Any] = {
+            "type": "message",
+            "id": f"{i:08x}",
+            "parentId": parent,
+            "timestamp": _iso(clock),
+            "message": {"role": "toolResult", "toolCallId": "toolu_" + _hex(rng, 24), "toolName": "bash",
+                        "content": [{"type": "text", "text": ""}], "isError": False, "timestamp": clock},
+        }  # fmt: skip
+        entry["message"]["content"][0]["text"] = _text(rng, max(0, size - json_size(entry)))
+        out.append(entry)
+        parent = entry["id"]
+    return out

@@ -13,14 +13,21 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class SnapshotPolicy:
-    """Snapshot after ``every`` events or ``bytes`` of event frames since the last
-    snapshot, whichever comes first (0 disables that trigger); keep the newest
-    ``keep`` snapshots of each session."""
+    """Snapshot a session once ``every`` events have been written since its last
+    snapshot (0: never automatically), but only when those events' frames add up to
+    at least ``tail_ratio`` of the last snapshot's size.  Keep the newest ``keep``.
+
+    The event count bounds what a load replays event by event (each event has a
+    fixed cost).  The size condition keeps snapshot writing proportional to what is
+    appended: a snapshot costs about the session's size, so without it a big session
+    with many small events would be snapshotted (and re-encoded whole) again and
+    again, and saving would grow with the square of the session's length.
+    """
 
     every: int = 1000
-    bytes: int = 8 << 20
+    tail_ratio: float = 0.5
     keep: int = 2
 
-    def due(self, seq: int, snap_seq: int, bytes_since: int) -> bool:
+    def due(self, seq: int, snap_seq: int, snap_bytes: int, bytes_since: int) -> bool:
         """Whether a session now at ``seq`` should be snapshotted."""
-        return (self.every > 0 and seq - snap_seq >= self.every) or (0 < self.bytes <= bytes_since)
+        return self.every > 0 and seq - snap_seq >= self.every and bytes_since >= self.tail_ratio * snap_bytes

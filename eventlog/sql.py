@@ -10,7 +10,7 @@ the limits of a Cloudflare Durable Object.
 Schema (version 1)::
 
     sessions(sid PK AUTOINCREMENT, name UNIQUE, parent, seq, created_ms, updated_ms,
-             snap_seq, snap_bytes_since)   -- one row per session id; seq = head
+             snap_seq, snap_bytes, snap_bytes_since)  -- one row per session id; seq = head
     events(pos PK AUTOINCREMENT, sid, seq, ts_ms, frame, UNIQUE(sid, seq))
     snapshots(sid, seq, frame, PK(sid, seq))
     chunks(cid PK, hash UNIQUE, flags, size, data)   -- size = raw length
@@ -46,6 +46,7 @@ _SCHEMA_V1 = (
         created_ms INTEGER NOT NULL,
         updated_ms INTEGER NOT NULL,
         snap_seq INTEGER NOT NULL DEFAULT 0,
+        snap_bytes INTEGER NOT NULL DEFAULT 0,
         snap_bytes_since INTEGER NOT NULL DEFAULT 0
     )""",
     "CREATE INDEX sessions_parent ON sessions(parent) WHERE parent IS NOT NULL",
@@ -207,10 +208,12 @@ class Database:
 
     # ------------------------------------------------------------------ sessions
 
-    def session(self, name: str) -> tuple[int, int, int, int] | None:
-        """``(sid, seq, snap_seq, snap_bytes_since)`` of a session, or ``None``."""
-        row = self._one("SELECT sid, seq, snap_seq, snap_bytes_since FROM sessions WHERE name = ?", (name,))
-        return None if row is None else (row[0], row[1], row[2], row[3])
+    def session(self, name: str) -> tuple[int, int, int, int, int] | None:
+        """``(sid, seq, snap_seq, snap_bytes, snap_bytes_since)`` of a session (the
+        newest snapshot's position and size, and the bytes of event frames written
+        since), or ``None``."""
+        row = self._one("SELECT sid, seq, snap_seq, snap_bytes, snap_bytes_since FROM sessions WHERE name = ?", (name,))
+        return None if row is None else (row[0], row[1], row[2], row[3], row[4])
 
     def create_session(self, name: str, parent: str | None, now_ms: int) -> int:
         cur = self._q(
@@ -281,7 +284,8 @@ class Database:
             (sid, sid, keep),
         )
         self._q(
-            "UPDATE sessions SET snap_seq = ?, snap_bytes_since = 0 WHERE sid = ? AND snap_seq < ?", (seq, sid, seq)
+            "UPDATE sessions SET snap_seq = ?, snap_bytes = ?, snap_bytes_since = 0 WHERE sid = ? AND snap_seq < ?",
+            (seq, len(frame), sid, seq),
         )
 
     # ------------------------------------------------------------------ chunks

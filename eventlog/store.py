@@ -11,7 +11,14 @@ from types import TracebackType
 from typing import Any
 
 from .codec import ENTRIES
-from .errors import ConflictError, EventLogError, InvalidValueError, NotFoundError, StoreClosedError
+from .errors import (
+    ConflictError,
+    CorruptionError,
+    EventLogError,
+    InvalidValueError,
+    NotFoundError,
+    StoreClosedError,
+)
 from .fold import Delete, Event, Insert, Op, Replace, SetFields, State, apply, diff, ops_to_wire
 from .log import EVENT, SNAPSHOT, Log
 from .mirror import Mirror
@@ -27,10 +34,21 @@ MIN_CELL_BYTES = 16_384
 
 @dataclass(slots=True)
 class _Cached:
+    """What the store remembers of a session between calls.  Nothing in it is ever
+    handed to a caller (loads get copies)."""
+
     sid: int
-    seq: int
-    state: State  # private: no object in it is ever handed to a caller
+    seq: int  # the head
+    state: State  # folded up to state_seq; caught up from the log when needed
+    state_seq: int
+    entries: int  # at the head: number of entries, whether "entries" is a list,
+    managed: bool  # and whether there are any fields (all append() needs)
+    has_fields: bool
     mirror: Mirror | None = None  # the caller's entry objects as of the last save()
+
+    @classmethod
+    def of(cls, sid: int, seq: int, state: State) -> _Cached:
+        return cls(sid, seq, state, seq, len(state.entries), state.managed, bool(state.fields))
 
 
 def _now_ms() -> int:
@@ -64,7 +82,6 @@ class Store:
         max_cell_bytes: int = 2_000_000,
         synchronous: str = "FULL",
         snapshot_every: int = 1000,
-        snapshot_bytes: int = 8 << 20,
         large_value_bytes: int = 32 << 10,
         chunk_bytes: int | None = None,
         max_body_bytes: int = 256 << 20,
@@ -88,7 +105,7 @@ class Store:
             large_value_bytes=large_value_bytes,
             max_body_bytes=max_body_bytes,
         )
-        self._policy = SnapshotPolicy(snapshot_every, snapshot_bytes)
+        self._policy = SnapshotPolicy(snapshot_every)
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._cache_size = cache_sessions
         self._lock = threading.RLock()
@@ -146,17 +163,18 @@ class Store:
         if type(data) is not dict:
             raise InvalidValueError(f"session data must be a dict, not {type(data).__name__}", session_id=session_id)
         entries = data.get("entries")
-        if type(entries) is not list:
-            return self._write(session_id, parent_id, expected_seq, lambda state, _: diff(state, data))
         known = 0
 
-        def ops(state: State, mirror: Mirror | None) -> list[Op]:
+        def ops(c: _Cached) -> list[Op]:
             nonlocal known
-            if mirror is not None and state.managed and len(mirror.entries) == len(state.entries):
-                known = len(state.entries) if mirror.unchanged(entries) else 0
+            mirror, state = c.mirror, c.state
+            if type(entries) is list and mirror is not None and len(mirror.entries) == len(state.entries):
+                known = len(state.entries) if state.managed and mirror.unchanged(entries) else 0
             return diff(state, data, known)
 
-        def remember(mirror: Mirror | None) -> Mirror:
+        def remember(mirror: Mirror | None) -> Mirror | None:
+            if type(entries) is not list:
+                return None
             if known and mirror is not None:
                 mirror.extend(entries[known:])
                 return mirror
@@ -183,11 +201,11 @@ class Store:
             _check_id(parent_id, "parent id")
         batch = list(entries)
 
-        def ops(state: State, _: Mirror | None) -> list[Op]:
-            if state.fields and not state.managed:
+        def ops(c: _Cached) -> list[Op]:
+            if c.has_fields and not c.managed:
                 raise InvalidValueError("the stored session's entries field is not a list", session_id=session_id)
-            out: list[Op] = [Insert(len(state.entries), batch)] if batch else []
-            changed: dict[str, Any] = {} if state.managed else {"entries": ENTRIES}
+            out: list[Op] = [Insert(c.entries, batch)] if batch else []
+            changed: dict[str, Any] = {} if c.managed else {"entries": ENTRIES}
             last = batch[-1] if batch else None
             if type(last) is dict and "id" in last:
                 changed["leafId"] = last["id"]
@@ -195,20 +213,26 @@ class Store:
                 out.append(SetFields(changed))
             return out
 
-        return self._write(session_id, parent_id, expected_seq, ops)
+        return self._write(session_id, parent_id, expected_seq, ops, None)
 
     def _write(
         self,
         name: str,
         parent: str | None,
         expected_seq: int | None,
-        make_ops: Callable[[State, Mirror | None], list[Op]],
-        remember: Callable[[Mirror | None], Mirror | None] = lambda _: None,
+        make_ops: Callable[[_Cached], list[Op]],
+        remember: Callable[[Mirror | None], Mirror | None] | None,
     ) -> int:
-        """Append one event made by ``make_ops(state, mirror)`` in one transaction;
-        then cache the new state with ``remember(mirror)`` as its mirror."""
+        """Append one event made by ``make_ops(cached)`` in one transaction.
+
+        With ``remember`` (``save()``) the cached state is brought to the head first and
+        kept current with private copies of the written values, and ``remember(mirror)``
+        gives its new mirror.  Without (``append()``), only the cached head moves: the
+        written values are not copied, and the state catches up from the log when a
+        later call needs it."""
         if expected_seq is not None and (type(expected_seq) is not int or expected_seq < 0):
             raise InvalidValueError("expected_seq must be a non-negative int", session_id=name)
+        full = remember is not None
         with self._lock:
             self._open()
             log, db = self._log, self._db
@@ -218,53 +242,70 @@ class Store:
                     seq = 0 if row is None else row[1]
                     if expected_seq is not None and expected_seq != seq:
                         raise ConflictError(f"expected seq {expected_seq}, found {seq}", session_id=name, seq=seq)
-                    mirror = None
                     if row is None:
-                        sid, state = db.create_session(name, parent, _now_ms()), State()
+                        c = _Cached.of(db.create_session(name, parent, _now_ms()), 0, State())
                     else:
-                        sid = row[0]
-                        state = self._state(name, sid, seq)
-                        cached = self._cache.get(name)
-                        mirror = cached.mirror if cached is not None and cached.state is state else None
-                    ops = make_ops(state, mirror)
-                    wire, private = self._prepare(ops)
+                        c = self._cached(name, row[0], seq, full=full)
+                    ops = make_ops(c)
+                    wire, private = self._prepare(ops, copies=full)
                     seq += 1
-                    frame = log.frame(EVENT, sid, seq, ops_to_wire(wire))
-                    db.append_event(sid, seq, _now_ms(), frame)
-                    db.add_refs(sid, log.take_chunk_ids())
-                    snap = self._policy.due(seq, row[2] if row else 0, (row[3] if row else 0) + len(frame))
+                    frame = log.frame(EVENT, c.sid, seq, ops_to_wire(wire))
+                    db.append_event(c.sid, seq, _now_ms(), frame)
+                    db.add_refs(c.sid, log.take_chunk_ids())
+                    snap_seq, snap_bytes, since = row[2:5] if row else (0, 0, 0)
+                    snap = self._policy.due(seq, snap_seq, snap_bytes, since + len(frame))
             except BaseException:
                 log.take_chunk_ids()
                 self._cache.pop(name, None)
                 raise
-            apply(state, private)
-            self._remember(name, _Cached(sid, seq, state, remember(mirror)))
+            if remember is not None:
+                apply(c.state, private)
+                c.state_seq = seq
+                c.mirror = remember(c.mirror)
+                c.entries, c.managed, c.has_fields = len(c.state.entries), c.state.managed, bool(c.state.fields)
+            else:
+                c.mirror = None
+                c.entries, c.managed, c.has_fields = self._shape_after(c, ops)
+            c.seq = seq
+            self._remember(name, c)
             if snap:
-                self._snapshot(name, sid, seq)
+                self._snapshot(name, c.sid, seq)
             return seq
 
-    def _prepare(self, ops: list[Op]) -> tuple[list[Op], list[Op]]:
-        """Each op twice: with encodable values (large ones now in chunks) and with
-        private copies of the caller's values."""
-        prep = self._log.prepare
+    @staticmethod
+    def _shape_after(c: _Cached, ops: list[Op]) -> tuple[int, bool, bool]:
+        """Entries count, managed and has-fields after ``ops`` (from the head before)."""
+        n, managed, has_fields = c.entries, c.managed, c.has_fields
+        for op in ops:
+            if type(op) is Insert:
+                n += len(op.entries)
+            elif type(op) is Delete:
+                n -= op.count
+            elif type(op) is SetFields:
+                has_fields = True
+                if "entries" in op.changed:
+                    managed = op.changed["entries"] is ENTRIES
+        return n, managed, has_fields
+
+    def _prepare(self, ops: list[Op], *, copies: bool) -> tuple[list[Op], list[Op]]:
+        """Each op with encodable values (large ones now in chunks) and, with
+        ``copies``, again with private copies of the caller's values."""
+        enc = self._log.encodable
+        cpy = copy if copies else (lambda v: v)
         wire: list[Op] = []
         private: list[Op] = []
         for op in ops:
             if type(op) is Insert:
-                pairs = [prep(e) for e in op.entries]
-                wire.append(Insert(op.index, [p[0] for p in pairs]))
-                private.append(Insert(op.index, [p[1] for p in pairs]))
+                wire.append(Insert(op.index, [enc(e) for e in op.entries]))
+                if copies:
+                    private.append(Insert(op.index, [cpy(e) for e in op.entries]))
             elif type(op) is Replace:
-                enc, cpy = prep(op.entry)
-                wire.append(Replace(op.index, enc))
-                private.append(Replace(op.index, cpy))
+                wire.append(Replace(op.index, enc(op.entry)))
+                private.append(Replace(op.index, cpy(op.entry)))
             elif type(op) is SetFields:
-                enc_fields: dict[str, Any] = {}
-                cpy_fields: dict[str, Any] = {}
-                for k, v in op.changed.items():
-                    enc_fields[k], cpy_fields[k] = (v, v) if v is ENTRIES else prep(v)
-                wire.append(SetFields(enc_fields, op.order))
-                private.append(SetFields(cpy_fields, op.order))
+                ch = op.changed
+                wire.append(SetFields({k: v if v is ENTRIES else enc(v) for k, v in ch.items()}, op.order))
+                private.append(SetFields({k: v if v is ENTRIES else cpy(v) for k, v in ch.items()}, op.order))
             else:
                 assert isinstance(op, Delete)
                 wire.append(op)
@@ -273,14 +314,31 @@ class Store:
 
     # ------------------------------------------------------------------ state cache
 
-    def _state(self, name: str, sid: int, seq: int) -> State:
-        """The private, rehydrated state of a session at its head ``seq`` (cached)."""
-        cached = self._cache.get(name)
-        if cached is not None and cached.sid == sid and cached.seq == seq:
-            self._cache.move_to_end(name)
-            return cached.state
-        self._cache.pop(name, None)
-        return self._log.fold(name, sid, seq, rehydrate=True)
+    def _cached(self, name: str, sid: int, seq: int, *, full: bool) -> _Cached:
+        """The cached session with its head at ``seq`` and, with ``full``, its state
+        caught up to it.  Events written since (by ``append()`` or another process)
+        are read from the log and applied; with nothing usable cached, the session is
+        folded from its newest snapshot."""
+        c = self._cache.get(name)
+        if c is None or c.sid != sid or c.state_seq > seq or c.seq > seq:
+            c = _Cached.of(sid, seq, self._log.fold(name, sid, seq, rehydrate=True))
+            self._remember(name, c)
+            return c
+        self._cache.move_to_end(name)
+        if c.state_seq < seq and (full or c.seq < seq):
+            try:
+                for event in self._log.events(name, sid, c.state_seq, seq, rehydrate=True):
+                    try:
+                        apply(c.state, event.ops)
+                    except ValueError as e:
+                        raise CorruptionError(f"event does not apply: {e}", session_id=name, seq=event.seq) from None
+                    c.state_seq = event.seq
+            except BaseException:
+                self._cache.pop(name, None)
+                raise
+            c.seq, c.mirror = seq, None
+            c.entries, c.managed, c.has_fields = len(c.state.entries), c.state.managed, bool(c.state.fields)
+        return c
 
     def _remember(self, name: str, cached: _Cached) -> None:
         if self._cache_size <= 0:
@@ -335,11 +393,8 @@ class Store:
                 if row is None or row[1] == 0:
                     return None
                 sid, seq = row[0], row[1]
-                state = self._state(session_id, sid, seq)
-            cached = self._cache.get(session_id)
-            if cached is None or cached.state is not state:
-                self._remember(session_id, _Cached(sid, seq, state))
-            return copy(state.session())  # type: ignore[no-any-return]
+                c = self._cached(session_id, sid, seq, full=True)
+            return copy(c.state.session())  # type: ignore[no-any-return]
 
     def seq(self, session_id: str) -> int:
         """The session's current sequence number (0 when it does not exist)."""
@@ -363,7 +418,7 @@ class Store:
                 if type(at) is not int or not 0 <= at <= seq:
                     raise NotFoundError(f"no position {at!r}; the session is at {seq}", session_id=session_id)
                 cached = self._cache.get(session_id)
-                if at == seq and cached is not None and cached.sid == sid and cached.seq == seq:
+                if at == seq and cached is not None and cached.sid == sid and cached.state_seq == seq:
                     return copy(cached.state.session())  # type: ignore[no-any-return]
                 return self._log.fold(session_id, sid, at, rehydrate=True).session()
 
@@ -421,7 +476,7 @@ def open(path: str, **options: Any) -> Store:
     length limit is set to it.  ``synchronous`` ("FULL"): SQLite's setting; FULL
     makes a returned write survive power loss, NORMAL survives a process crash
     (``kill -9``) but may lose the last writes on power loss.  ``snapshot_every``
-    (1000 events) and ``snapshot_bytes`` (8 MiB of event frames): when to snapshot.
+    (1000): snapshot after this many events (see :class:`SnapshotPolicy`; 0: never).
     ``large_value_bytes`` (32 KiB): strings and bytes this large go to chunks.
     ``chunk_bytes`` (1 MiB, or less under a small budget): size of a chunk.
     ``max_body_bytes`` (256 MiB): largest value and largest single write.

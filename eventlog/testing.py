@@ -205,13 +205,15 @@ def mutate(draw: st.DrawFn, state: dict[str, Any]) -> dict[str, Any]:
         draw(st.randoms()).shuffle(keys)
         state = {k: state[k] for k in keys}
     elif kind == "numeric":
-        target = es[draw(st.integers(0, len(es) - 1))] if isinstance(es, list) and es else state["metadata"]
+        target = es[draw(st.integers(0, len(es) - 1))] if isinstance(es, list) and es else state
+        if not isinstance(target, dict):
+            target = state
         if isinstance(target.get("message"), dict) and draw(st.booleans()):
             target = target["message"]  # deeper inside an entry
         target["n"] = draw(st.sampled_from([0, 0.0, -0.0, False, 1, 1.0, True]))
     elif kind == "rekey" and isinstance(es, list) and es:
         target = es[draw(st.integers(0, len(es) - 1))]
-        if target:
+        if isinstance(target, dict) and target:
             key = draw(st.sampled_from(sorted(target)))
             target[key] = target.pop(key)
     elif kind == "entries_type" and draw(st.integers(0, 3)) == 0:

@@ -6,8 +6,9 @@ A storable value is JSON-like plus ``bytes``: ``dict`` (``str`` keys, order kept
 refused with :class:`~eventlog.errors.InvalidValueError` rather than silently turned
 into something else, because a store must give back exactly what it was given.
 
-:func:`prepare` validates a value, copies its containers (leaves are immutable and
-shared) and swaps large strings and bytes for references, in one walk.
+:func:`validate` checks a value, :func:`externalise_large` swaps its large strings
+and bytes for references, :func:`copy` copies its containers (leaves are immutable
+and shared).
 :func:`same` is the strict equality the change detection of ``save()`` relies on:
 unlike ``==`` it tells ``1`` from ``1.0`` and ``True``, ``0.0`` from ``-0.0``, and
 ``{"a": 1, "b": 2}`` from ``{"b": 2, "a": 1}``, all of which ``json.dumps`` tells apart.
@@ -23,8 +24,6 @@ from .errors import InvalidValueError
 
 #: Deepest nesting accepted in one value (a dict or list inside another counts one).
 MAX_DEPTH = 200
-
-_LEAVES = frozenset((str, bytes, int, float, bool, type(None)))
 
 
 def same(a: Any, b: Any) -> bool:
@@ -68,62 +67,93 @@ def copy(value: Any) -> Any:
     return value
 
 
-def prepare(
-    value: Any,
-    threshold: int,
-    externalise: Callable[[str | bytes], Any],
-    *,
-    depth: int = 0,
-) -> tuple[Any, Any]:
-    """Validate ``value`` and return ``(encodable, private_copy)``.
+_ATOMS = frozenset((int, float, bool, type(None)))
 
-    ``encodable`` is ``value`` with every ``str`` of at least ``threshold`` UTF-8 bytes
-    (a quick character count bounds that) and every ``bytes`` of at least ``threshold``
-    bytes replaced by ``externalise(v)``.  ``private_copy`` has fresh containers and
-    the original leaves.  Where a container holds no large value the two are the same
-    object: neither is ever mutated.
 
-    Raises :class:`InvalidValueError` for an unsupported type, a non-``str`` key or
-    nesting deeper than :data:`MAX_DEPTH`.
+def validate(value: Any, threshold: int) -> bool:
+    """Check that ``value`` is storable; return whether it may hold a large leaf (a
+    ``str`` or ``bytes`` that :func:`externalise_large` would swap: a str is at most
+    4 UTF-8 bytes a character, so this is a cheap over-estimate).
+
+    Raises :class:`InvalidValueError` for an unsupported type (subclasses included),
+    a non-``str`` key or nesting deeper than :data:`MAX_DEPTH`.
     """
-    t = type(value)
-    if t is str:
-        # len(str) <= UTF-8 length <= 4 * len(str): encode only when it may matter.
-        if len(value) * 4 >= threshold and (
-            len(value) >= threshold or len(value.encode("utf-8", "surrogatepass")) >= threshold
-        ):
-            return externalise(value), value
-        return value, value
-    if t is bytes:
-        if len(value) >= threshold:
-            return externalise(value), value
-        return value, value
-    if t in _LEAVES:
-        return value, value
-    if depth >= MAX_DEPTH:
-        raise InvalidValueError(f"value nested deeper than {MAX_DEPTH} levels")
+    return _validate(value, threshold, 0)
+
+
+def _validate(v: Any, threshold: int, depth: int) -> bool:
+    t = type(v)
+    large = False
     if t is dict:
-        enc: dict[str, Any] = {}
-        cpy: dict[str, Any] = {}
-        shared = True
-        for k, v in value.items():
+        if depth >= MAX_DEPTH:
+            raise InvalidValueError(f"value nested deeper than {MAX_DEPTH} levels")
+        for k, x in v.items():
             if type(k) is not str:
-                raise InvalidValueError(f"dict key {k!r} is a {type(k).__name__}, not a str")
-            e, c = prepare(v, threshold, externalise, depth=depth + 1)
-            enc[k] = e
-            cpy[k] = c
-            shared = shared and e is c
-        return (cpy if shared else enc), cpy
+                raise InvalidValueError(f"dict key {k!r:.40} is a {type(k).__name__}, not a str")
+            tx = type(x)
+            if tx is str:
+                if len(x) * 4 >= threshold:
+                    large = True
+            elif tx not in _ATOMS and _validate(x, threshold, depth + 1):
+                large = True
+        return large
     if t is list:
-        encl: list[Any] = []
-        cpyl: list[Any] = []
-        shared = True
-        for v in value:
-            e, c = prepare(v, threshold, externalise, depth=depth + 1)
-            encl.append(e)
-            cpyl.append(c)
-            shared = shared and e is c
-        return (cpyl if shared else encl), cpyl
+        if depth >= MAX_DEPTH:
+            raise InvalidValueError(f"value nested deeper than {MAX_DEPTH} levels")
+        for x in v:
+            tx = type(x)
+            if tx is str:
+                if len(x) * 4 >= threshold:
+                    large = True
+            elif tx not in _ATOMS and _validate(x, threshold, depth + 1):
+                large = True
+        return large
+    if t is str:
+        return len(v) * 4 >= threshold
+    if t is bytes:
+        return len(v) >= threshold
+    if t in _ATOMS:
+        return False
     raise InvalidValueError(
         f"cannot store a value of type {t.__name__}: eventlog stores dict, list, str, bytes, int, float, bool and None"
     )
+
+
+def _is_large(v: Any, threshold: int) -> bool:
+    t = type(v)
+    if t is bytes:
+        return len(v) >= threshold
+    if t is str and len(v) * 4 >= threshold:
+        if len(v) >= threshold:
+            return True
+        try:
+            return len(v.encode("utf-8")) >= threshold
+        except UnicodeEncodeError:
+            return True  # let the externaliser report it
+    return False
+
+
+def externalise_large(v: Any, threshold: int, externalise: Callable[[str | bytes], Any]) -> Any:
+    """``v`` (valid) with every large leaf replaced by ``externalise(leaf)``: a str of at
+    least ``threshold`` UTF-8 bytes or bytes of at least ``threshold`` bytes.  New
+    containers only on the paths to a swapped leaf; ``v`` itself is never mutated."""
+    t = type(v)
+    if t is dict:
+        out = None
+        for k, x in v.items():
+            y = externalise_large(x, threshold, externalise)
+            if y is not x:
+                if out is None:
+                    out = dict(v)
+                out[k] = y
+        return v if out is None else out
+    if t is list:
+        outl = None
+        for i, x in enumerate(v):
+            y = externalise_large(x, threshold, externalise)
+            if y is not x:
+                if outl is None:
+                    outl = list(v)
+                outl[i] = y
+        return v if outl is None else outl
+    return externalise(v) if _is_large(v, threshold) else v

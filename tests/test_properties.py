@@ -68,16 +68,18 @@ def test_fold_at_k_is_the_state_after_the_kth_save(history: list[dict[str, Any]]
             assert same(store.fold("s", at=k), state)
 
 
-@given(histories(**SMALL), st.integers(1, 4))
-def test_snapshot_load_equals_full_replay(history: list[dict[str, Any]], every: int) -> None:
+@given(histories(**SMALL), st.integers(1, 4), st.integers(0, 8))
+def test_snapshot_load_equals_full_replay(history: list[dict[str, Any]], every: int, forced: int) -> None:
     snap_path, plain_path = _path(), _path()
     with (
         eventlog.open(snap_path, synchronous="OFF", snapshot_every=every, max_cell_bytes=16_384) as snap,
         eventlog.open(plain_path, synchronous="OFF", snapshot_every=0) as plain,
     ):
-        for state in history:
+        for k, state in enumerate(history, 1):
             snap.save("s", state)
             plain.save("s", state)
+            if k == forced:
+                snap.snapshot("s")
     with eventlog.open(snap_path) as snap, eventlog.open(plain_path) as plain:
         assert same(snap.load("s"), plain.load("s"))
         assert same(snap.load("s"), history[-1])

@@ -291,3 +291,23 @@ def test_many_entries(db_path: str) -> None:
         assert loaded is not None and loaded["entries"] == entries
     _, row = largest_cell_and_row(db_path)
     assert row <= 2_000_000
+
+
+def test_snapshots_are_built_and_used(db_path: str) -> None:
+    with eventlog.open(db_path, snapshot_every=10) as s:
+        for data in coding_session(60, seed=5):
+            s.save("s", data)
+        assert s.stats()["snapshots"]["rows"] == 2  # the newest two are kept
+    with eventlog.open(db_path, snapshot_every=10) as s:
+        assert dump(s.load("s")) == dump(data)
+        assert dump(s.fold("s", at=3)) != dump(data)
+
+
+def test_snapshots_do_not_grow_with_the_square_of_the_session(db_path: str) -> None:
+    with eventlog.open(db_path, snapshot_every=5) as s:
+        for i in range(200):
+            s.append("s", [{"id": f"{i:08x}", "text": f"entry {i} " * 50}])
+        st = s.stats()
+    # each snapshot needs a tail of events at least half its size, so snapshot
+    # bytes written stay within a small multiple of event bytes
+    assert 0 < st["snapshots"]["rows"] <= 2

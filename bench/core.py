@@ -1,0 +1,125 @@
+"""The core figures of eventlog against a one-JSON-row store and the raw-SQLite floor.
+
+Every figure is a ratio of two systems measured in the same run, on the same
+machine, with the same SQLite settings (WAL, the given ``synchronous``).
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import zstandard
+
+import eventlog
+from eventlog.samples import bulk_entries, coding_session
+
+from .baselines import OneJsonRow, RawRows, file_bytes
+
+
+@dataclass
+class Figure:
+    name: str
+    measured: str
+    ratio: float
+    target: str
+    ok: bool
+
+
+def _p50(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def _timed(fn: Callable[..., Any], *args: Any) -> float:
+    t = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t
+
+
+def append_flat(tmp: Path, entries: int, sync: str) -> Figure:
+    """append() after every entry: per-append p50 near the end vs near entry 100."""
+    lat: list[float] = []
+    with eventlog.open(str(tmp / "append.db"), synchronous=sync) as store:
+        done = 0
+        for data in coding_session(entries, seed=1):
+            new = data["entries"][done:]
+            done = len(data["entries"])
+            lat.append(_timed(store.append, "s", new))
+    early, late = _p50(lat[50:150]), _p50(lat[-100:])
+    ratio = late / early
+    return Figure(
+        f"append() per entry, {entries}-entry coding session",
+        f"p50 {early * 1e6:.0f} µs near entry 100, {late * 1e6:.0f} µs near entry {entries}",
+        ratio, "late/early <= 1.5", ratio <= 1.5,
+    )  # fmt: skip
+
+
+def save_vs_json(tmp: Path, entries: int, sync: str) -> tuple[Figure, list[float], list[float]]:
+    """save() after every entry: p50 per save near the end, eventlog vs one JSON row."""
+    with eventlog.open(str(tmp / "save.db"), synchronous=sync) as store:
+        ev = [_timed(store.save, "s", data) for data in coding_session(entries, seed=1)]
+    json_store = OneJsonRow(str(tmp / "json-save.db"), sync)
+    js = [_timed(json_store.save, "s", data) for data in coding_session(entries, seed=1)]
+    json_store.close()
+    e, j = _p50(ev[-100:]), _p50(js[-100:])
+    return Figure(
+        f"save() per entry near entry {entries}",
+        f"p50 eventlog {e * 1e3:.2f} ms, one JSON row {j * 1e3:.2f} ms",
+        e / j, "eventlog/json <= 0.10", e / j <= 0.10,
+    ), ev, js  # fmt: skip
+
+
+def session_total(tmp: Path, entries: int, sync: str) -> list[Figure]:
+    """A whole session saved after every entry: total time and bytes on disk."""
+    json_path, ev_path = str(tmp / "json-total.db"), str(tmp / "total.db")
+    json_store = OneJsonRow(json_path, sync)
+    t_json = sum(_timed(json_store.save, "s", d) for d in coding_session(entries, seed=2))
+    json_store.close()
+    with eventlog.open(ev_path, synchronous=sync) as store:
+        t_ev = sum(_timed(store.save, "s", d) for d in coding_session(entries, seed=2))
+    b_json, b_ev = file_bytes(json_path), file_bytes(ev_path)
+    return [
+        Figure(f"{entries}-entry session, save() after every entry: total time",
+               f"eventlog {t_ev:.2f} s, one JSON row {t_json:.2f} s", t_json / t_ev,
+               "json/eventlog >= 10", t_json / t_ev >= 10),
+        Figure(f"{entries}-entry session: bytes on disk",
+               f"eventlog {b_ev / 1e6:.2f} MB, one JSON row {b_json / 1e6:.2f} MB", b_ev / b_json,
+               "eventlog/json < 1", b_ev < b_json),
+    ]  # fmt: skip
+
+
+def bulk_append(tmp: Path, total: int, batch: int, sync: str) -> Figure:
+    """Batched append of ~1 KB entries vs executemany of the same entries' bytes."""
+    entries = bulk_entries(total, seed=3)
+    cctx = zstandard.ZstdCompressor(level=3)
+    frames = [cctx.compress(cbor2.dumps(e)) for e in entries]  # what a per-entry log stores
+    raw = RawRows(str(tmp / "raw.db"), sync)
+    t_raw = sum(_timed(raw.insert, frames[i : i + batch]) for i in range(0, total, batch))
+    raw.close()
+    with eventlog.open(str(tmp / "bulk.db"), synchronous=sync) as store:
+        t_ev = sum(_timed(store.append, "s", entries[i : i + batch]) for i in range(0, total, batch))
+    r_ev, r_raw = total / t_ev, total / t_raw
+    return Figure(
+        f"bulk append, {total:,} entries of ~1 KB in batches of {batch:,}",
+        f"eventlog {r_ev:,.0f} entries/s, raw executemany {r_raw:,.0f} rows/s", r_ev / r_raw,
+        "eventlog/raw >= 0.40", r_ev / r_raw >= 0.40,
+    )  # fmt: skip
+
+
+def run(quick: bool, sync: str) -> tuple[list[Figure], dict[str, list[float]]]:
+    """All core figures; returns them and the per-save latency series for plotting."""
+    n_long, n_total, n_bulk = (600, 300, 20_000) if quick else (2000, 1000, 100_000)
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        figures = [append_flat(tmp, n_long, sync)]
+        save_fig, ev, js = save_vs_json(tmp, n_long, sync)
+        figures.append(save_fig)
+        figures += session_total(tmp, n_total, sync)
+        figures.append(bulk_append(tmp, n_bulk, 1000, sync))
+    return figures, {"eventlog save()": ev, "one JSON row": js}
