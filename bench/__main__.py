@@ -40,13 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(exist_ok=True)
     stem = "core-quick" if args.quick else "core"
     (RESULTS / f"{stem}.md").write_text(f"{machine}\n\n{table}\n")
-    (RESULTS / f"{stem}.json").write_text(
-        json.dumps(
-            {"machine": machine, "seconds": round(time.time() - started, 1), "figures": [asdict(f) for f in figures]},
-            indent=2,
-        )
-        + "\n"  # fmt: skip
-    )
+    report = {"machine": machine, "seconds": round(time.time() - started, 1), "figures": [asdict(f) for f in figures]}
+    (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     return 0 if all(f.ok for f in figures) else 1
 
 
