@@ -11,18 +11,40 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from . import core
+from . import chunking, core
 
 RESULTS = Path(__file__).parent / "results"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("suite", nargs="?", default="all", choices=["all", "core", "chunking"])
     parser.add_argument("--quick", action="store_true", help="smaller workloads (well under a minute)")
     parser.add_argument("--synchronous", default="NORMAL", choices=["OFF", "NORMAL", "FULL"],
                         help="SQLite synchronous setting for every system (default: %(default)s)")  # fmt: skip
     args = parser.parse_args(argv)
     started = time.time()
+    RESULTS.mkdir(exist_ok=True)
+    suffix = "-quick" if args.quick else ""
+    ok = True
+    if args.suite in ("all", "chunking"):
+        rows = chunking.run(args.quick)
+        table = _table(rows)
+        print(table)
+        (RESULTS / f"chunking{suffix}.md").write_text(table + "\n")
+    if args.suite in ("all", "core"):
+        ok = _core(args, started, suffix)
+    return 0 if ok else 1
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def _core(args: argparse.Namespace, started: float, suffix: str) -> bool:
     figures, _series = core.run(args.quick, args.synchronous)
     machine = (
         f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, {platform.machine()}, "
@@ -37,12 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     table = "\n".join(lines)
     print(machine)
     print(table)
-    RESULTS.mkdir(exist_ok=True)
-    stem = "core-quick" if args.quick else "core"
+    stem = f"core{suffix}"
     (RESULTS / f"{stem}.md").write_text(f"{machine}\n\n{table}\n")
     report = {"machine": machine, "seconds": round(time.time() - started, 1), "figures": [asdict(f) for f in figures]}
     (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
-    return 0 if all(f.ok for f in figures) else 1
+    return all(f.ok for f in figures)
 
 
 if __name__ == "__main__":

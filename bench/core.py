@@ -64,32 +64,45 @@ def save_vs_json(tmp: Path, entries: int, sync: str) -> tuple[Figure, list[float
     """save() after every entry: p50 per save near the end, eventlog vs one JSON row."""
     with eventlog.open(str(tmp / "save.db"), synchronous=sync) as store:
         ev = [_timed(store.save, "s", data) for data in coding_session(entries, seed=1)]
-    json_store = OneJsonRow(str(tmp / "json-save.db"), sync)
-    js = [_timed(json_store.save, "s", data) for data in coding_session(entries, seed=1)]
-    json_store.close()
+    best: list[float] = []
+    for compact in (False, True):
+        json_store = OneJsonRow(str(tmp / f"json-save-{compact}.db"), sync, compact=compact)
+        js = [_timed(json_store.save, "s", data) for data in coding_session(entries, seed=1)]
+        json_store.close()
+        if not best or _p50(js[-100:]) < _p50(best[-100:]):
+            best = js
+    js = best
     e, j = _p50(ev[-100:]), _p50(js[-100:])
     return Figure(
         f"save() per entry near entry {entries}",
-        f"p50 eventlog {e * 1e3:.2f} ms, one JSON row {j * 1e3:.2f} ms",
+        f"p50 eventlog {e * 1e3:.2f} ms, one JSON row {j * 1e3:.2f} ms (the faster variant)",
         e / j, "eventlog/json <= 0.10", e / j <= 0.10,
     ), ev, js  # fmt: skip
 
 
 def session_total(tmp: Path, entries: int, sync: str) -> list[Figure]:
     """A whole session saved after every entry: total time and bytes on disk."""
-    json_path, ev_path = str(tmp / "json-total.db"), str(tmp / "total.db")
-    json_store = OneJsonRow(json_path, sync)
-    t_json = sum(_timed(json_store.save, "s", d) for d in coding_session(entries, seed=2))
-    json_store.close()
+    ev_path = str(tmp / "total.db")
     with eventlog.open(ev_path, synchronous=sync) as store:
         t_ev = sum(_timed(store.save, "s", d) for d in coding_session(entries, seed=2))
-    b_json, b_ev = file_bytes(json_path), file_bytes(ev_path)
+    runs = []
+    for compact in (False, True):
+        json_path = str(tmp / f"json-total-{compact}.db")
+        json_store = OneJsonRow(json_path, sync, compact=compact)
+        t = sum(_timed(json_store.save, "s", d) for d in coding_session(entries, seed=2))
+        json_store.close()
+        runs.append((t, file_bytes(json_path), compact))
+    t_json, _, _ = min(runs)
+    t_slow = max(runs)[0]
+    b_json = min(r[1] for r in runs)
+    b_ev = file_bytes(ev_path)
     return [
         Figure(f"{entries}-entry session, save() after every entry: total time",
-               f"eventlog {t_ev:.2f} s, one JSON row {t_json:.2f} s", t_json / t_ev,
-               "json/eventlog >= 10", t_json / t_ev >= 10),
+               f"eventlog {t_ev:.2f} s, one JSON row {t_json:.2f} s (the other variant {t_slow:.2f} s)",
+               t_json / t_ev, "json/eventlog >= 10", t_json / t_ev >= 10),
         Figure(f"{entries}-entry session: bytes on disk",
-               f"eventlog {b_ev / 1e6:.2f} MB, one JSON row {b_json / 1e6:.2f} MB", b_ev / b_json,
+               f"eventlog {b_ev / 1e6:.2f} MB, one JSON row {b_json / 1e6:.2f} MB (the smaller variant)",
+               b_ev / b_json,
                "eventlog/json < 1", b_ev < b_json),
     ]  # fmt: skip
 
