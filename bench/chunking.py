@@ -46,8 +46,12 @@ _GEAR = [random.Random(7 * 256 + i).getrandbits(64) for i in range(256)]
 
 def cdc_cuts(data: bytes, avg: int = MIB) -> list[bytes]:
     """Content-defined pieces (gear rolling hash, FastCDC-style normalised cut)."""
-    # as FastCDC: test bits spread over the high half (bit k depends on the last k+1 bytes)
-    mask = sum(1 << (63 - 2 * k) for k in range(avg.bit_length() - 1))
+    # As FastCDC: test bits spread over the high half (bit k depends on the last k+1
+    # bytes), with normalised chunking (a stricter mask below the average size, a
+    # looser one above) to keep sizes near the average.
+    bits = avg.bit_length() - 1
+    strict = sum(1 << (63 - 2 * k) for k in range(bits + 2))
+    loose = sum(1 << (63 - 2 * k) for k in range(bits - 2))
     lo, hi = avg // 4, avg * 4
     pieces, start, h = [], 0, 0
     gear, m64 = _GEAR, (1 << 64) - 1
@@ -56,7 +60,7 @@ def cdc_cuts(data: bytes, avg: int = MIB) -> list[bytes]:
         h = ((h << 1) + gear[data[i]]) & m64
         i += 1
         size = i - start
-        if (size >= lo and not h & mask) or size >= hi:
+        if (size >= lo and not h & (strict if size < avg else loose)) or size >= hi:
             pieces.append(data[start:i])
             start, h = i, 0
     if start < n:
