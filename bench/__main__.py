@@ -53,7 +53,7 @@ def _core(args: argparse.Namespace, started: float, suffix: str) -> bool:
     width = max(len(f.name) for f in figures)
     lines = [f"| {'figure':<{width}} | measured | ratio | target | ok |", f"|{'-' * (width + 2)}|---|---|---|---|"]
     lines += [
-        f"| {f.name:<{width}} | {f.measured} | {f.ratio:.3g} | {f.target} | {'yes' if f.ok else 'NO'} |"
+        f"| {f.name:<{width}} | {f.measured} | {f.ratio:.3g} | {f.target} | {'-' if f.ok is None else 'yes' if f.ok else 'NO'} |"
         for f in figures
     ]
     table = "\n".join(lines)
@@ -63,7 +63,7 @@ def _core(args: argparse.Namespace, started: float, suffix: str) -> bool:
     (RESULTS / f"{stem}.md").write_text(f"{machine}\n\n{table}\n")
     report = {"machine": machine, "seconds": round(time.time() - started, 1), "figures": [asdict(f) for f in figures]}
     (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
-    return all(f.ok for f in figures)
+    return all(f.ok is not False for f in figures)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ class Figure:
     measured: str
     ratio: float
     target: str
-    ok: bool
+    ok: bool | None  # None: the target is defined at the full size only (--quick)
 
 
 def _p50(xs: list[float]) -> float:
@@ -80,43 +80,49 @@ def save_vs_json(tmp: Path, entries: int, sync: str) -> tuple[Figure, list[float
     ), ev, js  # fmt: skip
 
 
-def session_total(tmp: Path, entries: int, sync: str) -> list[Figure]:
-    """A whole session saved after every entry: total time and bytes on disk."""
-    ev_path = str(tmp / "total.db")
-    with eventlog.open(ev_path, synchronous=sync) as store:
-        t_ev = sum(_timed(store.save, "s", d) for d in coding_session(entries, seed=2))
-    runs = []
-    for compact in (False, True):
-        json_path = str(tmp / f"json-total-{compact}.db")
-        json_store = OneJsonRow(json_path, sync, compact=compact)
-        t = sum(_timed(json_store.save, "s", d) for d in coding_session(entries, seed=2))
-        json_store.close()
-        runs.append((t, file_bytes(json_path), compact))
-    t_json, _, _ = min(runs)
-    t_slow = max(runs)[0]
-    b_json = min(r[1] for r in runs)
-    b_ev = file_bytes(ev_path)
+def session_total(tmp: Path, entries: int, sync: str, reps: int) -> list[Figure]:
+    """A whole session saved after every entry: total time (best of ``reps``, the
+    systems taking turns) and bytes on disk."""
+    t_ev = t_json = t_other = float("inf")
+    b_ev = b_json = 0
+    for rep in range(reps):
+        ev_path = str(tmp / f"total-{rep}.db")
+        with eventlog.open(ev_path, synchronous=sync) as store:
+            t_ev = min(t_ev, sum(_timed(store.save, "s", d) for d in coding_session(entries, seed=2)))
+        b_ev = file_bytes(ev_path)
+        runs = []
+        for compact in (False, True):
+            json_path = str(tmp / f"json-total-{compact}-{rep}.db")
+            json_store = OneJsonRow(json_path, sync, compact=compact)
+            runs.append((sum(_timed(json_store.save, "s", d) for d in coding_session(entries, seed=2)),
+                         file_bytes(json_path)))  # fmt: skip
+            json_store.close()
+        runs.sort()
+        t_json, t_other = min(t_json, runs[0][0]), min(t_other, runs[1][0])
+        b_json = min(r[1] for r in runs)
     return [
         Figure(f"{entries}-entry session, save() after every entry: total time",
-               f"eventlog {t_ev:.2f} s, one JSON row {t_json:.2f} s (the other variant {t_slow:.2f} s)",
+               f"eventlog {t_ev:.2f} s, one JSON row {t_json:.2f} s (the other variant {t_other:.2f} s)",
                t_json / t_ev, "json/eventlog >= 10", t_json / t_ev >= 10),
         Figure(f"{entries}-entry session: bytes on disk",
                f"eventlog {b_ev / 1e6:.2f} MB, one JSON row {b_json / 1e6:.2f} MB (the smaller variant)",
-               b_ev / b_json,
-               "eventlog/json < 1", b_ev < b_json),
+               b_ev / b_json, "eventlog/json < 1", b_ev < b_json),
     ]  # fmt: skip
 
 
-def bulk_append(tmp: Path, total: int, batch: int, sync: str) -> Figure:
-    """Batched append of ~1 KB entries vs executemany of the same entries' bytes."""
+def bulk_append(tmp: Path, total: int, batch: int, sync: str, reps: int) -> Figure:
+    """Batched append of ~1 KB entries vs executemany of the same entries' bytes
+    (best of ``reps``, taking turns)."""
     entries = bulk_entries(total, seed=3)
     cctx = zstandard.ZstdCompressor(level=3)
     frames = [cctx.compress(cbor2.dumps(e)) for e in entries]  # what a per-entry log stores
-    raw = RawRows(str(tmp / "raw.db"), sync)
-    t_raw = sum(_timed(raw.insert, frames[i : i + batch]) for i in range(0, total, batch))
-    raw.close()
-    with eventlog.open(str(tmp / "bulk.db"), synchronous=sync) as store:
-        t_ev = sum(_timed(store.append, "s", entries[i : i + batch]) for i in range(0, total, batch))
+    t_raw = t_ev = float("inf")
+    for rep in range(reps):
+        raw = RawRows(str(tmp / f"raw-{rep}.db"), sync)
+        t_raw = min(t_raw, sum(_timed(raw.insert, frames[i : i + batch]) for i in range(0, total, batch)))
+        raw.close()
+        with eventlog.open(str(tmp / f"bulk-{rep}.db"), synchronous=sync) as store:
+            t_ev = min(t_ev, sum(_timed(store.append, "s", entries[i : i + batch]) for i in range(0, total, batch)))
     r_ev, r_raw = total / t_ev, total / t_raw
     return Figure(
         f"bulk append, {total:,} entries of ~1 KB in batches of {batch:,}",
@@ -133,6 +139,9 @@ def run(quick: bool, sync: str) -> tuple[list[Figure], dict[str, list[float]]]:
         figures = [append_flat(tmp, n_long, sync)]
         save_fig, ev, js = save_vs_json(tmp, n_long, sync)
         figures.append(save_fig)
-        figures += session_total(tmp, n_total, sync)
-        figures.append(bulk_append(tmp, n_bulk, 1000, sync))
+        figures += session_total(tmp, n_total, sync, reps=1 if quick else 2)
+        figures.append(bulk_append(tmp, n_bulk, 1000, sync, reps=1 if quick else 3))
+    if quick:
+        for f in figures:
+            f.ok = None
     return figures, {"eventlog save()": ev, "one JSON row": js}

@@ -310,6 +310,10 @@ class Database:
         row = self._one("SELECT flags, size, CAST(data AS BLOB) FROM chunks WHERE hash = ?", (digest,))
         return None if row is None else (row[0], row[1], row[2])
 
+    def has_refs(self, sid: int) -> bool:
+        """Whether session ``sid`` uses any chunk."""
+        return self._one("SELECT 1 FROM refs WHERE sid = ? LIMIT 1", (sid,)) is not None
+
     def add_refs(self, sid: int, cids: Sequence[int]) -> None:
         """Record that session ``sid`` uses chunks ``cids`` (idempotent, batched)."""
         unique = sorted(set(cids))

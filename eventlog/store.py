@@ -365,7 +365,11 @@ class Store:
                 row = db.session(name)
                 if row is None or row[0] != sid or row[1] != seq:
                     return  # someone wrote meanwhile; the next write will try again
-                state = log.fold(name, sid, seq, rehydrate=False)
+                c = self._cache.get(name)
+                if c is not None and c.sid == sid and c.state_seq == seq and not db.has_refs(sid):
+                    state = c.state  # no large values: the cached state is the stored form
+                else:
+                    state = log.fold(name, sid, seq, rehydrate=False)
                 frame = log.frame(SNAPSHOT, sid, seq, [state.fields, state.entries])
                 db.put_snapshot(sid, seq, frame, keep=self._policy.keep)
                 db.add_refs(sid, log.take_chunk_ids())
