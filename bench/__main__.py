@@ -50,13 +50,10 @@ def _core(args: argparse.Namespace, started: float, suffix: str) -> bool:
         f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, {platform.machine()}, "
         f"synchronous={args.synchronous}, WAL{', quick' if args.quick else ''}"
     )
-    width = max(len(f.name) for f in figures)
-    lines = [f"| {'figure':<{width}} | measured | ratio | target | ok |", f"|{'-' * (width + 2)}|---|---|---|---|"]
-    lines += [
-        f"| {f.name:<{width}} | {f.measured} | {f.ratio:.3g} | {f.target} | {'-' if f.ok is None else 'yes' if f.ok else 'NO'} |"
-        for f in figures
-    ]
-    table = "\n".join(lines)
+    marks = {None: "-", True: "yes", False: "NO"}
+    rows = [["figure", "measured", "ratio", "target", "ok"]]
+    rows += [[f.name, f.measured, f"{f.ratio:.3g}", f.target, marks[f.ok]] for f in figures]
+    table = _table(rows)
     print(machine)
     print(table)
     stem = f"core{suffix}"
