@@ -267,23 +267,14 @@ class _Reader:
 class Framer:
     """Builds and opens frames.  Holds zstd contexts, so one per thread."""
 
-    #: Bodies at least this large are compressed by zstd's worker threads, in
-    #: parallel jobs (zstd releases the GIL); smaller ones on the calling thread.
-    PARALLEL_BYTES = 512 << 10
-
     def __init__(self, level: int = 3) -> None:
         self._cctx = zstandard.ZstdCompressor(level=level, write_content_size=True)
-        params = zstandard.ZstdCompressionParameters.from_level(
-            level, threads=-1, job_size=128 << 10, write_content_size=True
-        )
-        self._cctx_parallel = zstandard.ZstdCompressor(compression_params=params)
         self._dctx = zstandard.ZstdDecompressor()
 
     def compress(self, body: bytes) -> tuple[int, bytes]:
         """``(flags, payload)``: zstd when it saves at least 1/16, else raw."""
         if len(body) >= 64:
-            cctx = self._cctx_parallel if len(body) >= self.PARALLEL_BYTES else self._cctx
-            packed = cctx.compress(body)
+            packed = self._cctx.compress(body)
             if len(packed) <= len(body) - (len(body) >> 4):
                 return FLAG_ZSTD, packed
         return 0, body

@@ -17,40 +17,17 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-_WORDS = [
-    "the",
-    "file",
-    "function",
-    "test",
-    "import",
-    "error",
-    "value",
-    "return",
-    "session",
-    "agent",
-    "tool",
-    "call",
-    "result",
-    "image",
-    "data",
-    "config",
-    "build",
-    "module",
-    "path",
-    "line",
-    "string",
-    "parse",
-    "update",
-    "check",
-    "löschen",
-    "変更",
-    "テスト",
-    "🚀",
-    "日本語",
-    "données",
-    "naïve",
-    "café",
-]
+# Agent sessions are mostly code and English; a few words in a hundred are
+# multi-byte (accents, CJK, emoji), so byte limits are exercised, not character ones.
+_SENTENCE = (
+    "the file function test import error value return session agent tool call result image data config "
+    "build module path line string parse update check def class self none true false print assert raise "
+    "src lib main index json yaml http request response status async await list dict int str bytes"
+)
+_WORDS = _SENTENCE.split()
+_WIDE_WORDS = ["löschen", "変更", "テスト", "🚀", "日本語", "données", "naïve", "café", "✓", "→"]
+#: Share of words that are multi-byte UTF-8.
+WIDE_SHARE = 0.02
 _TOOLS = ("bash", "read", "edit", "write", "grep", "glob", "browser_screenshot")
 
 
@@ -62,7 +39,7 @@ def _text(rng: random.Random, nbytes: int) -> str:
     words: list[str] = []
     size = 0
     while size < nbytes:
-        w = rng.choice(_WORDS)
+        w = rng.choice(_WIDE_WORDS) if rng.random() < WIDE_SHARE else rng.choice(_WORDS)
         words.append(w)
         size += len(w.encode()) + 1
     return " ".join(words)
