@@ -82,6 +82,9 @@ def validate(value: Any, threshold: int) -> bool:
 
 
 def _validate(v: Any, threshold: int, depth: int) -> bool:
+    # The dict and list loops are written out twice on purpose: this is the hot path
+    # of every write, and one shared loop (keys checked in a separate pass) measured
+    # ~15% slower on batched appends.
     t = type(v)
     large = False
     if t is dict:
