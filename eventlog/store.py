@@ -82,6 +82,7 @@ class Store:
         max_cell_bytes: int = 2_000_000,
         synchronous: str = "FULL",
         snapshot_every: int = 1000,
+        snapshot_bytes: int = 64 << 20,
         large_value_bytes: int = 32 << 10,
         chunk_bytes: int | None = None,
         max_body_bytes: int = 256 << 20,
@@ -105,7 +106,7 @@ class Store:
             large_value_bytes=large_value_bytes,
             max_body_bytes=max_body_bytes,
         )
-        self._policy = SnapshotPolicy(snapshot_every)
+        self._policy = SnapshotPolicy(snapshot_every, snapshot_bytes)
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._cache_size = cache_sessions
         self._lock = threading.RLock()
@@ -480,7 +481,9 @@ def open(path: str, **options: Any) -> Store:
     length limit is set to it.  ``synchronous`` ("FULL"): SQLite's setting; FULL
     makes a returned write survive power loss, NORMAL survives a process crash
     (``kill -9``) but may lose the last writes on power loss.  ``snapshot_every``
-    (1000): snapshot after this many events (see :class:`SnapshotPolicy`; 0: never).
+    (1000) and ``snapshot_bytes`` (64 MiB of event frames): snapshot after this many
+    events or bytes since the last snapshot, 0 disabling either (see
+    :class:`eventlog.snapshots.SnapshotPolicy`).
     ``large_value_bytes`` (32 KiB): strings and bytes this large go to chunks.
     ``chunk_bytes`` (1 MiB, or less under a small budget): size of a chunk.
     ``max_body_bytes`` (256 MiB): largest value and largest single write.

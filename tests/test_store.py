@@ -311,3 +311,13 @@ def test_snapshots_do_not_grow_with_the_square_of_the_session(db_path: str) -> N
     # each snapshot needs a tail of events at least half its size, so snapshot
     # bytes written stay within a small multiple of event bytes
     assert 0 < st["snapshots"]["rows"] <= 2
+
+
+def test_snapshot_by_bytes(db_path: str) -> None:
+    with eventlog.open(db_path, snapshot_every=0, snapshot_bytes=20_000) as s:
+        for i in range(30):
+            s.append("s", [{"id": str(i), "text": f"{i} " * 2000 + random.Random(i).randbytes(1000).hex()}])
+        assert s.stats()["snapshots"]["rows"] >= 1
+        loaded = s.load("s")
+    with eventlog.open(db_path) as s:
+        assert s.load("s") == loaded
