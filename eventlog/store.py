@@ -163,6 +163,11 @@ class Store:
             _check_id(parent_id, "parent id")
         if type(data) is not dict:
             raise InvalidValueError(f"session data must be a dict, not {type(data).__name__}", session_id=session_id)
+        for k, v in data.items():
+            if type(k) is not str:
+                raise InvalidValueError(f"key {k!r:.40} is a {type(k).__name__}, not a str", session_id=session_id)
+            if v is ENTRIES:
+                raise InvalidValueError(f"field {k!r:.40} holds eventlog.ENTRIES", session_id=session_id)
         entries = data.get("entries")
         known = 0
 

@@ -33,7 +33,8 @@ def same(a: Any, b: Any) -> bool:
     if t is not type(b):
         return False
     if t is dict:
-        if len(a) != len(b) or list(a) != list(b):
+        # keys: the same, in order, and plain str (an equal str subclass is not)
+        if len(a) != len(b) or list(a) != list(b) or list(map(type, a)).count(str) != len(a):
             return False
         xs, ys = a.values(), b.values()
     elif t is list:

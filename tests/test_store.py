@@ -321,3 +321,40 @@ def test_snapshot_by_bytes(db_path: str) -> None:
         loaded = s.load("s")
     with eventlog.open(db_path) as s:
         assert s.load("s") == loaded
+
+
+class _CaseInsensitive(str):
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and self.lower() == other.lower()
+
+    __hash__ = str.__hash__
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda e: e.__setitem__("role", _CaseInsensitive("USER")),  # == the stored "user"
+        lambda e: e.__setitem__("blob", bytearray(b"abc")),  # == the stored b"abc"
+        lambda e: e.__setitem__("meta", {_CaseInsensitive("ROLE"): 1}),  # key == "role"
+    ],
+)
+def test_equal_but_unstorable_replacements_are_refused(store: eventlog.Store, edit: Any) -> None:
+    """Found in review: the change detection trusted == and skipped validation."""
+    e = {"id": "a", "role": "user", "blob": b"abc", "meta": {"role": 1}}
+    data = {"entries": [e]}
+    store.save("s", data)
+    store.save("s", data)  # the second save makes the identity mirror
+    edit(e)
+    with pytest.raises(eventlog.InvalidValueError):
+        store.save("s", data)
+    assert store.load("s") == {"entries": [{"id": "a", "role": "user", "blob": b"abc", "meta": {"role": 1}}]}
+
+
+@pytest.mark.parametrize("bad", [{"entries": [], 1: "x"}, {"entries": [{"id": "a"}], "x": eventlog.ENTRIES}])
+def test_top_level_keys_and_marker_are_checked(db_path: str, bad: dict[Any, Any]) -> None:
+    with eventlog.open(db_path) as s:
+        with pytest.raises(eventlog.InvalidValueError):
+            s.save("s", bad)
+        s.save("s", {"entries": []})
+    with eventlog.open(db_path) as s:
+        assert s.load("s") == {"entries": []}
