@@ -19,7 +19,7 @@ from .errors import (
     NotFoundError,
     StoreClosedError,
 )
-from .fold import Delete, Event, Insert, Op, Replace, SetFields, State, apply, diff, ops_to_wire
+from .fold import Delete, Event, Insert, Op, Replace, SetFields, State, apply, diff, ops_to_wire, state_to_wire
 from .log import EVENT, SNAPSHOT, Log
 from .mirror import Mirror
 from .snapshots import SnapshotPolicy
@@ -376,7 +376,7 @@ class Store:
                     state = c.state  # no large values: the cached state is the stored form
                 else:
                     state = log.fold(name, sid, seq, rehydrate=False)
-                frame = log.frame(SNAPSHOT, sid, seq, [state.fields, state.entries])
+                frame = log.frame(SNAPSHOT, sid, seq, state_to_wire(state))
                 db.put_snapshot(sid, seq, frame, keep=self._policy.keep)
                 db.add_refs(sid, log.take_chunk_ids())
         except EventLogError:
