@@ -4,13 +4,22 @@ Runtimes hand ``save()`` the whole session every time, usually the same objects 
 few entries appended.  Comparing every entry strictly (:func:`eventlog.values.same`)
 is a Python walk over the whole session on every save.  A :class:`Mirror` instead
 remembers every container of the entries the caller passed last time (the caller's
-own objects), its length, and the very key and value objects it held.  If all of
-them are still the same objects, nothing in those entries can have changed: leaves
-are immutable, and the mirror's references keep them alive, so an identity cannot be
-reused by a new object.  Identity, never ``==``: an equal but different object (1.0
-for 1, a str subclass, a bytearray) might store differently or not at all.  The
-check runs in C-level loops (``map``, ``itertools.chain``), a few nanoseconds per
-value.
+own objects), its length, its keys, and the very value objects it held.  If all of
+them are still the same, nothing in those entries can have changed: leaves are
+immutable, and the mirror's references keep them alive, so an identity cannot be
+reused by a new object.  Values are compared by identity, never ``==``: an equal but
+different object (1.0 for 1, -0.0 for 0.0, an equal dict in another key order)
+might store differently.  Keys may be compared with ``==`` because they are proven
+to be exact ``str`` (see below), and equal exact strings store the same.
+
+On CPython the values of all containers come from one C call,
+``gc.get_referents(*containers)``: for a list its items, for a dict whose keys are all
+exact ``str`` (CPython's "unicode" key table) its values, in a fixed order; a dict that ever
+held another kind of key switches to a general table and reports its keys too.  So
+when every container has its recorded length and the total count of referents is the
+recorded one, every dict still has a unicode table, hence only exact ``str`` keys.
+An import-time self-test checks this behaviour and, where it does not hold, the
+mirror walks ``dict.values`` instead (same answers, about half the speed).
 
 Any difference at all, even a value replaced by an equal one, makes the check fail
 and ``save()`` falls back to the strict comparison: the mirror can only make saving
@@ -19,17 +28,46 @@ faster, never different.
 
 from __future__ import annotations
 
+import gc
 from itertools import chain
 from operator import is_, is_not
 from typing import Any
 
 
+def _referents_are_values() -> bool:
+    """Whether ``gc.get_referents`` reports exactly what :class:`Mirror` relies on."""
+
+    class Key(str):
+        pass
+
+    d: dict[Any, Any] = {"a": None, "b": True, "c": 1, "d": "x", "e": 1.5, "f": []}
+    del d["c"]
+    d["g"] = -0.0
+    items = [None, d, 2, "y"]
+    general: dict[Any, Any] = {"a": 1}
+    general[Key("b")] = 2
+    try:
+        in_dict, in_list = gc.get_referents(d), gc.get_referents(items)
+        return (
+            len(in_dict) == len(d)
+            and all(map(is_, in_dict, d.values()))
+            and len(in_list) == len(items)
+            and (all(map(is_, in_list, items)) or all(map(is_, in_list, reversed(items))))  # CPython: reversed
+            and len(gc.get_referents(d, items)) == len(d) + len(items)
+            and len(gc.get_referents(general)) == 2 * len(general)
+        )
+    except Exception:  # pragma: no cover - another interpreter
+        return False
+
+
+#: Whether the fast path through ``gc.get_referents`` is sound on this interpreter.
+FAST = _referents_are_values()
+
+
 class Mirror:
     """Identity snapshot of the caller's entries as of the last save."""
 
-    __slots__ = (
-        "dict_keys", "dict_lens", "dict_vals", "dicts", "entries", "full", "list_items", "list_lens", "lists"
-    )  # fmt: skip
+    __slots__ = ("containers", "dicts", "entries", "full", "keys", "lens", "values")
 
     def __init__(self, entries: list[Any], *, full: bool) -> None:
         """Mirror ``entries``.  A shallow mirror (``full=False``) records only the
@@ -37,13 +75,11 @@ class Mirror:
         never :meth:`unchanged`; it only tells whether a full one is worth making."""
         self.full = full
         self.entries: list[Any] = []
-        self.dicts: list[dict[str, Any]] = []  # every container of the entries
-        self.lists: list[list[Any]] = []
-        self.dict_lens: list[int] = []
-        self.list_lens: list[int] = []
-        self.dict_keys: list[str] = []  # every key, in order: the very objects
-        self.dict_vals: list[Any] = []  # every value and item: the very objects
-        self.list_items: list[Any] = []
+        self.containers: list[Any] = []  # every dict and list of the entries
+        self.dicts: list[dict[str, Any]] = []  # the dicts among them, in the same order
+        self.lens: list[int] = []
+        self.keys: list[str] = []  # every key, in order
+        self.values: list[Any] = []  # every value and item, in order: the very objects
         self.extend(entries)
 
     def same_entry_objects(self, entries: list[Any]) -> bool:
@@ -57,35 +93,58 @@ class Mirror:
         if not self.full:
             return
         dicts: list[dict[str, Any]] = []
-        lists: list[list[Any]] = []
+        containers: list[Any] = []
         stack = list(entries)
         while stack:
             v = stack.pop()
             t = type(v)
             if t is dict:
                 dicts.append(v)
+                containers.append(v)
                 stack.extend(v.values())
             elif t is list:
-                lists.append(v)
+                containers.append(v)
                 stack.extend(v)
+        values = _values(containers, dicts)
+        lens = list(map(len, containers))
+        if len(values) != sum(lens):
+            # A dict with a general key table (it once held a non-str key): the
+            # referents would include keys.  Rare; such a caller gets the strict path.
+            self.full = False
+            return
+        self.containers += containers
         self.dicts += dicts
-        self.lists += lists
-        self.dict_lens += map(len, dicts)
-        self.list_lens += map(len, lists)
-        self.dict_keys += chain.from_iterable(dicts)
-        self.dict_vals += chain.from_iterable(map(dict.values, dicts))
-        self.list_items += chain.from_iterable(lists)
+        self.lens += lens
+        self.keys += chain.from_iterable(dicts)
+        self.values += values
 
     def unchanged(self, entries: list[Any]) -> bool:
         """Whether ``entries`` starts with exactly the recorded entries, untouched:
-        every container still holds the very same keys and values, by identity
-        (never ``==``, which a str subclass, a bytearray or 1.0 could satisfy)."""
+        every container still holds the same keys and the very same values, by
+        identity (never ``==``, which 1.0, -0.0 or an equal dict could satisfy)."""
+        if not (self.full and self.same_entry_objects(entries)):
+            return False
+        if list(map(len, self.containers)) != self.lens:
+            return False
+        values = _values(self.containers, self.dicts)
         return (
-            self.full
-            and self.same_entry_objects(entries)
-            and list(map(len, self.dicts)) == self.dict_lens
-            and list(map(len, self.lists)) == self.list_lens
-            and not any(map(is_not, chain.from_iterable(map(dict.values, self.dicts)), self.dict_vals))
-            and not any(map(is_not, chain.from_iterable(self.lists), self.list_items))
-            and not any(map(is_not, chain.from_iterable(self.dicts), self.dict_keys))
+            len(values) == len(self.values)
+            and not any(map(is_not, values, self.values))
+            and _same_keys(list(chain.from_iterable(self.dicts)), self.keys)
         )
+
+
+def _same_keys(keys: list[Any], recorded: list[str]) -> bool:
+    """Whether ``keys`` are the recorded ones.  With :data:`FAST` they are proven
+    exact ``str`` (see the module docstring), so ``==`` is exact; else by identity."""
+    if FAST:
+        return keys == recorded
+    return len(keys) == len(recorded) and not any(map(is_not, keys, recorded))
+
+
+def _values(containers: list[Any], dicts: list[dict[str, Any]]) -> list[Any]:
+    """The values of ``dicts`` and items of the lists among ``containers``, in
+    container order."""
+    if FAST:
+        return gc.get_referents(*containers)
+    return list(chain.from_iterable(c.values() if type(c) is dict else c for c in containers))

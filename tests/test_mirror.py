@@ -8,7 +8,25 @@ from typing import Any
 
 import pytest
 
+from eventlog import mirror
 from eventlog.mirror import Mirror
+
+
+class Key(str):
+    """A str subclass: equal to the plain key, but not storable as one."""
+
+
+@pytest.fixture(params=["fast", "portable"], autouse=True)
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs on both ways of reading the values: gc.get_referents and
+    plain dict.values (used where the self-test fails)."""
+    monkeypatch.setattr(mirror, "FAST", request.param == "fast")
+
+
+def test_the_fast_path_is_used_on_cpython() -> None:
+    import platform
+
+    assert mirror._referents_are_values() is (platform.python_implementation() == "CPython")
 
 
 def entries() -> list[Any]:
@@ -29,6 +47,9 @@ EDITS: list[Callable[[list[Any]], Any]] = [
     lambda es: es[1]["x"].__setitem__(1, [2, 3]),  # replaced by an equal list
     lambda es: es.__setitem__(0, copy.deepcopy(es[0])),
     lambda es: es.pop(),
+    lambda es: es[1].__setitem__(Key("v"), es[1].pop("w")),  # renamed to an equal-looking key
+    lambda es: (es[1].pop("w"), es[1].__setitem__(Key("w"), 1)),  # re-keyed by a str subclass
+    lambda es: (es[0]["message"].clear(), es[0]["message"].update(role="user", content=[], n=1)),
 ]
 
 
@@ -62,3 +83,27 @@ def test_edits_that_store_the_same_value_change_nothing(edit: Callable[[list[Any
     m = Mirror(es, full=True)
     edit(es)
     assert m.unchanged(es)
+
+
+def test_a_dict_that_once_held_a_non_str_key_is_not_vouched_for_by_the_fast_path() -> None:
+    es = entries()
+    es[1][0] = 0
+    del es[1][0]
+    m = Mirror(es, full=True)
+    # The fast path cannot prove such a dict's keys are exact str; the portable one
+    # compares keys by identity and can.
+    assert m.unchanged(es) is not mirror.FAST
+    es[1][Key("v")] = es[1].pop("w")
+    assert not m.unchanged(es)
+
+
+def test_items_moved_between_containers_are_noticed() -> None:
+    x = "same"
+    es: list[Any] = [{"a": [x], "b": [x, x]}, {"p": {"k": x}, "q": {"l": x, "m": x}}]
+    m = Mirror(es, full=True)
+    es[0]["a"].append(es[0]["b"].pop())
+    assert not m.unchanged(es)
+    es = [{"p": {"k": x}, "q": {"l": x, "m": x}}]
+    m = Mirror(es, full=True)
+    es[0]["p"]["l"] = es[0]["q"].pop("l")
+    assert not m.unchanged(es)
