@@ -139,23 +139,31 @@ def join_large(ref: Ref, raw: bytes) -> str | bytes:
     raise DecodeError(f"unknown large-value kind {ref.kind}")
 
 
-def _encode_default(encoder: cbor2.CBOREncoder, value: Any) -> None:
-    if type(value) is Ref:
-        fields: list[Any] = [value.kind, value.length, value.hashes]
-        if value.prefix:
-            fields.append(value.prefix)
-        encoder.encode(cbor2.CBORTag(REF_TAG, fields))
-    elif value is ENTRIES:
+def _encode_marker(encoder: cbor2.CBOREncoder, value: Any) -> None:
+    if value is ENTRIES:
         encoder.encode(cbor2.CBORTag(ENTRIES_TAG, None))
     else:
         raise TypeError(f"cannot encode {type(value).__name__}")
 
 
-def dumps(value: Any) -> bytes:
-    """CBOR of ``value`` (storable values, :class:`Ref` and :data:`ENTRIES`).
-    Raises ``ValueError`` for what CBOR cannot hold (invalid Unicode text)."""
+def dumps(value: Any, refs: list[Ref] | None = None) -> bytes:
+    """CBOR of ``value`` (storable values, :class:`Ref` and :data:`ENTRIES`); each
+    :class:`Ref` met is appended to ``refs``.  Raises ``ValueError`` for what CBOR
+    cannot hold (invalid Unicode text)."""
+    found = [] if refs is None else refs
+
+    def default(encoder: cbor2.CBOREncoder, value: Any) -> None:
+        if type(value) is Ref:
+            found.append(value)
+            fields: list[Any] = [value.kind, value.length, value.hashes]
+            if value.prefix:
+                fields.append(value.prefix)
+            encoder.encode(cbor2.CBORTag(REF_TAG, fields))
+        else:
+            _encode_marker(encoder, value)
+
     try:
-        return cbor2.dumps(value, default=_encode_default)
+        return cbor2.dumps(value, default=default)
     except (cbor2.CBOREncodeError, UnicodeEncodeError, TypeError) as e:
         raise ValueError(f"cannot encode value: {e}") from None
 

@@ -58,7 +58,15 @@ class SetFields:
     order: list[str] | None = None
 
 
-Op = Insert | Replace | Delete | SetFields
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    """The session was deleted, as part of deleting the tree rooted at ``root``.
+    Always a session's last event; folding past it is an error."""
+
+    root: str
+
+
+Op = Insert | Replace | Delete | SetFields | Tombstone
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +122,8 @@ def apply(state: State, ops: tuple[Op, ...] | list[Op]) -> None:
             if op.count < 1 or not 0 <= op.index <= len(entries) - op.count:
                 raise ValueError(f"delete {op.count} at {op.index} of {len(entries)} entries")
             del entries[op.index : op.index + op.count]
+        elif t is Tombstone:
+            raise ValueError("the session was deleted")
         else:
             assert isinstance(op, SetFields)
             fields = state.fields
@@ -178,7 +188,7 @@ def _diff_entries(old: list[Any], new: list[Any], known_same: int) -> list[Op]:
 
 # --------------------------------------------------------------------- wire form
 
-_INSERT, _REPLACE, _DELETE, _SET = 0, 1, 2, 3
+_INSERT, _REPLACE, _DELETE, _SET, _TOMBSTONE = 0, 1, 2, 3, 4
 
 
 def ops_to_wire(ops: list[Op]) -> list[Any]:
@@ -191,6 +201,8 @@ def ops_to_wire(ops: list[Op]) -> list[Any]:
             out.append([_REPLACE, op.index, op.entry])
         elif type(op) is Delete:
             out.append([_DELETE, op.index, op.count])
+        elif type(op) is Tombstone:
+            out.append([_TOMBSTONE, op.root, None])
         else:
             assert isinstance(op, SetFields)
             out.append([_SET, op.changed, op.order])
@@ -224,6 +236,10 @@ def ops_from_wire(wire: Any) -> tuple[Op, ...]:
             if type(a) is not dict or not (b is None or (type(b) is list and all(type(k) is str for k in b))):
                 raise DecodeError("malformed field update")
             ops.append(SetFields(a, b))
+        elif kind == _TOMBSTONE:
+            if type(a) is not str or b is not None:
+                raise DecodeError("malformed tombstone")
+            ops.append(Tombstone(a))
         else:
             raise DecodeError(f"unknown operation kind {kind}")
     return tuple(ops)

@@ -44,7 +44,6 @@ class Log:
         self.inline_limit = max_cell_bytes - 256
         self.large_value_bytes = large_value_bytes
         self.max_body_bytes = max_body_bytes
-        self._cids: list[int] = []
 
     # ------------------------------------------------------------------ writing
 
@@ -55,8 +54,7 @@ class Log:
             raise InvalidValueError(f"string is not valid Unicode text: {e}") from None
         if len(raw) > self.max_body_bytes:
             raise InvalidValueError(f"a value of {len(raw)} bytes is over the limit of {self.max_body_bytes}")
-        hashes, cids = self.chunks.put(raw)
-        self._cids += cids
+        hashes, _ = self.chunks.put(raw)
         return Ref(kind, len(raw), hashes, prefix)
 
     def encodable(self, value: Any) -> Any:
@@ -66,15 +64,13 @@ class Log:
             return externalise_large(value, self.large_value_bytes, self._externalise)
         return value
 
-    def take_chunk_ids(self) -> list[int]:
-        """Chunk ids used since the last call (to record as the session's refs)."""
-        cids, self._cids = self._cids, []
-        return cids
-
-    def frame(self, kind: bytes, sid: int, seq: int, wire: Any) -> bytes:
-        """Encode an event or snapshot body into a frame that fits one cell."""
+    def frame(self, kind: bytes, sid: int, seq: int, wire: Any) -> tuple[bytes, list[int]]:
+        """Encode an event or snapshot body into a frame that fits one cell; returns
+        it with the ids of every chunk it refers to (large values, spilled bytes),
+        to be recorded as its refs in the same transaction."""
+        refs: list[Ref] = []
         try:
-            body = codec.dumps(wire)
+            body = codec.dumps(wire, refs)
         except ValueError as e:
             raise InvalidValueError(str(e), seq=seq) from None
         if len(body) > self.max_body_bytes:
@@ -83,18 +79,35 @@ class Log:
                 "split it into several",
                 seq=seq,
             )
+        cids: list[int] = []
         flags, payload = self.framer.compress(body)
         if len(payload) > self.inline_limit:
             hashes, cids = self.chunks.put(payload)
-            self._cids += cids
             payload = codec.dumps([flags, len(payload), hashes])
             flags = codec.FLAG_SPILL
-        return Framer.seal(flags, payload, codec.binding(kind, sid, seq))
+        if refs:
+            wanted = list({h for ref in refs for h in ref.chunk_hashes()})
+            found = self.db.chunk_ids(wanted)
+            if len(found) != len(wanted):
+                missing = next(h for h in wanted if h not in found)
+                raise CorruptionError(f"chunk {missing.hex()} is missing", seq=seq)
+            cids += found.values()
+        return Framer.seal(flags, payload, codec.binding(kind, sid, seq)), cids
 
     # ------------------------------------------------------------------ reading
 
-    def body(self, kind: bytes, name: str, sid: int, seq: int, frame: bytes, rehydrate: bool) -> tuple[Any, int]:
-        """Decode a frame: ``(wire value, ENTRIES markers seen)``."""
+    def body(
+        self, kind: bytes, name: str, sid: int, seq: int, frame: bytes, rehydrate: bool, seen: set[bytes] | None = None
+    ) -> tuple[Any, int]:
+        """Decode a frame: ``(wire value, ENTRIES markers seen)``.  The hash of every
+        chunk the frame refers to is added to ``seen`` when given."""
+        resolve = self._rehydrate if rehydrate else None
+        if seen is not None:
+
+            def resolve(ref: Ref) -> Any:
+                seen.update(ref.chunk_hashes())
+                return self._rehydrate(ref) if rehydrate else ref
+
         try:
             flags, payload = Framer.open(frame, codec.binding(kind, sid, seq))
             if flags & codec.FLAG_SPILL:
@@ -110,11 +123,14 @@ class Log:
                 flags = spill[0]
                 if flags & ~codec.FLAG_ZSTD:
                     raise DecodeError("malformed spill pointer")
-                payload = self._read_large(Ref(codec.KIND_BYTES, spill[1], spill[2]))
+                pointer = Ref(codec.KIND_BYTES, spill[1], spill[2])
+                if seen is not None:
+                    seen.update(pointer.chunk_hashes())
+                payload = self._read_large(pointer)
                 if len(payload) != spill[1]:
                     raise DecodeError("spilled frame has the wrong length")
             body = self.framer.decompress(flags, payload, self.max_body_bytes)
-            return codec.loads(body, self._rehydrate if rehydrate else None)
+            return codec.loads(body, resolve)
         except VersionError as e:
             raise UnsupportedVersionError(str(e), session_id=name, seq=seq) from None
         except DecodeError as e:
@@ -158,20 +174,28 @@ class Log:
             raise CorruptionError(f"snapshot is damaged: {e}", session_id=name, seq=seq) from None
         return state
 
-    def fold(self, name: str, sid: int, upto: int, rehydrate: bool) -> State:
+    def fold(self, name: str, sid: int, upto: int, rehydrate: bool, floor: int = 0) -> State:
         """The state after event ``upto``: the newest readable snapshot at or below it
         plus the events after.  A damaged snapshot is skipped (snapshots are a
-        cache); damaged events raise :class:`CorruptionError`."""
+        cache), except the one at ``floor``: when history before it was compacted
+        away it is the only copy.  Damaged events raise :class:`CorruptionError`."""
         state, base = State(), 0
+        found = False
         for snap_seq in self.db.snapshot_seqs(sid, upto):
+            if snap_seq < floor:
+                continue  # left over from compaction, about to be removed
             frame = self.db.snapshot(sid, snap_seq)
-            if frame is None:
-                continue
             try:
+                if frame is None:
+                    raise CorruptionError("snapshot is missing", session_id=name, seq=snap_seq)
                 state, base = self.snapshot_state(name, sid, snap_seq, frame, rehydrate), snap_seq
+                found = True
                 break
             except (CorruptionError, UnsupportedVersionError):
-                continue
+                if snap_seq == floor:
+                    raise
+        if floor and not found:
+            raise CorruptionError("the snapshot holding the compacted history is missing", session_id=name, seq=floor)
         for event in self.events(name, sid, base, upto, rehydrate):
             try:
                 fold.apply(state, event.ops)

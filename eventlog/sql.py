@@ -7,17 +7,23 @@ schema and its migrations, and the translation of ``sqlite3`` errors into eventl
 hierarchy.  No statement binds more than 100 parameters or is longer than 100 KB,
 the limits of a Cloudflare Durable Object.
 
-Schema (version 1)::
+Schema (version 2)::
 
-    sessions(sid PK AUTOINCREMENT, name UNIQUE, parent, seq, created_ms, updated_ms,
-             snap_seq, snap_bytes, snap_bytes_since)  -- one row per session id; seq = head
+    sessions(sid PK AUTOINCREMENT, name, parent, seq, created_ms, updated_ms,
+             snap_seq, snap_bytes, snap_bytes_since, base_seq, deleted_ms)
+        -- one row per incarnation of a session id; seq = head; name unique among
+        -- live rows (deleted_ms IS NULL); events at or below base_seq were folded
+        -- into the snapshot at base_seq (history compaction)
     events(pos PK AUTOINCREMENT, sid, seq, ts_ms, frame, UNIQUE(sid, seq))
-    snapshots(sid, seq, frame, PK(sid, seq))
+    snapshots(id PK AUTOINCREMENT, sid, seq, frame, UNIQUE(sid, seq))
     chunks(cid PK, hash UNIQUE, flags, size, data)   -- size = raw length
-    refs(sid, cid, PK(sid, cid)) WITHOUT ROWID       -- which session uses which chunk
+    refs(kind, holder, cid, PK(kind, holder, cid)) WITHOUT ROWID
+        -- the event (kind 0, holder = pos) or snapshot (kind 1, holder = id) that
+        -- uses a chunk; kind 2 (holder = sid): a whole session, from version 1 files
 
 ``pos`` is the global position: AUTOINCREMENT guarantees it is never reused, even
-after rows are deleted.
+after rows are deleted.  A row and its refs are written and deleted in the same
+transaction, so a chunk without refs is garbage and a chunk with refs is in use.
 """
 
 from __future__ import annotations
@@ -25,12 +31,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import CorruptionError, EventLogError, StorageError, UnsupportedVersionError
 
 #: Schema version this release writes; ``PRAGMA user_version`` holds the file's.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: ``PRAGMA application_id`` of an eventlog file ("EvLg").
 APPLICATION_ID = 0x45764C67
 #: Most parameters bound in one statement (Durable Object limit).
@@ -79,8 +85,57 @@ _SCHEMA_V1 = (
     "CREATE INDEX refs_cid ON refs(cid)",
 )
 
+_V1_TO_V2 = (
+    """CREATE TABLE sessions_v2 (
+        sid INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        parent TEXT,
+        seq INTEGER NOT NULL DEFAULT 0,
+        created_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        snap_seq INTEGER NOT NULL DEFAULT 0,
+        snap_bytes INTEGER NOT NULL DEFAULT 0,
+        snap_bytes_since INTEGER NOT NULL DEFAULT 0,
+        base_seq INTEGER NOT NULL DEFAULT 0,
+        deleted_ms INTEGER
+    )""",
+    "INSERT INTO sessions_v2(sid, name, parent, seq, created_ms, updated_ms, snap_seq, snap_bytes, "
+    "snap_bytes_since) SELECT sid, name, parent, seq, created_ms, updated_ms, snap_seq, snap_bytes, "
+    "snap_bytes_since FROM sessions",
+    """CREATE TABLE snapshots_v2 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        sid INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        frame BLOB NOT NULL,
+        UNIQUE (sid, seq)
+    )""",
+    "INSERT INTO snapshots_v2(sid, seq, frame) SELECT sid, seq, frame FROM snapshots",
+    """CREATE TABLE refs_v2 (
+        kind INTEGER NOT NULL,
+        holder INTEGER NOT NULL,
+        cid INTEGER NOT NULL,
+        PRIMARY KEY (kind, holder, cid)
+    ) WITHOUT ROWID""",
+    "INSERT INTO refs_v2(kind, holder, cid) SELECT 2, sid, cid FROM refs",
+    "UPDATE sqlite_sequence SET seq = coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'sessions'), 0) "
+    "WHERE name = 'sessions_v2'",
+    "DROP TABLE sessions",
+    "DROP TABLE snapshots",
+    "DROP TABLE refs",
+    "ALTER TABLE sessions_v2 RENAME TO sessions",
+    "ALTER TABLE snapshots_v2 RENAME TO snapshots",
+    "ALTER TABLE refs_v2 RENAME TO refs",
+    "CREATE UNIQUE INDEX sessions_name ON sessions(name) WHERE deleted_ms IS NULL",
+    "CREATE INDEX sessions_parent ON sessions(parent) WHERE parent IS NOT NULL AND deleted_ms IS NULL",
+    "CREATE INDEX sessions_dead ON sessions(sid) WHERE deleted_ms IS NOT NULL",
+    "CREATE INDEX refs_cid ON refs(cid)",
+)
+
 #: ``MIGRATIONS[v]`` upgrades a file from schema version ``v`` to ``v + 1``.
-MIGRATIONS: dict[int, tuple[str, ...]] = {0: _SCHEMA_V1}
+MIGRATIONS: dict[int, tuple[str, ...]] = {0: _SCHEMA_V1, 1: _V1_TO_V2}
+
+#: Kinds of holder in ``refs``.
+EVENT_REF, SNAPSHOT_REF, SESSION_REF = 0, 1, 2
 
 SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
@@ -92,6 +147,19 @@ def _translate(e: sqlite3.Error, what: str) -> EventLogError:
     if name == "SQLITE_TOOBIG":
         return StorageError(f"a cell was over the length limit while {what} (eventlog bug): {e}")
     return StorageError(f"SQLite failed while {what}: {e}")
+
+
+class SessionRow(NamedTuple):
+    """A session's row: its id, head, newest snapshot (position and size), bytes of
+    events since, the floor of its history, and its name."""
+
+    sid: int
+    seq: int
+    snap_seq: int
+    snap_bytes: int
+    snap_bytes_since: int
+    base_seq: int
+    name: str
 
 
 class Database:
@@ -113,12 +181,16 @@ class Database:
         except sqlite3.Error as e:
             raise _translate(e, f"opening {path!r}") from None
         self.con = con
+        self.max_cell_bytes = max_cell_bytes
+        self.wal = path != ":memory:" and not path.startswith("file::memory:") and path != ""
         try:
             con.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, max_cell_bytes)
             con.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, SQL_LENGTH_LIMIT)
             con.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, MAX_PARAMS)
-            if path != ":memory:" and not path.startswith("file::memory:"):
+            if self.wal:
                 con.execute("PRAGMA journal_mode=WAL")
+            # Deleted content is overwritten with zeros, not left in free pages.
+            con.execute("PRAGMA secure_delete=ON")
             con.execute(f"PRAGMA synchronous={synchronous.upper()}")
             self._migrate()
         except sqlite3.Error as e:
@@ -208,12 +280,12 @@ class Database:
 
     # ------------------------------------------------------------------ sessions
 
-    def session(self, name: str) -> tuple[int, int, int, int, int] | None:
-        """``(sid, seq, snap_seq, snap_bytes, snap_bytes_since)`` of a session (the
-        newest snapshot's position and size, and the bytes of event frames written
-        since), or ``None``."""
-        row = self._one("SELECT sid, seq, snap_seq, snap_bytes, snap_bytes_since FROM sessions WHERE name = ?", (name,))
-        return None if row is None else (row[0], row[1], row[2], row[3], row[4])
+    _ROW = "SELECT sid, seq, snap_seq, snap_bytes, snap_bytes_since, base_seq, name FROM sessions "
+
+    def session(self, name: str) -> SessionRow | None:
+        """The live session called ``name``, or ``None``."""
+        row = self._one(self._ROW + "WHERE name = ? AND deleted_ms IS NULL", (name,))
+        return None if row is None else SessionRow(*row)
 
     def create_session(self, name: str, parent: str | None, now_ms: int) -> int:
         cur = self._q(
@@ -224,11 +296,47 @@ class Database:
         return cur.lastrowid
 
     def session_names(self) -> list[str]:
-        return [r[0] for r in self._all("SELECT name FROM sessions WHERE seq > 0 ORDER BY sid")]
+        """Names of the live sessions with at least one event, oldest first."""
+        return [r[0] for r in self._all("SELECT name FROM sessions WHERE seq > 0 AND deleted_ms IS NULL ORDER BY sid")]
 
     def parent(self, name: str) -> str | None:
-        row = self._one("SELECT parent FROM sessions WHERE name = ?", (name,))
+        row = self._one("SELECT parent FROM sessions WHERE name = ? AND deleted_ms IS NULL", (name,))
         return None if row is None else row[0]
+
+    def children(self, parents: Sequence[str]) -> list[SessionRow]:
+        """The live sessions whose parent is one of ``parents`` (batched), oldest first
+        within each batch."""
+        out: list[SessionRow] = []
+        for i in range(0, len(parents), MAX_PARAMS):
+            batch = parents[i : i + MAX_PARAMS]
+            marks = ",".join("?" * len(batch))
+            rows = self._all(self._ROW + f"WHERE parent IN ({marks}) AND deleted_ms IS NULL ORDER BY sid", batch)
+            out += (SessionRow(*r) for r in rows)
+        return out
+
+    def mark_deleted(self, sid: int, now_ms: int) -> None:
+        """Mark session ``sid`` deleted (its tombstone is already appended); its name
+        is free from now on."""
+        self._q("UPDATE sessions SET deleted_ms = ? WHERE sid = ?", (now_ms, sid))
+
+    def dead_sessions(self, limit: int) -> list[int]:
+        """Up to ``limit`` deleted sessions whose rows are still stored."""
+        return [r[0] for r in self._all("SELECT sid FROM sessions WHERE deleted_ms IS NOT NULL LIMIT ?", (limit,))]
+
+    def live_sessions(self, after_sid: int, limit: int) -> list[SessionRow]:
+        """Live sessions with ``sid > after_sid``, by sid, at most ``limit``."""
+        rows = self._all(self._ROW + "WHERE sid > ? AND deleted_ms IS NULL ORDER BY sid LIMIT ?", (after_sid, limit))
+        return [SessionRow(*r) for r in rows]
+
+    def drop_session(self, sid: int) -> None:
+        """Remove a deleted session's row and its session-wide refs (its events and
+        snapshots must be gone already)."""
+        self._q("DELETE FROM refs WHERE kind = ? AND holder = ?", (SESSION_REF, sid))
+        self._q("DELETE FROM sessions WHERE sid = ? AND deleted_ms IS NOT NULL", (sid,))
+
+    def set_base(self, sid: int, base: int) -> None:
+        """Declare events up to ``base`` folded into the snapshot at ``base``."""
+        self._q("UPDATE sessions SET base_seq = ? WHERE sid = ? AND base_seq < ?", (base, sid, base))
 
     # ------------------------------------------------------------------ events
 
@@ -264,6 +372,13 @@ class Database:
                 return
             yield from rows
 
+    def purge_events(self, sid: int, upto: int, limit: int) -> int:
+        """Delete up to ``limit`` events of ``sid`` at or below ``upto``, oldest
+        first, with their refs; returns how many were deleted."""
+        pick = "SELECT pos FROM events WHERE sid = ? AND seq <= ? ORDER BY seq LIMIT ?"
+        self._q(f"DELETE FROM refs WHERE kind = {EVENT_REF} AND holder IN ({pick})", (sid, upto, limit))
+        return self._q(f"DELETE FROM events WHERE pos IN ({pick})", (sid, upto, limit)).rowcount
+
     # ------------------------------------------------------------------ snapshots
 
     def snapshot_seqs(self, sid: int, upto: int) -> list[int]:
@@ -275,18 +390,40 @@ class Database:
         row = self._one("SELECT CAST(frame AS BLOB) FROM snapshots WHERE sid = ? AND seq = ?", (sid, seq))
         return None if row is None else bytes(row[0])
 
-    def put_snapshot(self, sid: int, seq: int, frame: bytes, keep: int) -> None:
-        """Store a snapshot at ``seq`` and drop all but the newest ``keep``."""
-        self._q("INSERT OR REPLACE INTO snapshots(sid, seq, frame) VALUES (?, ?, ?)", (sid, seq, frame))
+    def put_snapshot(self, sid: int, seq: int, frame: bytes) -> int:
+        """Store a snapshot at ``seq`` (replacing one there, with its refs); returns
+        its id, for its refs."""
         self._q(
-            "DELETE FROM snapshots WHERE sid = ? AND seq < ("
-            "SELECT min(seq) FROM (SELECT seq FROM snapshots WHERE sid = ? ORDER BY seq DESC LIMIT ?))",
-            (sid, sid, keep),
+            f"DELETE FROM refs WHERE kind = {SNAPSHOT_REF} AND holder IN "
+            "(SELECT id FROM snapshots WHERE sid = ? AND seq = ?)",
+            (sid, seq),
         )
+        self._q("DELETE FROM snapshots WHERE sid = ? AND seq = ?", (sid, seq))
+        cur = self._q("INSERT INTO snapshots(sid, seq, frame) VALUES (?, ?, ?)", (sid, seq, frame))
         self._q(
             "UPDATE sessions SET snap_seq = ?, snap_bytes = ?, snap_bytes_since = 0 WHERE sid = ? AND snap_seq < ?",
             (seq, len(frame), sid, seq),
         )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def prune_snapshots(self, sid: int, keep: int, base: int) -> None:
+        """Drop, with their refs, all snapshots of ``sid`` but the newest ``keep`` and
+        the one at ``base`` (the floor of a compacted history, never a mere cache)."""
+        pick = (
+            "SELECT id FROM snapshots WHERE sid = ? AND seq != ? AND seq < ("
+            "SELECT min(seq) FROM (SELECT seq FROM snapshots WHERE sid = ? ORDER BY seq DESC LIMIT ?))"
+        )
+        params = (sid, base, sid, keep)
+        self._q(f"DELETE FROM refs WHERE kind = {SNAPSHOT_REF} AND holder IN ({pick})", params)
+        self._q(f"DELETE FROM snapshots WHERE id IN ({pick})", params)
+
+    def purge_snapshots(self, sid: int, below: int, limit: int) -> int:
+        """Delete up to ``limit`` snapshots of ``sid`` below ``below``, with their refs;
+        returns how many were deleted."""
+        pick = "SELECT id FROM snapshots WHERE sid = ? AND seq < ? LIMIT ?"
+        self._q(f"DELETE FROM refs WHERE kind = {SNAPSHOT_REF} AND holder IN ({pick})", (sid, below, limit))
+        return self._q(f"DELETE FROM snapshots WHERE id IN ({pick})", (sid, below, limit)).rowcount
 
     # ------------------------------------------------------------------ chunks
 
@@ -310,21 +447,123 @@ class Database:
         row = self._one("SELECT flags, size, CAST(data AS BLOB) FROM chunks WHERE hash = ?", (digest,))
         return None if row is None else (row[0], row[1], row[2])
 
-    def has_refs(self, sid: int) -> bool:
-        """Whether session ``sid`` uses any chunk."""
-        return self._one("SELECT 1 FROM refs WHERE sid = ? LIMIT 1", (sid,)) is not None
+    def chunks_page(self, after_cid: int, limit: int) -> list[tuple[int, bytes, int, int, bytes]]:
+        """``(cid, hash, flags, size, data)`` of chunks with ``cid > after_cid``."""
+        return self._all(
+            "SELECT cid, hash, flags, size, CAST(data AS BLOB) FROM chunks WHERE cid > ? ORDER BY cid LIMIT ?",
+            (after_cid, limit),
+        )
 
-    def add_refs(self, sid: int, cids: Sequence[int]) -> None:
-        """Record that session ``sid`` uses chunks ``cids`` (idempotent, batched)."""
+    def add_refs(self, kind: int, holder: int, cids: Sequence[int]) -> None:
+        """Record that a holder (an event or snapshot) uses chunks ``cids``
+        (idempotent, batched)."""
         unique = sorted(set(cids))
-        per = MAX_PARAMS // 2
+        per = MAX_PARAMS // 3
         for i in range(0, len(unique), per):
             batch = unique[i : i + per]
-            marks = ",".join("(?, ?)" for _ in batch)
+            marks = ",".join("(?, ?, ?)" for _ in batch)
             params: list[int] = []
             for cid in batch:
-                params += (sid, cid)
-            self._q(f"INSERT OR IGNORE INTO refs(sid, cid) VALUES {marks}", params)
+                params += (kind, holder, cid)
+            self._q(f"INSERT OR IGNORE INTO refs(kind, holder, cid) VALUES {marks}", params)
+
+    def has_refs(self, sid: int) -> bool:
+        """Whether any event or snapshot of session ``sid`` uses a chunk."""
+        return (
+            self._one(
+                f"SELECT 1 FROM events e JOIN refs r ON r.kind = {EVENT_REF} AND r.holder = e.pos WHERE e.sid = ? "
+                f"UNION ALL SELECT 1 FROM snapshots n JOIN refs r ON r.kind = {SNAPSHOT_REF} AND r.holder = n.id "
+                f"WHERE n.sid = ? UNION ALL SELECT 1 FROM refs WHERE kind = {SESSION_REF} AND holder = ? LIMIT 1",
+                (sid, sid, sid),
+            )
+            is not None
+        )
+
+    def refs_of(self, kind: int, holder: int) -> set[int]:
+        return {r[0] for r in self._all("SELECT cid FROM refs WHERE kind = ? AND holder = ?", (kind, holder))}
+
+    def free_chunks(self, after_cid: int, limit: int) -> tuple[int | None, int, int]:
+        """Delete the chunks among the next ``limit`` after ``after_cid`` that nothing
+        refers to.  Returns ``(cursor for the next call or None at the end, chunks
+        freed, stored bytes freed)``."""
+        row = self._one(
+            "SELECT max(cid), count(*) FROM (SELECT cid FROM chunks WHERE cid > ? ORDER BY cid LIMIT ?)",
+            (after_cid, limit),
+        )
+        last, n = row if row else (None, 0)
+        if not n:
+            return None, 0, 0
+        garbage = (
+            "SELECT cid FROM chunks c WHERE cid > ? AND cid <= ? "
+            "AND NOT EXISTS (SELECT 1 FROM refs r WHERE r.cid = c.cid)"
+        )
+        freed, size = self._one(
+            f"SELECT count(*), coalesce(sum(length(data)), 0) FROM chunks WHERE cid IN ({garbage})",
+            (after_cid, last),
+        )
+        if freed:
+            self._q(f"DELETE FROM chunks WHERE cid IN ({garbage})", (after_cid, last))
+        return last, freed, size
+
+    # ------------------------------------------------------------------ maintenance
+
+    def checkpoint(self) -> bool:
+        """Copy the WAL into the file and truncate it; ``False`` when a reader
+        elsewhere kept it from finishing."""
+        if not self.wal:
+            return True
+        row = self._one("PRAGMA wal_checkpoint(TRUNCATE)")
+        return row is not None and row[0] == 0
+
+    def vacuum(self) -> None:
+        """Rewrite the file without free pages (needs about its size in free space)."""
+        self._q("VACUUM")
+
+    def live_events(self, after_pos: int, limit: int) -> list[tuple[int, str, int, int, bytes]]:
+        """``(pos, name, sid, seq, frame)`` of live sessions' current events (above
+        their base), by position."""
+        return self._all(
+            "SELECT e.pos, s.name, e.sid, e.seq, CAST(e.frame AS BLOB) FROM events e JOIN sessions s ON s.sid = e.sid "
+            "WHERE e.pos > ? AND s.deleted_ms IS NULL AND e.seq > s.base_seq ORDER BY e.pos LIMIT ?",
+            (after_pos, limit),
+        )
+
+    def live_snapshots(self, after_id: int, limit: int) -> list[tuple[int, str, int, int, bytes]]:
+        """``(id, name, sid, seq, frame)`` of live sessions' snapshots, by id."""
+        return self._all(
+            "SELECT n.id, s.name, n.sid, n.seq, CAST(n.frame AS BLOB) FROM snapshots n "
+            "JOIN sessions s ON s.sid = n.sid WHERE n.id > ? AND s.deleted_ms IS NULL ORDER BY n.id LIMIT ?",
+            (after_id, limit),
+        )
+
+    def dangling_refs(self, limit: int) -> list[tuple[int, int, int]]:
+        """``(kind, holder, cid)`` of refs whose chunk or holder is missing."""
+        return self._all(
+            "SELECT kind, holder, cid FROM refs r WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.cid = r.cid) "
+            f"OR (kind = {EVENT_REF} AND NOT EXISTS (SELECT 1 FROM events e WHERE e.pos = r.holder)) "
+            f"OR (kind = {SNAPSHOT_REF} AND NOT EXISTS (SELECT 1 FROM snapshots n WHERE n.id = r.holder)) "
+            f"OR (kind = {SESSION_REF} AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.sid = r.holder)) LIMIT ?",
+            (limit,),
+        )
+
+    def unreferenced_chunks(self) -> int:
+        return int(
+            self._one("SELECT count(*) FROM chunks c WHERE NOT EXISTS (SELECT 1 FROM refs r WHERE r.cid = c.cid)")[0]
+        )
+
+    def oversized_rows(self, limit: int) -> list[tuple[str, int, int]]:
+        """``(table, row id, bytes)`` of rows whose stored columns add up to more
+        than the budget (the cell limit stops any single cell)."""
+        b = self.max_cell_bytes
+        return self._all(
+            "SELECT 'events', pos, length(frame) + 32 FROM events WHERE length(frame) + 32 > ? "
+            "UNION ALL SELECT 'snapshots', id, length(frame) + 24 FROM snapshots WHERE length(frame) + 24 > ? "
+            "UNION ALL SELECT 'chunks', cid, length(data) + length(hash) + 24 FROM chunks "
+            "WHERE length(data) + length(hash) + 24 > ? "
+            "UNION ALL SELECT 'sessions', sid, length(name) + coalesce(length(parent), 0) + 80 FROM sessions "
+            "WHERE length(name) + coalesce(length(parent), 0) + 80 > ? LIMIT ?",
+            (b, b, b, b, limit),
+        )
 
     # ------------------------------------------------------------------ statistics
 

@@ -23,7 +23,7 @@ from .fold import Delete, Event, Insert, Op, Replace, SetFields, State, apply, d
 from .log import EVENT, SNAPSHOT, Log
 from .mirror import Mirror
 from .snapshots import SnapshotPolicy
-from .sql import Database
+from .sql import EVENT_REF, SNAPSHOT_REF, Database, SessionRow
 from .values import copy
 
 #: Longest session id accepted, in UTF-8 bytes.
@@ -245,23 +245,24 @@ class Store:
             try:
                 with db.write():
                     row = db.session(name)
-                    seq = 0 if row is None else row[1]
+                    seq = 0 if row is None else row.seq
                     if expected_seq is not None and expected_seq != seq:
                         raise ConflictError(f"expected seq {expected_seq}, found {seq}", session_id=name, seq=seq)
                     if row is None:
                         c = _Cached.of(db.create_session(name, parent, _now_ms()), 0, State())
                     else:
-                        c = self._cached(name, row[0], seq, full=full)
+                        c = self._cached(row, full=full)
                     ops = make_ops(c)
                     wire, private = self._prepare(ops, copies=full)
                     seq += 1
-                    frame = log.frame(EVENT, c.sid, seq, ops_to_wire(wire))
-                    db.append_event(c.sid, seq, _now_ms(), frame)
-                    db.add_refs(c.sid, log.take_chunk_ids())
-                    snap_seq, snap_bytes, since = row[2:5] if row else (0, 0, 0)
+                    frame, cids = log.frame(EVENT, c.sid, seq, ops_to_wire(wire))
+                    pos = db.append_event(c.sid, seq, _now_ms(), frame)
+                    db.add_refs(EVENT_REF, pos, cids)
+                    snap_seq, snap_bytes, since = (
+                        (row.snap_seq, row.snap_bytes, row.snap_bytes_since) if row else (0, 0, 0)
+                    )
                     snap = self._policy.due(seq, snap_seq, snap_bytes, since + len(frame))
             except BaseException:
-                log.take_chunk_ids()
                 self._cache.pop(name, None)
                 raise
             if remember is not None:
@@ -320,14 +321,15 @@ class Store:
 
     # ------------------------------------------------------------------ state cache
 
-    def _cached(self, name: str, sid: int, seq: int, *, full: bool) -> _Cached:
-        """The cached session with its head at ``seq`` and, with ``full``, its state
-        caught up to it.  Events written since (by ``append()`` or another process)
-        are read from the log and applied; with nothing usable cached, the session is
-        folded from its newest snapshot."""
+    def _cached(self, row: SessionRow, *, full: bool) -> _Cached:
+        """The cached session with its head at the row's and, with ``full``, its
+        state caught up to it.  Events written since (by ``append()`` or another
+        process) are read from the log and applied; with nothing usable cached, the
+        session is folded from its newest snapshot."""
+        name, sid, seq = row.name, row.sid, row.seq
         c = self._cache.get(name)
-        if c is None or c.sid != sid or c.state_seq > seq or c.seq > seq:
-            c = _Cached.of(sid, seq, self._log.fold(name, sid, seq, rehydrate=True))
+        if c is None or c.sid != sid or c.state_seq > seq or c.seq > seq or c.state_seq < row.base_seq:
+            c = _Cached.of(sid, seq, self._log.fold(name, sid, seq, rehydrate=True, floor=row.base_seq))
             self._remember(name, c)
             return c
         self._cache.move_to_end(name)
@@ -360,36 +362,36 @@ class Store:
         """Build a snapshot of the session's head now; returns its sequence number."""
         with self._lock:
             self._open()
-            sid, seq = self._lookup(session_id)
-            self._snapshot(session_id, sid, seq)
-            return seq
+            row = self._lookup(session_id)
+            self._snapshot(session_id, row.sid, row.seq)
+            return row.seq
 
     def _snapshot(self, name: str, sid: int, seq: int) -> None:
         log, db = self._log, self._db
         try:
             with db.write():
                 row = db.session(name)
-                if row is None or row[0] != sid or row[1] != seq:
+                if row is None or row.sid != sid or row.seq != seq:
                     return  # someone wrote meanwhile; the next write will try again
                 c = self._cache.get(name)
                 if c is not None and c.sid == sid and c.state_seq == seq and not db.has_refs(sid):
                     state = c.state  # no large values: the cached state is the stored form
                 else:
-                    state = log.fold(name, sid, seq, rehydrate=False)
-                frame = log.frame(SNAPSHOT, sid, seq, state_to_wire(state))
-                db.put_snapshot(sid, seq, frame, keep=self._policy.keep)
-                db.add_refs(sid, log.take_chunk_ids())
+                    state = log.fold(name, sid, seq, rehydrate=False, floor=row.base_seq)
+                frame, cids = log.frame(SNAPSHOT, sid, seq, state_to_wire(state))
+                db.add_refs(SNAPSHOT_REF, db.put_snapshot(sid, seq, frame), cids)
+                db.prune_snapshots(sid, self._policy.keep, row.base_seq)
         except EventLogError:
-            log.take_chunk_ids()  # a snapshot is a cache: failing to build one loses nothing
+            pass  # a snapshot is a cache: failing to build one loses nothing
 
     # ------------------------------------------------------------------ reading
 
-    def _lookup(self, name: str) -> tuple[int, int]:
+    def _lookup(self, name: str) -> SessionRow:
         _check_id(name)
         row = self._db.session(name)
-        if row is None or row[1] == 0:
+        if row is None or row.seq == 0:
             raise NotFoundError("no such session", session_id=name)
-        return row[0], row[1]
+        return row
 
     def load(self, session_id: str) -> dict[str, Any] | None:
         """The session as last saved (equal, key order included), or ``None``.
@@ -400,10 +402,9 @@ class Store:
             _check_id(session_id)
             with self._db.read():
                 row = self._db.session(session_id)
-                if row is None or row[1] == 0:
+                if row is None or row.seq == 0:
                     return None
-                sid, seq = row[0], row[1]
-                c = self._cached(session_id, sid, seq, full=True)
+                c = self._cached(row, full=True)
             return copy(c.state.session())  # type: ignore[no-any-return]
 
     def seq(self, session_id: str) -> int:
@@ -412,7 +413,7 @@ class Store:
             self._open()
             _check_id(session_id)
             row = self._db.session(session_id)
-            return 0 if row is None else row[1]
+            return 0 if row is None else row.seq
 
     def fold(self, session_id: str, at: int | None = None) -> dict[str, Any]:
         """The session as it was right after event ``at`` (default: now).
@@ -422,24 +423,45 @@ class Store:
         with self._lock:
             self._open()
             with self._db.read():
-                sid, seq = self._lookup(session_id)
+                row = self._lookup(session_id)
+                sid, seq = row.sid, row.seq
                 if at is None:
                     at = seq
                 if type(at) is not int or not 0 <= at <= seq:
                     raise NotFoundError(f"no position {at!r}; the session is at {seq}", session_id=session_id)
+                if 0 < at < row.base_seq:
+                    raise NotFoundError(
+                        f"history before {row.base_seq} was compacted away", session_id=session_id, seq=at
+                    )
                 cached = self._cache.get(session_id)
                 if at == seq and cached is not None and cached.sid == sid and cached.state_seq == seq:
                     return copy(cached.state.session())  # type: ignore[no-any-return]
-                return self._log.fold(session_id, sid, at, rehydrate=True).session()
+                if at == 0:
+                    return {}
+                return self._log.fold(session_id, sid, at, rehydrate=True, floor=row.base_seq).session()
 
     def events(self, session_id: str, since: int = 0) -> Iterator[Event]:
         """The session's events after sequence number ``since``, oldest first, with
         large values rehydrated.  Raises :class:`NotFoundError` at once for an
-        unknown session; reads lazily, a page of events per read transaction."""
+        unknown session, and for ``since`` below the start of a compacted history
+        (see :meth:`compact`); reads lazily, a page of events per read transaction
+        (and raises :class:`NotFoundError` if the session is deleted meanwhile)."""
+        if type(since) is not int or since < 0:
+            raise InvalidValueError("since must be a non-negative int", session_id=session_id)
         with self._lock:
             self._open()
-            sid, _ = self._lookup(session_id)
-        return self._iter_events(session_id, sid, since)
+            row = self._lookup(session_id)
+            self._check_since(row, since)
+        return self._iter_events(session_id, row.sid, since)
+
+    @staticmethod
+    def _check_since(row: SessionRow, since: int) -> None:
+        if since < row.base_seq:
+            raise NotFoundError(
+                f"events up to {row.base_seq} were compacted away; read from since={row.base_seq}",
+                session_id=row.name,
+                seq=since + 1,
+            )
 
     def _iter_events(self, name: str, sid: int, since: int) -> Iterator[Event]:
         after = since
@@ -447,6 +469,10 @@ class Store:
             with self._lock:
                 self._open()
                 with self._db.read():
+                    row = self._db.session(name)
+                    if row is None or row.sid != sid:
+                        raise NotFoundError("the session was deleted while its events were read", session_id=name)
+                    self._check_since(row, after)
                     page = list(self._log.events(name, sid, after, after + 256, rehydrate=True))
             yield from page
             if len(page) < 256:
