@@ -8,6 +8,7 @@
 """
 
 from .codec import ENTRIES
+from .compaction import CompactReport
 from .errors import (
     ConflictError,
     CorruptionError,
@@ -18,13 +19,15 @@ from .errors import (
     StoreClosedError,
     UnsupportedVersionError,
 )
-from .fold import Delete, Event, Insert, Op, Replace, SetFields
+from .fold import Delete, Event, Insert, Op, Replace, SetFields, Tombstone
 from .store import Store, open
+from .verify import Problem, VerifyReport
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ENTRIES",
+    "CompactReport",
     "ConflictError",
     "CorruptionError",
     "Delete",
@@ -34,11 +37,14 @@ __all__ = [
     "InvalidValueError",
     "NotFoundError",
     "Op",
+    "Problem",
     "Replace",
     "SetFields",
     "StorageError",
     "Store",
     "StoreClosedError",
+    "Tombstone",
     "UnsupportedVersionError",
+    "VerifyReport",
     "open",
 ]

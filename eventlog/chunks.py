@@ -61,11 +61,15 @@ class Chunks:
             row = self.db.chunk(digest)
             if row is None:
                 raise DecodeError(f"chunk {digest.hex()} is missing")
-            flags, size, data = row
-            if not 0 <= size <= MAX_CHUNK_BYTES or flags & ~1:
-                raise DecodeError(f"chunk {digest.hex()} has a bad header")
-            raw = self.framer.decompress(flags, data, size)
-            if len(raw) != size or blake3.blake3(raw).digest() != digest:
-                raise DecodeError(f"chunk {digest.hex()} does not match its hash")
-            parts.append(raw)
+            parts.append(self.open(digest, *row))
         return b"".join(parts)
+
+    def open(self, digest: bytes, flags: int, size: int, data: bytes) -> bytes:
+        """A stored chunk's bytes, verified against its address; raises
+        :class:`~eventlog.codec.DecodeError` when it does not match."""
+        if not 0 <= size <= MAX_CHUNK_BYTES or flags & ~1:
+            raise DecodeError(f"chunk {digest.hex()} has a bad header")
+        raw = self.framer.decompress(flags, data, size)
+        if len(raw) != size or blake3.blake3(raw).digest() != digest:
+            raise DecodeError(f"chunk {digest.hex()} does not match its hash")
+        return raw

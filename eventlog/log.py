@@ -145,8 +145,18 @@ class Log:
     def _rehydrate(self, ref: Ref) -> str | bytes:
         return codec.join_large(ref, self._read_large(ref))
 
-    def event(self, name: str, sid: int, seq: int, pos: int, ts: int, frame: bytes, rehydrate: bool) -> Event:
-        wire, markers = self.body(EVENT, name, sid, seq, frame, rehydrate)
+    def event(
+        self,
+        name: str,
+        sid: int,
+        seq: int,
+        pos: int,
+        ts: int,
+        frame: bytes,
+        rehydrate: bool,
+        seen: set[bytes] | None = None,
+    ) -> Event:
+        wire, markers = self.body(EVENT, name, sid, seq, frame, rehydrate, seen)
         try:
             ops = fold.ops_from_wire(wire)
             legit = sum(1 for op in ops if type(op) is fold.SetFields and op.changed.get("entries") is ENTRIES)
@@ -164,8 +174,10 @@ class Log:
             yield self.event(name, sid, seq, pos, ts, frame, rehydrate)
             expected += 1
 
-    def snapshot_state(self, name: str, sid: int, seq: int, frame: bytes, rehydrate: bool) -> State:
-        wire, markers = self.body(SNAPSHOT, name, sid, seq, frame, rehydrate)
+    def snapshot_state(
+        self, name: str, sid: int, seq: int, frame: bytes, rehydrate: bool, seen: set[bytes] | None = None
+    ) -> State:
+        wire, markers = self.body(SNAPSHOT, name, sid, seq, frame, rehydrate, seen)
         try:
             state = fold.state_from_wire(wire)
             if markers != (1 if state.managed else 0):

@@ -407,6 +407,10 @@ class Database:
         assert cur.lastrowid is not None
         return cur.lastrowid
 
+    def snapshots_of(self, sid: int) -> list[tuple[int, int]]:
+        """``(id, seq)`` of the session's snapshots, oldest first."""
+        return self._all("SELECT id, seq FROM snapshots WHERE sid = ? ORDER BY seq", (sid,))
+
     def prune_snapshots(self, sid: int, keep: int, base: int) -> None:
         """Drop, with their refs, all snapshots of ``sid`` but the newest ``keep`` and
         the one at ``base`` (the floor of a compacted history, never a mere cache)."""
@@ -519,23 +523,6 @@ class Database:
         """Rewrite the file without free pages (needs about its size in free space)."""
         self._q("VACUUM")
 
-    def live_events(self, after_pos: int, limit: int) -> list[tuple[int, str, int, int, bytes]]:
-        """``(pos, name, sid, seq, frame)`` of live sessions' current events (above
-        their base), by position."""
-        return self._all(
-            "SELECT e.pos, s.name, e.sid, e.seq, CAST(e.frame AS BLOB) FROM events e JOIN sessions s ON s.sid = e.sid "
-            "WHERE e.pos > ? AND s.deleted_ms IS NULL AND e.seq > s.base_seq ORDER BY e.pos LIMIT ?",
-            (after_pos, limit),
-        )
-
-    def live_snapshots(self, after_id: int, limit: int) -> list[tuple[int, str, int, int, bytes]]:
-        """``(id, name, sid, seq, frame)`` of live sessions' snapshots, by id."""
-        return self._all(
-            "SELECT n.id, s.name, n.sid, n.seq, CAST(n.frame AS BLOB) FROM snapshots n "
-            "JOIN sessions s ON s.sid = n.sid WHERE n.id > ? AND s.deleted_ms IS NULL ORDER BY n.id LIMIT ?",
-            (after_id, limit),
-        )
-
     def dangling_refs(self, limit: int) -> list[tuple[int, int, int]]:
         """``(kind, holder, cid)`` of refs whose chunk or holder is missing."""
         return self._all(
@@ -544,6 +531,15 @@ class Database:
             f"OR (kind = {SNAPSHOT_REF} AND NOT EXISTS (SELECT 1 FROM snapshots n WHERE n.id = r.holder)) "
             f"OR (kind = {SESSION_REF} AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.sid = r.holder)) LIMIT ?",
             (limit,),
+        )
+
+    def orphan_rows(self) -> int:
+        """Events and snapshots whose session row is missing."""
+        return int(
+            self._one(
+                "SELECT (SELECT count(*) FROM events e WHERE NOT EXISTS (SELECT 1 FROM sessions s WHERE s.sid = e.sid))"
+                " + (SELECT count(*) FROM snapshots n WHERE NOT EXISTS (SELECT 1 FROM sessions s WHERE s.sid = n.sid))"
+            )[0]
         )
 
     def unreferenced_chunks(self) -> int:

@@ -6,11 +6,15 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from . import compaction
+from . import verify as verification
 from .codec import ENTRIES
+from .compaction import CompactReport
 from .errors import (
     ConflictError,
     CorruptionError,
@@ -19,12 +23,26 @@ from .errors import (
     NotFoundError,
     StoreClosedError,
 )
-from .fold import Delete, Event, Insert, Op, Replace, SetFields, State, apply, diff, ops_to_wire, state_to_wire
+from .fold import (
+    Delete,
+    Event,
+    Insert,
+    Op,
+    Replace,
+    SetFields,
+    State,
+    Tombstone,
+    apply,
+    diff,
+    ops_to_wire,
+    state_to_wire,
+)
 from .log import EVENT, SNAPSHOT, Log
 from .mirror import Mirror
 from .snapshots import SnapshotPolicy
 from .sql import EVENT_REF, SNAPSHOT_REF, Database, SessionRow
 from .values import copy
+from .verify import VerifyReport
 
 #: Longest session id accepted, in UTF-8 bytes.
 MAX_SESSION_ID_BYTES = 4096
@@ -65,6 +83,14 @@ def _check_id(session_id: Any, what: str = "session id") -> str:
     if n > MAX_SESSION_ID_BYTES:
         raise InvalidValueError(f"{what} of {n} bytes is over the limit of {MAX_SESSION_ID_BYTES}")
     return session_id
+
+
+def _check_ids(session_id: Any, parent_id: Any) -> None:
+    _check_id(session_id)
+    if parent_id is not None:
+        _check_id(parent_id, "parent id")
+        if parent_id == session_id:
+            raise InvalidValueError("a session cannot be its own parent", session_id=session_id)
 
 
 class Store:
@@ -158,9 +184,7 @@ class Store:
         Raises :class:`InvalidValueError` (nothing written) for values that cannot be
         stored exactly.
         """
-        _check_id(session_id)
-        if parent_id is not None:
-            _check_id(parent_id, "parent id")
+        _check_ids(session_id, parent_id)
         if type(data) is not dict:
             raise InvalidValueError(f"session data must be a dict, not {type(data).__name__}", session_id=session_id)
         for k, v in data.items():
@@ -202,9 +226,7 @@ class Store:
         a dict with an ``id``).  A new session starts as ``{"entries": [...],
         "leafId": ...}``.  Raises :class:`ConflictError` when ``expected_seq`` is given
         and is not the current sequence number (0: the session must not exist)."""
-        _check_id(session_id)
-        if parent_id is not None:
-            _check_id(parent_id, "parent id")
+        _check_ids(session_id, parent_id)
         batch = list(entries)
 
         def ops(c: _Cached) -> list[Op]:
@@ -490,6 +512,120 @@ class Store:
         with self._lock:
             self._open()
             return self._db.parent(session_id)
+
+    # ------------------------------------------------------------------ trees
+
+    def children(self, session_id: str) -> list[str]:
+        """Ids of the live sessions created with ``parent_id=session_id``, oldest
+        first.  Parent links are by id: they hold whether or not the parent exists."""
+        _check_id(session_id)
+        with self._lock:
+            self._open()
+            return [r.name for r in self._db.children([session_id]) if r.seq > 0]
+
+    def tree(self, session_id: str) -> list[str]:
+        """Ids of every live descendant of ``session_id`` (its children, their
+        children, and so on, to any depth), level by level, oldest first within a
+        level.  The session itself is not included."""
+        _check_id(session_id)
+        with self._lock:
+            self._open()
+            with self._db.read():
+                return [r.name for r in self._descendants(session_id) if r.seq > 0]
+
+    def _descendants(self, name: str) -> list[SessionRow]:
+        """Live descendants, breadth first; each session once even if the parent
+        links loop (a session created naming a later one as its parent)."""
+        out: list[SessionRow] = []
+        seen: set[str] = {name}
+        level = [name]
+        while level:
+            found = [r for r in self._db.children(level) if r.name not in seen]
+            seen.update(r.name for r in found)
+            out += found
+            level = [r.name for r in found]
+        return out
+
+    def delete(self, session_id: str) -> list[str]:
+        """Delete the session and every live descendant (see :meth:`tree`) in one
+        transaction; return the ids deleted, the session's first (``[]`` when there
+        was nothing to delete).
+
+        Each deleted session's log ends with a tombstone event.  From then on
+        :meth:`load` returns ``None`` for each of them, :meth:`events` and
+        :meth:`fold` raise :class:`NotFoundError`, and saving the same id starts a
+        new, empty session.  Their bytes stay in the file until :meth:`compact`.
+        """
+        _check_id(session_id)
+        with self._lock:
+            self._open()
+            db, log = self._db, self._log
+            now = _now_ms()
+            with db.write():
+                root = db.session(session_id)
+                rows = ([root] if root is not None else []) + self._descendants(session_id)
+                tomb = ops_to_wire([Tombstone(session_id)])
+                for row in rows:
+                    frame, _ = log.frame(EVENT, row.sid, row.seq + 1, tomb)
+                    db.append_event(row.sid, row.seq + 1, now, frame)
+                    db.mark_deleted(row.sid, now)
+            for row in rows:
+                self._cache.pop(row.name, None)
+            return [r.name for r in rows]
+
+    # ------------------------------------------------------------------ maintenance
+
+    @contextmanager
+    def _transaction(self, write: bool) -> Iterator[None]:
+        with self._lock:
+            self._open()
+            with self._db.write() if write else self._db.read():
+                yield
+
+    def compact(self, *, retain: int | None = None, vacuum: bool = False, batch: int = 500) -> CompactReport:
+        """Reclaim space; see :mod:`eventlog.compaction` for the steps.
+
+        Removes the events, snapshots and refs of deleted sessions, then frees every
+        chunk that no live event or snapshot refers to (a chunk shared with a live
+        session stays), then checkpoints and truncates the WAL.  Deleted content is
+        zeroed in place (``secure_delete``), so it is gone from the file without a
+        VACUUM; the file does not shrink unless ``vacuum=True``, which rewrites it
+        (slow on a big file, and needs as much free disk space).
+
+        With ``retain=n`` each live session keeps only its last ``n`` events: older
+        ones are folded into a snapshot, which becomes the start of its history, and
+        removed.  :meth:`load` is unchanged; :meth:`fold` and :meth:`events` before
+        that point raise :class:`NotFoundError`.  The default keeps all history.
+
+        Runs as many small transactions of at most ``batch`` rows; writers are not
+        blocked for long, and an interrupted run (even ``kill -9``) leaves a
+        consistent store that the next run finishes.
+        """
+        if retain is not None and (type(retain) is not int or retain < 0):
+            raise ValueError("retain must be a non-negative int or None")
+        if type(batch) is not int or batch < 1:
+            raise ValueError("batch must be a positive int")
+        with self._lock:
+            self._open()
+        report = compaction.compact(
+            self._db,
+            self._log,
+            lambda: self._transaction(True),
+            lambda: self._transaction(False),
+            retain=retain,
+            batch=batch,
+        )
+        with self._lock:
+            self._open()
+            compaction.finish(self._db, report, vacuum=vacuum)
+        return report
+
+    def verify(self) -> VerifyReport:
+        """Check the whole store; see :mod:`eventlog.verify`.  Never raises for what
+        it finds: every problem is in the report, naming session and position."""
+        with self._lock:
+            self._open()
+            return verification.verify(self._db, self._log)
 
     def stats(self) -> dict[str, Any]:
         """Rows, bytes and largest cell per table, the file size, and dedup figures

@@ -1,0 +1,154 @@
+"""Compaction: removing what deleted sessions and old history leave behind.
+
+Compaction runs as many small write transactions, each of which leaves the store
+consistent, so it can be interrupted at any point (``kill -9`` included) and simply
+run again to finish.  The invariant that makes this safe is kept by every writer:
+an event or snapshot and its refs are written and deleted in the same transaction.
+A chunk with no refs is therefore used by nothing, and freeing it can never leave a
+live row pointing at a missing chunk; a chunk with refs is never freed.
+
+The steps, in order:
+
+1. Deleted sessions (tombstoned by :meth:`eventlog.Store.delete`): their events and
+   snapshots, with their refs, in batches; then the session row.
+2. With ``retain``: each live session's history older than its last ``retain``
+   events is folded into a snapshot at that position, which becomes the floor of its
+   history, and the events and snapshots below it are removed (events left below a
+   floor by an interrupted run are removed by any later run).
+3. Chunks that nothing refers to, in batches in chunk order.
+4. A WAL checkpoint that truncates the WAL, so deleted content is gone from both
+   files (``secure_delete`` zeroes it in the pages), and with ``vacuum`` a VACUUM
+   that also returns the free pages to the file system.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+from .fold import state_to_wire
+from .log import SNAPSHOT, Log
+from .sql import SNAPSHOT_REF, Database, SessionRow
+
+#: Everything, as a sequence number bound.
+_ALL = 1 << 62
+
+
+@dataclass
+class CompactReport:
+    """What one :meth:`eventlog.Store.compact` run removed."""
+
+    sessions_removed: int = 0
+    events_removed: int = 0
+    snapshots_removed: int = 0
+    sessions_truncated: int = 0  # live sessions whose older history was folded away
+    chunks_freed: int = 0
+    bytes_freed: int = 0  # stored bytes of the freed chunks
+    checkpointed: bool = False  # the WAL was emptied (False: a reader elsewhere held it)
+    vacuumed: bool = False
+
+
+Transaction = Callable[[], AbstractContextManager[None]]
+
+
+def compact(
+    db: Database,
+    log: Log,
+    write: Transaction,
+    read: Transaction,
+    *,
+    retain: int | None,
+    batch: int,
+) -> CompactReport:
+    """Steps 1 to 3 of compaction (then :func:`finish`); ``write()`` and ``read()``
+    open one write or read transaction (holding whatever lock the caller needs)."""
+    report = CompactReport()
+    _remove_deleted(db, write, read, batch, report)
+    _truncate_history(db, log, write, read, retain, batch, report)
+    _free_chunks(db, write, batch, report)
+    return report
+
+
+def finish(db: Database, report: CompactReport, *, vacuum: bool) -> None:
+    """The last step: checkpoint and truncate the WAL, and VACUUM if asked (outside
+    any transaction)."""
+    if vacuum:
+        db.vacuum()
+        report.vacuumed = True
+    report.checkpointed = db.checkpoint()
+
+
+def _remove_deleted(db: Database, write: Transaction, read: Transaction, batch: int, report: CompactReport) -> None:
+    while True:
+        with read():
+            sids = db.dead_sessions(64)
+        if not sids:
+            return
+        for sid in sids:
+            while True:
+                with write():
+                    events = db.purge_events(sid, _ALL, batch)
+                    snapshots = db.purge_snapshots(sid, _ALL, batch)
+                    if not events and not snapshots:
+                        db.drop_session(sid)
+                report.events_removed += events
+                report.snapshots_removed += snapshots
+                if not events and not snapshots:
+                    report.sessions_removed += 1
+                    break
+
+
+def _truncate_history(
+    db: Database,
+    log: Log,
+    write: Transaction,
+    read: Transaction,
+    retain: int | None,
+    batch: int,
+    report: CompactReport,
+) -> None:
+    after = 0
+    while True:
+        with read():
+            rows = db.live_sessions(after, 100)
+        if not rows:
+            return
+        after = rows[-1].sid
+        for row in rows:
+            floor = row.base_seq
+            if retain is not None and row.seq - retain > floor and _new_floor(db, log, write, row, row.seq - retain):
+                floor = row.seq - retain
+                report.sessions_truncated += 1
+            while floor:  # what lies below the floor (also after an interrupted run), in batches
+                with write():
+                    events = db.purge_events(row.sid, floor, batch)
+                    snapshots = db.purge_snapshots(row.sid, floor, batch)
+                report.events_removed += events
+                report.snapshots_removed += snapshots
+                if not events and not snapshots:
+                    break
+
+
+def _new_floor(db: Database, log: Log, write: Transaction, row: SessionRow, floor: int) -> bool:
+    """Fold the session up to ``floor`` into a snapshot there and make it the floor
+    of its history, in one transaction.  ``False`` if the session changed meanwhile
+    in a way that makes this moot."""
+    with write():
+        current = db.session(row.name)
+        if current is None or current.sid != row.sid or floor <= current.base_seq or floor > current.seq:
+            return False
+        state = log.fold(row.name, row.sid, floor, rehydrate=False, floor=current.base_seq)
+        frame, cids = log.frame(SNAPSHOT, row.sid, floor, state_to_wire(state))
+        db.add_refs(SNAPSHOT_REF, db.put_snapshot(row.sid, floor, frame), cids)
+        db.set_base(row.sid, floor)
+    return True
+
+
+def _free_chunks(db: Database, write: Transaction, batch: int, report: CompactReport) -> None:
+    cursor: int | None = 0
+    while cursor is not None:
+        with write():
+            cursor, freed, size = db.free_chunks(cursor, batch)
+        report.chunks_freed += freed
+        report.bytes_freed += size

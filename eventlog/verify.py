@@ -1,0 +1,181 @@
+"""Checking a whole store: what ``Store.verify()`` and ``eventlog verify`` report.
+
+Checked, in one read transaction (a consistent view even while others write):
+
+* every chunk decompresses (bounded) to bytes whose BLAKE3 is its address;
+* every ref names an existing chunk and an existing event, snapshot or session;
+* no event, snapshot, chunk or session row is over the cell budget;
+* no event or snapshot is left without its session;
+* every live session replays from the start of its history (or its compacted
+  floor), event by event, each event's recorded refs being exactly the chunks it
+  uses, and each snapshot decoding to the state that replay reaches at its position.
+
+Chunks that nothing refers to are counted (``garbage_chunks``) but are not a
+problem: :meth:`eventlog.Store.compact` frees them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .codec import DecodeError
+from .errors import CorruptionError, EventLogError
+from .fold import State, apply
+from .log import Log
+from .sql import EVENT_REF, SESSION_REF, SNAPSHOT_REF, Database, SessionRow
+from .values import same
+
+_PAGE = 256
+_MAX_REPORTED = 1000
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a store, with the session and position when it has them."""
+
+    what: str
+    session_id: str | None = None
+    seq: int | None = None
+
+    def __str__(self) -> str:
+        where = []
+        if self.session_id is not None:
+            where.append(f"session {self.session_id!r}")
+        if self.seq is not None:
+            where.append(f"seq {self.seq}")
+        return f"{', '.join(where)}: {self.what}" if where else self.what
+
+
+@dataclass
+class VerifyReport:
+    """The result of :func:`verify`: ``ok`` when ``problems`` is empty."""
+
+    problems: list[Problem] = field(default_factory=list)
+    sessions: int = 0
+    events: int = 0
+    snapshots: int = 0
+    chunks: int = 0
+    garbage_chunks: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def add(self, what: str, session_id: str | None = None, seq: int | None = None) -> None:
+        if len(self.problems) < _MAX_REPORTED:
+            self.problems.append(Problem(what, session_id, seq))
+
+
+def verify(db: Database, log: Log) -> VerifyReport:
+    """Check everything listed in the module docstring."""
+    report = VerifyReport()
+    with db.read():
+        _chunks(db, log, report)
+        for kind, holder, cid in db.dangling_refs(_MAX_REPORTED):
+            what = ("event", "snapshot", "session")[kind] if 0 <= kind <= 2 else f"kind {kind}"
+            report.add(f"ref from {what} {holder} to chunk {cid}: its chunk or holder is missing")
+        for table, rowid, size in db.oversized_rows(_MAX_REPORTED):
+            report.add(f"{table} row {rowid} holds {size} bytes, over the budget of {db.max_cell_bytes}")
+        orphans = db.orphan_rows()
+        if orphans:
+            report.add(f"{orphans} events or snapshots belong to no session")
+        report.garbage_chunks = db.unreferenced_chunks()
+        after = 0
+        while rows := db.live_sessions(after, 100):
+            for row in rows:
+                _session(db, log, row, report)
+            after = rows[-1].sid
+    return report
+
+
+def _chunks(db: Database, log: Log, report: VerifyReport) -> None:
+    after = 0
+    while page := db.chunks_page(after, 16):
+        for cid, digest, flags, size, data in page:
+            report.chunks += 1
+            try:
+                log.chunks.open(digest, flags, size, data)
+            except DecodeError as e:
+                report.add(f"chunk {cid}: {e}")
+        after = page[-1][0]
+
+
+def _session(db: Database, log: Log, row: SessionRow, report: VerifyReport) -> None:
+    """Replay one live session, checking refs and snapshots on the way."""
+    name, sid = row.name, row.sid
+    report.sessions += 1
+    shared = db.refs_of(SESSION_REF, sid)  # version 1 files: refs of the whole session
+    snap_ids = {seq: snap_id for snap_id, seq in db.snapshots_of(sid)}
+    state = State()
+    expected = row.base_seq + 1
+    try:
+        if row.base_seq:
+            if row.base_seq not in snap_ids:
+                report.add("the snapshot holding the compacted history is missing", name, row.base_seq)
+                return
+            state = _snapshot(db, log, row, row.base_seq, snap_ids[row.base_seq], shared, report)
+        for seq, pos, ts, frame in db.events(sid, row.base_seq, row.seq):
+            if seq != expected:
+                report.add("event is missing", name, expected)
+                return
+            expected += 1
+            report.events += 1
+            seen: set[bytes] = set()
+            event = log.event(name, sid, seq, pos, ts, frame, rehydrate=False, seen=seen)
+            _refs(db, EVENT_REF, pos, seen, shared, report, name, seq, "event")
+            try:
+                apply(state, event.ops)
+            except ValueError as e:
+                report.add(f"event does not apply: {e}", name, seq)
+                return
+            if seq in snap_ids:
+                try:
+                    snap = _snapshot(db, log, row, seq, snap_ids[seq], shared, report)
+                except EventLogError as e:
+                    report.add(f"snapshot is unreadable (loads fall back to replay): {e.message}", name, seq)
+                    continue
+                if not (same(snap.fields, state.fields) and same(snap.entries, state.entries)):
+                    report.add("snapshot differs from the replayed session", name, seq)
+    except EventLogError as e:
+        report.add(f"does not fold: {e.message}", name, e.seq)
+        return
+    if expected != row.seq + 1:
+        report.add("the log ends before the session's head", name, expected)
+
+
+def _snapshot(
+    db: Database, log: Log, row: SessionRow, seq: int, snap_id: int, shared: set[int], report: VerifyReport
+) -> State:
+    frame = db.snapshot(row.sid, seq)
+    if frame is None:
+        raise CorruptionError("snapshot is missing", session_id=row.name, seq=seq)
+    report.snapshots += 1
+    seen: set[bytes] = set()
+    state = log.snapshot_state(row.name, row.sid, seq, frame, rehydrate=False, seen=seen)
+    _refs(db, SNAPSHOT_REF, snap_id, seen, shared, report, row.name, seq, "snapshot")
+    return state
+
+
+def _refs(
+    db: Database,
+    kind: int,
+    holder: int,
+    seen: set[bytes],
+    shared: set[int],
+    report: VerifyReport,
+    name: str,
+    seq: int,
+    what: str,
+) -> None:
+    """The chunks a frame uses must exist and be exactly its recorded refs."""
+    used = db.chunk_ids(list(seen)) if seen else {}
+    if len(used) != len(seen):
+        missing = sorted(h.hex() for h in seen if h not in used)
+        report.add(f"{what} refers to missing chunk {missing[0]}", name, seq)
+    recorded = db.refs_of(kind, holder)
+    unrecorded = set(used.values()) - recorded - shared
+    if unrecorded:
+        report.add(f"{what} uses chunks {sorted(unrecorded)} without recording it", name, seq)
+    extra = recorded - set(used.values())
+    if extra:
+        report.add(f"{what} records refs to chunks {sorted(extra)} it does not use", name, seq)
