@@ -1,5 +1,8 @@
-"""A rule-based state machine: save, append, load, reopen and a second writer on the
-same file, against a plain in-memory model of what each session must be."""
+"""A rule-based state machine: save, append, delete, compact, reopen and a second
+writer on the same file, against a plain in-memory model of what each session must
+be.  After every step the store verifies clean (no dangling reference, every chunk
+matching its hash, every live session replaying), deleted sessions are gone, and
+right after a compaction no chunk is left that nothing refers to."""
 
 from __future__ import annotations
 
@@ -17,7 +20,9 @@ from eventlog.values import same
 
 from .helpers import largest_cell_and_row
 
-NAMES = st.sampled_from(["a", "b", 'agent-session:["i","default","default"]'])
+NAMES = st.sampled_from(["a", "b", 'agent-session:["i","default","default"]', "c", "d"])
+#: Parent given when each session is created: c is a's child, d is c's.
+PARENT = {"c": "a", "d": "c"}
 SMALL = {"image_size": 60_000, "big": 60_000}
 BUDGET = 40_000
 
@@ -31,6 +36,8 @@ class StoreMachine(RuleBasedStateMachine):
         self.model: dict[str, dict[str, Any]] = {}
         self.live: dict[str, dict[str, Any]] = {}  # the caller's own objects, mutated in place
         self.seqs: dict[str, int] = {}
+        self.deleted: set[str] = set()
+        self.compacted = False
 
     def _writer(self, second: bool) -> eventlog.Store:
         if second:
@@ -44,7 +51,7 @@ class StoreMachine(RuleBasedStateMachine):
         state = self.live.get(name)
         state = data.draw(sessions(max_entries=4, **SMALL)) if state is None else mutate(data.draw, state)
         self.live[name] = state
-        seq = self._writer(second).save(name, state)
+        seq = self._writer(second).save(name, state, parent_id=PARENT.get(name))
         self.seqs[name] = self.seqs.get(name, 0) + 1
         assert seq == self.seqs[name]
         self.model[name] = copy.deepcopy(state)
@@ -58,7 +65,7 @@ class StoreMachine(RuleBasedStateMachine):
             except eventlog.InvalidValueError:
                 return
             raise AssertionError("append to a session without an entries list must fail")
-        seq = self._writer(second).append(name, batch, expected_seq=self.seqs.get(name, 0))
+        seq = self._writer(second).append(name, batch, expected_seq=self.seqs.get(name, 0), parent_id=PARENT.get(name))
         self.seqs[name] = self.seqs.get(name, 0) + 1
         assert seq == self.seqs[name]
         if expected is None:
@@ -81,6 +88,29 @@ class StoreMachine(RuleBasedStateMachine):
                 return
             raise AssertionError("a stale expected_seq must conflict")
 
+    def _tree(self, name: str) -> list[str]:
+        """The model's live descendants of ``name`` (through live sessions only)."""
+        out: list[str] = []
+        level = [name]
+        while level:
+            level = [n for n in self.model if PARENT.get(n) in level and n not in out and n != name]
+            out += level
+        return out
+
+    @rule(name=NAMES, second=st.booleans())
+    def delete(self, name: str, second: bool) -> None:
+        gone = ([name] if name in self.model else []) + self._tree(name)
+        assert sorted(self._writer(second).delete(name)) == sorted(gone)
+        for n in gone:
+            del self.model[n], self.seqs[n]
+            self.live.pop(n, None)
+            self.deleted.add(n)
+
+    @rule(retain=st.none() | st.integers(0, 3), second=st.booleans())
+    def compact(self, retain: int | None, second: bool) -> None:
+        self._writer(second).compact(retain=retain, batch=3)
+        self.compacted = True
+
     @precondition(lambda self: True)
     @rule()
     def reopen(self) -> None:
@@ -94,6 +124,27 @@ class StoreMachine(RuleBasedStateMachine):
         for name, want in self.model.items():
             assert same(self.store.load(name), want), name
             assert self.store.seq(name) == self.seqs[name]
+
+    @invariant()
+    def deleted_sessions_are_gone(self) -> None:
+        if not hasattr(self, "store"):
+            return
+        for name in self.deleted - self.model.keys():
+            assert self.store.load(name) is None
+            assert self.store.seq(name) == 0
+        assert sorted(self.store.sessions()) == sorted(self.model)
+        for name in self.model:
+            assert sorted(self.store.tree(name)) == sorted(self._tree(name))
+
+    @invariant()
+    def verifies_clean(self) -> None:
+        if not hasattr(self, "store"):
+            return
+        report = self.store.verify()
+        assert report.ok, [str(p) for p in report.problems]
+        if self.compacted:
+            assert report.garbage_chunks == 0
+            self.compacted = False
 
     @invariant()
     def no_cell_over_budget(self) -> None:
