@@ -303,13 +303,26 @@ def test_snapshots_are_built_and_used(db_path: str) -> None:
         assert dump(s.fold("s", at=3)) != dump(data)
 
 
-def test_snapshots_do_not_grow_with_the_square_of_the_session(db_path: str) -> None:
+def test_snapshots_do_not_grow_with_the_square_of_the_session(db_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each snapshot needs a tail of events at least half its size, so the bytes of
+    all snapshots ever written stay within a small multiple of the event bytes (every
+    5 events without the gate would be about 40 snapshots of a growing session)."""
+    from eventlog.sql import Database
+
+    written: list[int] = []
+    put = Database.put_snapshot
+
+    def counting(self: Database, sid: int, seq: int, frame: bytes) -> int:
+        written.append(len(frame))
+        return put(self, sid, seq, frame)
+
+    monkeypatch.setattr(Database, "put_snapshot", counting)
     with eventlog.open(db_path, snapshot_every=5) as s:
         for i in range(200):
-            s.append("s", [{"id": f"{i:08x}", "text": f"entry {i} " * 50}])
+            s.append("s", [{"id": f"{i:08x}", "text": f"entry {i} " * 50 + random.Random(i).randbytes(40).hex()}])
         st = s.stats()
-    # each snapshot needs a tail of events at least half its size, so snapshot
-    # bytes written stay within a small multiple of event bytes
+    assert 3 <= len(written) <= 16
+    assert sum(written) <= 4 * st["events"]["bytes"]
     assert 0 < st["snapshots"]["rows"] <= 2
 
 
