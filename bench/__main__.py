@@ -11,14 +11,14 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from . import chunking, core
+from . import chunking, core, trees
 
 RESULTS = Path(__file__).parent / "results"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("suite", nargs="?", default="all", choices=["all", "core", "chunking"])
+    parser.add_argument("suite", nargs="?", default="all", choices=["all", "core", "chunking", "trees"])
     parser.add_argument("--quick", action="store_true", help="smaller workloads (well under a minute)")
     parser.add_argument("--synchronous", default="NORMAL", choices=["OFF", "NORMAL", "FULL"],
                         help="SQLite synchronous setting for every system (default: %(default)s)")  # fmt: skip
@@ -32,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
         table = _table(rows)
         print(table)
         (RESULTS / f"chunking{suffix}.md").write_text(table + "\n")
+    if args.suite in ("all", "trees"):
+        table = _table(trees.run(args.quick))
+        print(table)
+        (RESULTS / f"trees{suffix}.md").write_text(table + "\n")
     if args.suite in ("all", "core"):
         ok = _core(args, started, suffix)
     return 0 if ok else 1
