@@ -48,6 +48,8 @@ def _maintain(args: argparse.Namespace) -> int:
     with open_store(args.path) as store:
         if args.command == "compact":
             c = store.compact(retain=args.retain, vacuum=args.vacuum)
+            for skipped in c.skipped:
+                print(f"history kept (cannot be folded): {skipped}")
             print(
                 f"removed {c.sessions_removed} deleted sessions, {c.events_removed} events, "
                 f"{c.snapshots_removed} snapshots; freed {c.chunks_freed} chunks ({c.bytes_freed} bytes); "

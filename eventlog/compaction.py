@@ -25,8 +25,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from .errors import EventLogError
 from .fold import state_to_wire
 from .log import SNAPSHOT, Log
 from .sql import SNAPSHOT_REF, Database, SessionRow
@@ -47,6 +48,7 @@ class CompactReport:
     bytes_freed: int = 0  # stored bytes of the freed chunks
     checkpointed: bool = False  # the WAL was emptied (False: a reader elsewhere held it)
     vacuumed: bool = False
+    skipped: list[str] = field(default_factory=list)  # sessions whose history could not be folded, and why
 
 
 Transaction = Callable[[], AbstractContextManager[None]]
@@ -117,9 +119,13 @@ def _truncate_history(
         after = rows[-1].sid
         for row in rows:
             floor = row.base_seq
-            if retain is not None and row.seq - retain > floor and _new_floor(db, log, write, row, row.seq - retain):
-                floor = row.seq - retain
-                report.sessions_truncated += 1
+            if retain is not None and row.seq - retain > floor:
+                try:
+                    if _new_floor(db, log, write, row, row.seq - retain):
+                        floor = row.seq - retain
+                        report.sessions_truncated += 1
+                except EventLogError as e:  # a damaged session keeps its history; the rest goes on
+                    report.skipped.append(f"{row.name}: {e}")
             while floor:  # what lies below the floor (also after an interrupted run), in batches
                 with write():
                     events = db.purge_events(row.sid, floor, batch)

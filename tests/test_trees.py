@@ -229,6 +229,26 @@ def test_compact_retain_zero_keeps_only_the_snapshot(store: eventlog.Store) -> N
     assert store.load("s") == {"entries": [*want["entries"], {"id": "5"}], "leafId": "5"}  # type: ignore[index]
 
 
+def test_compact_retain_skips_a_damaged_session_and_goes_on(db_path: str) -> None:
+    with eventlog.open(db_path) as store:
+        for n, name in enumerate(("bad", "good", "dead")):
+            for i in range(4):
+                store.append(name, [{"id": str(i), "img": blob(20 + n, 50_000)}])
+        want = store.load("good")
+    con = sqlite3.connect(db_path)
+    con.execute("UPDATE events SET frame = x'00' WHERE seq = 2 AND sid = (SELECT sid FROM sessions WHERE name = 'bad')")
+    con.commit()
+    con.close()
+    with eventlog.open(db_path) as store:
+        store.delete("dead")
+        report = store.compact(retain=1)
+        assert report.sessions_truncated == 1 and report.sessions_removed == 1 and report.chunks_freed == 1
+        assert len(report.skipped) == 1 and report.skipped[0].startswith("bad: ")
+        assert store.load("good") == want
+        with pytest.raises(eventlog.CorruptionError):
+            store.load("bad")
+
+
 def test_compact_arguments_are_checked(store: eventlog.Store) -> None:
     with pytest.raises(ValueError):
         store.compact(retain=-1)
