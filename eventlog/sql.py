@@ -303,6 +303,17 @@ class Database:
         row = self._one("SELECT parent FROM sessions WHERE name = ? AND deleted_ms IS NULL", (name,))
         return None if row is None else row[0]
 
+    def session_info(self, name: str) -> tuple[Any, ...] | None:
+        """``(parent, seq, created_ms, updated_ms, base_seq, event bytes, snapshot
+        bytes)`` of the live session ``name``."""
+        return self._one(  # type: ignore[no-any-return]
+            "SELECT parent, seq, created_ms, updated_ms, base_seq, "
+            "(SELECT coalesce(sum(length(frame)), 0) FROM events e WHERE e.sid = s.sid), "
+            "(SELECT coalesce(sum(length(frame)), 0) FROM snapshots n WHERE n.sid = s.sid) "
+            "FROM sessions s WHERE name = ? AND deleted_ms IS NULL AND seq > 0",
+            (name,),
+        )
+
     def children(self, parents: Sequence[str]) -> list[SessionRow]:
         """The live sessions whose parent is one of ``parents`` (batched), oldest first
         within each batch."""
@@ -574,6 +585,14 @@ class Database:
             out[table] = {"rows": n, "bytes": total, "largest": largest}
         out["chunks"]["raw_bytes"] = q("SELECT coalesce(sum(size), 0) FROM chunks").fetchone()[0]
         out["refs"] = {"rows": q("SELECT count(*) FROM refs").fetchone()[0]}
+        # Bytes of chunk content as referenced (each use counted) against as stored once.
+        out["chunks"]["referenced_raw_bytes"] = q(
+            "SELECT coalesce(sum(c.size), 0) FROM refs r JOIN chunks c ON c.cid = r.cid"
+        ).fetchone()[0]
+        out["snapshots"]["events_after_newest"] = q(
+            "SELECT coalesce(sum(seq - max(snap_seq, base_seq)), 0), coalesce(max(seq - max(snap_seq, base_seq)), 0) "
+            "FROM sessions WHERE deleted_ms IS NULL"
+        ).fetchone()
         page_size = q("PRAGMA page_size").fetchone()[0]
         out["file_bytes"] = q("PRAGMA page_count").fetchone()[0] * page_size
         return out

@@ -69,6 +69,22 @@ class _Cached:
         return cls(sid, seq, state, seq, len(state.entries), state.managed, bool(state.fields))
 
 
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """A session's bookkeeping: ``seq`` (its head), when it was created and last
+    written (Unix ms), ``history_start`` (the first position :meth:`Store.fold` can
+    reach back to, 0 unless compacted with ``retain``), and ``stored_bytes`` (its
+    event and snapshot rows; chunks are shared and not counted)."""
+
+    session_id: str
+    parent_id: str | None
+    seq: int
+    created_ms: int
+    updated_ms: int
+    history_start: int
+    stored_bytes: int
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -513,6 +529,18 @@ class Store:
             self._open()
             return self._db.parent(session_id)
 
+    def info(self, session_id: str) -> SessionInfo:
+        """What the store knows about a session without folding it; raises
+        :class:`NotFoundError` for an unknown or deleted one."""
+        _check_id(session_id)
+        with self._lock:
+            self._open()
+            row = self._db.session_info(session_id)
+        if row is None:
+            raise NotFoundError("no such session", session_id=session_id)
+        parent, seq, created, updated, base, event_bytes, snapshot_bytes = row
+        return SessionInfo(session_id, parent, seq, created, updated, base, event_bytes + snapshot_bytes)
+
     # ------------------------------------------------------------------ trees
 
     def children(self, session_id: str) -> list[str]:
@@ -628,13 +656,18 @@ class Store:
             return verification.verify(self._db, self._log)
 
     def stats(self) -> dict[str, Any]:
-        """Rows, bytes and largest cell per table, the file size, and dedup figures
-        (``chunks.raw_bytes``: bytes of distinct chunk content)."""
+        """Rows, bytes and largest cell per table, the file size, and:
+        ``chunks.raw_bytes`` (distinct chunk content) and ``chunks.referenced_raw_bytes``
+        (chunk content as used, each use counted: their ratio is the dedup factor);
+        ``snapshots.events_after_newest`` (total and largest number of events a load
+        replays after the newest snapshot); ``sessions.count`` (live sessions)."""
         with self._lock:
             self._open()
             with self._db.read():
                 out = self._db.table_stats()
-            out["sessions"]["count"] = out["sessions"].pop("rows")
+                live = len(self._db.session_names())
+            out["sessions"].pop("rows")
+            out["sessions"]["count"] = live
             out["largest_cell"] = max(out[t]["largest"] for t in ("events", "snapshots", "chunks"))
             out["max_cell_bytes"] = self.max_cell_bytes
             return out
