@@ -352,6 +352,44 @@ def stats(path: str, as_json: bool) -> None:
     out.print(f"snapshot coverage: loads replay {total} events in all, at most {worst} for one session")
 
 
+@main.command(name="import")
+@click.argument("path")
+@click.argument("files", nargs=-1, required=True)
+@click.option("--replace", is_flag=True, help="save over sessions that already exist (default: skip them)")
+@json_option
+@_handled
+def import_(path: str, files: tuple[str, ...], replace: bool, as_json: bool) -> None:
+    """Import session JSON files, Flue databases (0.11.0 and 0.11.1) and pi JSONL
+    files into the store at PATH (created if missing)."""
+    from rich.progress import Progress
+
+    from .errors import ConflictError
+    from .importers import read
+
+    done: list[dict[str, Any]] = []
+    with open_store(path) as store, Progress(transient=True, disable=not sys.stderr.isatty()) as progress:
+        task = progress.add_task("importing", total=None)
+        for file in files:
+            for item in read(file):
+                try:
+                    seq = store.save(item.session_id, item.data, parent_id=item.parent_id,
+                                     expected_seq=None if replace else 0)  # fmt: skip
+                    status = "imported" if seq == 1 else "replaced"
+                except ConflictError:
+                    status = "exists (skipped; --replace to save over it)"
+                done.append({"session": item.session_id, "parent": item.parent_id, "source": item.source,
+                             "entries": len(render.entries_of(item.data)), "status": status})  # fmt: skip
+                progress.update(task, advance=1, description=f"importing {item.session_id[:40]}")
+    if as_json:
+        _json(done)
+        return
+    for d in done:
+        parent = f" (child of {d['parent']})" if d["parent"] else ""
+        click.echo(f"{d['status']}: {d['session']}{parent}, {d['entries']} entries, from {d['source']}")
+    imported = sum(1 for d in done if d["status"] in ("imported", "replaced"))
+    click.echo(f"{imported} of {len(done)} sessions imported into {path}")
+
+
 # ----------------------------------------------------------------------------- maintenance
 
 

@@ -183,3 +183,87 @@ def test_a_damaged_database_is_one_line(store_file: tuple[str, Any], tmp_path: P
     res = run("show", path, ROOT)
     assert res.returncode == 1 and "damaged" in res.stderr and "Traceback" not in res.stderr
     assert run("verify", path).returncode == 1
+
+
+# ----------------------------------------------------------------------------- import
+
+
+def flue_sessions() -> dict[str, dict[str, Any]]:
+    """A root session with a screenshot and a task session under it (Flue ids)."""
+    root_id = 'agent-session:["inst-1","default","default"]'
+    child_id = f"task:{root_id}:t1"
+    root = SessionBuilder(11)
+    root.user("Take a screenshot of the page.")
+    root.assistant()
+    root.tool_result(image_bytes=300_000)  # ~400K base64 characters: two Flue chunks
+    root.data["metadata"]["taskSessions"] = [{"session": child_id, "taskId": "t1"}]
+    child = SessionBuilder(12)
+    child.user("Sub-task: summarise the CSS.")
+    child.data["metadata"] = {"parentSession": root_id, "taskId": "t1", "cwd": "/w", "agent": "a", "depth": 1}
+    grandchild = SessionBuilder(13)
+    grandchild.user("Deeper.")
+    return {root_id: root.data, child_id: child.data, f"task:{child_id}:t2": grandchild.data}
+
+
+@pytest.mark.parametrize("version", ["0.11.0", "0.11.1"])
+def test_import_a_flue_database(tmp_path: Path, version: str) -> None:
+    from .formats import write_flue_0110, write_flue_0111
+
+    sessions = flue_sessions()
+    source = str(tmp_path / "flue.db")
+    (write_flue_0110 if version == "0.11.0" else write_flue_0111)(source, sessions)
+    target = str(tmp_path / "store.db")
+    res = run("import", target, source)
+    assert res.returncode == 0, res.stderr
+    assert "3 of 3 sessions imported" in res.stdout
+    names = list(sessions)
+    with eventlog.open(target) as store:
+        for name, data in sessions.items():
+            loaded = store.load(name)
+            assert loaded == data and json.dumps(loaded) == json.dumps(data)  # key order too
+        assert store.tree(names[0]) == names[1:]
+    again = run("import", target, source)
+    assert again.returncode == 0 and "0 of 3 sessions imported" in again.stdout
+    assert "exists (skipped" in again.stdout
+
+
+def test_import_pi_jsonl_and_session_json(tmp_path: Path) -> None:
+    from .formats import write_pi_jsonl
+
+    b = SessionBuilder(21)
+    b.user("hello")
+    b.assistant()
+    b.tool_result()
+    pi_file = str(tmp_path / "2026-11-01_abc.jsonl")
+    write_pi_jsonl(pi_file, {"version": 3, "id": "pi-1", "timestamp": "2026-11-01T00:00:00Z", "cwd": "/w"},
+                   b.data["entries"])  # fmt: skip
+    json_file = tmp_path / "plain-session.json"
+    json_file.write_text(json.dumps(b.data, ensure_ascii=False), encoding="utf-8")
+    target = str(tmp_path / "store.db")
+    res = run("import", target, pi_file, str(json_file), "--json")
+    assert res.returncode == 0, res.stderr
+    assert [d["session"] for d in json.loads(res.stdout)] == ["pi-1", "plain-session"]
+    with eventlog.open(target) as store:
+        pi = store.load("pi-1")
+        assert pi is not None and pi["entries"] == b.data["entries"] and pi["leafId"] == b.data["leafId"]
+        assert pi["metadata"]["cwd"] == "/w"
+        assert store.load("plain-session") == b.data
+
+
+def test_import_rejects_what_it_cannot_read(tmp_path: Path) -> None:
+    from .formats import write_flue_0111
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"type": "session", "id": "x"}\n{not json\n')
+    res = run("import", str(tmp_path / "s.db"), str(bad))
+    assert res.returncode == 1 and "bad.jsonl line 2: not JSON" in res.stderr and "Traceback" not in res.stderr
+    sessions = flue_sessions()
+    broken = str(tmp_path / "broken.db")
+    write_flue_0111(broken, sessions)
+    con = sqlite3.connect(broken)
+    con.execute("DELETE FROM flue_image_chunks WHERE chunk_index = 1")
+    con.commit()
+    con.close()
+    res = run("import", str(tmp_path / "s2.db"), broken)
+    assert res.returncode == 1 and "missing or extra chunks" in res.stderr
+    assert run("import", str(tmp_path / "s3.db"), str(tmp_path / "nope.json")).returncode == 1
