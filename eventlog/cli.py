@@ -352,6 +352,23 @@ def stats(path: str, as_json: bool) -> None:
     out.print(f"snapshot coverage: loads replay {total} events in all, at most {worst} for one session")
 
 
+@main.command()
+@click.argument("path")
+@click.argument("session")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="the HTML file to write")
+@_handled
+def view(path: str, session: str, output: str) -> None:
+    """Write one self-contained HTML page that replays the session, with a timeline
+    slider (open it in any browser; no network needed)."""
+    from .viewer import page
+
+    with _store(path) as store:
+        text = page(store, session)
+    with open(output, "w", encoding="utf-8") as f:
+        f.write(text)
+    click.echo(f"wrote {output} ({render.human_bytes(len(text.encode('utf-8')))})")
+
+
 @main.command(name="import")
 @click.argument("path")
 @click.argument("files", nargs=-1, required=True)
