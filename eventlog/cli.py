@@ -89,6 +89,18 @@ def _table(*columns: str) -> Table:
     return Table(*columns, box=None, header_style="bold", pad_edge=False)
 
 
+def _print(renderable: Any) -> None:
+    """Print a table: as is on a terminal; into a pipe, without colour, cropping or
+    trailing spaces."""
+    out = _out()
+    if sys.stdout.isatty():
+        out.print(renderable)
+        return
+    with out.capture() as captured:
+        out.print(renderable)
+    click.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="machine-readable JSON output")
 
 
@@ -168,7 +180,7 @@ def sessions(path: str, tree: bool, as_json: bool) -> None:
             render.human_bytes(r["bytes"]),
             r["updated"],
         )
-    _out().print(table)
+    _print(table)
 
 
 @main.command()
@@ -206,7 +218,7 @@ def log(path: str, session: str, since: int, as_json: bool) -> None:
             render.human_bytes(r["size"]) if r["size"] else "",
             escape(r["summary"]),
         )
-    _out().print(table)
+    _print(table)
 
 
 def _fold(store: Store, session: str, at: int | None) -> dict[str, Any]:
@@ -249,7 +261,7 @@ def show(path: str, session: str, at: int | None, as_json: bool) -> None:
             render.human_bytes(render.size_of(entry)),
             mark + escape(render.entry_summary(entry)),
         )
-    out.print(table)
+    _print(table)
 
 
 @main.command()
@@ -338,8 +350,8 @@ def stats(path: str, as_json: bool) -> None:
     for name in ("events", "snapshots", "chunks"):
         t = st[name]
         table.add_row(name, str(t["rows"]), render.human_bytes(t["bytes"]), render.human_bytes(t["largest"]))
+    _print(table)
     out = _out()
-    out.print(table)
     total, worst = st["snapshots"]["events_after_newest"]
     out.print(
         f"sessions: {st['sessions']['count']}   file: {render.human_bytes(st['file_bytes'])}   "

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from .codec import ENTRIES
 from .fold import Delete, Event, Insert, Op, Replace, SetFields, Tombstone
 from .values import same
 
@@ -140,14 +142,23 @@ def op_lines(op: Op) -> Iterator[OpLine]:
     elif type(op) is Delete:
         yield OpLine("delete", op.index, "", 0, f"{op.count} entries from #{op.index}")
     elif type(op) is SetFields:
-        shown = ", ".join(
-            f"{k}={words(v, 24) if type(v) is str else words(repr(v), 24)}" for k, v in op.changed.items()
-        )
+        shown = ", ".join(f"{k}={_short(v)}" for k, v in op.changed.items())
         if op.order is not None:
             shown += (" " if shown else "") + "(key order)"
         yield OpLine("fields", None, "", size_of(op.changed), shown)
     elif type(op) is Tombstone:
         yield OpLine("tombstone", None, "", 0, f"deleted with {op.root!r}")
+
+
+def _short(value: Any, limit: int = 32) -> str:
+    if value is ENTRIES:
+        return "[entries]"
+    if type(value) is str:
+        return words(value, limit)
+    try:
+        return words(json.dumps(value, ensure_ascii=False, default=lambda b: f"<{len(b)} bytes>"), limit)
+    except (TypeError, ValueError):
+        return words(repr(value), limit)
 
 
 def event_lines(event: Event) -> list[OpLine]:
