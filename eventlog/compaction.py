@@ -10,7 +10,9 @@ live row pointing at a missing chunk; a chunk with refs is never freed.
 The steps, in order:
 
 1. Deleted sessions (tombstoned by :meth:`eventlog.Store.delete`): their events and
-   snapshots, with their refs, in batches; then the session row.
+   snapshots, with their refs, in batches; then the session row; then the small
+   sessions table is rewritten (SQLite can leave old copies of an updated row in a
+   page's free space, which ``secure_delete`` does not reach).
 2. With ``retain``: each live session's history older than its last ``retain``
    events is folded into a snapshot at that position, which becomes the floor of its
    history, and the events and snapshots below it are removed (events left below a
@@ -67,6 +69,9 @@ def compact(
     open one write or read transaction (holding whatever lock the caller needs)."""
     report = CompactReport()
     _remove_deleted(db, write, read, batch, report)
+    if report.sessions_removed:
+        with write():
+            db.rebuild_sessions()
     _truncate_history(db, log, write, read, retain, batch, report)
     _free_chunks(db, write, batch, report)
     return report

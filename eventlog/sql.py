@@ -85,8 +85,7 @@ _SCHEMA_V1 = (
     "CREATE INDEX refs_cid ON refs(cid)",
 )
 
-_V1_TO_V2 = (
-    """CREATE TABLE sessions_v2 (
+_SESSION_COLUMNS = """
         sid INTEGER PRIMARY KEY AUTOINCREMENT,
         name TEXT NOT NULL,
         parent TEXT,
@@ -98,7 +97,15 @@ _V1_TO_V2 = (
         snap_bytes_since INTEGER NOT NULL DEFAULT 0,
         base_seq INTEGER NOT NULL DEFAULT 0,
         deleted_ms INTEGER
-    )""",
+"""
+_SESSION_INDEXES = (
+    "CREATE UNIQUE INDEX sessions_name ON sessions(name) WHERE deleted_ms IS NULL",
+    "CREATE INDEX sessions_parent ON sessions(parent) WHERE parent IS NOT NULL AND deleted_ms IS NULL",
+    "CREATE INDEX sessions_dead ON sessions(sid) WHERE deleted_ms IS NOT NULL",
+)
+
+_V1_TO_V2 = (
+    f"CREATE TABLE sessions_v2 ({_SESSION_COLUMNS})",
     "INSERT INTO sessions_v2(sid, name, parent, seq, created_ms, updated_ms, snap_seq, snap_bytes, "
     "snap_bytes_since) SELECT sid, name, parent, seq, created_ms, updated_ms, snap_seq, snap_bytes, "
     "snap_bytes_since FROM sessions",
@@ -125,9 +132,7 @@ _V1_TO_V2 = (
     "ALTER TABLE sessions_v2 RENAME TO sessions",
     "ALTER TABLE snapshots_v2 RENAME TO snapshots",
     "ALTER TABLE refs_v2 RENAME TO refs",
-    "CREATE UNIQUE INDEX sessions_name ON sessions(name) WHERE deleted_ms IS NULL",
-    "CREATE INDEX sessions_parent ON sessions(parent) WHERE parent IS NOT NULL AND deleted_ms IS NULL",
-    "CREATE INDEX sessions_dead ON sessions(sid) WHERE deleted_ms IS NOT NULL",
+    *_SESSION_INDEXES,
     "CREATE INDEX refs_cid ON refs(cid)",
 )
 
@@ -344,6 +349,23 @@ class Database:
         snapshots must be gone already)."""
         self._q("DELETE FROM refs WHERE kind = ? AND holder = ?", (SESSION_REF, sid))
         self._q("DELETE FROM sessions WHERE sid = ? AND deleted_ms IS NOT NULL", (sid,))
+
+    def rebuild_sessions(self) -> None:
+        """Rewrite the sessions table and its indexes.  Session rows are updated on
+        every write, and SQLite may leave old copies of a row in the free space of a
+        page that stays in use; ``secure_delete`` zeroes a row only where it is
+        deleted.  A fresh table leaves no trace of deleted sessions' ids."""
+        q = self._q
+        q(f"CREATE TABLE sessions_new ({_SESSION_COLUMNS})")
+        q("INSERT INTO sessions_new SELECT sid, name, parent, seq, created_ms, updated_ms, snap_seq, snap_bytes, "
+          "snap_bytes_since, base_seq, deleted_ms FROM sessions")  # fmt: skip
+        q("DELETE FROM sqlite_sequence WHERE name = 'sessions_new'")
+        q("INSERT INTO sqlite_sequence(name, seq) "
+          "SELECT 'sessions_new', seq FROM sqlite_sequence WHERE name = 'sessions'")  # fmt: skip
+        q("DROP TABLE sessions")
+        q("ALTER TABLE sessions_new RENAME TO sessions")
+        for statement in _SESSION_INDEXES:
+            q(statement)
 
     def set_base(self, sid: int, base: int) -> None:
         """Declare events up to ``base`` folded into the snapshot at ``base``."""

@@ -429,3 +429,25 @@ def test_compaction_frees_exactly_the_chunks_no_live_session_uses(
     data = file_bytes(path)
     for b, content in enumerate(pool):
         assert (content[:64] in data) == (b in used), b
+
+
+def test_deleted_session_ids_are_gone_from_the_file(db_path: str) -> None:
+    # Many sessions, interleaved, each written several times: SQLite moves and
+    # rewrites session rows, which could leave old copies in pages' free space.
+    with eventlog.open(db_path, synchronous="OFF") as store:
+        for i in range(1500):  # without the rebuild of the sessions table, 7 names stay behind
+            store.append(f"keep-{i:04d}", [{"id": "a"}])
+            store.append(f"SECRETNAME-{i:04d}", [{"id": "a"}], parent_id=f"SECRETPARENT-{i:04d}")
+        for i in range(1500):
+            store.delete(f"SECRETNAME-{i:04d}")
+        store.compact()
+        assert len(store.sessions()) == 1500 and store.verify().ok
+        store.save("after", session({"id": "1"}))  # ids still increase after the rebuild
+        assert store.info("after").session_id == "after"
+    data = file_bytes(db_path)
+    assert data.count(b"SECRETNAME") == 0 and data.count(b"SECRETPARENT") == 0
+    assert b"keep-1499" in data
+    con = sqlite3.connect(db_path)
+    # the last deleted session had sid 3000: a new one must not reuse it
+    assert con.execute("SELECT max(sid) FROM sessions").fetchone()[0] == 3001
+    con.close()
