@@ -13,12 +13,14 @@ The steps, in order:
    snapshots, with their refs, in batches; then the session row; then the small
    sessions table is rewritten (SQLite can leave old copies of an updated row in a
    page's free space, which ``secure_delete`` does not reach).
-2. With ``retain``: each live session's history older than its last ``retain``
+2. Sessions from version 1 files get refs per event and snapshot (they had one set
+   per session, which pinned every chunk they ever used).
+3. With ``retain``: each live session's history older than its last ``retain``
    events is folded into a snapshot at that position, which becomes the floor of its
    history, and the events and snapshots below it are removed (events left below a
    floor by an interrupted run are removed by any later run).
-3. Chunks that nothing refers to, in batches in chunk order.
-4. A WAL checkpoint that truncates the WAL, so deleted content is gone from both
+4. Chunks that nothing refers to, in batches in chunk order.
+5. A WAL checkpoint that truncates the WAL, so deleted content is gone from both
    files (``secure_delete`` zeroes it in the pages), and with ``vacuum`` a VACUUM
    that also returns the free pages to the file system.
 """
@@ -29,10 +31,11 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
+from .codec import Ref
 from .errors import EventLogError
 from .fold import state_to_wire
 from .log import SNAPSHOT, Log
-from .sql import SNAPSHOT_REF, Database, SessionRow
+from .sql import EVENT_REF, SNAPSHOT_REF, Database, SessionRow
 
 #: Everything, as a sequence number bound.
 _ALL = 1 << 62
@@ -65,13 +68,14 @@ def compact(
     retain: int | None,
     batch: int,
 ) -> CompactReport:
-    """Steps 1 to 3 of compaction (then :func:`finish`); ``write()`` and ``read()``
+    """Steps 1 to 4 of compaction (then :func:`finish`); ``write()`` and ``read()``
     open one write or read transaction (holding whatever lock the caller needs)."""
     report = CompactReport()
     _remove_deleted(db, write, read, batch, report)
     if report.sessions_removed:
         with write():
             db.rebuild_sessions()
+    _own_refs(db, log, write, read, report)
     _truncate_history(db, log, write, read, retain, batch, report)
     _free_chunks(db, write, batch, report)
     return report
@@ -104,6 +108,39 @@ def _remove_deleted(db: Database, write: Transaction, read: Transaction, batch: 
                 if not events and not snapshots:
                     report.sessions_removed += 1
                     break
+
+
+def _own_refs(db: Database, log: Log, write: Transaction, read: Transaction, report: CompactReport) -> None:
+    """Give each event and snapshot of a session migrated from a version 1 file its
+    own refs, then drop the session-wide ones, so its unused chunks can be freed.
+    One transaction per session; a session that cannot be decoded keeps its refs."""
+    after = 0
+    while True:
+        with read():
+            rows = db.legacy_sessions(after, 50)
+        if not rows:
+            return
+        after = rows[-1].sid
+        for row in rows:
+            try:
+                with write():
+                    current = db.session_by_sid(row.sid)
+                    if current is None:
+                        continue
+                    for seq, pos, ts, frame in db.events(row.sid, current.base_seq, current.seq):
+                        refs: list[Ref] = []
+                        log.event(row.name, row.sid, seq, pos, ts, frame, rehydrate=False, seen=refs)
+                        db.add_refs(EVENT_REF, pos, log.chunk_ids_of(refs, row.name, seq))
+                    for snap_id, seq in db.snapshots_of(row.sid):
+                        snap = db.snapshot(row.sid, seq)
+                        if snap is None or seq < current.base_seq:
+                            continue
+                        refs = []
+                        log.snapshot_state(row.name, row.sid, seq, snap, rehydrate=False, seen=refs)
+                        db.add_refs(SNAPSHOT_REF, snap_id, log.chunk_ids_of(refs, row.name, seq))
+                    db.drop_session_refs(row.sid)
+            except EventLogError as e:
+                report.skipped.append(f"{row.name}: {e}")
 
 
 def _truncate_history(

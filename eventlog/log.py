@@ -64,6 +64,15 @@ class Log:
             return externalise_large(value, self.large_value_bytes, self._externalise)
         return value
 
+    def chunk_ids_of(self, refs: list[Ref], name: str | None, seq: int) -> list[int]:
+        """Ids of the chunks ``refs`` use; :class:`CorruptionError` if one is missing."""
+        wanted = list({h for ref in refs for h in ref.chunk_hashes()})
+        found = self.db.chunk_ids(wanted)
+        if len(found) != len(wanted):
+            missing = next(h for h in wanted if h not in found)
+            raise CorruptionError(f"chunk {missing.hex()} is missing", session_id=name, seq=seq)
+        return list(found.values())
+
     def frame(self, kind: bytes, sid: int, seq: int, wire: Any) -> tuple[bytes, list[int]]:
         """Encode an event or snapshot body into a frame that fits one cell; returns
         it with the ids of every chunk it refers to (large values, spilled bytes),
@@ -86,26 +95,22 @@ class Log:
             payload = codec.dumps([flags, len(payload), hashes])
             flags = codec.FLAG_SPILL
         if refs:
-            wanted = list({h for ref in refs for h in ref.chunk_hashes()})
-            found = self.db.chunk_ids(wanted)
-            if len(found) != len(wanted):
-                missing = next(h for h in wanted if h not in found)
-                raise CorruptionError(f"chunk {missing.hex()} is missing", seq=seq)
-            cids += found.values()
+            cids += self.chunk_ids_of(refs, None, seq)
         return Framer.seal(flags, payload, codec.binding(kind, sid, seq)), cids
 
     # ------------------------------------------------------------------ reading
 
     def body(
-        self, kind: bytes, name: str, sid: int, seq: int, frame: bytes, rehydrate: bool, seen: set[bytes] | None = None
+        self, kind: bytes, name: str, sid: int, seq: int, frame: bytes, rehydrate: bool, seen: list[Ref] | None = None
     ) -> tuple[Any, int]:
-        """Decode a frame: ``(wire value, ENTRIES markers seen)``.  The hash of every
-        chunk the frame refers to is added to ``seen`` when given."""
+        """Decode a frame: ``(wire value, ENTRIES markers seen)``.  Every reference
+        to chunks in the frame (large values, and the pointer of a spilled frame) is
+        appended to ``seen`` when given."""
         resolve = self._rehydrate if rehydrate else None
         if seen is not None:
 
             def resolve(ref: Ref) -> Any:
-                seen.update(ref.chunk_hashes())
+                seen.append(ref)
                 return self._rehydrate(ref) if rehydrate else ref
 
         try:
@@ -125,7 +130,7 @@ class Log:
                     raise DecodeError("malformed spill pointer")
                 pointer = Ref(codec.KIND_BYTES, spill[1], spill[2])
                 if seen is not None:
-                    seen.update(pointer.chunk_hashes())
+                    seen.append(pointer)
                 payload = self._read_large(pointer)
                 if len(payload) != spill[1]:
                     raise DecodeError("spilled frame has the wrong length")
@@ -154,7 +159,7 @@ class Log:
         ts: int,
         frame: bytes,
         rehydrate: bool,
-        seen: set[bytes] | None = None,
+        seen: list[Ref] | None = None,
     ) -> Event:
         wire, markers = self.body(EVENT, name, sid, seq, frame, rehydrate, seen)
         try:
@@ -175,7 +180,7 @@ class Log:
             expected += 1
 
     def snapshot_state(
-        self, name: str, sid: int, seq: int, frame: bytes, rehydrate: bool, seen: set[bytes] | None = None
+        self, name: str, sid: int, seq: int, frame: bytes, rehydrate: bool, seen: list[Ref] | None = None
     ) -> State:
         wire, markers = self.body(SNAPSHOT, name, sid, seq, frame, rehydrate, seen)
         try:

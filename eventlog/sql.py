@@ -344,6 +344,24 @@ class Database:
         rows = self._all(self._ROW + "WHERE sid > ? AND deleted_ms IS NULL ORDER BY sid LIMIT ?", (after_sid, limit))
         return [SessionRow(*r) for r in rows]
 
+    def legacy_sessions(self, after_sid: int, limit: int) -> list[SessionRow]:
+        """Live sessions (``sid > after_sid``) that still have session-wide refs from
+        a version 1 file."""
+        rows = self._all(
+            self._ROW + "WHERE sid > ? AND deleted_ms IS NULL AND EXISTS "
+            f"(SELECT 1 FROM refs r WHERE r.kind = {SESSION_REF} AND r.holder = sessions.sid) ORDER BY sid LIMIT ?",
+            (after_sid, limit),
+        )
+        return [SessionRow(*r) for r in rows]
+
+    def session_by_sid(self, sid: int) -> SessionRow | None:
+        row = self._one(self._ROW + "WHERE sid = ? AND deleted_ms IS NULL", (sid,))
+        return None if row is None else SessionRow(*row)
+
+    def drop_session_refs(self, sid: int) -> None:
+        """Forget a session's session-wide refs (once its rows have their own)."""
+        self._q("DELETE FROM refs WHERE kind = ? AND holder = ?", (SESSION_REF, sid))
+
     def drop_session(self, sid: int) -> None:
         """Remove a deleted session's row and its session-wide refs (its events and
         snapshots must be gone already)."""
@@ -474,6 +492,16 @@ class Database:
                 found[h] = cid
         return found
 
+    def chunk_sizes(self, hashes: Sequence[bytes]) -> dict[bytes, tuple[int, int]]:
+        """``hash -> (cid, raw size)`` for those of ``hashes`` that are stored (batched)."""
+        found: dict[bytes, tuple[int, int]] = {}
+        for i in range(0, len(hashes), MAX_PARAMS):
+            batch = hashes[i : i + MAX_PARAMS]
+            marks = ",".join("?" * len(batch))
+            for h, cid, size in self._all(f"SELECT hash, cid, size FROM chunks WHERE hash IN ({marks})", batch):
+                found[h] = (cid, size)
+        return found
+
     def put_chunk(self, digest: bytes, flags: int, size: int, data: bytes) -> int:
         cur = self._q("INSERT INTO chunks(hash, flags, size, data) VALUES (?, ?, ?, ?)", (digest, flags, size, data))
         assert cur.lastrowid is not None
@@ -505,15 +533,17 @@ class Database:
             self._q(f"INSERT OR IGNORE INTO refs(kind, holder, cid) VALUES {marks}", params)
 
     def has_refs(self, sid: int) -> bool:
-        """Whether any event or snapshot of session ``sid`` uses a chunk."""
-        return (
+        """Whether any event or snapshot of session ``sid`` uses a chunk (walks the
+        session's own rows, probing refs by holder)."""
+        return bool(
             self._one(
-                f"SELECT 1 FROM events e JOIN refs r ON r.kind = {EVENT_REF} AND r.holder = e.pos WHERE e.sid = ? "
-                f"UNION ALL SELECT 1 FROM snapshots n JOIN refs r ON r.kind = {SNAPSHOT_REF} AND r.holder = n.id "
-                f"WHERE n.sid = ? UNION ALL SELECT 1 FROM refs WHERE kind = {SESSION_REF} AND holder = ? LIMIT 1",
+                "SELECT EXISTS (SELECT 1 FROM events e WHERE e.sid = ? AND EXISTS "
+                f"(SELECT 1 FROM refs r WHERE r.kind = {EVENT_REF} AND r.holder = e.pos)) "
+                "OR EXISTS (SELECT 1 FROM snapshots n WHERE n.sid = ? AND EXISTS "
+                f"(SELECT 1 FROM refs r WHERE r.kind = {SNAPSHOT_REF} AND r.holder = n.id)) "
+                f"OR EXISTS (SELECT 1 FROM refs WHERE kind = {SESSION_REF} AND holder = ?)",
                 (sid, sid, sid),
-            )
-            is not None
+            )[0]
         )
 
     def refs_of(self, kind: int, holder: int) -> set[int]:
@@ -589,8 +619,9 @@ class Database:
             "UNION ALL SELECT 'snapshots', id, length(frame) + 24 FROM snapshots WHERE length(frame) + 24 > ? "
             "UNION ALL SELECT 'chunks', cid, length(data) + length(hash) + 24 FROM chunks "
             "WHERE length(data) + length(hash) + 24 > ? "
-            "UNION ALL SELECT 'sessions', sid, length(name) + coalesce(length(parent), 0) + 80 FROM sessions "
-            "WHERE length(name) + coalesce(length(parent), 0) + 80 > ? LIMIT ?",
+            "UNION ALL SELECT 'sessions', sid, length(CAST(name AS BLOB)) + coalesce(length(CAST(parent AS BLOB)), 0) "
+            "+ 80 FROM sessions WHERE length(CAST(name AS BLOB)) + coalesce(length(CAST(parent AS BLOB)), 0) + 80 > ? "
+            "LIMIT ?",
             (b, b, b, b, limit),
         )
 

@@ -481,15 +481,18 @@ class Store:
     def events(self, session_id: str, since: int = 0) -> Iterator[Event]:
         """The session's events after sequence number ``since``, oldest first, with
         large values rehydrated.  Raises :class:`NotFoundError` at once for an
-        unknown session, and for ``since`` below the start of a compacted history
-        (see :meth:`compact`); reads lazily, a page of events per read transaction
-        (and raises :class:`NotFoundError` if the session is deleted meanwhile)."""
+        unknown session, for ``since`` past the head, and for ``since`` below the
+        start of a history shortened by :meth:`compact`; reads lazily, a page of
+        events per read transaction (and raises :class:`NotFoundError` if meanwhile
+        the session is deleted or its history is shortened past the reader)."""
         if type(since) is not int or since < 0:
             raise InvalidValueError("since must be a non-negative int", session_id=session_id)
         with self._lock:
             self._open()
             row = self._lookup(session_id)
             self._check_since(row, since)
+            if since > row.seq:
+                raise NotFoundError(f"no position {since}; the session is at {row.seq}", session_id=session_id)
         return self._iter_events(session_id, row.sid, since)
 
     @staticmethod

@@ -2,13 +2,15 @@
 
 Checked, in one read transaction (a consistent view even while others write):
 
-* every chunk decompresses (bounded) to bytes whose BLAKE3 is its address;
+* every chunk decompresses (bounded) to bytes whose BLAKE3 is its address, and
+  each event or snapshot using a damaged one is named;
 * every ref names an existing chunk and an existing event, snapshot or session;
 * no event, snapshot, chunk or session row is over the cell budget;
 * no event or snapshot is left without its session;
 * every live session replays from the start of its history (or its compacted
   floor), event by event, each event's recorded refs being exactly the chunks it
-  uses, and each snapshot decoding to the state that replay reaches at its position.
+  uses, each large value's chunks adding up to its length, and each snapshot
+  decoding to the state that replay reaches at its position.
 
 Chunks that nothing refers to are counted (``garbage_chunks``) but are not a
 problem: :meth:`eventlog.Store.compact` frees them.
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .codec import DecodeError
+from .codec import DecodeError, Ref
 from .errors import CorruptionError, EventLogError
 from .fold import State, apply
 from .log import Log
@@ -70,7 +72,7 @@ def verify(db: Database, log: Log) -> VerifyReport:
     """Check everything listed in the module docstring."""
     report = VerifyReport()
     with db.read():
-        _chunks(db, log, report)
+        damaged = _chunks(db, log, report)
         for kind, holder, cid in db.dangling_refs(_MAX_REPORTED):
             what = ("event", "snapshot", "session")[kind] if 0 <= kind <= 2 else f"kind {kind}"
             report.add(f"ref from {what} {holder} to chunk {cid}: its chunk or holder is missing")
@@ -83,12 +85,14 @@ def verify(db: Database, log: Log) -> VerifyReport:
         after = 0
         while rows := db.live_sessions(after, 100):
             for row in rows:
-                _session(db, log, row, report)
+                _session(db, log, row, damaged, report)
             after = rows[-1].sid
     return report
 
 
-def _chunks(db: Database, log: Log, report: VerifyReport) -> None:
+def _chunks(db: Database, log: Log, report: VerifyReport) -> set[int]:
+    """Check every chunk; returns the ids of the damaged ones."""
+    damaged: set[int] = set()
     after = 0
     while page := db.chunks_page(after, 16):
         for cid, digest, flags, size, data in page:
@@ -96,11 +100,13 @@ def _chunks(db: Database, log: Log, report: VerifyReport) -> None:
             try:
                 log.chunks.open(digest, flags, size, data)
             except DecodeError as e:
+                damaged.add(cid)
                 report.add(f"chunk {cid}: {e}")
         after = page[-1][0]
+    return damaged
 
 
-def _session(db: Database, log: Log, row: SessionRow, report: VerifyReport) -> None:
+def _session(db: Database, log: Log, row: SessionRow, damaged: set[int], report: VerifyReport) -> None:
     """Replay one live session, checking refs and snapshots on the way."""
     name, sid = row.name, row.sid
     report.sessions += 1
@@ -113,16 +119,16 @@ def _session(db: Database, log: Log, row: SessionRow, report: VerifyReport) -> N
             if row.base_seq not in snap_ids:
                 report.add("the snapshot holding the compacted history is missing", name, row.base_seq)
                 return
-            state = _snapshot(db, log, row, row.base_seq, snap_ids[row.base_seq], shared, report)
+            state = _snapshot(db, log, row, row.base_seq, snap_ids[row.base_seq], shared, damaged, report)
         for seq, pos, ts, frame in db.events(sid, row.base_seq, row.seq):
             if seq != expected:
                 report.add("event is missing", name, expected)
                 return
             expected += 1
             report.events += 1
-            seen: set[bytes] = set()
+            seen: list[Ref] = []
             event = log.event(name, sid, seq, pos, ts, frame, rehydrate=False, seen=seen)
-            _refs(db, EVENT_REF, pos, seen, shared, report, name, seq, "event")
+            _refs(db, EVENT_REF, pos, seen, shared, damaged, report, name, seq, "event")
             try:
                 apply(state, event.ops)
             except ValueError as e:
@@ -130,7 +136,7 @@ def _session(db: Database, log: Log, row: SessionRow, report: VerifyReport) -> N
                 return
             if seq in snap_ids:
                 try:
-                    snap = _snapshot(db, log, row, seq, snap_ids[seq], shared, report)
+                    snap = _snapshot(db, log, row, seq, snap_ids[seq], shared, damaged, report)
                 except EventLogError as e:
                     report.add(f"snapshot is unreadable (loads fall back to replay): {e.message}", name, seq)
                     continue
@@ -144,15 +150,22 @@ def _session(db: Database, log: Log, row: SessionRow, report: VerifyReport) -> N
 
 
 def _snapshot(
-    db: Database, log: Log, row: SessionRow, seq: int, snap_id: int, shared: set[int], report: VerifyReport
+    db: Database,
+    log: Log,
+    row: SessionRow,
+    seq: int,
+    snap_id: int,
+    shared: set[int],
+    damaged: set[int],
+    report: VerifyReport,
 ) -> State:
     frame = db.snapshot(row.sid, seq)
     if frame is None:
         raise CorruptionError("snapshot is missing", session_id=row.name, seq=seq)
     report.snapshots += 1
-    seen: set[bytes] = set()
+    seen: list[Ref] = []
     state = log.snapshot_state(row.name, row.sid, seq, frame, rehydrate=False, seen=seen)
-    _refs(db, SNAPSHOT_REF, snap_id, seen, shared, report, row.name, seq, "snapshot")
+    _refs(db, SNAPSHOT_REF, snap_id, seen, shared, damaged, report, row.name, seq, "snapshot")
     return state
 
 
@@ -160,22 +173,33 @@ def _refs(
     db: Database,
     kind: int,
     holder: int,
-    seen: set[bytes],
+    seen: list[Ref],
     shared: set[int],
+    damaged: set[int],
     report: VerifyReport,
     name: str,
     seq: int,
     what: str,
 ) -> None:
-    """The chunks a frame uses must exist and be exactly its recorded refs."""
-    used = db.chunk_ids(list(seen)) if seen else {}
-    if len(used) != len(seen):
-        missing = sorted(h.hex() for h in seen if h not in used)
+    """The chunks a frame uses must exist, be sound, add up to each value's length,
+    and be exactly its recorded refs."""
+    hashes = list({h for ref in seen for h in ref.chunk_hashes()})
+    found = db.chunk_sizes(hashes) if hashes else {}
+    if len(found) != len(hashes):
+        missing = sorted(h.hex() for h in hashes if h not in found)
         report.add(f"{what} refers to missing chunk {missing[0]}", name, seq)
+    else:
+        for ref in seen:
+            stored = sum(found[h][1] for h in ref.chunk_hashes())
+            if stored != ref.length:
+                report.add(f"{what} has a large value of {ref.length} bytes stored as {stored} bytes", name, seq)
+    used = {cid for cid, _ in found.values()}
+    if used & damaged:
+        report.add(f"{what} uses damaged chunks {sorted(used & damaged)}: it cannot be loaded", name, seq)
     recorded = db.refs_of(kind, holder)
-    unrecorded = set(used.values()) - recorded - shared
+    unrecorded = used - recorded - shared
     if unrecorded:
         report.add(f"{what} uses chunks {sorted(unrecorded)} without recording it", name, seq)
-    extra = recorded - set(used.values())
+    extra = recorded - used
     if extra:
         report.add(f"{what} records refs to chunks {sorted(extra)} it does not use", name, seq)

@@ -297,6 +297,7 @@ def filled(db_path: str) -> str:
 def test_verify_finds_a_chunk_that_does_not_match_its_hash(filled: str) -> None:
     problems = damaged(filled, "UPDATE chunks SET data = zeroblob(length(data)) WHERE cid = 1")
     assert any("does not match its hash" in p for p in problems)
+    assert any("session 's', seq 1: event uses damaged chunks [1]" in p for p in problems)
 
 
 def test_verify_finds_a_missing_chunk(filled: str) -> None:
@@ -341,11 +342,12 @@ def test_cli_verify_and_compact(filled: str) -> None:
 
 def test_a_version_1_file_opens_and_keeps_its_chunks(db_path: str) -> None:
     """Turn a store into the version 1 layout (refs per session) and open it."""
-    img = blob(9, 200_000)
+    img, old = blob(9, 200_000), blob(10, 200_000)
     with eventlog.open(db_path) as store:
         store.save("a", session({"id": "1", "img": img}))
         store.save("b", session({"id": "1", "img": img}), parent_id="a")
-        store.save("c", session({"id": "1"}))
+        store.save("c", session({"id": "1", "old": old}))
+        store.save("c", session({"id": "1"}))  # c no longer uses `old`, but its first event does
     con = sqlite3.connect(db_path, isolation_level=None)
     con.executescript("""
         BEGIN;
@@ -370,12 +372,17 @@ def test_a_version_1_file_opens_and_keeps_its_chunks(db_path: str) -> None:
         assert store.load("a") == session({"id": "1", "img": img})
         assert store.tree("a") == ["b"]
         assert store.verify().ok
+        assert store.compact().chunks_freed == 0  # refs become per event; nothing is garbage yet
+        report = store.compact(retain=0)  # c's first event goes, and `old` with it
+        assert report.chunks_freed == 1 and report.bytes_freed == 200_000
         store.delete("a")
-        assert store.compact().chunks_freed == 1
+        assert store.compact().chunks_freed == 1  # img, once a and b are gone
         store.save("c", session({"id": "2", "img": img}))
-        assert store.verify().ok
+        check = store.verify()
+        assert check.ok and check.garbage_chunks == 0
     con = sqlite3.connect(db_path)
     assert con.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert con.execute("SELECT count(*) FROM refs WHERE kind = 2").fetchone()[0] == 0
     con.close()
 
 
