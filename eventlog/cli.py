@@ -317,8 +317,9 @@ def diff(path: str, session: str, a: int, b: int, as_json: bool) -> None:
 @click.argument("session")
 @click.option("--at", type=int, default=None, help="sequence number (default: the latest)")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="file to write (default: stdout)")
+@click.option("--json", "as_json", is_flag=True, hidden=True, help="accepted for symmetry: the output is JSON")
 @_handled
-def export(path: str, session: str, at: int | None, output: str | None) -> None:
+def export(path: str, session: str, at: int | None, output: str | None, as_json: bool) -> None:
     """The session as JSON, images inline, identical to load()."""
     with _store(path) as store:
         data = _fold(store, session, at)
