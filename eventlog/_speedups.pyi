@@ -1,0 +1,3 @@
+from typing import Any
+
+def unchanged(containers: list[Any], lens: list[int], keys: list[Any], values: list[Any]) -> bool: ...
