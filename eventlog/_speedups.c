@@ -70,7 +70,83 @@ unchanged(PyObject *module, PyObject *args)
     Py_RETURN_TRUE;
 }
 
+/* scan(value, threshold, max_depth) -> True, False or None
+ *
+ * The fast path of eventlog.values.validate: True when `value` is storable and may
+ * hold a large leaf (a str of at least threshold/4 characters or bytes of at least
+ * threshold bytes), False when it is storable and holds none, None when it is not
+ * storable (an unsupported type, subclasses included, a non-str key, or nesting of
+ * max_depth levels or more); the Python validator then raises the precise error.
+ * Recursion is bounded by max_depth.
+ */
+static int
+scan_value(PyObject *v, Py_ssize_t threshold, int depth, int max_depth)
+{
+    PyTypeObject *t = Py_TYPE(v);
+    if (t == &PyUnicode_Type) {
+        return PyUnicode_GET_LENGTH(v) >= (threshold + 3) / 4;
+    }
+    if (t == &PyBytes_Type) {
+        return PyBytes_GET_SIZE(v) >= threshold;
+    }
+    if (t == &PyLong_Type || t == &PyFloat_Type || t == &PyBool_Type || v == Py_None) {
+        return 0;
+    }
+    int large = 0;
+    if (t == &PyDict_Type) {
+        if (depth >= max_depth) {
+            return -1;
+        }
+        Py_ssize_t pos = 0;
+        PyObject *k, *x;
+        while (PyDict_Next(v, &pos, &k, &x)) {
+            if (Py_TYPE(k) != &PyUnicode_Type) {
+                return -1;
+            }
+            int r = scan_value(x, threshold, depth + 1, max_depth);
+            if (r < 0) {
+                return r;
+            }
+            large |= r;
+        }
+        return large;
+    }
+    if (t == &PyList_Type) {
+        if (depth >= max_depth) {
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(v); i++) {
+            int r = scan_value(PyList_GET_ITEM(v, i), threshold, depth + 1, max_depth);
+            if (r < 0) {
+                return r;
+            }
+            large |= r;
+        }
+        return large;
+    }
+    return -1;
+}
+
+static PyObject *
+scan(PyObject *module, PyObject *args)
+{
+    PyObject *value;
+    Py_ssize_t threshold;
+    int max_depth;
+    if (!PyArg_ParseTuple(args, "Oni:scan", &value, &threshold, &max_depth)) {
+        return NULL;
+    }
+    int r = scan_value(value, threshold, 0, max_depth);
+    if (r < 0) {
+        Py_RETURN_NONE;
+    }
+    return PyBool_FromLong(r);
+}
+
 static PyMethodDef methods[] = {
+    {"scan", scan, METH_VARARGS,
+     "scan(value, threshold, max_depth) -> True, False or None: storable with a possibly large leaf, "
+     "storable without, or not storable."},
     {"unchanged", unchanged, METH_VARARGS,
      "unchanged(containers, lens, keys, values) -> bool: the containers still hold exactly the recorded "
      "keys and values, by identity."},

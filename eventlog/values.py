@@ -70,6 +70,12 @@ def copy(value: Any) -> Any:
 
 _ATOMS = frozenset((int, float, bool, type(None)))
 
+_c_scan: Callable[[Any, int, int], bool | None] | None
+try:
+    from ._speedups import scan as _c_scan
+except ImportError:  # pragma: no cover - built without a C compiler
+    _c_scan = None
+
 
 def validate(value: Any, threshold: int) -> bool:
     """Check that ``value`` is storable; return whether it may hold a large leaf (a
@@ -77,8 +83,13 @@ def validate(value: Any, threshold: int) -> bool:
     4 UTF-8 bytes a character, so this is a cheap over-estimate).
 
     Raises :class:`InvalidValueError` for an unsupported type (subclasses included),
-    a non-``str`` key or nesting deeper than :data:`MAX_DEPTH`.
+    a non-``str`` key or nesting deeper than :data:`MAX_DEPTH`.  With the optional C
+    extension the walk runs in C; the Python walk then only words the error.
     """
+    if _c_scan is not None:
+        found = _c_scan(value, threshold, MAX_DEPTH)
+        if found is not None:
+            return found
     return _validate(value, threshold, 0)
 
 
