@@ -59,22 +59,31 @@ def same(a: Any, b: Any) -> bool:
 
 
 def copy(value: Any) -> Any:
-    """A copy of ``value`` whose containers are new and whose leaves are shared."""
+    """A copy of ``value`` whose containers are new and whose leaves are shared (in C
+    with the optional extension)."""
+    if _c_copy is not None:
+        return _c_copy(value)
+    return _copy(value)
+
+
+def _copy(value: Any) -> Any:
     t = type(value)
     if t is dict:
-        return {k: copy(v) for k, v in value.items()}
+        return {k: _copy(v) for k, v in value.items()}
     if t is list:
-        return [copy(v) for v in value]
+        return [_copy(v) for v in value]
     return value
 
 
 _ATOMS = frozenset((int, float, bool, type(None)))
 
 _c_scan: Callable[[Any, int, int], bool | None] | None
+_c_copy: Callable[[Any], Any] | None
 try:
+    from ._speedups import copy as _c_copy
     from ._speedups import scan as _c_scan
 except ImportError:  # pragma: no cover - built without a C compiler
-    _c_scan = None
+    _c_scan = _c_copy = None
 
 
 def validate(value: Any, threshold: int) -> bool:

@@ -67,3 +67,26 @@ def test_validate_still_words_the_error() -> None:
         values.validate({"a": {1: 2}}, 1 << 15)
     with pytest.raises(InvalidValueError, match="nested deeper than 200"):
         values.validate(nested(250), 1 << 15)
+
+
+def containers(value: Any) -> list[Any]:
+    out: list[Any] = []
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if type(v) in (dict, list):
+            out.append(v)
+            stack.extend(v.values() if type(v) is dict else v)
+    return out
+
+
+@given(value=storable)
+def test_copy_has_new_containers_and_shared_leaves(value: Any) -> None:
+    assert values._c_copy is not None
+    copied = values._c_copy(value)
+    assert values.same(copied, value) and values.same(values._copy(value), copied)
+    assert not {id(c) for c in containers(copied)} & {id(c) for c in containers(value)}
+    if type(value) is dict:
+        for k, v in value.items():
+            if type(v) not in (dict, list):
+                assert copied[k] is v
