@@ -366,7 +366,14 @@ class Store:
         session is folded from its newest snapshot."""
         name, sid, seq = row.name, row.sid, row.seq
         c = self._cache.get(name)
-        if c is None or c.sid != sid or c.state_seq > seq or c.seq > seq or c.state_seq < row.base_seq:
+        if (
+            c is None
+            or c.sid != sid
+            or c.state_seq > seq
+            or c.seq > seq
+            or c.state_seq < row.base_seq
+            or (full and row.snap_seq > c.state_seq + 64)  # far behind a snapshot (many append() calls)
+        ):
             c = _Cached.of(sid, seq, self._log.fold(name, sid, seq, rehydrate=True, floor=row.base_seq))
             self._remember(name, c)
             return c
