@@ -11,14 +11,14 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from . import chunking, core, trees
+from . import chunking, compare, core, trees
 
 RESULTS = Path(__file__).parent / "results"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("suite", nargs="?", default="all", choices=["all", "core", "chunking", "trees"])
+    parser.add_argument("suite", nargs="?", default="all", choices=["all", "core", "chunking", "trees", "compare"])
     parser.add_argument("--quick", action="store_true", help="smaller workloads (well under a minute)")
     parser.add_argument("--synchronous", default="NORMAL", choices=["OFF", "NORMAL", "FULL"],
                         help="SQLite synchronous setting for every system (default: %(default)s)")  # fmt: skip
@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         (RESULTS / f"trees{suffix}.md").write_text(table + "\n")
     if args.suite in ("all", "core"):
         ok = _core(args, started, suffix)
+    if args.suite in ("all", "compare"):
+        ok = _compare(args, suffix) and ok
     return 0 if ok else 1
 
 
@@ -65,6 +67,28 @@ def _core(args: argparse.Namespace, started: float, suffix: str) -> bool:
     report = {"machine": machine, "seconds": round(time.time() - started, 1), "figures": [asdict(f) for f in figures]}
     (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     return all(f.ok is not False for f in figures)
+
+
+def _compare(args: argparse.Namespace, suffix: str) -> bool:
+    report = compare.run(args.quick, args.synchronous)
+    parts = [report.machine, ""]
+    for section in report.sections:
+        parts += [f"{section.title}:", "", _table(section.rows()), ""]
+    marks = {None: "-", True: "yes", False: "NO"}
+    rows = [["target", "measured", "ratio", "target", "ok"]]
+    rows += [[t.name, t.measured, "-" if t.ratio is None else f"{t.ratio:.3g}", t.target, marks[t.ok]]
+             for t in report.targets]  # fmt: skip
+    parts += ["Targets of issue 5 (ratios from this run):", "", _table(rows)]
+    png = RESULTS / f"compare-latency{suffix}.png"
+    note = compare.plot(report, png)
+    if note.startswith("wrote"):
+        parts += ["", f"![per-save latency, coding workload]({png.name})"]
+    text = "\n".join(parts)
+    print(text)
+    print(note)
+    (RESULTS / f"compare{suffix}.md").write_text(text + "\n")
+    (RESULTS / f"compare{suffix}.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    return all(t.ok is not False for t in report.targets)
 
 
 if __name__ == "__main__":
