@@ -27,7 +27,7 @@ The steps, in order:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
@@ -110,37 +110,42 @@ def _remove_deleted(db: Database, write: Transaction, read: Transaction, batch: 
                     break
 
 
+def _sessions(read: Transaction, page: Callable[[int, int], list[SessionRow]]) -> Iterator[SessionRow]:
+    """The rows ``page(after_sid, limit)`` gives, a page per read transaction."""
+    after = 0
+    while True:
+        with read():
+            rows = page(after, 100)
+        if not rows:
+            return
+        after = rows[-1].sid
+        yield from rows
+
+
 def _own_refs(db: Database, log: Log, write: Transaction, read: Transaction, report: CompactReport) -> None:
     """Give each event and snapshot of a session migrated from a version 1 file its
     own refs, then drop the session-wide ones, so its unused chunks can be freed.
     One transaction per session; a session that cannot be decoded keeps its refs."""
-    after = 0
-    while True:
-        with read():
-            rows = db.legacy_sessions(after, 50)
-        if not rows:
-            return
-        after = rows[-1].sid
-        for row in rows:
-            try:
-                with write():
-                    current = db.session_by_sid(row.sid)
-                    if current is None:
+    for row in _sessions(read, db.legacy_sessions):
+        try:
+            with write():
+                current = db.session_by_sid(row.sid)
+                if current is None:
+                    continue
+                for seq, pos, ts, frame in db.events(row.sid, current.base_seq, current.seq):
+                    refs: list[Ref] = []
+                    log.event(row.name, row.sid, seq, pos, ts, frame, rehydrate=False, seen=refs)
+                    db.add_refs(EVENT_REF, pos, log.chunk_ids_of(refs, row.name, seq))
+                for snap_id, seq in db.snapshots_of(row.sid):
+                    snap = db.snapshot(row.sid, seq)
+                    if snap is None or seq < current.base_seq:
                         continue
-                    for seq, pos, ts, frame in db.events(row.sid, current.base_seq, current.seq):
-                        refs: list[Ref] = []
-                        log.event(row.name, row.sid, seq, pos, ts, frame, rehydrate=False, seen=refs)
-                        db.add_refs(EVENT_REF, pos, log.chunk_ids_of(refs, row.name, seq))
-                    for snap_id, seq in db.snapshots_of(row.sid):
-                        snap = db.snapshot(row.sid, seq)
-                        if snap is None or seq < current.base_seq:
-                            continue
-                        refs = []
-                        log.snapshot_state(row.name, row.sid, seq, snap, rehydrate=False, seen=refs)
-                        db.add_refs(SNAPSHOT_REF, snap_id, log.chunk_ids_of(refs, row.name, seq))
-                    db.drop_session_refs(row.sid)
-            except EventLogError as e:
-                report.skipped.append(f"{row.name}: {e}")
+                    refs = []
+                    log.snapshot_state(row.name, row.sid, seq, snap, rehydrate=False, seen=refs)
+                    db.add_refs(SNAPSHOT_REF, snap_id, log.chunk_ids_of(refs, row.name, seq))
+                db.drop_session_refs(row.sid)
+        except EventLogError as e:
+            report.skipped.append(f"{row.name}: {e}")
 
 
 def _truncate_history(
@@ -152,30 +157,23 @@ def _truncate_history(
     batch: int,
     report: CompactReport,
 ) -> None:
-    after = 0
-    while True:
-        with read():
-            rows = db.live_sessions(after, 100)
-        if not rows:
-            return
-        after = rows[-1].sid
-        for row in rows:
-            floor = row.base_seq
-            if retain is not None and row.seq - retain > floor:
-                try:
-                    if _new_floor(db, log, write, row, row.seq - retain):
-                        floor = row.seq - retain
-                        report.sessions_truncated += 1
-                except EventLogError as e:  # a damaged session keeps its history; the rest goes on
-                    report.skipped.append(f"{row.name}: {e}")
-            while floor:  # what lies below the floor (also after an interrupted run), in batches
-                with write():
-                    events = db.purge_events(row.sid, floor, batch)
-                    snapshots = db.purge_snapshots(row.sid, floor, batch)
-                report.events_removed += events
-                report.snapshots_removed += snapshots
-                if not events and not snapshots:
-                    break
+    for row in _sessions(read, db.live_sessions):
+        floor = row.base_seq
+        if retain is not None and row.seq - retain > floor:
+            try:
+                if _new_floor(db, log, write, row, row.seq - retain):
+                    floor = row.seq - retain
+                    report.sessions_truncated += 1
+            except EventLogError as e:  # a damaged session keeps its history; the rest goes on
+                report.skipped.append(f"{row.name}: {e}")
+        while floor:  # what lies below the floor (also after an interrupted run), in batches
+            with write():
+                events = db.purge_events(row.sid, floor, batch)
+                snapshots = db.purge_snapshots(row.sid, floor, batch)
+            report.events_removed += events
+            report.snapshots_removed += snapshots
+            if not events and not snapshots:
+                break
 
 
 def _new_floor(db: Database, log: Log, write: Transaction, row: SessionRow, floor: int) -> bool:
