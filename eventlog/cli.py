@@ -24,7 +24,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import render
-from .errors import EventLogError, NotFoundError
+from .errors import EventLogError
 from .store import Store
 from .store import open as open_store
 
@@ -48,15 +48,13 @@ def _handled(fn: F) -> F:
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except NotFoundError as e:
-            _fail(str(e))
         except EventLogError as e:
             _fail(str(e))
-        except OSError as e:
-            _fail(f"{e.strerror or e}: {e.filename or ''}".rstrip(": "))
-        except BrokenPipeError:  # pragma: no cover - output piped into a closed reader
+        except BrokenPipeError:  # pragma: no cover - output piped into a closed reader (before OSError: a subclass)
             sys.stderr.close()
             sys.exit(0)
+        except OSError as e:
+            _fail(f"{e.strerror or e}: {e.filename or ''}".rstrip(": "))
         return None
 
     return run  # type: ignore[return-value]
@@ -221,10 +219,6 @@ def log(path: str, session: str, since: int, as_json: bool) -> None:
     _print(table)
 
 
-def _fold(store: Store, session: str, at: int | None) -> dict[str, Any]:
-    return store.fold(session, at=at)
-
-
 @main.command()
 @click.argument("path")
 @click.argument("session")
@@ -234,7 +228,7 @@ def _fold(store: Store, session: str, at: int | None) -> dict[str, Any]:
 def show(path: str, session: str, at: int | None, as_json: bool) -> None:
     """The session as it was at a point: fields and entries."""
     with _store(path) as store:
-        data = _fold(store, session, at)
+        data = store.fold(session, at=at)
         seq = at if at is not None else store.seq(session)
     if as_json:
         _json(data)
@@ -275,8 +269,8 @@ def show(path: str, session: str, at: int | None, as_json: bool) -> None:
 def replay(path: str, session: str, start: int, end: int | None, full: bool, as_json: bool) -> None:
     """The conversation on the active path as a transcript, tool calls included."""
     with _store(path) as store:
-        data = _fold(store, session, end)
-        before = _fold(store, session, start) if start else {}
+        data = store.fold(session, at=end)
+        before = store.fold(session, at=start) if start else {}
     known = {json.dumps(e, sort_keys=True, default=repr) for e in render.entries_of(before)}
     path_entries = [e for e in render.active_path(data) if json.dumps(e, sort_keys=True, default=repr) not in known]
     lines = render.transcript(path_entries, full=full)
@@ -300,7 +294,7 @@ def replay(path: str, session: str, start: int, end: int | None, full: bool, as_
 def diff(path: str, session: str, a: int, b: int, as_json: bool) -> None:
     """What changed in the session between seq A and seq B."""
     with _store(path) as store:
-        changes = render.diff_sessions(_fold(store, session, a), _fold(store, session, b))
+        changes = render.diff_sessions(store.fold(session, at=a), store.fold(session, at=b))
     if as_json:
         _json([{"kind": c.kind, "key": c.key, "summary": c.summary} for c in changes])
         return
@@ -322,7 +316,7 @@ def diff(path: str, session: str, a: int, b: int, as_json: bool) -> None:
 def export(path: str, session: str, at: int | None, output: str | None, as_json: bool) -> None:
     """The session as JSON, images inline, identical to load()."""
     with _store(path) as store:
-        data = _fold(store, session, at)
+        data = store.fold(session, at=at)
     try:
         text = json.dumps(data, ensure_ascii=False)
     except TypeError:

@@ -484,13 +484,7 @@ class Database:
 
     def chunk_ids(self, hashes: Sequence[bytes]) -> dict[bytes, int]:
         """``hash -> cid`` for those of ``hashes`` that are stored (batched)."""
-        found: dict[bytes, int] = {}
-        for i in range(0, len(hashes), MAX_PARAMS):
-            batch = hashes[i : i + MAX_PARAMS]
-            marks = ",".join("?" * len(batch))
-            for h, cid in self._all(f"SELECT hash, cid FROM chunks WHERE hash IN ({marks})", batch):
-                found[h] = cid
-        return found
+        return {h: cid for h, (cid, _) in self.chunk_sizes(hashes).items()}
 
     def chunk_sizes(self, hashes: Sequence[bytes]) -> dict[bytes, tuple[int, int]]:
         """``hash -> (cid, raw size)`` for those of ``hashes`` that are stored (batched)."""
