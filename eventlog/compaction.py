@@ -185,8 +185,8 @@ def _new_floor(db: Database, log: Log, write: Transaction, row: SessionRow, floo
         if current is None or current.sid != row.sid or floor <= current.base_seq or floor > current.seq:
             return False
         state = log.fold(row.name, row.sid, floor, rehydrate=False, floor=current.base_seq)
-        frame, cids = log.frame(SNAPSHOT, row.sid, floor, state_to_wire(state))
-        db.add_refs(SNAPSHOT_REF, db.put_snapshot(row.sid, floor, frame), cids)
+        frame, cids, size = log.frame(SNAPSHOT, row.sid, floor, state_to_wire(state))
+        db.add_refs(SNAPSHOT_REF, db.put_snapshot(row.sid, floor, frame, size), cids)
         db.set_base(row.sid, floor)
     return True
 

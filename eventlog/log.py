@@ -73,10 +73,12 @@ class Log:
             raise CorruptionError(f"chunk {missing.hex()} is missing", session_id=name, seq=seq)
         return list(found.values())
 
-    def frame(self, kind: bytes, sid: int, seq: int, wire: Any) -> tuple[bytes, list[int]]:
+    def frame(self, kind: bytes, sid: int, seq: int, wire: Any) -> tuple[bytes, list[int], int]:
         """Encode an event or snapshot body into a frame that fits one cell; returns
         it with the ids of every chunk it refers to (large values, spilled bytes),
-        to be recorded as its refs in the same transaction."""
+        to be recorded as its refs in the same transaction, and its stored size (the
+        compressed body, counted in full when spilled to chunks: what the snapshot
+        policy weighs)."""
         refs: list[Ref] = []
         try:
             body = codec.dumps(wire, refs)
@@ -90,13 +92,14 @@ class Log:
             )
         cids: list[int] = []
         flags, payload = self.framer.compress(body)
-        if len(payload) > self.inline_limit:
+        size = len(payload)
+        if size > self.inline_limit:
             hashes, cids = self.chunks.put(payload)
             payload = codec.dumps([flags, len(payload), hashes])
             flags = codec.FLAG_SPILL
         if refs:
             cids += self.chunk_ids_of(refs, None, seq)
-        return Framer.seal(flags, payload, codec.binding(kind, sid, seq)), cids
+        return Framer.seal(flags, payload, codec.binding(kind, sid, seq)), cids, size
 
     # ------------------------------------------------------------------ reading
 

@@ -391,13 +391,14 @@ class Database:
 
     # ------------------------------------------------------------------ events
 
-    def append_event(self, sid: int, seq: int, ts_ms: int, frame: bytes) -> int:
-        """Insert event ``seq`` of session ``sid`` and advance its head; returns the
+    def append_event(self, sid: int, seq: int, ts_ms: int, frame: bytes, size: int) -> int:
+        """Insert event ``seq`` of session ``sid`` and advance its head, adding
+        ``size`` (its stored bytes) to the bytes since the last snapshot; returns the
         global position.  The head moves only if it was ``seq - 1``."""
         cur = self._q(
             "UPDATE sessions SET seq = ?, updated_ms = ?, snap_bytes_since = snap_bytes_since + ? "
             "WHERE sid = ? AND seq = ?",
-            (seq, ts_ms, len(frame), sid, seq - 1),
+            (seq, ts_ms, size, sid, seq - 1),
         )
         if cur.rowcount != 1:
             raise StorageError("session head moved during a write (eventlog bug)", seq=seq)
@@ -441,8 +442,9 @@ class Database:
         row = self._one("SELECT CAST(frame AS BLOB) FROM snapshots WHERE sid = ? AND seq = ?", (sid, seq))
         return None if row is None else bytes(row[0])
 
-    def put_snapshot(self, sid: int, seq: int, frame: bytes) -> int:
-        """Store a snapshot at ``seq`` (replacing one there, with its refs); returns
+    def put_snapshot(self, sid: int, seq: int, frame: bytes, size: int) -> int:
+        """Store a snapshot at ``seq`` (replacing one there, with its refs), recording
+        ``size`` (its stored bytes, chunks included) for the snapshot policy; returns
         its id, for its refs."""
         self._q(
             f"DELETE FROM refs WHERE kind = {SNAPSHOT_REF} AND holder IN "
@@ -453,7 +455,7 @@ class Database:
         cur = self._q("INSERT INTO snapshots(sid, seq, frame) VALUES (?, ?, ?)", (sid, seq, frame))
         self._q(
             "UPDATE sessions SET snap_seq = ?, snap_bytes = ?, snap_bytes_since = 0 WHERE sid = ? AND snap_seq < ?",
-            (seq, len(frame), sid, seq),
+            (seq, size, sid, seq),
         )
         assert cur.lastrowid is not None
         return cur.lastrowid

@@ -293,13 +293,13 @@ class Store:
                     ops = make_ops(c)
                     wire, private = self._prepare(ops, copies=full)
                     seq += 1
-                    frame, cids = log.frame(EVENT, c.sid, seq, ops_to_wire(wire))
-                    pos = db.append_event(c.sid, seq, _now_ms(), frame)
+                    frame, cids, size = log.frame(EVENT, c.sid, seq, ops_to_wire(wire))
+                    pos = db.append_event(c.sid, seq, _now_ms(), frame, size)
                     db.add_refs(EVENT_REF, pos, cids)
                     snap_seq, snap_bytes, since = (
                         (row.snap_seq, row.snap_bytes, row.snap_bytes_since) if row else (0, 0, 0)
                     )
-                    snap = self._policy.due(seq, snap_seq, snap_bytes, since + len(frame))
+                    snap = self._policy.due(seq, snap_seq, snap_bytes, since + size)
             except BaseException:
                 self._cache.pop(name, None)
                 raise
@@ -423,8 +423,8 @@ class Store:
                     state = c.state  # no large values: the cached state is the stored form
                 else:
                     state = log.fold(name, sid, seq, rehydrate=False, floor=row.base_seq)
-                frame, cids = log.frame(SNAPSHOT, sid, seq, state_to_wire(state))
-                db.add_refs(SNAPSHOT_REF, db.put_snapshot(sid, seq, frame), cids)
+                frame, cids, size = log.frame(SNAPSHOT, sid, seq, state_to_wire(state))
+                db.add_refs(SNAPSHOT_REF, db.put_snapshot(sid, seq, frame, size), cids)
                 db.prune_snapshots(sid, self._policy.keep, row.base_seq)
         except EventLogError:
             pass  # a snapshot is a cache: failing to build one loses nothing
@@ -604,8 +604,8 @@ class Store:
                 rows = ([root] if root is not None else []) + self._descendants(session_id)
                 tomb = ops_to_wire([Tombstone(session_id)])
                 for row in rows:
-                    frame, _ = log.frame(EVENT, row.sid, row.seq + 1, tomb)
-                    db.append_event(row.sid, row.seq + 1, now, frame)
+                    frame, _, size = log.frame(EVENT, row.sid, row.seq + 1, tomb)
+                    db.append_event(row.sid, row.seq + 1, now, frame, size)
                     db.mark_deleted(row.sid, now)
             for row in rows:
                 self._cache.pop(row.name, None)

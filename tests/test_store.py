@@ -303,26 +303,34 @@ def test_snapshots_are_built_and_used(db_path: str) -> None:
         assert dump(s.fold("s", at=3)) != dump(data)
 
 
-def test_snapshots_do_not_grow_with_the_square_of_the_session(db_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("cell", [2_000_000, 16384], ids=["inline", "spilled"])
+def test_snapshots_do_not_grow_with_the_square_of_the_session(
+    db_path: str, monkeypatch: pytest.MonkeyPatch, cell: int
+) -> None:
     """Each snapshot needs a tail of events at least half its size, so the bytes of
     all snapshots ever written stay within a small multiple of the event bytes (every
-    5 events without the gate would be about 40 snapshots of a growing session)."""
+    5 events without the gate would be about 40 snapshots of a growing session).
+    With small cells the snapshots spill into chunks: their size is still the whole
+    compressed body, not the few bytes of the pointer left in the row."""
     from eventlog.sql import Database
 
     written: list[int] = []
+    spilled: list[bool] = []
     put = Database.put_snapshot
 
-    def counting(self: Database, sid: int, seq: int, frame: bytes) -> int:
-        written.append(len(frame))
-        return put(self, sid, seq, frame)
+    def counting(self: Database, sid: int, seq: int, frame: bytes, size: int) -> int:
+        written.append(size)
+        spilled.append(len(frame) < 256 < size)
+        return put(self, sid, seq, frame, size)
 
     monkeypatch.setattr(Database, "put_snapshot", counting)
-    with eventlog.open(db_path, snapshot_every=5) as s:
+    with eventlog.open(db_path, snapshot_every=5, max_cell_bytes=cell) as s:
         for i in range(200):
-            s.append("s", [{"id": f"{i:08x}", "text": f"entry {i} " * 50 + random.Random(i).randbytes(40).hex()}])
+            s.append("s", [{"id": f"{i:08x}", "text": f"entry {i} " * 50 + random.Random(i).randbytes(200).hex()}])
         st = s.stats()
     assert 3 <= len(written) <= 16
     assert sum(written) <= 4 * st["events"]["bytes"]
+    assert any(spilled) == (cell < 2_000_000)
     assert 0 < st["snapshots"]["rows"] <= 2
 
 
