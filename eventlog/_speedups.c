@@ -149,6 +149,8 @@ scan(PyObject *module, PyObject *args)
  * (dicts with str keys, lists, and immutable leaves).  Only exact dicts and lists
  * are copied; anything else is shared, as in the Python version.  No Python code
  * runs (str keys hash without it), so the source cannot change during the copy.
+ * A dict is cloned whole (PyDict_Copy copies its table in one go, keeping the
+ * order), then each value that is itself a container is replaced by its copy.
  */
 static PyObject *
 copy_value(PyObject *v, int depth)
@@ -158,14 +160,18 @@ copy_value(PyObject *v, int depth)
         return NULL;
     }
     if (PyDict_CheckExact(v)) {
-        PyObject *out = PyDict_New();
+        PyObject *out = PyDict_Copy(v);
         if (out == NULL) {
             return NULL;
         }
         Py_ssize_t pos = 0;
         PyObject *k, *x;
         while (PyDict_Next(v, &pos, &k, &x)) {
+            if (!PyDict_CheckExact(x) && !PyList_CheckExact(x)) {
+                continue;
+            }
             PyObject *y = copy_value(x, depth + 1);
+            /* Replacing the value of an existing key never resizes `out`. */
             if (y == NULL || PyDict_SetItem(out, k, y) < 0) {
                 Py_XDECREF(y);
                 Py_DECREF(out);
@@ -201,8 +207,303 @@ copy(PyObject *module, PyObject *value)
     return copy_value(value, 0);
 }
 
+/* decode(data, ref_hook, entries, max_depth) -> (value, markers) or None
+ *
+ * The fast path of eventlog.codec.loads for the CBOR eventlog writes: integers
+ * (bignums, tags 2 and 3, beyond 64 bits), byte and text strings of definite
+ * length, arrays, maps with text keys, false, true, null, floats, and eventlog's tags:
+ * REF_TAG (its content is decoded, then passed to `ref_hook`, whose result takes its
+ * place) and ENTRIES_TAG over null (replaced by `entries`, counted in `markers`).
+ *
+ * It gives up, returning None, on anything else (other tags, undefined and other
+ * simple values, indefinite lengths, reserved bytes, invalid UTF-8, non-text
+ * keys, nesting deeper than `max_depth`, truncation, trailing bytes): the caller
+ * then decodes with cbor2, which decides what such input means or which error it
+ * is.  So this path only ever returns what the general decoder would; apart from
+ * errors raised by `ref_hook` (which the general decoder would call at the same
+ * point), it is never the one to refuse input.  Lengths are checked against the bytes left
+ * before anything is allocated, so a hostile length cannot allocate.
+ *
+ * Short ASCII strings (map keys, and values like "assistant") are looked up in a
+ * small cache of str objects instead of being built again: equal strings are
+ * immutable and interchangeable, and the cache's hashes are already computed.
+ */
+#define GIVE_UP ((PyObject *)1) /* not an object: "let the general decoder do it" */
+#define REF_TAG 59501
+#define ENTRIES_TAG 59502
+#define STR_CACHE_SIZE 4096
+#define STR_CACHE_MAX_LEN 32
+
+static PyObject *str_cache[STR_CACHE_SIZE];
+
+typedef struct {
+    const unsigned char *p, *end;
+    PyObject *ref_hook, *entries;
+    Py_ssize_t markers;
+    int max_depth;
+} Decoder;
+
+static PyObject *decode_item(Decoder *d, int depth);
+
+/* The argument of the item whose initial byte's low five bits are `ai`; -1 to give up. */
+static int
+read_arg(Decoder *d, unsigned int ai, uint64_t *out)
+{
+    if (ai < 24) {
+        *out = ai;
+        return 0;
+    }
+    if (ai > 27) {
+        return -1; /* reserved, or indefinite length */
+    }
+    size_t n = (size_t)1 << (ai - 24);
+    if ((size_t)(d->end - d->p) < n) {
+        return -1;
+    }
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        v = (v << 8) | d->p[i];
+    }
+    d->p += n;
+    *out = v;
+    return 0;
+}
+
+static PyObject *
+decode_text(Decoder *d, uint64_t n)
+{
+    if (n > (uint64_t)(d->end - d->p)) {
+        return GIVE_UP;
+    }
+    const unsigned char *s = d->p;
+    d->p += n;
+    if (n <= STR_CACHE_MAX_LEN) {
+        uint32_t h = 2166136261u; /* FNV-1a */
+        int ascii = 1;
+        for (uint64_t i = 0; i < n; i++) {
+            ascii &= s[i] < 128;
+            h = (h ^ s[i]) * 16777619u;
+        }
+        if (ascii) {
+            PyObject **slot = &str_cache[(h ^ (h >> 16)) & (STR_CACHE_SIZE - 1)];
+            PyObject *hit = *slot;
+            if (hit != NULL && PyUnicode_GET_LENGTH(hit) == (Py_ssize_t)n &&
+                memcmp(PyUnicode_1BYTE_DATA(hit), s, n) == 0) {
+                Py_INCREF(hit);
+                return hit;
+            }
+            PyObject *str = PyUnicode_FromStringAndSize((const char *)s, (Py_ssize_t)n);
+            if (str == NULL) {
+                return NULL;
+            }
+            if (PyObject_Hash(str) == -1) { /* cached strings carry their hash */
+                Py_DECREF(str);
+                return NULL;
+            }
+            Py_INCREF(str);
+            Py_XSETREF(*slot, str);
+            return str;
+        }
+    }
+    PyObject *str = PyUnicode_DecodeUTF8((const char *)s, (Py_ssize_t)n, "strict");
+    if (str == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+        PyErr_Clear();
+        return GIVE_UP;
+    }
+    return str;
+}
+
+static PyObject *
+decode_array(Decoder *d, uint64_t n, int depth)
+{
+    if (n > (uint64_t)(d->end - d->p)) { /* every item takes at least one byte */
+        return GIVE_UP;
+    }
+    PyObject *list = PyList_New((Py_ssize_t)n);
+    if (list == NULL) {
+        return NULL;
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        PyObject *item = decode_item(d, depth + 1);
+        if (item == NULL || item == GIVE_UP) {
+            Py_DECREF(list);
+            return item;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, item);
+    }
+    return list;
+}
+
+static PyObject *
+decode_map(Decoder *d, uint64_t n, int depth)
+{
+    if (n > (uint64_t)(d->end - d->p) / 2) { /* every pair takes at least two bytes */
+        return GIVE_UP;
+    }
+    PyObject *dict = PyDict_New();
+    if (dict == NULL) {
+        return NULL;
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        if (d->p >= d->end || (*d->p >> 5) != 3) { /* keys must be text */
+            Py_DECREF(dict);
+            return GIVE_UP;
+        }
+        PyObject *key = decode_item(d, depth + 1);
+        if (key == NULL || key == GIVE_UP) {
+            Py_DECREF(dict);
+            return key;
+        }
+        PyObject *value = decode_item(d, depth + 1);
+        if (value == NULL || value == GIVE_UP) {
+            Py_DECREF(key);
+            Py_DECREF(dict);
+            return value;
+        }
+        int r = PyDict_SetItem(dict, key, value);
+        Py_DECREF(key);
+        Py_DECREF(value);
+        if (r < 0) {
+            Py_DECREF(dict);
+            return NULL;
+        }
+    }
+    return dict;
+}
+
+static PyObject *
+decode_item(Decoder *d, int depth)
+{
+    if (depth > d->max_depth || d->p >= d->end) {
+        return GIVE_UP;
+    }
+    unsigned int initial = *d->p++;
+    unsigned int major = initial >> 5, ai = initial & 31;
+    uint64_t arg;
+    if (major == 7) {
+        const unsigned char *f = d->p;
+        switch (ai) {
+        case 20:
+            Py_RETURN_FALSE;
+        case 21:
+            Py_RETURN_TRUE;
+        case 22:
+            Py_RETURN_NONE;
+        case 25:
+            if (d->end - d->p < 2) return GIVE_UP;
+            d->p += 2;
+            return PyFloat_FromDouble(PyFloat_Unpack2((const char *)f, 0));
+        case 26:
+            if (d->end - d->p < 4) return GIVE_UP;
+            d->p += 4;
+            return PyFloat_FromDouble(PyFloat_Unpack4((const char *)f, 0));
+        case 27:
+            if (d->end - d->p < 8) return GIVE_UP;
+            d->p += 8;
+            return PyFloat_FromDouble(PyFloat_Unpack8((const char *)f, 0));
+        default:
+            return GIVE_UP;
+        }
+    }
+    if (read_arg(d, ai, &arg) < 0) {
+        return GIVE_UP;
+    }
+    switch (major) {
+    case 0:
+        return PyLong_FromUnsignedLongLong(arg);
+    case 1:
+        if (arg > (uint64_t)INT64_MAX) { /* -1 - arg is below int64: ~arg in Python ints */
+            PyObject *n = PyLong_FromUnsignedLongLong(arg);
+            if (n == NULL) {
+                return NULL;
+            }
+            PyObject *out = PyNumber_Invert(n);
+            Py_DECREF(n);
+            return out;
+        }
+        return PyLong_FromLongLong(-1 - (long long)arg);
+    case 2:
+        if (arg > (uint64_t)(d->end - d->p)) {
+            return GIVE_UP;
+        }
+        d->p += arg;
+        return PyBytes_FromStringAndSize((const char *)(d->p - arg), (Py_ssize_t)arg);
+    case 3:
+        return decode_text(d, arg);
+    case 4:
+        return decode_array(d, arg, depth);
+    case 5:
+        return decode_map(d, arg, depth);
+    default: /* 6: tags */
+        if (arg == ENTRIES_TAG) {
+            if (d->p >= d->end || *d->p != 0xf6) {
+                return GIVE_UP;
+            }
+            d->p++;
+            d->markers++;
+            Py_INCREF(d->entries);
+            return d->entries;
+        }
+        if (arg == 2 || arg == 3) { /* bignum: an integer beyond 64 bits, big-endian bytes */
+            if (d->p >= d->end || (*d->p >> 5) != 2) {
+                return GIVE_UP;
+            }
+            PyObject *raw = decode_item(d, depth + 1);
+            if (raw == NULL || raw == GIVE_UP) {
+                return raw;
+            }
+            PyObject *n = PyObject_CallMethod((PyObject *)&PyLong_Type, "from_bytes", "Os", raw, "big");
+            Py_DECREF(raw);
+            if (n == NULL || arg == 2) {
+                return n;
+            }
+            PyObject *out = PyNumber_Invert(n); /* tag 3 holds -1 - n */
+            Py_DECREF(n);
+            return out;
+        }
+        if (arg == REF_TAG) {
+            PyObject *content = decode_item(d, depth + 1);
+            if (content == NULL || content == GIVE_UP) {
+                return content;
+            }
+            PyObject *out = PyObject_CallOneArg(d->ref_hook, content);
+            Py_DECREF(content);
+            return out;
+        }
+        return GIVE_UP;
+    }
+}
+
+static PyObject *
+decode(PyObject *module, PyObject *args)
+{
+    Py_buffer buf;
+    PyObject *ref_hook, *entries;
+    int max_depth;
+    if (!PyArg_ParseTuple(args, "y*OOi:decode", &buf, &ref_hook, &entries, &max_depth)) {
+        return NULL;
+    }
+    Decoder d = {buf.buf, (const unsigned char *)buf.buf + buf.len, ref_hook, entries, 0, max_depth};
+    PyObject *value = decode_item(&d, 0);
+    PyBuffer_Release(&buf);
+    if (value == NULL) {
+        return NULL;
+    }
+    if (value == GIVE_UP || d.p != d.end) {
+        if (value != GIVE_UP) {
+            Py_DECREF(value);
+        }
+        Py_RETURN_NONE;
+    }
+    PyObject *out = Py_BuildValue("(Nn)", value, d.markers);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"copy", copy, METH_O, "copy(value): new dicts and lists, shared leaves."},
+    {"decode", decode, METH_VARARGS,
+     "decode(data, ref_hook, entries, max_depth) -> (value, markers), or None to leave it to the general "
+     "decoder."},
     {"scan", scan, METH_VARARGS,
      "scan(value, threshold, max_depth) -> True, False or None: storable with a possibly large leaf, "
      "storable without, or not storable."},

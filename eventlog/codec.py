@@ -204,6 +204,34 @@ def loads(data: bytes, resolve: Callable[[Ref], Any] | None = None) -> tuple[Any
     Raises :class:`DecodeError` on malformed, truncated or trailing input and on tags
     other than eventlog's own.
     """
+    if resolve is not None:  # each ref once, should the general decoder go over them again
+        memo: dict[Ref, Any] = {}
+        given = resolve
+
+        def resolve(ref: Ref) -> Any:
+            if ref not in memo:
+                memo[ref] = given(ref)
+            return memo[ref]
+
+    if _c_decode is not None:
+
+        def ref_hook(value: Any) -> Any:
+            ref = _ref_from_tag(value)
+            return ref if resolve is None else resolve(ref)
+
+        try:
+            fast = _c_decode(data, ref_hook, ENTRIES, MAX_CBOR_DEPTH - 20)
+        except DecodeError:
+            raise
+        except Exception as e:
+            raise DecodeError(f"invalid CBOR: {type(e).__name__}: {e}") from None
+        if fast is not None:
+            return fast
+    return _general_loads(data, resolve)
+
+
+def _general_loads(data: bytes, resolve: Callable[[Ref], Any] | None) -> tuple[Any, int]:
+    """:func:`loads` by cbor2: any input, and the judge of every error."""
     markers = 0
 
     def tag_hook(tag: cbor2.CBORTag, _immutable: bool = False) -> Any:
@@ -232,6 +260,13 @@ def loads(data: bytes, resolve: Callable[[Ref], Any] | None = None) -> tuple[Any
     if decoder.fp.tell() != len(data):
         raise DecodeError("trailing bytes after CBOR value")
     return value, markers
+
+
+_c_decode: Callable[[bytes, Callable[[Any], Any], Any, int], tuple[Any, int] | None] | None
+try:
+    from ._speedups import decode as _c_decode
+except ImportError:  # no C compiler at install: cbor2 decodes everything
+    _c_decode = None
 
 
 class _Reader:

@@ -19,7 +19,7 @@ from .codec import ENTRIES, DecodeError, Framer, Ref, VersionError
 from .errors import CorruptionError, InvalidValueError, UnsupportedVersionError
 from .fold import Event, State
 from .sql import Database
-from .values import externalise_large, validate
+from .values import externalise_large, gc_paused, validate
 
 EVENT = b"E"
 SNAPSHOT = b"S"
@@ -199,6 +199,10 @@ class Log:
         plus the events after.  A damaged snapshot is skipped (snapshots are a
         cache), except the one at ``floor``: when history before it was compacted
         away it is the only copy.  Damaged events raise :class:`CorruptionError`."""
+        with gc_paused():
+            return self._fold(name, sid, upto, rehydrate, floor)
+
+    def _fold(self, name: str, sid: int, upto: int, rehydrate: bool, floor: int) -> State:
         state, base = State(), 0
         found = False
         for snap_seq in self.db.snapshot_seqs(sid, upto):

@@ -41,7 +41,7 @@ from .log import EVENT, SNAPSHOT, Log
 from .mirror import Mirror
 from .snapshots import SnapshotPolicy
 from .sql import EVENT_REF, SNAPSHOT_REF, Database, SessionRow
-from .values import copy
+from .values import copy, gc_paused
 from .verify import VerifyReport
 
 #: Longest session id accepted, in UTF-8 bytes.
@@ -445,12 +445,12 @@ class Store:
         with self._lock:
             self._open()
             _check_id(session_id)
-            with self._db.read():
+            with self._db.read(), gc_paused():
                 row = self._db.session(session_id)
                 if row is None or row.seq == 0:
                     return None
                 c = self._cached(row, full=True)
-            return copy(c.state.session())  # type: ignore[no-any-return]
+                return copy(c.state.session())  # type: ignore[no-any-return]
 
     def seq(self, session_id: str) -> int:
         """The session's current sequence number (0 when it does not exist)."""

@@ -16,8 +16,11 @@ unlike ``==`` it tells ``1`` from ``1.0`` and ``True``, ``0.0`` from ``-0.0``, a
 
 from __future__ import annotations
 
+import gc
 import math
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from .errors import InvalidValueError
@@ -84,6 +87,35 @@ try:
     from ._speedups import scan as _c_scan
 except ImportError:  # pragma: no cover - built without a C compiler
     _c_scan = _c_copy = None
+
+
+_gc_lock = threading.Lock()
+_gc_depth = 0
+_gc_was_enabled = False
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause CPython's cyclic garbage collector while the block builds values.
+
+    Decoding a session builds hundreds of thousands of containers, none of them in a
+    cycle; the collector, triggered by allocation counts, would meanwhile walk the
+    growing heap again and again (about a quarter of a large load).  Nests, and
+    across threads: the collector is back on once the last block leaves, if it was
+    on when the first entered.  Reference counting still frees everything at once."""
+    global _gc_depth, _gc_was_enabled
+    with _gc_lock:
+        if _gc_depth == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_depth += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_depth -= 1
+            if _gc_depth == 0 and _gc_was_enabled:
+                gc.enable()
 
 
 def validate(value: Any, threshold: int) -> bool:

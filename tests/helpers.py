@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 CELL_COLUMNS = {
@@ -35,3 +37,21 @@ def largest_cell_and_row(path: str) -> tuple[int, int]:
         return cell, row
     finally:
         con.close()
+
+
+#: Both CBOR decoders: the C fast path (when built) and cbor2, which it falls back to.
+DECODERS = ("fast", "cbor2")
+
+
+@contextmanager
+def decoder(name: str) -> Iterator[None]:
+    """Decode with the C fast path (``"fast"``, if built) or with cbor2 only."""
+    from eventlog import codec
+
+    saved = codec._c_decode
+    if name == "cbor2":
+        codec._c_decode = None
+    try:
+        yield
+    finally:
+        codec._c_decode = saved

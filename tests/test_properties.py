@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -14,7 +15,7 @@ import eventlog
 from eventlog.testing import histories, json_values, mutate, sessions
 from eventlog.values import same
 
-from .helpers import dump, largest_cell_and_row
+from .helpers import DECODERS, decoder, dump, largest_cell_and_row
 
 SMALL = {"image_size": 120_000, "big": 120_000}
 BUDGETS = st.sampled_from([16_384, 40_000, 2_000_000])
@@ -24,16 +25,17 @@ def _path() -> str:
     return str(Path(tempfile.mkdtemp()) / "p.db")
 
 
+@pytest.mark.parametrize("dec", DECODERS)
 @given(histories(**SMALL), BUDGETS)
-def test_round_trip_after_every_save_and_reopen(history: list[dict[str, Any]], budget: int) -> None:
+def test_round_trip_after_every_save_and_reopen(dec: str, history: list[dict[str, Any]], budget: int) -> None:
     path = _path()
-    with eventlog.open(path, max_cell_bytes=budget, synchronous="OFF") as store:
+    with decoder(dec), eventlog.open(path, max_cell_bytes=budget, synchronous="OFF") as store:
         for k, state in enumerate(history, 1):
             assert store.save("s", state) == k
             loaded = store.load("s")
             assert same(loaded, state)
             assert dump(loaded) == dump(state)
-    with eventlog.open(path, max_cell_bytes=budget) as store:
+    with decoder(dec), eventlog.open(path, max_cell_bytes=budget) as store:
         assert same(store.load("s"), history[-1])
     cell, row = largest_cell_and_row(path)
     assert cell <= budget and row <= budget
@@ -109,9 +111,10 @@ def test_identical_content_is_stored_once(states: list[dict[str, Any]]) -> None:
             assert same(store.load(f"b{i}"), state)
 
 
+@pytest.mark.parametrize("dec", DECODERS)
 @given(st.dictionaries(st.text(max_size=5), json_values(30), max_size=6), BUDGETS)
-def test_arbitrary_values_round_trip(data: dict[str, Any], budget: int) -> None:
-    with eventlog.open(":memory:", max_cell_bytes=budget) as store:
+def test_arbitrary_values_round_trip(dec: str, data: dict[str, Any], budget: int) -> None:
+    with decoder(dec), eventlog.open(":memory:", max_cell_bytes=budget) as store:
         store.save("s", data)
         assert same(store.load("s"), data)
         assert same(store.fold("s", at=1), data)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import struct
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eventlog import values
+from eventlog import codec, values
+from eventlog.codec import DecodeError, Ref
 from eventlog.errors import InvalidValueError
 from eventlog.testing import json_values
 
@@ -90,3 +92,115 @@ def test_copy_has_new_containers_and_shared_leaves(value: Any) -> None:
         for k, v in value.items():
             if type(v) not in (dict, list):
                 assert copied[k] is v
+
+
+# ---------------------------------------------------------------- the CBOR decoder
+
+
+def identical(a: Any, b: Any) -> bool:
+    """Same types, same key order, floats bit for bit."""
+    if type(a) is not type(b):
+        return False
+    if type(a) is float:
+        return struct.pack("<d", a) == struct.pack("<d", b)
+    if type(a) is dict:
+        return list(a) == list(b) and all(identical(x, y) for x, y in zip(a.values(), b.values(), strict=True))
+    if type(a) is list:
+        return len(a) == len(b) and all(identical(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def general(data: bytes) -> tuple[Any, int] | type[DecodeError]:
+    try:
+        return codec._general_loads(data, None)
+    except DecodeError:
+        return DecodeError
+
+
+def fast(data: bytes) -> tuple[Any, int] | type[DecodeError] | None:
+    def ref_hook(value: Any) -> Any:
+        return codec._ref_from_tag(value)
+
+    assert codec._c_decode is not None
+    try:
+        return codec._c_decode(data, ref_hook, codec.ENTRIES, codec.MAX_CBOR_DEPTH - 20)
+    except DecodeError:
+        return DecodeError
+
+
+def agrees(data: bytes) -> bool:
+    """The C decoder gives up, or answers exactly what cbor2 answers."""
+    mine = fast(data)
+    if mine is None:
+        return True
+    theirs = general(data)
+    if mine is DecodeError or theirs is DecodeError:
+        return mine is theirs
+    assert isinstance(mine, tuple) and isinstance(theirs, tuple)
+    return mine[1] == theirs[1] and identical(mine[0], theirs[0])
+
+
+REF = Ref(codec.KIND_BASE64, 64, bytes(range(32)) * 2, "data:image/png;base64,")
+wire_values = st.recursive(
+    json_values() | st.binary(max_size=40) | st.just(REF) | st.just(codec.ENTRIES),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=40), inner, max_size=4),
+    max_leaves=30,
+)
+
+
+@given(value=wire_values)
+def test_decoder_reads_what_eventlog_writes(value: Any) -> None:
+    data = codec.dumps(value)
+    mine = fast(data)
+    assert mine is not None and mine is not DecodeError
+    assert agrees(data)
+
+
+@given(value=wire_values, data=st.data())
+def test_decoder_agrees_on_damaged_bytes(value: Any, data: st.DataObject) -> None:
+    raw = bytearray(codec.dumps(value))
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(raw)))
+        how = data.draw(st.sampled_from(["flip", "insert", "delete", "cut"]))
+        if how == "flip" and at < len(raw):
+            raw[at] ^= data.draw(st.integers(1, 255))
+        elif how == "insert":
+            raw[at:at] = data.draw(st.binary(min_size=1, max_size=9))
+        elif how == "delete":
+            del raw[at : at + data.draw(st.integers(1, 4))]
+        else:
+            del raw[at:]
+    assert agrees(bytes(raw))
+
+
+@given(data=st.binary(max_size=64))
+def test_decoder_agrees_on_any_bytes(data: bytes) -> None:
+    assert agrees(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x5b" + (1 << 62).to_bytes(8, "big"),  # a byte string claiming 2**62 bytes
+        b"\x9b" + (1 << 62).to_bytes(8, "big"),  # an array claiming 2**62 items
+        b"\xbb" + (1 << 62).to_bytes(8, "big"),  # a map claiming 2**62 pairs
+        b"\x81" * 100_000,  # nested far too deep
+        b"\xc2\x01",  # a bignum over something other than bytes
+        b"\xf7",  # undefined: left to cbor2
+        b"\x9f\x01\xff",  # indefinite length: left to cbor2
+        b"\xa1\x01\x02",  # an int key: left to cbor2
+        b"\x63\xed\xa0\x80",  # a lone surrogate: invalid UTF-8
+        b"\x01\x02",  # trailing bytes
+        b"\xd9\xe8\x6e\x01",  # the entries tag over something other than null
+    ],
+)
+def test_decoder_gives_up_on_what_it_does_not_read(data: bytes) -> None:
+    assert fast(data) is None
+    assert agrees(data)
+
+
+def test_short_strings_come_from_the_cache_yet_stay_correct() -> None:
+    value = [{"role": "assistant", "k" * 32: "é", "x" * 33: "y"}] * 3
+    (out, _) = fast(codec.dumps(value))  # type: ignore[misc]
+    assert out == value
+    assert out[0]["role"] is out[1]["role"]  # one str object, already hashed
