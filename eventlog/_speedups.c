@@ -10,6 +10,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 
 static PyObject *
 unchanged(PyObject *module, PyObject *args)
@@ -499,8 +500,264 @@ decode(PyObject *module, PyObject *args)
     return out;
 }
 
+/* encode(value, ref_type, entries, refs) -> bytes or None
+ *
+ * The fast path of eventlog.codec.dumps: the very bytes cbor2.dumps writes for
+ * exact dicts with str keys, lists, tuples, str, bytes, bool, None, floats (doubles;
+ * NaN and infinities as cbor2 writes them, in half precision) and integers of up to
+ * 64 bits; an instance of `ref_type` (eventlog's Ref) as REF_TAG over [kind, length,
+ * hashes] (and prefix when not empty), appended to the list `refs`; the object
+ * `entries` as ENTRIES_TAG over null.  Gives up (None) on anything else: bigger
+ * integers, other types, str that is not valid Unicode, nesting over 1000; the caller
+ * then encodes with cbor2, which raises the errors.
+ */
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    PyObject *ref_type, *entries, *refs;
+} Encoder;
+
+static int
+reserve(Encoder *e, size_t n)
+{
+    if (e->cap - e->len >= n) {
+        return 0;
+    }
+    size_t cap = e->cap * 2;
+    if (cap < e->len + n) {
+        cap = e->len + n;
+    }
+    char *buf = PyMem_Realloc(e->buf, cap);
+    if (buf == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    e->buf = buf;
+    e->cap = cap;
+    return 0;
+}
+
+static int
+put_head(Encoder *e, unsigned int major, uint64_t arg)
+{
+    if (reserve(e, 9) < 0) {
+        return -1;
+    }
+    unsigned char *p = (unsigned char *)e->buf + e->len;
+    major <<= 5;
+    if (arg < 24) {
+        p[0] = (unsigned char)(major | arg);
+        e->len += 1;
+        return 0;
+    }
+    int n = arg <= 0xff ? 1 : arg <= 0xffff ? 2 : arg <= 0xffffffffu ? 4 : 8;
+    p[0] = (unsigned char)(major | (n == 1 ? 24 : n == 2 ? 25 : n == 4 ? 26 : 27));
+    for (int i = n; i > 0; i--) {
+        p[i] = (unsigned char)(arg & 0xff);
+        arg >>= 8;
+    }
+    e->len += 1 + (size_t)n;
+    return 0;
+}
+
+static int
+put_bytes(Encoder *e, unsigned int major, const char *data, size_t n)
+{
+    if (put_head(e, major, n) < 0 || reserve(e, n) < 0) {
+        return -1;
+    }
+    memcpy(e->buf + e->len, data, n);
+    e->len += n;
+    return 0;
+}
+
+/* 0: done; -1: error set; 1: give up */
+static int encode_item(Encoder *e, PyObject *v, int depth);
+
+static int
+encode_str(Encoder *e, PyObject *v)
+{
+    if (PyUnicode_IS_ASCII(v)) {
+        return put_bytes(e, 3, (const char *)PyUnicode_1BYTE_DATA(v), (size_t)PyUnicode_GET_LENGTH(v));
+    }
+    PyObject *utf8 = PyUnicode_AsUTF8String(v);
+    if (utf8 == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {
+            PyErr_Clear();
+            return 1;
+        }
+        return -1;
+    }
+    int r = put_bytes(e, 3, PyBytes_AS_STRING(utf8), (size_t)PyBytes_GET_SIZE(utf8));
+    Py_DECREF(utf8);
+    return r;
+}
+
+static int
+encode_ref(Encoder *e, PyObject *v, int depth)
+{
+    static const char *names[] = {"kind", "length", "hashes", "prefix"};
+    PyObject *fields[4] = {NULL, NULL, NULL, NULL};
+    int r = 0;
+    for (int i = 0; i < 4 && r == 0; i++) {
+        fields[i] = PyObject_GetAttrString(v, names[i]);
+        if (fields[i] == NULL) {
+            r = -1;
+        }
+    }
+    if (r == 0 && !PyUnicode_Check(fields[3])) {
+        r = 1;
+    }
+    if (r == 0) {
+        Py_ssize_t n = PyUnicode_GET_LENGTH(fields[3]) ? 4 : 3;
+        r = put_head(e, 6, 59501);
+        if (r == 0) {
+            r = put_head(e, 4, (uint64_t)n);
+        }
+        for (Py_ssize_t i = 0; i < n && r == 0; i++) {
+            r = encode_item(e, fields[i], depth + 1);
+        }
+        if (r == 0) {
+            r = PyList_Append(e->refs, v);
+        }
+    }
+    for (int i = 0; i < 4; i++) {
+        Py_XDECREF(fields[i]);
+    }
+    return r;
+}
+
+static int
+encode_item(Encoder *e, PyObject *v, int depth)
+{
+    if (depth > 1000) {
+        return 1;
+    }
+    PyTypeObject *t = Py_TYPE(v);
+    if (t == &PyUnicode_Type) {
+        return encode_str(e, v);
+    }
+    if (t == &PyDict_Type) {
+        if (put_head(e, 5, (uint64_t)PyDict_GET_SIZE(v)) < 0) {
+            return -1;
+        }
+        Py_ssize_t pos = 0;
+        PyObject *k, *x;
+        while (PyDict_Next(v, &pos, &k, &x)) {
+            if (!PyUnicode_CheckExact(k)) {
+                return 1;
+            }
+            /* Only C runs here, so the dict cannot change while it is walked. */
+            int r = encode_str(e, k);
+            if (r == 0) {
+                r = encode_item(e, x, depth + 1);
+            }
+            if (r != 0) {
+                return r;
+            }
+        }
+        return 0;
+    }
+    if (t == &PyList_Type || t == &PyTuple_Type) {
+        Py_ssize_t n = Py_SIZE(v);
+        PyObject **items = t == &PyList_Type ? ((PyListObject *)v)->ob_item : ((PyTupleObject *)v)->ob_item;
+        if (put_head(e, 4, (uint64_t)n) < 0) {
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            int r = encode_item(e, items[i], depth + 1);
+            if (r != 0) {
+                return r;
+            }
+        }
+        return 0;
+    }
+    if (v == Py_None) {
+        return put_head(e, 7, 22);
+    }
+    if (v == Py_True || v == Py_False) {
+        return put_head(e, 7, v == Py_True ? 21 : 20);
+    }
+    if (t == &PyLong_Type) {
+        int overflow;
+        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (overflow) {
+            return 1;
+        }
+        if (x == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        return x >= 0 ? put_head(e, 0, (uint64_t)x) : put_head(e, 1, (uint64_t)(-1 - x));
+    }
+    if (t == &PyFloat_Type) {
+        double x = PyFloat_AS_DOUBLE(v);
+        if (reserve(e, 9) < 0) {
+            return -1;
+        }
+        unsigned char *p = (unsigned char *)e->buf + e->len;
+        if (isnan(x) || isinf(x)) { /* as cbor2: half precision */
+            p[0] = 0xf9;
+            p[1] = isnan(x) ? 0x7e : x > 0 ? 0x7c : 0xfc;
+            p[2] = 0;
+            e->len += 3;
+            return 0;
+        }
+        p[0] = 0xfb;
+        if (PyFloat_Pack8(x, (char *)p + 1, 0) < 0) {
+            return -1;
+        }
+        e->len += 9;
+        return 0;
+    }
+    if (t == &PyBytes_Type) {
+        return put_bytes(e, 2, PyBytes_AS_STRING(v), (size_t)PyBytes_GET_SIZE(v));
+    }
+    if (v == e->entries) {
+        if (put_head(e, 6, 59502) < 0) {
+            return -1;
+        }
+        return put_head(e, 7, 22);
+    }
+    if (t == (PyTypeObject *)e->ref_type) {
+        return encode_ref(e, v, depth);
+    }
+    return 1;
+}
+
+static PyObject *
+encode(PyObject *module, PyObject *args)
+{
+    PyObject *value;
+    Encoder e = {NULL, 0, 0, NULL, NULL, NULL};
+    if (!PyArg_ParseTuple(args, "OOOO!:encode", &value, &e.ref_type, &e.entries, &PyList_Type, &e.refs)) {
+        return NULL;
+    }
+    Py_ssize_t refs_before = PyList_GET_SIZE(e.refs);
+    e.cap = 4096;
+    e.buf = PyMem_Malloc(e.cap);
+    if (e.buf == NULL) {
+        return PyErr_NoMemory();
+    }
+    int r = encode_item(&e, value, 0);
+    PyObject *out = NULL;
+    if (r == 0) {
+        out = PyBytes_FromStringAndSize(e.buf, (Py_ssize_t)e.len);
+    }
+    else if (r == 1) {
+        /* the general encoder starts again: forget the refs met so far */
+        if (PyList_SetSlice(e.refs, refs_before, PyList_GET_SIZE(e.refs), NULL) == 0) {
+            out = Py_None;
+            Py_INCREF(out);
+        }
+    }
+    PyMem_Free(e.buf);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"copy", copy, METH_O, "copy(value): new dicts and lists, shared leaves."},
+    {"encode", encode, METH_VARARGS,
+     "encode(value, ref_type, entries, refs) -> the bytes cbor2.dumps writes, or None to leave it to cbor2."},
     {"decode", decode, METH_VARARGS,
      "decode(data, ref_hook, entries, max_depth) -> (value, markers), or None to leave it to the general "
      "decoder."},

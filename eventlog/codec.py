@@ -146,11 +146,34 @@ def _encode_marker(encoder: cbor2.CBOREncoder, value: Any) -> None:
         raise TypeError(f"cannot encode {type(value).__name__}")
 
 
+# The optional C fast paths (eventlog._speedups); cbor2 does everything without them.
+_c_encode: Callable[[Any, type, Any, list[Ref]], bytes | None] | None
+try:
+    from ._speedups import encode as _c_encode
+except ImportError:  # no C compiler at install: cbor2 encodes everything
+    _c_encode = None
+
+_c_decode: Callable[[bytes, Callable[[Any], Any], Any, int], tuple[Any, int] | None] | None
+try:
+    from ._speedups import decode as _c_decode
+except ImportError:  # no C compiler at install: cbor2 decodes everything
+    _c_decode = None
+
+
 def dumps(value: Any, refs: list[Ref] | None = None) -> bytes:
     """CBOR of ``value`` (storable values, :class:`Ref` and :data:`ENTRIES`); each
     :class:`Ref` met is appended to ``refs``.  Raises ``ValueError`` for what CBOR
     cannot hold (invalid Unicode text)."""
     found = [] if refs is None else refs
+    if _c_encode is not None:
+        fast = _c_encode(value, Ref, ENTRIES, found)
+        if fast is not None:
+            return fast
+    return _general_dumps(value, found)
+
+
+def _general_dumps(value: Any, found: list[Ref]) -> bytes:
+    """:func:`dumps` by cbor2: any value, and the judge of every error."""
 
     def default(encoder: cbor2.CBOREncoder, value: Any) -> None:
         if type(value) is Ref:
@@ -260,13 +283,6 @@ def _general_loads(data: bytes, resolve: Callable[[Ref], Any] | None) -> tuple[A
     if decoder.fp.tell() != len(data):
         raise DecodeError("trailing bytes after CBOR value")
     return value, markers
-
-
-_c_decode: Callable[[bytes, Callable[[Any], Any], Any, int], tuple[Any, int] | None] | None
-try:
-    from ._speedups import decode as _c_decode
-except ImportError:  # no C compiler at install: cbor2 decodes everything
-    _c_decode = None
 
 
 class _Reader:

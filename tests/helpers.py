@@ -39,19 +39,19 @@ def largest_cell_and_row(path: str) -> tuple[int, int]:
         con.close()
 
 
-#: Both CBOR decoders: the C fast path (when built) and cbor2, which it falls back to.
+#: Both CBOR codecs: the C fast paths (when built) and cbor2, which they fall back to.
 DECODERS = ("fast", "cbor2")
 
 
 @contextmanager
 def decoder(name: str) -> Iterator[None]:
-    """Decode with the C fast path (``"fast"``, if built) or with cbor2 only."""
+    """Encode and decode with the C fast paths (``"fast"``, if built) or with cbor2 only."""
     from eventlog import codec
 
-    saved = codec._c_decode
+    saved = codec._c_decode, codec._c_encode
     if name == "cbor2":
-        codec._c_decode = None
+        codec._c_decode = codec._c_encode = None
     try:
         yield
     finally:
-        codec._c_decode = saved
+        codec._c_decode, codec._c_encode = saved
