@@ -103,8 +103,9 @@ class AsyncStore:
 
     Every method is a coroutine with the same arguments, result and errors as the
     :class:`~eventlog.Store` method of the same name (``events()`` returns an async
-    iterator).  Safe to call from many tasks at once; see :mod:`eventlog.aio` for how
-    the work is spread over threads.
+    iterator).  Safe to call from many tasks at once, all on one event loop (the
+    store keeps count of the calls in progress on the loop's thread); see
+    :mod:`eventlog.aio` for how the work is spread over threads.
 
     The store opens on first use, or explicitly with ``await store`` or
     ``async with store``; errors opening the file (``UnsupportedVersionError``,
@@ -123,7 +124,9 @@ class AsyncStore:
         self._reader_pool = ThreadPoolExecutor(self.readers, "eventlog-reader") if self.readers else None
         self._opened: Future[tuple[Store, _Readers]] | None = None
         self._closed = False
-        self._closing: Future[None] | None = None
+        self._active = 0  # calls begun and not yet returned
+        self._idle: asyncio.Future[None] | None = None  # set when _active drops to 0
+        self._closing: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -141,9 +144,18 @@ class AsyncStore:
             raise
         return writer, _Readers(readers)
 
-    async def _stores(self) -> tuple[Store, _Readers]:
+    def _enter(self) -> None:
+        """Count a call in; after :meth:`close` began, refuse it."""
         if self._closed:
             raise StoreClosedError("the store is closed")
+        self._active += 1
+
+    def _leave(self) -> None:
+        self._active -= 1
+        if self._active == 0 and self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
+
+    async def _stores(self) -> tuple[Store, _Readers]:
         opened = self._opened
         if opened is None:
             opened = self._opened = self._writer_pool.submit(self._open_stores)
@@ -159,7 +171,11 @@ class AsyncStore:
         return self._open_now().__await__()
 
     async def _open_now(self) -> AsyncStore:
-        await self._stores()
+        self._enter()
+        try:
+            await self._stores()
+        finally:
+            self._leave()
         return self
 
     async def __aenter__(self) -> AsyncStore:
@@ -171,15 +187,21 @@ class AsyncStore:
         await self.close()
 
     async def close(self) -> None:
-        """Close the store once every call made before has finished (their writes
-        committed or rolled back).  Calls made after raise :class:`StoreClosedError`.
-        Idempotent; concurrent calls all wait for the same closing."""
+        """Close the store once every call begun before has finished (its write
+        committed or rolled back); calls begun after raise :class:`StoreClosedError`.
+        Idempotent: every call waits for the one closing."""
         if self._closing is None:
             self._closed = True
-            self._closing = self._writer_pool.submit(self._shutdown)
-        await asyncio.shield(asyncio.wrap_future(self._closing))
+            self._closing = asyncio.ensure_future(self._close_when_idle())
+        await asyncio.shield(self._closing)
 
     aclose = close
+
+    async def _close_when_idle(self) -> None:
+        while self._active:
+            self._idle = asyncio.get_running_loop().create_future()
+            await self._idle
+        await asyncio.wrap_future(self._writer_pool.submit(self._shutdown))
 
     def _shutdown(self) -> None:
         """On the writer thread, after every write queued before it: wait for the
@@ -188,7 +210,7 @@ class AsyncStore:
             if self._reader_pool is not None:
                 self._reader_pool.shutdown(wait=True)
             opened = self._opened
-            if opened is not None and opened.done() and opened.exception() is None:
+            if opened is not None and opened.done() and not opened.cancelled() and opened.exception() is None:
                 writer, readers = opened.result()
                 for s in [*readers.stores, writer]:
                     s.close()
@@ -197,24 +219,39 @@ class AsyncStore:
 
     # ------------------------------------------------------------------ running jobs
 
-    async def _write(self, job: Callable[[Store], T]) -> T:
-        writer, _ = await self._stores()
-        if self._closed:
-            raise StoreClosedError("the store is closed")
-        return await asyncio.wrap_future(self._writer_pool.submit(job, writer))
+    async def _write(self, job: Callable[[Store], T], *, exclusive: bool = False) -> T:
+        """``job(writer)`` on the writer thread; with ``exclusive``, while no reader
+        is in use."""
+        self._enter()
+        try:
+            writer, readers = await self._stores()
+
+            def run() -> T:
+                if not exclusive:
+                    return job(writer)
+                with readers.exclusive():
+                    return job(writer)
+
+            return await asyncio.wrap_future(self._writer_pool.submit(run))
+        finally:
+            self._leave()
 
     async def _read(self, job: Callable[[Store], T], on: Store | None = None) -> T:
-        writer, readers = await self._stores()
-        if self._closed:
-            raise StoreClosedError("the store is closed")
-        if self._reader_pool is None:
-            return await asyncio.wrap_future(self._writer_pool.submit(job, writer))
+        """``job(reader)`` on a reader thread (``on``: that reader), or on the writer
+        thread when there are no readers."""
+        self._enter()
+        try:
+            writer, readers = await self._stores()
+            if self._reader_pool is None:
+                return await asyncio.wrap_future(self._writer_pool.submit(job, writer))
 
-        def borrowing() -> T:
-            with readers.borrow(on) as store:
-                return job(store)
+            def borrowing() -> T:
+                with readers.borrow(on) as store:
+                    return job(store)
 
-        return await asyncio.wrap_future(self._reader_pool.submit(borrowing))
+            return await asyncio.wrap_future(self._reader_pool.submit(borrowing))
+        finally:
+            self._leave()
 
     # ------------------------------------------------------------------ writing
 
@@ -257,13 +294,7 @@ class AsyncStore:
     async def compact(self, *, retain: int | None = None, vacuum: bool = False, batch: int = 500) -> CompactReport:
         """:meth:`eventlog.Store.compact`, on the writer thread; reads wait for it (so
         the WAL can be truncated), writes queue behind it."""
-        _, readers = await self._stores()
-
-        def job(s: Store) -> CompactReport:
-            with readers.exclusive():
-                return s.compact(retain=retain, vacuum=vacuum, batch=batch)
-
-        return await self._write(job)
+        return await self._write(lambda s: s.compact(retain=retain, vacuum=vacuum, batch=batch), exclusive=True)
 
     # ------------------------------------------------------------------ reading
 
