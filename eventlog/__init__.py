@@ -7,6 +7,7 @@
 {'entries': [{'id': 'a'}], 'leafId': 'a'}
 """
 
+from .aio import AsyncStore, open_async
 from .codec import ENTRIES
 from .compaction import CompactReport
 from .errors import (
@@ -27,6 +28,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ENTRIES",
+    "AsyncStore",
     "CompactReport",
     "ConflictError",
     "CorruptionError",
@@ -47,4 +49,5 @@ __all__ = [
     "UnsupportedVersionError",
     "VerifyReport",
     "open",
+    "open_async",
 ]
