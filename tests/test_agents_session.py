@@ -216,10 +216,12 @@ def test_pops_racing_adds_lose_nothing(db_path: str) -> None:
                 x for n in range(10) for x in (user(f"add {n}"), reply(n))
             ]
             assert sorted(map(repr, left + popped)) == sorted(map(repr, everything))
-            for i, x in enumerate(left):  # a batch is never split: its reply follows (or was popped)
-                if x in (user(f"add {n}") for n in range(10)):
-                    n = int(x["content"][4:])
-                    assert left[i + 1 : i + 2] == [reply(n)] or (i == len(left) - 1 and reply(n) in popped)
+            for n in range(10):  # a batch is never split: pops take the newest item first
+                if user(f"add {n}") in popped:
+                    assert reply(n) in popped
+                elif reply(n) in left:  # nothing can have come between them
+                    i = left.index(user(f"add {n}"))
+                    assert left[i + 1] == reply(n)
 
     run(main)
 
