@@ -33,7 +33,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
-from .errors import CorruptionError, EventLogError, StorageError, UnsupportedVersionError
+from .errors import CorruptionError, EventLogError, InvalidValueError, StorageError, UnsupportedVersionError
 
 #: Schema version this release writes; ``PRAGMA user_version`` holds the file's.
 SCHEMA_VERSION = 2
@@ -178,8 +178,8 @@ class Database:
         synchronous: str = "FULL",
         busy_timeout: float = 10.0,
     ) -> None:
-        if synchronous.upper() not in SYNCHRONOUS:
-            raise ValueError(f"synchronous must be one of {SYNCHRONOUS}, not {synchronous!r}")
+        if type(synchronous) is not str or synchronous.upper() not in SYNCHRONOUS:
+            raise InvalidValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}, not {synchronous!r:.40}")
         self.path = path
         try:
             con = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout, check_same_thread=False)

@@ -132,13 +132,13 @@ class Store:
         busy_timeout: float = 10.0,
     ) -> None:
         if max_cell_bytes < MIN_CELL_BYTES:
-            raise ValueError(f"max_cell_bytes must be at least {MIN_CELL_BYTES}")
+            raise InvalidValueError(f"max_cell_bytes must be at least {MIN_CELL_BYTES}")
         if chunk_bytes is None:
             chunk_bytes = min(1 << 20, max_cell_bytes - 512)
         if not 1024 <= chunk_bytes <= max_cell_bytes - 512:
-            raise ValueError("chunk_bytes must be between 1024 and max_cell_bytes - 512")
+            raise InvalidValueError("chunk_bytes must be between 1024 and max_cell_bytes - 512")
         if large_value_bytes < 64:
-            raise ValueError("large_value_bytes must be at least 64")
+            raise InvalidValueError("large_value_bytes must be at least 64")
         self.max_cell_bytes = max_cell_bytes
         self._db = Database(path, max_cell_bytes=max_cell_bytes, synchronous=synchronous, busy_timeout=busy_timeout)
         self._log = Log(
