@@ -59,6 +59,13 @@ class InvalidValueError(EventLogError, ValueError):
     Nothing was written."""
 
 
+class KeyMismatchError(EventLogError):
+    """The ``chunk_key`` given to :func:`eventlog.open` does not match the store: the
+    store was created with a key and none or another was given, or it was created
+    without one and a key was given (a key cannot be added to an existing store).
+    Nothing was read or written."""
+
+
 class StoreClosedError(EventLogError):
     """The store was used after :meth:`eventlog.Store.close`."""
 

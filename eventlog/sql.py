@@ -7,7 +7,7 @@ schema and its migrations, and the translation of ``sqlite3`` errors into eventl
 hierarchy.  No statement binds more than 100 parameters or is longer than 100 KB,
 the limits of a Cloudflare Durable Object.
 
-Schema (version 2)::
+Schema (version 3)::
 
     sessions(sid PK AUTOINCREMENT, name, parent, seq, created_ms, updated_ms,
              snap_seq, snap_bytes, snap_bytes_since, base_seq, deleted_ms)
@@ -20,6 +20,9 @@ Schema (version 2)::
     refs(kind, holder, cid, PK(kind, holder, cid)) WITHOUT ROWID
         -- the event (kind 0, holder = pos) or snapshot (kind 1, holder = id) that
         -- uses a chunk; kind 2 (holder = sid): a whole session, from version 1 files
+    meta(name PK, value) WITHOUT ROWID
+        -- what is fixed when the file is created: chunk_hash ('blake3', or
+        -- 'blake3-keyed' with chunk_key_check, a fingerprint of the key, never the key)
 
 ``pos`` is the global position: AUTOINCREMENT guarantees it is never reused, even
 after rows are deleted.  A row and its refs are written and deleted in the same
@@ -36,7 +39,7 @@ from typing import Any, NamedTuple
 from .errors import CorruptionError, EventLogError, InvalidValueError, StorageError, UnsupportedVersionError
 
 #: Schema version this release writes; ``PRAGMA user_version`` holds the file's.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: ``PRAGMA application_id`` of an eventlog file ("EvLg").
 APPLICATION_ID = 0x45764C67
 #: Most parameters bound in one statement (Durable Object limit).
@@ -136,8 +139,14 @@ _V1_TO_V2 = (
     "CREATE INDEX refs_cid ON refs(cid)",
 )
 
+# Files from before version 3 recorded no chunk addressing: theirs is plain BLAKE3.
+_V2_TO_V3 = (
+    "CREATE TABLE meta (name TEXT PRIMARY KEY, value NOT NULL) WITHOUT ROWID",
+    "INSERT INTO meta(name, value) VALUES ('chunk_hash', 'blake3')",
+)
+
 #: ``MIGRATIONS[v]`` upgrades a file from schema version ``v`` to ``v + 1``.
-MIGRATIONS: dict[int, tuple[str, ...]] = {0: _SCHEMA_V1, 1: _V1_TO_V2}
+MIGRATIONS: dict[int, tuple[str, ...]] = {0: _SCHEMA_V1, 1: _V1_TO_V2, 2: _V2_TO_V3}
 
 #: Kinds of holder in ``refs``.
 EVENT_REF, SNAPSHOT_REF, SESSION_REF = 0, 1, 2
@@ -177,7 +186,11 @@ class Database:
         max_cell_bytes: int,
         synchronous: str = "FULL",
         busy_timeout: float = 10.0,
+        new_meta: dict[str, str | bytes] | None = None,
     ) -> None:
+        """Open ``path``, creating or upgrading its schema.  ``new_meta`` is recorded
+        in the ``meta`` table when the file is created (in the same transaction);
+        :attr:`meta` is the file's, whether just recorded or found."""
         if type(synchronous) is not str or synchronous.upper() not in SYNCHRONOUS:
             raise InvalidValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}, not {synchronous!r:.40}")
         self.path = path
@@ -187,6 +200,7 @@ class Database:
             raise _translate(e, f"opening {path!r}") from None
         self.con = con
         self.max_cell_bytes = max_cell_bytes
+        self.meta: dict[str, str | bytes] = {}
         self.wal = path != ":memory:" and not path.startswith("file::memory:") and path != ""
         try:
             con.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, max_cell_bytes)
@@ -197,7 +211,7 @@ class Database:
             # Deleted content is overwritten with zeros, not left in free pages.
             con.execute("PRAGMA secure_delete=ON")
             con.execute(f"PRAGMA synchronous={synchronous.upper()}")
-            self._migrate()
+            self._migrate(new_meta or {})
         except sqlite3.Error as e:
             con.close()
             raise _translate(e, f"opening {path!r}") from None
@@ -207,13 +221,14 @@ class Database:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def _migrate(self) -> None:
+    def _migrate(self, new_meta: dict[str, str | bytes]) -> None:
         con = self.con
         with self.write():
             app_id, version = (
                 con.execute("PRAGMA application_id").fetchone()[0],
                 con.execute("PRAGMA user_version").fetchone()[0],
             )
+            created = version == 0
             if version == 0:
                 tables = con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
                 if tables:
@@ -230,6 +245,10 @@ class Database:
                     con.execute(statement)
                 version += 1
                 con.execute(f"PRAGMA user_version={version}")
+            if created:
+                for name, value in new_meta.items():
+                    con.execute("INSERT OR REPLACE INTO meta(name, value) VALUES (?, ?)", (name, value))
+            self.meta = dict(con.execute("SELECT name, value FROM meta").fetchall())
 
     def close(self) -> None:
         self.con.close()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from . import compaction
+from . import chunks, compaction
 from . import verify as verification
 from .codec import ENTRIES
 from .compaction import CompactReport
@@ -130,7 +130,9 @@ class Store:
         max_body_bytes: int = 256 << 20,
         cache_sessions: int = 16,
         busy_timeout: float = 10.0,
+        chunk_key: bytes | None = None,
     ) -> None:
+        chunk_key = chunks.check_key(chunk_key)
         if max_cell_bytes < MIN_CELL_BYTES:
             raise InvalidValueError(f"max_cell_bytes must be at least {MIN_CELL_BYTES}")
         if chunk_bytes is None:
@@ -140,7 +142,18 @@ class Store:
         if large_value_bytes < 64:
             raise InvalidValueError("large_value_bytes must be at least 64")
         self.max_cell_bytes = max_cell_bytes
-        self._db = Database(path, max_cell_bytes=max_cell_bytes, synchronous=synchronous, busy_timeout=busy_timeout)
+        self._db = Database(
+            path,
+            max_cell_bytes=max_cell_bytes,
+            synchronous=synchronous,
+            busy_timeout=busy_timeout,
+            new_meta=chunks.addressing(chunk_key),
+        )
+        try:
+            chunks.match_key(self._db.meta, chunk_key, path)
+        except EventLogError:
+            self._db.close()
+            raise
         self._log = Log(
             self._db,
             max_cell_bytes=max_cell_bytes,
@@ -148,6 +161,8 @@ class Store:
             large_value_bytes=large_value_bytes,
             max_body_bytes=max_body_bytes,
         )
+        # Chunk addresses keyed with the store's key, if it has one.
+        self._log.chunks = chunks.Chunks(self._db, self._log.framer, chunk_bytes, key=chunk_key)
         self._policy = SnapshotPolicy(snapshot_every, snapshot_bytes)
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._cache_size = cache_sessions
@@ -699,5 +714,13 @@ def open(path: str, **options: Any) -> Store:
     ``max_body_bytes`` (256 MiB): largest value and largest single write.
     ``cache_sessions`` (16): sessions kept folded in memory.  ``busy_timeout`` (10 s):
     how long a write waits for another writer.
+
+    ``chunk_key`` (None): a secret of exactly 32 bytes (e.g. ``os.urandom(32)``,
+    else :class:`InvalidValueError`).  A store created with a key addresses its
+    chunks by ``blake3(data, key=chunk_key)``, so addresses cannot be used to probe
+    whether it holds a given file, and dedups only with itself.  The store records
+    a fingerprint of the key (never the key) and must always be opened with the same
+    key: without it, with another, or with a key for a store created without one,
+    :class:`KeyMismatchError`.  Keep the key: without it the store cannot be read.
     """
     return Store(path, **options)
