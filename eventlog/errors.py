@@ -73,3 +73,9 @@ class StoreClosedError(EventLogError):
 class StorageError(EventLogError):
     """SQLite failed for a reason that is not corruption (disk full, I/O error,
     still locked after the busy timeout).  The transaction was rolled back."""
+
+
+class ReadOnlyError(StorageError):
+    """A write (``save``, ``append``, ``delete``, ``snapshot``, ``compact``) on a store
+    opened with ``readonly=True``, or on a file SQLite can only read.  Nothing was
+    written."""

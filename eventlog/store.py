@@ -21,6 +21,7 @@ from .errors import (
     EventLogError,
     InvalidValueError,
     NotFoundError,
+    ReadOnlyError,
     StoreClosedError,
 )
 from .fold import (
@@ -131,8 +132,11 @@ class Store:
         cache_sessions: int = 16,
         busy_timeout: float = 10.0,
         chunk_key: bytes | None = None,
+        readonly: bool = False,
     ) -> None:
         chunk_key = chunks.check_key(chunk_key)
+        if type(readonly) is not bool:
+            raise InvalidValueError("readonly must be True or False")
         if max_cell_bytes < MIN_CELL_BYTES:
             raise InvalidValueError(f"max_cell_bytes must be at least {MIN_CELL_BYTES}")
         if chunk_bytes is None:
@@ -148,7 +152,9 @@ class Store:
             synchronous=synchronous,
             busy_timeout=busy_timeout,
             new_meta=chunks.addressing(chunk_key),
+            readonly=readonly,
         )
+        self.readonly = readonly
         try:
             chunks.match_key(self._db.meta, chunk_key, path)
         except EventLogError:
@@ -189,6 +195,11 @@ class Store:
         if self._closed:
             raise StoreClosedError("the store is closed")
 
+    def _writable(self, what: str) -> None:
+        self._open()
+        if self.readonly:
+            raise ReadOnlyError(f"{what}() on a store opened with readonly=True")
+
     # ------------------------------------------------------------------ writing
 
     def save(
@@ -215,6 +226,7 @@ class Store:
         Raises :class:`InvalidValueError` (nothing written) for values that cannot be
         stored exactly.
         """
+        self._writable("save")
         _check_ids(session_id, parent_id)
         if type(data) is not dict:
             raise InvalidValueError(f"session data must be a dict, not {type(data).__name__}", session_id=session_id)
@@ -257,6 +269,7 @@ class Store:
         a dict with an ``id``).  A new session starts as ``{"entries": [...],
         "leafId": ...}``.  Raises :class:`ConflictError` when ``expected_seq`` is given
         and is not the current sequence number (0: the session must not exist)."""
+        self._writable("append")
         _check_ids(session_id, parent_id)
         batch = list(entries)
 
@@ -421,7 +434,7 @@ class Store:
     def snapshot(self, session_id: str) -> int:
         """Build a snapshot of the session's head now; returns its sequence number."""
         with self._lock:
-            self._open()
+            self._writable("snapshot")
             row = self._lookup(session_id)
             self._snapshot(session_id, row.sid, row.seq)
             return row.seq
@@ -611,7 +624,7 @@ class Store:
         """
         _check_id(session_id)
         with self._lock:
-            self._open()
+            self._writable("delete")
             db, log = self._db, self._log
             now = _now_ms()
             with db.write():
@@ -659,7 +672,7 @@ class Store:
         if type(batch) is not int or batch < 1:
             raise ValueError("batch must be a positive int")
         with self._lock:
-            self._open()
+            self._writable("compact")
         report = compaction.compact(
             self._db,
             self._log,
@@ -722,5 +735,10 @@ def open(path: str, **options: Any) -> Store:
     a fingerprint of the key (never the key) and must always be opened with the same
     key: without it, with another, or with a key for a store created without one,
     :class:`KeyMismatchError`.  Keep the key: without it the store cannot be read.
+
+    ``readonly`` (False): open an existing file read-only (SQLite ``mode=ro``).
+    Reads work as usual; ``save``, ``append``, ``delete``, ``snapshot`` and
+    ``compact`` raise :class:`ReadOnlyError`.  Nothing is created, and a file from
+    an older eventlog is read as it is, not upgraded.  Not for ``":memory:"``.
     """
     return Store(path, **options)

@@ -353,8 +353,10 @@ def to_version_1(path: str) -> None:
         INSERT INTO s1 SELECT sid, name, parent, seq, created_ms, updated_ms, snap_seq, snap_bytes,
             snap_bytes_since FROM sessions;
         CREATE TABLE r1 (sid INTEGER NOT NULL, cid INTEGER NOT NULL, PRIMARY KEY (sid, cid)) WITHOUT ROWID;
-        INSERT OR IGNORE INTO r1 SELECT e.sid, r.cid FROM refs r JOIN events e ON r.holder = e.pos;
+        INSERT OR IGNORE INTO r1 SELECT e.sid, r.cid FROM refs r JOIN events e ON r.kind = 0 AND r.holder = e.pos;
+        INSERT OR IGNORE INTO r1 SELECT n.sid, r.cid FROM refs r JOIN snapshots n ON r.kind = 1 AND r.holder = n.id;
         CREATE TABLE n1 (sid INTEGER NOT NULL, seq INTEGER NOT NULL, frame BLOB NOT NULL, PRIMARY KEY (sid, seq));
+        INSERT INTO n1 SELECT sid, seq, frame FROM snapshots;
         DROP TABLE sessions; DROP TABLE refs; DROP TABLE snapshots; DROP TABLE meta;
         ALTER TABLE s1 RENAME TO sessions; ALTER TABLE r1 RENAME TO refs; ALTER TABLE n1 RENAME TO snapshots;
         CREATE INDEX sessions_parent ON sessions(parent) WHERE parent IS NOT NULL;
