@@ -716,9 +716,10 @@ def open(path: str, **options: Any) -> Store:
     private in-memory store).  Options are those of :class:`Store`:
 
     ``max_cell_bytes`` (2,000,000): no cell or row is ever larger; SQLite's own
-    length limit is set to it.  ``synchronous`` ("FULL"): SQLite's setting; FULL
-    makes a returned write survive power loss, NORMAL survives a process crash
-    (``kill -9``) but may lose the last writes on power loss.  ``snapshot_every``
+    length limit is set to it.  ``synchronous`` ("FULL"): SQLite's setting (OFF,
+    NORMAL, FULL or EXTRA); with each a returned write survives a process crash
+    (``kill -9``); with FULL (and EXTRA) also an OS crash or power loss, while NORMAL
+    may lose the last writes then and OFF may also damage the file.  ``snapshot_every``
     (1000) and ``snapshot_bytes`` (64 MiB of event frames): snapshot after this many
     events or bytes since the last snapshot, 0 disabling either (see
     :class:`eventlog.snapshots.SnapshotPolicy`).
