@@ -11,14 +11,16 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from . import chunking, compare, core, trees
+from . import chunking, compare, core, durability, trees
 
 RESULTS = Path(__file__).parent / "results"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("suite", nargs="?", default="all", choices=["all", "core", "chunking", "trees", "compare"])
+    parser.add_argument(
+        "suite", nargs="?", default="all", choices=["all", "core", "chunking", "trees", "durability", "compare"]
+    )
     parser.add_argument("--quick", action="store_true", help="smaller workloads (well under a minute)")
     parser.add_argument("--synchronous", default="NORMAL", choices=["OFF", "NORMAL", "FULL"],
                         help="SQLite synchronous setting for every system (default: %(default)s)")  # fmt: skip
@@ -36,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         table = _table(trees.run(args.quick))
         print(table)
         (RESULTS / f"trees{suffix}.md").write_text(table + "\n")
+    if args.suite in ("all", "durability"):
+        _durability(args, suffix)
     if args.suite in ("all", "core"):
         ok = _core(args, started, suffix)
     if args.suite in ("all", "compare"):
@@ -48,6 +52,18 @@ def _table(rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
+
+
+def _durability(args: argparse.Namespace, suffix: str) -> None:
+    machine, measured = durability.run(args.quick)
+    table = _table(durability.rows(measured))
+    warning = durability.fs_warning(machine)
+    text = f"{machine}\n\n{table}" + (f"\n\n{warning}" if warning else "")
+    print(text)
+    (RESULTS / f"durability{suffix}.md").write_text(text + "\n")
+    (RESULTS / f"durability{suffix}.json").write_text(
+        json.dumps(durability.to_json(machine, measured), indent=2) + "\n"
+    )
 
 
 def _core(args: argparse.Namespace, started: float, suffix: str) -> bool:

@@ -10,26 +10,97 @@ Fixed-size pieces, not content-defined ones: the dominant duplicates in agent
 sessions are whole values (the same screenshot sent again) and grown values (a tool
 output that gained lines at the end), and fixed cuts dedup both; see
 ``bench/chunking.py`` for the measurement.
+
+Addresses are plain BLAKE3, or, for a store created with a ``chunk_key``, BLAKE3 in
+its keyed mode (``blake3(data, key=chunk_key)``): then an address says nothing to
+whoever lacks the key, so it cannot be used to probe whether a store holds a given
+file, at the cost of dedup across stores with different keys.  The store records
+which (``meta.chunk_hash``) and, for a keyed store, a fingerprint of the key
+(``meta.chunk_key_check``: BLAKE3 in its key-derivation mode, a different domain
+from any chunk address), checked at every open.
 """
 
 from __future__ import annotations
 
+import hmac
+from typing import Any
+
 import blake3
 
 from .codec import DecodeError, Framer
+from .errors import CorruptionError, InvalidValueError, KeyMismatchError, UnsupportedVersionError
 from .sql import Database
 
 #: Largest chunk ever read back (a bound on decompression, whatever a row claims).
 MAX_CHUNK_BYTES = 64 << 20
+#: Length of a ``chunk_key``.
+KEY_BYTES = 32
+#: ``meta.chunk_hash`` of a store with plain and with keyed addresses.
+PLAIN, KEYED = "blake3", "blake3-keyed"
+_FINGERPRINT_CONTEXT = "eventlog 2026-11 chunk_key fingerprint v1"
+
+
+def check_key(key: Any) -> bytes | None:
+    """``key`` if it is a valid ``chunk_key`` (``None`` or 32 bytes), else
+    :class:`InvalidValueError`."""
+    if key is None:
+        return None
+    if not isinstance(key, bytes | bytearray):
+        raise InvalidValueError(f"chunk_key must be {KEY_BYTES} bytes, not a {type(key).__name__}")
+    if len(key) != KEY_BYTES:
+        raise InvalidValueError(f"chunk_key must be {KEY_BYTES} bytes, not {len(key)}")
+    return bytes(key)
+
+
+def fingerprint(key: bytes) -> bytes:
+    """What a keyed store records to recognise its key: a one-way function of it."""
+    return blake3.blake3(key, derive_key_context=_FINGERPRINT_CONTEXT).digest()
+
+
+def addressing(key: bytes | None) -> dict[str, str | bytes]:
+    """The ``meta`` entries a new store records for ``key``."""
+    return {"chunk_hash": PLAIN} if key is None else {"chunk_hash": KEYED, "chunk_key_check": fingerprint(key)}
+
+
+def match_key(meta: dict[str, str | bytes], key: bytes | None, path: str) -> None:
+    """Raise :class:`KeyMismatchError` unless ``key`` is the one the store was created
+    with (``None`` for a store without one)."""
+    mode = meta.get("chunk_hash")
+    if mode == PLAIN:
+        if key is not None:
+            raise KeyMismatchError(
+                f"{path!r} was created without a chunk_key (plain BLAKE3 chunk addresses); a key cannot be "
+                "added to an existing store: open it without one, or copy its sessions into a new keyed store"
+            )
+    elif mode == KEYED:
+        check = meta.get("chunk_key_check")
+        if type(check) is not bytes or len(check) != 32:
+            raise CorruptionError(f"{path!r} is a keyed store but its key fingerprint is damaged")
+        if key is None:
+            raise KeyMismatchError(
+                f"{path!r} addresses its chunks with a secret key: open it with the chunk_key it was created with"
+            )
+        if not hmac.compare_digest(fingerprint(key), check):
+            raise KeyMismatchError(f"{path!r}: chunk_key is not the key this store was created with")
+    else:
+        raise UnsupportedVersionError(f"{path!r} uses chunk addressing {mode!r}, unknown to this eventlog")
 
 
 class Chunks:
-    """Writes and reads chunks through a :class:`~eventlog.sql.Database`."""
+    """Writes and reads chunks through a :class:`~eventlog.sql.Database`; addresses are
+    keyed with ``key`` when given."""
 
-    def __init__(self, db: Database, framer: Framer, chunk_bytes: int) -> None:
+    def __init__(self, db: Database, framer: Framer, chunk_bytes: int, key: bytes | None = None) -> None:
         self.db = db
         self.framer = framer
         self.chunk_bytes = chunk_bytes
+        self.key = key
+
+    def address(self, piece: bytes | memoryview) -> bytes:
+        """A piece's address: its BLAKE3 digest, keyed with the store's key if any."""
+        if self.key is None:
+            return blake3.blake3(piece).digest()
+        return blake3.blake3(piece, key=self.key).digest()
 
     def put(self, raw: bytes) -> tuple[bytes, list[int]]:
         """Store ``raw``; returns the concatenated digests of its pieces and their
@@ -38,7 +109,7 @@ class Chunks:
         step = self.chunk_bytes
         view = memoryview(raw)
         pieces = [view[i : i + step] for i in range(0, len(raw), step)]
-        digests = [blake3.blake3(p).digest() for p in pieces]
+        digests = [self.address(p) for p in pieces]
         known = self.db.chunk_ids(digests)
         cids: list[int] = []
         for digest, piece in zip(digests, pieces, strict=True):
@@ -70,6 +141,6 @@ class Chunks:
         if not 0 <= size <= MAX_CHUNK_BYTES or flags & ~1:
             raise DecodeError(f"chunk {digest.hex()} has a bad header")
         raw = self.framer.decompress(flags, data, size)
-        if len(raw) != size or blake3.blake3(raw).digest() != digest:
+        if len(raw) != size or self.address(raw) != digest:
             raise DecodeError(f"chunk {digest.hex()} does not match its hash")
         return raw

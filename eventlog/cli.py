@@ -24,7 +24,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import render
-from .errors import EventLogError
+from .chunks import KEY_BYTES
+from .errors import EventLogError, KeyMismatchError
 from .store import Store
 from .store import open as open_store
 
@@ -60,12 +61,54 @@ def _handled(fn: F) -> F:
     return run  # type: ignore[return-value]
 
 
+KEY_ENV = "EVENTLOG_CHUNK_KEY_FILE"
+
+
+def _remember_key_file(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    ctx.meta["chunk_key_file"] = value
+
+
+key_option = click.option(
+    "--chunk-key-file",
+    type=click.Path(dir_okay=False),
+    envvar=KEY_ENV,
+    expose_value=False,
+    callback=_remember_key_file,
+    help=f"the store's chunk_key: {KEY_BYTES} raw bytes or {2 * KEY_BYTES} hex digits (also ${KEY_ENV})",
+)
+
+
+def _chunk_key() -> bytes | None:
+    """The key named by ``--chunk-key-file`` (or ``$EVENTLOG_CHUNK_KEY_FILE``), if any."""
+    path = click.get_current_context().meta.get("chunk_key_file")
+    if not path:
+        return None
+    with open(path, "rb") as f:
+        data = f.read(4 * KEY_BYTES)
+    if len(data) == KEY_BYTES:
+        return data
+    try:
+        key = bytes.fromhex(data.decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        key = b""
+    if len(key) != KEY_BYTES:
+        _fail(f"{path}: a chunk key file holds {KEY_BYTES} raw bytes or {2 * KEY_BYTES} hex digits")
+    return key
+
+
 @contextmanager
-def _store(path: str) -> Iterator[Store]:
-    """An existing store (never create one by mistake from a typo)."""
+def _store(path: str, *, readonly: bool = True) -> Iterator[Store]:
+    """An existing store (never create one by mistake from a typo), read-only unless
+    the command writes: reading never changes the file, not even to upgrade it."""
     if path != ":memory:" and not os.path.isfile(path):
         _fail(f"no such store file: {path}")
-    with open_store(path) as store:
+    key = _chunk_key()
+    try:
+        store = open_store(path, chunk_key=key, readonly=readonly and path != ":memory:")
+    except KeyMismatchError as e:
+        _fail(f"{e} (give it with --chunk-key-file or ${KEY_ENV})" if key is None else str(e))
+        raise
+    with store:
         yield store
 
 
@@ -129,6 +172,7 @@ def demo(path: str, entries: int) -> None:
 @click.argument("path")
 @click.option("--tree", is_flag=True, help="show sessions nested under their parents")
 @json_option
+@key_option
 @_handled
 def sessions(path: str, tree: bool, as_json: bool) -> None:
     """List sessions: id, parent, entries, events, bytes, last update."""
@@ -186,6 +230,7 @@ def sessions(path: str, tree: bool, as_json: bool) -> None:
 @click.argument("session")
 @click.option("--since", default=0, show_default=True, help="start after this sequence number")
 @json_option
+@key_option
 @_handled
 def log(path: str, session: str, since: int, as_json: bool) -> None:
     """The event timeline: sequence, time, kind, entry type, size, summary."""
@@ -224,6 +269,7 @@ def log(path: str, session: str, since: int, as_json: bool) -> None:
 @click.argument("session")
 @click.option("--at", type=int, default=None, help="sequence number (default: the latest)")
 @json_option
+@key_option
 @_handled
 def show(path: str, session: str, at: int | None, as_json: bool) -> None:
     """The session as it was at a point: fields and entries."""
@@ -265,6 +311,7 @@ def show(path: str, session: str, at: int | None, as_json: bool) -> None:
 @click.option("--to", "end", type=int, default=None, help="the session as of this seq (default: the latest)")
 @click.option("--full", is_flag=True, help="do not shorten long text")
 @json_option
+@key_option
 @_handled
 def replay(path: str, session: str, start: int, end: int | None, full: bool, as_json: bool) -> None:
     """The conversation on the active path as a transcript, tool calls included."""
@@ -290,6 +337,7 @@ def replay(path: str, session: str, start: int, end: int | None, full: bool, as_
 @click.argument("a", type=int)
 @click.argument("b", type=int)
 @json_option
+@key_option
 @_handled
 def diff(path: str, session: str, a: int, b: int, as_json: bool) -> None:
     """What changed in the session between seq A and seq B."""
@@ -312,6 +360,7 @@ def diff(path: str, session: str, a: int, b: int, as_json: bool) -> None:
 @click.option("--at", type=int, default=None, help="sequence number (default: the latest)")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="file to write (default: stdout)")
 @click.option("--json", "as_json", is_flag=True, hidden=True, help="accepted for symmetry: the output is JSON")
+@key_option
 @_handled
 def export(path: str, session: str, at: int | None, output: str | None, as_json: bool) -> None:
     """The session as JSON, images inline, identical to load()."""
@@ -331,6 +380,7 @@ def export(path: str, session: str, at: int | None, output: str | None, as_json:
 @main.command()
 @click.argument("path")
 @json_option
+@key_option
 @_handled
 def stats(path: str, as_json: bool) -> None:
     """Bytes by table, chunks, dedup, largest cell, snapshot coverage."""
@@ -363,6 +413,7 @@ def stats(path: str, as_json: bool) -> None:
 @click.argument("path")
 @click.argument("session")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="the HTML file to write")
+@key_option
 @_handled
 def view(path: str, session: str, output: str) -> None:
     """Write one self-contained HTML page that replays the session, with a timeline
@@ -381,6 +432,7 @@ def view(path: str, session: str, output: str) -> None:
 @click.argument("files", nargs=-1, required=True)
 @click.option("--replace", is_flag=True, help="save over sessions that already exist (default: skip them)")
 @json_option
+@key_option
 @_handled
 def import_(path: str, files: tuple[str, ...], replace: bool, as_json: bool) -> None:
     """Import session JSON files, Flue databases (0.11.0 and 0.11.1) and pi JSONL
@@ -391,7 +443,10 @@ def import_(path: str, files: tuple[str, ...], replace: bool, as_json: bool) -> 
     from .importers import read
 
     done: list[dict[str, Any]] = []
-    with open_store(path) as store, Progress(transient=True, disable=not sys.stderr.isatty()) as progress:
+    with (
+        open_store(path, chunk_key=_chunk_key()) as store,
+        Progress(transient=True, disable=not sys.stderr.isatty()) as progress,
+    ):
         task = progress.add_task("importing", total=None)
         for file in files:
             for item in read(file):
@@ -420,6 +475,7 @@ def import_(path: str, files: tuple[str, ...], replace: bool, as_json: bool) -> 
 @main.command()
 @click.argument("path")
 @json_option
+@key_option
 @_handled
 def verify(path: str, as_json: bool) -> None:
     """Check a store; exit 1 if anything is wrong."""
@@ -452,10 +508,11 @@ def verify(path: str, as_json: bool) -> None:
 @click.argument("path")
 @click.option("--retain", type=click.IntRange(min=0), default=None, help="keep only the last N events of each session")
 @click.option("--vacuum", is_flag=True, help="also VACUUM, shrinking the file (slow)")
+@key_option
 @_handled
 def compact(path: str, retain: int | None, vacuum: bool) -> None:
     """Remove deleted sessions and free unreferenced chunks."""
-    with _store(path) as store:
+    with _store(path, readonly=False) as store:
         c = store.compact(retain=retain, vacuum=vacuum)
     for skipped in c.skipped:
         click.echo(f"history kept (cannot be folded): {skipped}")
@@ -471,10 +528,11 @@ def compact(path: str, retain: int | None, vacuum: bool) -> None:
 @main.command()
 @click.argument("path")
 @click.argument("session")
+@key_option
 @_handled
 def delete(path: str, session: str) -> None:
     """Delete a session and its whole tree of sub-agent sessions."""
-    with _store(path) as store:
+    with _store(path, readonly=False) as store:
         gone = store.delete(session)
     if not gone:
         _fail(f"no such session: {session!r}")

@@ -59,6 +59,13 @@ class InvalidValueError(EventLogError, ValueError):
     Nothing was written."""
 
 
+class KeyMismatchError(EventLogError):
+    """The ``chunk_key`` given to :func:`eventlog.open` does not match the store: the
+    store was created with a key and none or another was given, or it was created
+    without one and a key was given (a key cannot be added to an existing store).
+    Nothing was read or written."""
+
+
 class StoreClosedError(EventLogError):
     """The store was used after :meth:`eventlog.Store.close`."""
 
@@ -66,3 +73,9 @@ class StoreClosedError(EventLogError):
 class StorageError(EventLogError):
     """SQLite failed for a reason that is not corruption (disk full, I/O error,
     still locked after the busy timeout).  The transaction was rolled back."""
+
+
+class ReadOnlyError(StorageError):
+    """A write (``save``, ``append``, ``delete``, ``snapshot``, ``compact``) on a store
+    opened with ``readonly=True``, or on a file SQLite can only read.  Nothing was
+    written."""

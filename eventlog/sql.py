@@ -7,7 +7,7 @@ schema and its migrations, and the translation of ``sqlite3`` errors into eventl
 hierarchy.  No statement binds more than 100 parameters or is longer than 100 KB,
 the limits of a Cloudflare Durable Object.
 
-Schema (version 2)::
+Schema (version 3)::
 
     sessions(sid PK AUTOINCREMENT, name, parent, seq, created_ms, updated_ms,
              snap_seq, snap_bytes, snap_bytes_since, base_seq, deleted_ms)
@@ -20,6 +20,9 @@ Schema (version 2)::
     refs(kind, holder, cid, PK(kind, holder, cid)) WITHOUT ROWID
         -- the event (kind 0, holder = pos) or snapshot (kind 1, holder = id) that
         -- uses a chunk; kind 2 (holder = sid): a whole session, from version 1 files
+    meta(name PK, value) WITHOUT ROWID
+        -- what is fixed when the file is created: chunk_hash ('blake3', or
+        -- 'blake3-keyed' with chunk_key_check, a fingerprint of the key, never the key)
 
 ``pos`` is the global position: AUTOINCREMENT guarantees it is never reused, even
 after rows are deleted.  A row and its refs are written and deleted in the same
@@ -28,15 +31,24 @@ transaction, so a chunk without refs is garbage and a chunk with refs is in use.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
-from .errors import CorruptionError, EventLogError, StorageError, UnsupportedVersionError
+from .errors import (
+    CorruptionError,
+    EventLogError,
+    InvalidValueError,
+    ReadOnlyError,
+    StorageError,
+    UnsupportedVersionError,
+)
 
 #: Schema version this release writes; ``PRAGMA user_version`` holds the file's.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: ``PRAGMA application_id`` of an eventlog file ("EvLg").
 APPLICATION_ID = 0x45764C67
 #: Most parameters bound in one statement (Durable Object limit).
@@ -136,11 +148,34 @@ _V1_TO_V2 = (
     "CREATE INDEX refs_cid ON refs(cid)",
 )
 
+# Files from before version 3 recorded no chunk addressing: theirs is plain BLAKE3.
+_V2_TO_V3 = (
+    "CREATE TABLE meta (name TEXT PRIMARY KEY, value NOT NULL) WITHOUT ROWID",
+    "INSERT INTO meta(name, value) VALUES ('chunk_hash', 'blake3')",
+)
+
 #: ``MIGRATIONS[v]`` upgrades a file from schema version ``v`` to ``v + 1``.
-MIGRATIONS: dict[int, tuple[str, ...]] = {0: _SCHEMA_V1, 1: _V1_TO_V2}
+MIGRATIONS: dict[int, tuple[str, ...]] = {0: _SCHEMA_V1, 1: _V1_TO_V2, 2: _V2_TO_V3}
 
 #: Kinds of holder in ``refs``.
 EVENT_REF, SNAPSHOT_REF, SESSION_REF = 0, 1, 2
+
+#: ``READ_SHIMS[v]`` shows a version ``v`` file as version ``v + 1`` to a read-only
+#: connection without writing to it: TEMP views and tables, which shadow the file's
+#: own tables of the same name (SQLite looks in ``temp`` first), made the way
+#: ``MIGRATIONS[v]`` would.
+READ_SHIMS: dict[int, tuple[str, ...]] = {
+    1: (
+        "CREATE TEMP VIEW sessions AS SELECT sid, name, parent, seq, created_ms, updated_ms, snap_seq, "
+        "snap_bytes, snap_bytes_since, 0 AS base_seq, NULL AS deleted_ms FROM main.sessions",
+        "CREATE TEMP VIEW snapshots AS SELECT rowid AS id, sid, seq, frame FROM main.snapshots",
+        f"CREATE TEMP VIEW refs AS SELECT {SESSION_REF} AS kind, sid AS holder, cid FROM main.refs",
+    ),
+    2: (
+        "CREATE TEMP TABLE meta (name TEXT PRIMARY KEY, value NOT NULL)",
+        "INSERT INTO temp.meta(name, value) VALUES ('chunk_hash', 'blake3')",
+    ),
+}
 
 SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
@@ -149,6 +184,8 @@ def _translate(e: sqlite3.Error, what: str) -> EventLogError:
     name = getattr(e, "sqlite_errorname", "")
     if name in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or "malformed" in str(e):
         return CorruptionError(f"database file is damaged while {what}: {e}")
+    if name.startswith("SQLITE_READONLY"):
+        return ReadOnlyError(f"the store cannot be written while {what}: {e}")
     if name == "SQLITE_TOOBIG":
         return StorageError(f"a cell was over the length limit while {what} (eventlog bug): {e}")
     return StorageError(f"SQLite failed while {what}: {e}")
@@ -177,27 +214,49 @@ class Database:
         max_cell_bytes: int,
         synchronous: str = "FULL",
         busy_timeout: float = 10.0,
+        new_meta: dict[str, str | bytes] | None = None,
+        readonly: bool = False,
     ) -> None:
-        if synchronous.upper() not in SYNCHRONOUS:
-            raise ValueError(f"synchronous must be one of {SYNCHRONOUS}, not {synchronous!r}")
+        """Open ``path``, creating or upgrading its schema.  ``new_meta`` is recorded
+        in the ``meta`` table when the file is created (in the same transaction);
+        :attr:`meta` is the file's, whether just recorded or found.
+
+        With ``readonly`` the file is opened read-only (``mode=ro``): it must exist,
+        nothing is created or upgraded (an older file is shown as the current schema
+        through :data:`READ_SHIMS`), and every write raises :class:`ReadOnlyError`."""
+        if type(synchronous) is not str or synchronous.upper() not in SYNCHRONOUS:
+            raise InvalidValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}, not {synchronous!r:.40}")
+        memory = path in (":memory:", "") or path.startswith("file::memory:")
+        if readonly and memory:
+            raise InvalidValueError(f"readonly=True needs a store file, not {path!r}")
+        if readonly and not os.path.isfile(path):
+            raise StorageError(f"no store file at {path!r} (a read-only open creates nothing)")
         self.path = path
+        self.readonly = readonly
+        target = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro" if readonly else path
         try:
-            con = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout, check_same_thread=False)
+            con = sqlite3.connect(
+                target, isolation_level=None, timeout=busy_timeout, check_same_thread=False, uri=readonly
+            )
         except sqlite3.Error as e:
             raise _translate(e, f"opening {path!r}") from None
         self.con = con
         self.max_cell_bytes = max_cell_bytes
-        self.wal = path != ":memory:" and not path.startswith("file::memory:") and path != ""
+        self.meta: dict[str, str | bytes] = {}
+        self.wal = not memory
         try:
             con.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, max_cell_bytes)
             con.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, SQL_LENGTH_LIMIT)
             con.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, MAX_PARAMS)
-            if self.wal:
+            if self.wal and not readonly:
                 con.execute("PRAGMA journal_mode=WAL")
             # Deleted content is overwritten with zeros, not left in free pages.
             con.execute("PRAGMA secure_delete=ON")
             con.execute(f"PRAGMA synchronous={synchronous.upper()}")
-            self._migrate()
+            if readonly:
+                self._shim()
+            else:
+                self._migrate(new_meta or {})
         except sqlite3.Error as e:
             con.close()
             raise _translate(e, f"opening {path!r}") from None
@@ -207,29 +266,61 @@ class Database:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def _migrate(self) -> None:
+    def _migrate(self, new_meta: dict[str, str | bytes]) -> None:
         con = self.con
         with self.write():
             app_id, version = (
                 con.execute("PRAGMA application_id").fetchone()[0],
                 con.execute("PRAGMA user_version").fetchone()[0],
             )
+            created = version == 0
             if version == 0:
                 tables = con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
                 if tables:
                     raise UnsupportedVersionError(f"{self.path!r} is an SQLite file but not an eventlog store")
                 con.execute(f"PRAGMA application_id={APPLICATION_ID}")
-            elif app_id != APPLICATION_ID:
-                raise UnsupportedVersionError(f"{self.path!r} is not an eventlog store")
-            if version > SCHEMA_VERSION:
-                raise UnsupportedVersionError(
-                    f"{self.path!r} has schema version {version}; this eventlog reads up to {SCHEMA_VERSION}"
-                )
+            self._check_version(app_id, version)
             while version < SCHEMA_VERSION:
                 for statement in MIGRATIONS[version]:
                     con.execute(statement)
                 version += 1
                 con.execute(f"PRAGMA user_version={version}")
+            if created:
+                for name, value in new_meta.items():
+                    con.execute("INSERT OR REPLACE INTO meta(name, value) VALUES (?, ?)", (name, value))
+            self.meta = dict(con.execute("SELECT name, value FROM meta").fetchall())
+
+    def _check_version(self, app_id: int, version: int) -> None:
+        if version != 0 and app_id != APPLICATION_ID:
+            raise UnsupportedVersionError(f"{self.path!r} is not an eventlog store")
+        if version > SCHEMA_VERSION:
+            raise UnsupportedVersionError(
+                f"{self.path!r} has schema version {version}; this eventlog reads up to {SCHEMA_VERSION}"
+            )
+
+    def _shim(self) -> None:
+        """Read-only: check the file and, if it is from an older version, show it as
+        the current schema without writing to it."""
+        con = self.con
+        with self.read():
+            app_id = con.execute("PRAGMA application_id").fetchone()[0]
+            version = con.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                tables = con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+                raise UnsupportedVersionError(
+                    f"{self.path!r} is an SQLite file but not an eventlog store"
+                    if tables
+                    else f"{self.path!r} is empty, not an eventlog store yet (a read-only open sets nothing up)"
+                )
+            self._check_version(app_id, version)
+        # A file upgraded by a writer while this connection is open keeps being read
+        # through these shims: harmless for version 2 (the meta it gets is the same),
+        # and makes reads fail with StorageError for version 1 (its tables are gone).
+        for v in range(version, SCHEMA_VERSION):
+            for statement in READ_SHIMS[v]:
+                con.execute(statement)
+        with self.read():
+            self.meta = dict(con.execute("SELECT name, value FROM meta").fetchall())
 
     def close(self) -> None:
         self.con.close()
@@ -238,6 +329,8 @@ class Database:
     def write(self) -> Iterator[None]:
         """A write transaction: ``BEGIN IMMEDIATE`` (waits up to the busy timeout for
         other writers), committed on success, rolled back on any exception."""
+        if self.readonly:
+            raise ReadOnlyError(f"{self.path!r} was opened read-only")
         con = self.con
         try:
             con.execute("BEGIN IMMEDIATE")

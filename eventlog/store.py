@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from . import compaction
+from . import chunks, compaction
 from . import verify as verification
 from .codec import ENTRIES
 from .compaction import CompactReport
@@ -21,6 +21,7 @@ from .errors import (
     EventLogError,
     InvalidValueError,
     NotFoundError,
+    ReadOnlyError,
     StoreClosedError,
 )
 from .fold import (
@@ -130,17 +131,35 @@ class Store:
         max_body_bytes: int = 256 << 20,
         cache_sessions: int = 16,
         busy_timeout: float = 10.0,
+        chunk_key: bytes | None = None,
+        readonly: bool = False,
     ) -> None:
+        chunk_key = chunks.check_key(chunk_key)
+        if type(readonly) is not bool:
+            raise InvalidValueError("readonly must be True or False")
         if max_cell_bytes < MIN_CELL_BYTES:
-            raise ValueError(f"max_cell_bytes must be at least {MIN_CELL_BYTES}")
+            raise InvalidValueError(f"max_cell_bytes must be at least {MIN_CELL_BYTES}")
         if chunk_bytes is None:
             chunk_bytes = min(1 << 20, max_cell_bytes - 512)
         if not 1024 <= chunk_bytes <= max_cell_bytes - 512:
-            raise ValueError("chunk_bytes must be between 1024 and max_cell_bytes - 512")
+            raise InvalidValueError("chunk_bytes must be between 1024 and max_cell_bytes - 512")
         if large_value_bytes < 64:
-            raise ValueError("large_value_bytes must be at least 64")
+            raise InvalidValueError("large_value_bytes must be at least 64")
         self.max_cell_bytes = max_cell_bytes
-        self._db = Database(path, max_cell_bytes=max_cell_bytes, synchronous=synchronous, busy_timeout=busy_timeout)
+        self._db = Database(
+            path,
+            max_cell_bytes=max_cell_bytes,
+            synchronous=synchronous,
+            busy_timeout=busy_timeout,
+            new_meta=chunks.addressing(chunk_key),
+            readonly=readonly,
+        )
+        self.readonly = readonly
+        try:
+            chunks.match_key(self._db.meta, chunk_key, path)
+        except EventLogError:
+            self._db.close()
+            raise
         self._log = Log(
             self._db,
             max_cell_bytes=max_cell_bytes,
@@ -148,6 +167,8 @@ class Store:
             large_value_bytes=large_value_bytes,
             max_body_bytes=max_body_bytes,
         )
+        # Chunk addresses keyed with the store's key, if it has one.
+        self._log.chunks = chunks.Chunks(self._db, self._log.framer, chunk_bytes, key=chunk_key)
         self._policy = SnapshotPolicy(snapshot_every, snapshot_bytes)
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._cache_size = cache_sessions
@@ -173,6 +194,11 @@ class Store:
     def _open(self) -> None:
         if self._closed:
             raise StoreClosedError("the store is closed")
+
+    def _writable(self, what: str) -> None:
+        self._open()
+        if self.readonly:
+            raise ReadOnlyError(f"{what}() on a store opened with readonly=True")
 
     # ------------------------------------------------------------------ writing
 
@@ -200,6 +226,7 @@ class Store:
         Raises :class:`InvalidValueError` (nothing written) for values that cannot be
         stored exactly.
         """
+        self._writable("save")
         _check_ids(session_id, parent_id)
         if type(data) is not dict:
             raise InvalidValueError(f"session data must be a dict, not {type(data).__name__}", session_id=session_id)
@@ -242,6 +269,7 @@ class Store:
         a dict with an ``id``).  A new session starts as ``{"entries": [...],
         "leafId": ...}``.  Raises :class:`ConflictError` when ``expected_seq`` is given
         and is not the current sequence number (0: the session must not exist)."""
+        self._writable("append")
         _check_ids(session_id, parent_id)
         batch = list(entries)
 
@@ -406,7 +434,7 @@ class Store:
     def snapshot(self, session_id: str) -> int:
         """Build a snapshot of the session's head now; returns its sequence number."""
         with self._lock:
-            self._open()
+            self._writable("snapshot")
             row = self._lookup(session_id)
             self._snapshot(session_id, row.sid, row.seq)
             return row.seq
@@ -596,7 +624,7 @@ class Store:
         """
         _check_id(session_id)
         with self._lock:
-            self._open()
+            self._writable("delete")
             db, log = self._db, self._log
             now = _now_ms()
             with db.write():
@@ -644,7 +672,7 @@ class Store:
         if type(batch) is not int or batch < 1:
             raise ValueError("batch must be a positive int")
         with self._lock:
-            self._open()
+            self._writable("compact")
         report = compaction.compact(
             self._db,
             self._log,
@@ -688,9 +716,10 @@ def open(path: str, **options: Any) -> Store:
     private in-memory store).  Options are those of :class:`Store`:
 
     ``max_cell_bytes`` (2,000,000): no cell or row is ever larger; SQLite's own
-    length limit is set to it.  ``synchronous`` ("FULL"): SQLite's setting; FULL
-    makes a returned write survive power loss, NORMAL survives a process crash
-    (``kill -9``) but may lose the last writes on power loss.  ``snapshot_every``
+    length limit is set to it.  ``synchronous`` ("FULL"): SQLite's setting (OFF,
+    NORMAL, FULL or EXTRA); with each a returned write survives a process crash
+    (``kill -9``); with FULL (and EXTRA) also an OS crash or power loss, while NORMAL
+    may lose the last writes then and OFF may also damage the file.  ``snapshot_every``
     (1000) and ``snapshot_bytes`` (64 MiB of event frames): snapshot after this many
     events or bytes since the last snapshot, 0 disabling either (see
     :class:`eventlog.snapshots.SnapshotPolicy`).
@@ -699,5 +728,18 @@ def open(path: str, **options: Any) -> Store:
     ``max_body_bytes`` (256 MiB): largest value and largest single write.
     ``cache_sessions`` (16): sessions kept folded in memory.  ``busy_timeout`` (10 s):
     how long a write waits for another writer.
+
+    ``chunk_key`` (None): a secret of exactly 32 bytes (e.g. ``os.urandom(32)``,
+    else :class:`InvalidValueError`).  A store created with a key addresses its
+    chunks by ``blake3(data, key=chunk_key)``, so addresses cannot be used to probe
+    whether it holds a given file, and dedups only with itself.  The store records
+    a fingerprint of the key (never the key) and must always be opened with the same
+    key: without it, with another, or with a key for a store created without one,
+    :class:`KeyMismatchError`.  Keep the key: without it the store cannot be read.
+
+    ``readonly`` (False): open an existing file read-only (SQLite ``mode=ro``).
+    Reads work as usual; ``save``, ``append``, ``delete``, ``snapshot`` and
+    ``compact`` raise :class:`ReadOnlyError`.  Nothing is created, and a file from
+    an older eventlog is read as it is, not upgraded.  Not for ``":memory:"``.
     """
     return Store(path, **options)

@@ -2,7 +2,8 @@
 
 Checked, in one read transaction (a consistent view even while others write):
 
-* every chunk decompresses (bounded) to bytes whose BLAKE3 is its address, and
+* every chunk decompresses (bounded) to bytes whose BLAKE3 (keyed with the store's
+  ``chunk_key``, if it has one) is its address, and
   each event or snapshot using a damaged one is named;
 * every ref names an existing chunk and an existing event, snapshot or session;
 * no event, snapshot, chunk or session row is over the cell budget;

@@ -340,15 +340,10 @@ def test_cli_verify_and_compact(filled: str) -> None:
 # ----------------------------------------------------------------------------- migration
 
 
-def test_a_version_1_file_opens_and_keeps_its_chunks(db_path: str) -> None:
-    """Turn a store into the version 1 layout (refs per session) and open it."""
-    img, old = blob(9, 200_000), blob(10, 200_000)
-    with eventlog.open(db_path) as store:
-        store.save("a", session({"id": "1", "img": img}))
-        store.save("b", session({"id": "1", "img": img}), parent_id="a")
-        store.save("c", session({"id": "1", "old": old}))
-        store.save("c", session({"id": "1"}))  # c no longer uses `old`, but its first event does
-    con = sqlite3.connect(db_path, isolation_level=None)
+def to_version_1(path: str) -> None:
+    """Rewrite a store file into the version 1 layout (refs per session, no session
+    deletion, no meta table)."""
+    con = sqlite3.connect(path, isolation_level=None)
     con.executescript("""
         BEGIN;
         CREATE TABLE s1 (sid INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, parent TEXT,
@@ -358,9 +353,11 @@ def test_a_version_1_file_opens_and_keeps_its_chunks(db_path: str) -> None:
         INSERT INTO s1 SELECT sid, name, parent, seq, created_ms, updated_ms, snap_seq, snap_bytes,
             snap_bytes_since FROM sessions;
         CREATE TABLE r1 (sid INTEGER NOT NULL, cid INTEGER NOT NULL, PRIMARY KEY (sid, cid)) WITHOUT ROWID;
-        INSERT OR IGNORE INTO r1 SELECT e.sid, r.cid FROM refs r JOIN events e ON r.holder = e.pos;
+        INSERT OR IGNORE INTO r1 SELECT e.sid, r.cid FROM refs r JOIN events e ON r.kind = 0 AND r.holder = e.pos;
+        INSERT OR IGNORE INTO r1 SELECT n.sid, r.cid FROM refs r JOIN snapshots n ON r.kind = 1 AND r.holder = n.id;
         CREATE TABLE n1 (sid INTEGER NOT NULL, seq INTEGER NOT NULL, frame BLOB NOT NULL, PRIMARY KEY (sid, seq));
-        DROP TABLE sessions; DROP TABLE refs; DROP TABLE snapshots;
+        INSERT INTO n1 SELECT sid, seq, frame FROM snapshots;
+        DROP TABLE sessions; DROP TABLE refs; DROP TABLE snapshots; DROP TABLE meta;
         ALTER TABLE s1 RENAME TO sessions; ALTER TABLE r1 RENAME TO refs; ALTER TABLE n1 RENAME TO snapshots;
         CREATE INDEX sessions_parent ON sessions(parent) WHERE parent IS NOT NULL;
         CREATE INDEX refs_cid ON refs(cid);
@@ -368,6 +365,17 @@ def test_a_version_1_file_opens_and_keeps_its_chunks(db_path: str) -> None:
         COMMIT;
     """)
     con.close()
+
+
+def test_a_version_1_file_opens_and_keeps_its_chunks(db_path: str) -> None:
+    """Turn a store into the version 1 layout (refs per session) and open it."""
+    img, old = blob(9, 200_000), blob(10, 200_000)
+    with eventlog.open(db_path) as store:
+        store.save("a", session({"id": "1", "img": img}))
+        store.save("b", session({"id": "1", "img": img}), parent_id="a")
+        store.save("c", session({"id": "1", "old": old}))
+        store.save("c", session({"id": "1"}))  # c no longer uses `old`, but its first event does
+    to_version_1(db_path)
     with eventlog.open(db_path) as store:
         assert store.load("a") == session({"id": "1", "img": img})
         assert store.tree("a") == ["b"]
@@ -381,7 +389,7 @@ def test_a_version_1_file_opens_and_keeps_its_chunks(db_path: str) -> None:
         check = store.verify()
         assert check.ok and check.garbage_chunks == 0
     con = sqlite3.connect(db_path)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert con.execute("PRAGMA user_version").fetchone()[0] == eventlog.sql.SCHEMA_VERSION
     assert con.execute("SELECT count(*) FROM refs WHERE kind = 2").fetchone()[0] == 0
     con.close()
 
