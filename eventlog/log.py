@@ -36,10 +36,11 @@ class Log:
         chunk_bytes: int,
         large_value_bytes: int,
         max_body_bytes: int,
+        chunk_key: bytes | None = None,
     ) -> None:
         self.db = db
         self.framer = Framer()
-        self.chunks = Chunks(db, self.framer, chunk_bytes)
+        self.chunks = Chunks(db, self.framer, chunk_bytes, key=chunk_key)
         # Room for the other columns of an event or snapshot row (a few integers).
         self.inline_limit = max_cell_bytes - 256
         self.large_value_bytes = large_value_bytes

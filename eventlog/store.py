@@ -166,9 +166,8 @@ class Store:
             chunk_bytes=chunk_bytes,
             large_value_bytes=large_value_bytes,
             max_body_bytes=max_body_bytes,
+            chunk_key=chunk_key,  # chunk addresses keyed with the store's key, if it has one
         )
-        # Chunk addresses keyed with the store's key, if it has one.
-        self._log.chunks = chunks.Chunks(self._db, self._log.framer, chunk_bytes, key=chunk_key)
         self._policy = SnapshotPolicy(snapshot_every, snapshot_bytes)
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._cache_size = cache_sessions
