@@ -133,7 +133,7 @@ def bulk_append(tmp: Path, total: int, batch: int, sync: str, reps: int) -> Figu
 
 def run(quick: bool, sync: str) -> tuple[list[Figure], dict[str, list[float]]]:
     """All core figures; returns them and the per-save latency series for plotting."""
-    n_long, n_total, n_bulk = (600, 300, 20_000) if quick else (2000, 1000, 100_000)
+    n_long, n_total, n_bulk = (400, 200, 10_000) if quick else (2000, 1000, 100_000)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         figures = [append_flat(tmp, n_long, sync)]
