@@ -144,8 +144,8 @@ class Log:
 
     def _read_large(self, ref: Ref) -> bytes:
         if ref.length > self.max_body_bytes:
-            raise DecodeError(f"a large value claims {ref.length} bytes, over the limit")
-        return self.chunks.get(ref.chunk_hashes())
+            raise DecodeError(f"a large value claims {ref.length} bytes, over the limit of {self.max_body_bytes}")
+        return self.chunks.get(ref.chunk_hashes(), ref.length)
 
     def _rehydrate(self, ref: Ref) -> str | bytes:
         return codec.join_large(ref, self._read_large(ref))
