@@ -172,12 +172,15 @@ class Log:
         return Event(name, seq, pos, ts, ops)
 
     def events(self, name: str, sid: int, after: int, upto: int | None, rehydrate: bool) -> Iterator[Event]:
+        """Events ``after < seq <= upto``; :class:`CorruptionError` when one is missing."""
         expected = after + 1
         for seq, pos, ts, frame in self.db.events(sid, after, upto):
             if seq != expected:
                 raise CorruptionError(f"event {expected} is missing", session_id=name, seq=expected)
             yield self.event(name, sid, seq, pos, ts, frame, rehydrate)
             expected += 1
+        if upto is not None and expected <= upto:  # the last ones are gone
+            raise CorruptionError(f"event {expected} is missing", session_id=name, seq=expected)
 
     def snapshot_state(
         self, name: str, sid: int, seq: int, frame: bytes, rehydrate: bool, seen: list[Ref] | None = None

@@ -398,6 +398,7 @@ UNCHECKED_COLUMNS = {
     ("sessions", "snap_seq"),  # snapshot policy bookkeeping
     ("sessions", "snap_bytes"),
     ("sessions", "snap_bytes_since"),
+    ("sessions", "deleted_ms"),  # only whether it is set matters, and two indexes say that
     ("events", "ts_ms"),  # Event.timestamp_ms
     ("sqlite_sequence", "seq"),  # AUTOINCREMENT high-water marks (SQLite takes the larger of it and the max id)
 }
