@@ -86,6 +86,93 @@ def random_mutations(rng: random.Random) -> list[Mutation]:
     ]
 
 
+def _head(rng: random.Random, major: int, n: int) -> bytes:
+    """A CBOR item head for ``n``, sometimes in a longer form than needed."""
+    m = major << 5
+    if n < 24 and rng.random() < 0.8:
+        return bytes([m | n])
+    for info, width in ((24, 1), (25, 2), (26, 4), (27, 8)):
+        if n < 1 << (8 * width) and (rng.random() < 0.7 or width == 8):
+            return bytes([m | info]) + n.to_bytes(width, "big")
+    return bytes([m | 27]) + (n & (1 << 64) - 1).to_bytes(8, "big")
+
+
+def _length(rng: random.Random) -> int:
+    return rng.choice((0, 1, 2, 3, rng.randrange(40), rng.randrange(300), 1 << 31, 1 << 60, (1 << 64) - 1))
+
+
+def random_cbor(rng: random.Random, depth: int = 0) -> bytes:
+    """Random CBOR, mostly well formed, with lying lengths, deep nesting, foreign
+    and own tags, simple values, indefinite lengths and breaks in it."""
+    r = rng.random()
+    if depth > 6 or r < 0.25:  # a leaf
+        kind = rng.randrange(8)
+        if kind == 0:
+            return _head(rng, rng.choice((0, 1)), rng.choice((0, 1, 23, 24, 255, 1 << 32, (1 << 64) - 1)))
+        if kind in (1, 2):  # bytes or text, maybe lying about the length
+            body = (
+                rng.randbytes(rng.randrange(12))
+                if kind == 1
+                else "".join(rng.choice("aé日\x00🚀") for _ in range(5)).encode()
+            )
+            n = len(body) if rng.random() < 0.8 else _length(rng)
+            return _head(rng, 2 if kind == 1 else 3, n) + body
+        if kind == 3:
+            return bytes([rng.choice((0xF4, 0xF5, 0xF6, 0xF7, 0xF0, 0xF3))])
+        if kind == 4:
+            return bytes([0xF8, rng.randrange(256)])
+        if kind == 5:
+            width = rng.choice((2, 4, 8))
+            return bytes([{2: 0xF9, 4: 0xFA, 8: 0xFB}[width]]) + rng.randbytes(width)
+        if kind == 6:
+            return b"\xff"
+        return rng.randbytes(rng.randrange(1, 4))
+    if r < 0.55:  # an array
+        n = rng.randrange(5)
+        items = b"".join(random_cbor(rng, depth + 1) for _ in range(n))
+        if rng.random() < 0.15:
+            return b"\x9f" + items + (b"\xff" if rng.random() < 0.9 else b"")
+        return _head(rng, 4, n if rng.random() < 0.9 else _length(rng)) + items
+    if r < 0.8:  # a map
+        n = rng.randrange(4)
+        items = b"".join(
+            (_head(rng, 3, 1) + b"k" if rng.random() < 0.7 else random_cbor(rng, depth + 1))
+            + random_cbor(rng, depth + 1)
+            for _ in range(n)
+        )
+        if rng.random() < 0.15:
+            return b"\xbf" + items + b"\xff"
+        return _head(rng, 5, n if rng.random() < 0.9 else _length(rng)) + items
+    if r < 0.9:  # eventlog's own tags, plausible or not
+        if rng.random() < 0.3:
+            return _head(rng, 6, codec.ENTRIES_TAG) + rng.choice((b"\xf6", random_cbor(rng, depth + 1)))
+        fields = [_head(rng, 0, rng.randrange(4)), _head(rng, 0, rng.choice((0, 5, 4096, 1 << 40))),
+                  _head(rng, 2, 32 * rng.randrange(3)) + rng.randbytes(32) * 2]  # fmt: skip
+        fields = fields[: rng.randrange(2, 5)] + ([_head(rng, 3, 5) + b"data:"] if rng.random() < 0.2 else [])
+        if rng.random() < 0.3:
+            fields[rng.randrange(len(fields))] = random_cbor(rng, depth + 1)
+        return _head(rng, 6, codec.REF_TAG) + _head(rng, 4, len(fields)) + b"".join(fields)
+    tag = rng.choice((0, 1, 2, 3, 4, 5, 21, 24, 25, 28, 29, 30, 32, 35, 36, 37, 52, 54, 100, 256, 258, 260, 261,
+                      262, 263, 270, 1004, 1040, 43000, 55799, rng.randrange(1 << 16), (1 << 64) - 1))  # fmt: skip
+    return _head(rng, 6, tag) + random_cbor(rng, depth + 1)
+
+
+def random_body(rng: random.Random) -> bytes:
+    """Random CBOR shaped like an event or a snapshot body, so that the readers of
+    operations and states get past their first checks."""
+    if rng.random() < 0.6:
+        ops = []
+        for _ in range(rng.randrange(1, 4)):
+            index = _head(rng, 0, rng.randrange(3)) if rng.random() < 0.8 else random_cbor(rng)
+            ops.append(_head(rng, 4, 3) + _head(rng, 0, rng.randrange(6)) + index + random_cbor(rng))
+        return _head(rng, 4, len(ops)) + b"".join(ops)
+    fields = [_head(rng, 3, 1) + bytes([97 + i]) + random_cbor(rng) for i in range(rng.randrange(3))]
+    if rng.random() < 0.7:
+        fields.append(_head(rng, 3, 7) + b"entries" + _head(rng, 6, codec.ENTRIES_TAG) + b"\xf6")
+    entries = [random_cbor(rng) for _ in range(rng.randrange(3))]
+    return b"\x82" + _head(rng, 5, len(fields)) + b"".join(fields) + _head(rng, 4, len(entries)) + b"".join(entries)
+
+
 # ----------------------------------------------------------------------------- corpus
 
 #: Store options for the corpus and the damaged-file store: a small cell budget so

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import functools
 import os
+import random
 import struct
+import subprocess
+import sys
 import time
 import tracemalloc
+from pathlib import Path
 from typing import Any
 
 import cbor2
@@ -65,6 +69,25 @@ def frames(*whats: str) -> st.SearchStrategy[Sample]:
 def test_loads_of_arbitrary_bytes(data: bytes) -> None:
     with fuzzing.time_limit(5, "codec.loads"):
         fuzzing.check_loads(data)
+
+
+@FUZZ
+@given(st.integers(0, 1 << 64), st.booleans())
+def test_loads_of_structured_cbor(seed: int, shaped: bool) -> None:
+    """Random CBOR with lying lengths, deep nesting, foreign and own tags, simple
+    values; ``shaped``: laid out like an event or snapshot body."""
+    rng = random.Random(seed)
+    data = fuzzing.random_body(rng) if shaped else fuzzing.random_cbor(rng)
+    with fuzzing.time_limit(5, "codec.loads"):
+        fuzzing.check_loads(data)
+
+
+@FUZZ
+@given(st.integers(0, 1 << 64), frames("event", "snapshot"), st.booleans())
+def test_resealed_structured_bodies(seed: int, sample: Sample, compress: bool) -> None:
+    body = fuzzing.random_body(random.Random(seed))
+    with fuzzing.time_limit(10, "decoding a resealed frame"):
+        fuzzing.check_resealed(corpus(), sample, body, compress)
 
 
 @FUZZ
@@ -364,3 +387,17 @@ def test_mutating_a_frame_never_changes_what_it_decodes_to() -> None:
                 bad[pos] ^= xor
                 with pytest.raises((eventlog.CorruptionError, eventlog.UnsupportedVersionError)):
                     c.decode(sample, bytes(bad))
+
+
+def test_the_long_fuzz_run_runs() -> None:
+    """``tools/fuzz`` (what a long run uses) works: two seconds of it."""
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "tools/fuzz", "--seconds", "2", "--seed", "1"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no findings" in done.stdout and "resealed" in done.stdout
