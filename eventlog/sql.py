@@ -707,6 +707,18 @@ class Database:
         rows = self._all(f"PRAGMA integrity_check({int(limit)})")
         return [] if [tuple(r) for r in rows] == [("ok",)] else [str(r[0]) for r in rows]
 
+    def counter_problems(self) -> list[str]:
+        """Tables whose AUTOINCREMENT counter (in ``sqlite_sequence``) is missing or
+        below their largest id: the next row could reuse an id (a position)."""
+        counters = dict(self._all("SELECT name, seq FROM sqlite_sequence"))
+        out = []
+        for table, column in (("sessions", "sid"), ("events", "pos"), ("snapshots", "id")):
+            largest = self._one(f"SELECT max({column}) FROM {table}")[0]
+            counter = counters.get(table)
+            if largest is not None and not (type(counter) is int and counter >= largest):
+                out.append(f"the id counter of {table} reads {counter!r}, below its largest id {largest}")
+        return out
+
     def dangling_refs(self, limit: int) -> list[tuple[int, int, int]]:
         """``(kind, holder, cid)`` of refs whose chunk or holder is missing."""
         return self._all(

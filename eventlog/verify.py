@@ -5,6 +5,8 @@ Checked, in one read transaction (a consistent view even while others write):
 * SQLite's own ``PRAGMA integrity_check``: every page, b-tree and index of the
   file (an index that disagrees with its table, a damaged page, free space that
   is not free);
+* each AUTOINCREMENT counter is at least its table's largest id (positions are
+  never reused);
 * every chunk decompresses (bounded) to bytes whose BLAKE3 is its address, and
   each event or snapshot using a damaged one is named;
 * every ref names an existing chunk and an existing event, snapshot or session;
@@ -21,8 +23,8 @@ one problem saying so; ``verify`` itself never raises for what it finds.
 
 What no check sees: a changed byte in a column that nothing checksums and no
 index repeats (event timestamps, a session's created and updated times, its
-snapshot bookkeeping, when a deleted session was deleted, SQLite's AUTOINCREMENT
-counters), schema text changed in a way that means the same, and bytes in free
+snapshot bookkeeping, when a deleted session was deleted, an AUTOINCREMENT
+counter moved up), schema text changed in a way that means the same, and bytes in free
 pages or the unused parts of pages (they hold nothing).  None of these is part of
 what ``load()`` returns.  A damaged index entry can hide a session from ``load()``
 (which finds sessions through the index, and then returns ``None``); ``verify``
@@ -91,6 +93,8 @@ def verify(db: Database, log: Log) -> VerifyReport:
         try:
             for problem in db.integrity_problems(_MAX_REPORTED):
                 report.add(f"the SQLite file is damaged: {problem}")
+            for problem in db.counter_problems():
+                report.add(problem)
             damaged = _chunks(db, log, report)
             for kind, holder, cid in db.dangling_refs(_MAX_REPORTED):
                 what = ("event", "snapshot", "session")[kind] if kind in (0, 1, 2) else f"kind {kind!r}"

@@ -487,7 +487,7 @@ UNCHECKED_COLUMNS = {
     ("sessions", "snap_bytes_since"),
     ("sessions", "deleted_ms"),  # only whether it is set matters, and two indexes say that
     ("events", "ts_ms"),  # Event.timestamp_ms
-    ("sqlite_sequence", "seq"),  # AUTOINCREMENT high-water marks (SQLite takes the larger of it and the max id)
+    ("sqlite_sequence", "seq"),  # an AUTOINCREMENT counter moved up (one moved below the largest id is reported)
 }
 
 
@@ -619,6 +619,24 @@ def check_flipped_file(original: bytes, expected: dict[str, dict[str, Any]], pat
                 f"after {where}: SQLite reads {sorted(map(str, visible or ['nothing']))} changed, yet verify is ok"
             )
     return outcome
+
+
+def describe(outcome: FlipOutcome) -> str:
+    """What a byte flip did, in words (for summaries)."""
+    if not outcome.opened:
+        return "refused at open (documented error)"
+    loads = set(outcome.loads.values())
+    if outcome.verify_ok:
+        return (
+            "changed nothing SQLite reads; verify ok"
+            if not outcome.changed
+            else "changed an unchecked column; verify ok"
+        )
+    if "error" in loads:
+        return "a load raised a documented error; verify reports"
+    if loads - {"same"}:
+        return "a load gave None or other data (damaged index); verify reports"
+    return "loads unaffected; verify reports"
 
 
 # ----------------------------------------------------------------------------- time limits
