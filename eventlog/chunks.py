@@ -122,22 +122,31 @@ class Chunks:
             cids.append(cid)
         return b"".join(digests), cids
 
-    def get(self, digests: list[bytes]) -> bytes:
-        """The bytes of the pieces ``digests``, in order, each verified.
+    def get(self, digests: list[bytes], length: int) -> bytes:
+        """The ``length`` bytes of the pieces ``digests``, in order, each verified.
 
         Raises :class:`~eventlog.codec.DecodeError` naming the first missing or
-        damaged chunk."""
+        damaged chunk, or as soon as the pieces read add up to more than ``length``
+        (a damaged or hostile reference naming one chunk a million times must not
+        make a read take a million times its size)."""
         parts: list[bytes] = []
+        total = 0
         for digest in digests:
             row = self.db.chunk(digest)
             if row is None:
                 raise DecodeError(f"chunk {digest.hex()} is missing")
-            parts.append(self.open(digest, *row))
+            part = self.open(digest, *row)
+            total += len(part)
+            if total > length:
+                raise DecodeError(f"the chunks of a value add up to more than its {length} bytes")
+            parts.append(part)
         return b"".join(parts)
 
     def open(self, digest: bytes, flags: int, size: int, data: bytes) -> bytes:
         """A stored chunk's bytes, verified against its address; raises
         :class:`~eventlog.codec.DecodeError` when it does not match."""
+        if type(digest) is not bytes or type(flags) is not int or type(size) is not int or type(data) is not bytes:
+            raise DecodeError(f"chunk row {digest!r:.80} is damaged (a column has the wrong type)")
         if not 0 <= size <= MAX_CHUNK_BYTES or flags & ~1:
             raise DecodeError(f"chunk {digest.hex()} has a bad header")
         raw = self.framer.decompress(flags, data, size)

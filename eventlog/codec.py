@@ -279,6 +279,8 @@ def _general_loads(data: bytes, resolve: Callable[[Ref], Any] | None) -> tuple[A
     except DecodeError:
         raise
     except Exception as e:  # cbor2 raises a variety; all mean "not valid for us"
+        if isinstance(e.__cause__, DecodeError):  # raised by a hook; cbor2 6 wraps it
+            raise e.__cause__ from None
         raise DecodeError(f"invalid CBOR: {type(e).__name__}: {e}") from None
     if decoder.fp.tell() != len(data):
         raise DecodeError("trailing bytes after CBOR value")

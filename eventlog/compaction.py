@@ -32,10 +32,10 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from .codec import Ref
-from .errors import EventLogError
+from .errors import CorruptionError, EventLogError
 from .fold import state_to_wire
 from .log import SNAPSHOT, Log
-from .sql import EVENT_REF, SNAPSHOT_REF, Database, SessionRow
+from .sql import EVENT_REF, SNAPSHOT_REF, Database, SessionRow, advance
 
 #: Everything, as a sequence number bound.
 _ALL = 1 << 62
@@ -91,11 +91,15 @@ def finish(db: Database, report: CompactReport, *, vacuum: bool) -> None:
 
 
 def _remove_deleted(db: Database, write: Transaction, read: Transaction, batch: int, report: CompactReport) -> None:
+    done: list[int] = []
     while True:
         with read():
             sids = db.dead_sessions(64)
         if not sids:
             return
+        if sids == done:  # removed, yet still listed: the table or its index is damaged
+            raise CorruptionError("the sessions table is damaged: deleted sessions cannot be removed")
+        done = sids
         for sid in sids:
             while True:
                 with write():
@@ -118,7 +122,7 @@ def _sessions(read: Transaction, page: Callable[[int, int], list[SessionRow]]) -
             rows = page(after, 100)
         if not rows:
             return
-        after = rows[-1].sid
+        after = advance(after, rows[-1].sid, "sessions")
         yield from rows
 
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .codec import ENTRIES, DecodeError
-from .values import same
+from .codec import ENTRIES, DecodeError, Ref
+from .values import MAX_DEPTH, decoded_ok, same
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,8 +215,14 @@ def _nat(v: Any) -> int:
     return v
 
 
+def _fields_ok(fields: dict[Any, Any]) -> bool:
+    """Top-level fields: ``str`` keys, each value storable or the entries marker."""
+    return all(type(k) is str and (v is ENTRIES or decoded_ok(v, MAX_DEPTH, Ref)) for k, v in fields.items())
+
+
 def ops_from_wire(wire: Any) -> tuple[Op, ...]:
-    """Operations from their decoded CBOR form; :class:`DecodeError` if malformed."""
+    """Operations from their decoded CBOR form; :class:`DecodeError` if malformed,
+    also when a value in them is not one ``save()`` could have written."""
     if type(wire) is not list:
         raise DecodeError("event body is not a list of operations")
     ops: list[Op] = []
@@ -225,15 +231,19 @@ def ops_from_wire(wire: Any) -> tuple[Op, ...]:
             raise DecodeError("malformed operation")
         kind, a, b = item
         if kind == _INSERT:
-            if type(b) is not list:
+            if type(b) is not list or not decoded_ok(b, MAX_DEPTH + 1, Ref):
                 raise DecodeError("malformed insert")
             ops.append(Insert(_nat(a), b))
         elif kind == _REPLACE:
+            if not decoded_ok(b, MAX_DEPTH, Ref):
+                raise DecodeError("malformed replace")
             ops.append(Replace(_nat(a), b))
         elif kind == _DELETE:
             ops.append(Delete(_nat(a), _nat(b)))
         elif kind == _SET:
             if type(a) is not dict or not (b is None or (type(b) is list and all(type(k) is str for k in b))):
+                raise DecodeError("malformed field update")
+            if not _fields_ok(a):
                 raise DecodeError("malformed field update")
             ops.append(SetFields(a, b))
         elif kind == _TOMBSTONE:
@@ -251,7 +261,11 @@ def state_to_wire(state: State) -> list[Any]:
 
 
 def state_from_wire(wire: Any) -> State:
+    """A state from its decoded CBOR form; :class:`DecodeError` if malformed (as for
+    :func:`ops_from_wire`)."""
     if type(wire) is not list or len(wire) != 2 or type(wire[0]) is not dict or type(wire[1]) is not list:
+        raise DecodeError("malformed snapshot body")
+    if not _fields_ok(wire[0]) or not decoded_ok(wire[1], MAX_DEPTH + 1, Ref):
         raise DecodeError("malformed snapshot body")
     state = State(wire[0], wire[1])
     if state.fields.get("entries") is not ENTRIES and state.entries:

@@ -148,8 +148,8 @@ class Log:
 
     def _read_large(self, ref: Ref) -> bytes:
         if ref.length > self.max_body_bytes:
-            raise DecodeError(f"a large value claims {ref.length} bytes, over the limit")
-        return self.chunks.get(ref.chunk_hashes())
+            raise DecodeError(f"a large value claims {ref.length} bytes, over the limit of {self.max_body_bytes}")
+        return self.chunks.get(ref.chunk_hashes(), ref.length)
 
     def _rehydrate(self, ref: Ref) -> str | bytes:
         return codec.join_large(ref, self._read_large(ref))
@@ -176,12 +176,15 @@ class Log:
         return Event(name, seq, pos, ts, ops)
 
     def events(self, name: str, sid: int, after: int, upto: int | None, rehydrate: bool) -> Iterator[Event]:
+        """Events ``after < seq <= upto``; :class:`CorruptionError` when one is missing."""
         expected = after + 1
         for seq, pos, ts, frame in self.db.events(sid, after, upto):
             if seq != expected:
                 raise CorruptionError(f"event {expected} is missing", session_id=name, seq=expected)
             yield self.event(name, sid, seq, pos, ts, frame, rehydrate)
             expected += 1
+        if upto is not None and expected <= upto:  # the last ones are gone
+            raise CorruptionError(f"event {expected} is missing", session_id=name, seq=expected)
 
     def snapshot_state(
         self, name: str, sid: int, seq: int, frame: bytes, rehydrate: bool, seen: list[Ref] | None = None

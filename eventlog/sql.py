@@ -31,10 +31,11 @@ transaction, so a chunk without refs is garbage and a chunk with refs is in use.
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
@@ -180,15 +181,72 @@ READ_SHIMS: dict[int, tuple[str, ...]] = {
 SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
-def _translate(e: sqlite3.Error, what: str) -> EventLogError:
+#: What a call into ``sqlite3`` may raise.  A damaged file can make SQLite's own error
+#: message invalid UTF-8 (a flipped byte in the schema text it quotes), and then
+#: ``sqlite3`` raises ``UnicodeDecodeError`` instead of its own error.
+_ERRORS = (sqlite3.Error, UnicodeDecodeError)
+
+
+def _translate(e: sqlite3.Error | UnicodeDecodeError, what: str) -> EventLogError:
+    if isinstance(e, UnicodeDecodeError):
+        message = e.object[:200] if isinstance(e.object, bytes) else b""
+        return CorruptionError(f"database file is damaged while {what}: SQLite's message is not text: {message!r}")
     name = getattr(e, "sqlite_errorname", "")
-    if name in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or "malformed" in str(e):
+    # "Could not decode to UTF-8": a TEXT column (a session id) holds bytes that are not UTF-8.
+    if name in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or "malformed" in str(e) or "decode to UTF-8" in str(e):
         return CorruptionError(f"database file is damaged while {what}: {e}")
     if name.startswith("SQLITE_READONLY"):
         return ReadOnlyError(f"the store cannot be written while {what}: {e}")
     if name == "SQLITE_TOOBIG":
         return StorageError(f"a cell was over the length limit while {what} (eventlog bug): {e}")
     return StorageError(f"SQLite failed while {what}: {e}")
+
+
+Schema = dict[str, tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]]
+
+
+def _schema(con: sqlite3.Connection, tables: Iterable[str]) -> Schema:
+    """Each table's columns (name, type, not null, default, primary key) and indexes
+    (unique, partial, columns; not names, which renaming a table keeps)."""
+    out: Schema = {}
+    for table in tables:
+        columns = [tuple(r[1:]) for r in con.execute("SELECT * FROM pragma_table_info(?)", (table,))]
+        indexes = sorted(
+            (unique, partial, tuple(r[0] for r in con.execute("SELECT name FROM pragma_index_info(?)", (index,))))
+            for index, unique, partial in con.execute(
+                'SELECT name, "unique", partial FROM pragma_index_list(?)', (table,)
+            ).fetchall()
+        )
+        out[table] = (columns, indexes)
+    return out
+
+
+@functools.cache
+def _expected_schema() -> Schema:
+    """The schema this release creates (built once, in memory, by the migrations)."""
+    con = sqlite3.connect(":memory:")
+    try:
+        for version in range(SCHEMA_VERSION):
+            for statement in MIGRATIONS[version]:
+                con.execute(statement)
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return _schema(con, tables)
+    finally:
+        con.close()
+
+
+def _schema_problem(con: sqlite3.Connection) -> str | None:
+    """How the file's tables differ from eventlog's (other tables are ignored)."""
+    expected = _expected_schema()
+    found = _schema(con, expected)
+    for table, (columns, indexes) in expected.items():
+        if not found[table][0]:
+            return f"table {table} is missing"
+        if found[table][0] != columns:
+            return f"the columns of {table} are {found[table][0]!r:.300}"
+        if found[table][1] != indexes:
+            return f"the indexes of {table} are {found[table][1]!r:.300}"
+    return None
 
 
 class SessionRow(NamedTuple):
@@ -202,6 +260,31 @@ class SessionRow(NamedTuple):
     snap_bytes_since: int
     base_seq: int
     name: str
+
+
+def _session_row(r: Sequence[Any]) -> SessionRow:
+    """A sessions row as read; :class:`CorruptionError` when a column has the wrong
+    type (a damaged record can read NULL or text where an integer was written)."""
+    row = SessionRow(*r)
+    if type(row.name) is not str or any(type(v) is not int for v in row[:6]):
+        raise CorruptionError(f"the sessions table is damaged: a row reads {tuple(r)!r:.200}")
+    return row
+
+
+def _check_types(values: Iterable[Any], types: type | tuple[type, ...], table: str) -> None:
+    """:class:`CorruptionError` unless every value read is of ``types`` (a damaged
+    record can read NULL, text or a float where an integer was written)."""
+    for v in values:
+        if not isinstance(v, types) or type(v) is bool:
+            raise CorruptionError(f"the {table} table is damaged: read {v!r:.80} where a {types} was written")
+
+
+def advance(cursor: int, last: Any, table: str) -> int:
+    """The next cursor of a scan by increasing id: it must move forward, or a
+    damaged b-tree (ids out of order) would make the scan go round forever."""
+    if type(last) is not int or last <= cursor:
+        raise CorruptionError(f"the {table} table is damaged: its ids are out of order")
+    return last
 
 
 class Database:
@@ -238,7 +321,7 @@ class Database:
             con = sqlite3.connect(
                 target, isolation_level=None, timeout=busy_timeout, check_same_thread=False, uri=readonly
             )
-        except sqlite3.Error as e:
+        except _ERRORS as e:
             raise _translate(e, f"opening {path!r}") from None
         self.con = con
         self.max_cell_bytes = max_cell_bytes
@@ -257,7 +340,7 @@ class Database:
                 self._shim()
             else:
                 self._migrate(new_meta or {})
-        except sqlite3.Error as e:
+        except _ERRORS as e:
             con.close()
             raise _translate(e, f"opening {path!r}") from None
         except EventLogError:
@@ -281,10 +364,23 @@ class Database:
                 con.execute(f"PRAGMA application_id={APPLICATION_ID}")
             self._check_version(app_id, version)
             while version < SCHEMA_VERSION:
-                for statement in MIGRATIONS[version]:
-                    con.execute(statement)
+                try:
+                    for statement in MIGRATIONS[version]:
+                        con.execute(statement)
+                except sqlite3.Error as e:
+                    if getattr(e, "sqlite_errorname", "") != "SQLITE_ERROR":
+                        raise
+                    # A statement of the migration does not fit the file's tables.
+                    raise CorruptionError(
+                        f"{self.path!r} says schema version {version}, but its tables are not that version's: {e}"
+                    ) from None
                 version += 1
                 con.execute(f"PRAGMA user_version={version}")
+            # A flipped byte in the schema text can rename a column or change a type or
+            # default and still parse: refuse such a file now, not at some later query.
+            problem = _schema_problem(con)
+            if problem:
+                raise CorruptionError(f"the schema of {self.path!r} is damaged: {problem}")
             if created:
                 for name, value in new_meta.items():
                     con.execute("INSERT OR REPLACE INTO meta(name, value) VALUES (?, ?)", (name, value))
@@ -313,6 +409,9 @@ class Database:
                     else f"{self.path!r} is empty, not an eventlog store yet (a read-only open sets nothing up)"
                 )
             self._check_version(app_id, version)
+            problem = _schema_problem(con) if version == SCHEMA_VERSION else None
+            if problem:
+                raise CorruptionError(f"the schema of {self.path!r} is damaged: {problem}")
         # A file upgraded by a writer while this connection is open keeps being read
         # through these shims: harmless for version 2 (the meta it gets is the same),
         # and makes reads fail with StorageError for version 1 (its tables are gone).
@@ -334,7 +433,7 @@ class Database:
         con = self.con
         try:
             con.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as e:
+        except _ERRORS as e:
             raise _translate(e, "starting a write") from None
         try:
             yield
@@ -343,7 +442,7 @@ class Database:
             raise
         try:
             con.execute("COMMIT")
-        except sqlite3.Error as e:
+        except _ERRORS as e:
             con.rollback()
             raise _translate(e, "committing") from None
 
@@ -363,13 +462,13 @@ class Database:
     def _q(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         try:
             return self.con.execute(sql, params)
-        except sqlite3.Error as e:
+        except _ERRORS as e:
             raise _translate(e, "running a query") from None
 
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         try:
             return self.con.execute(sql, params).fetchall()
-        except sqlite3.Error as e:
+        except _ERRORS as e:
             raise _translate(e, "reading") from None
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -383,7 +482,7 @@ class Database:
     def session(self, name: str) -> SessionRow | None:
         """The live session called ``name``, or ``None``."""
         row = self._one(self._ROW + "WHERE name = ? AND deleted_ms IS NULL", (name,))
-        return None if row is None else SessionRow(*row)
+        return None if row is None else _session_row(row)
 
     def create_session(self, name: str, parent: str | None, now_ms: int) -> int:
         cur = self._q(
@@ -395,22 +494,31 @@ class Database:
 
     def session_names(self) -> list[str]:
         """Names of the live sessions with at least one event, oldest first."""
-        return [r[0] for r in self._all("SELECT name FROM sessions WHERE seq > 0 AND deleted_ms IS NULL ORDER BY sid")]
+        names = [r[0] for r in self._all("SELECT name FROM sessions WHERE seq > 0 AND deleted_ms IS NULL ORDER BY sid")]
+        _check_types(names, str, "sessions")
+        return names
 
     def parent(self, name: str) -> str | None:
         row = self._one("SELECT parent FROM sessions WHERE name = ? AND deleted_ms IS NULL", (name,))
-        return None if row is None else row[0]
+        if row is None or row[0] is None:
+            return None
+        _check_types(row, str, "sessions")
+        return row[0]  # type: ignore[no-any-return]
 
     def session_info(self, name: str) -> tuple[Any, ...] | None:
         """``(parent, seq, created_ms, updated_ms, base_seq, event bytes, snapshot
         bytes)`` of the live session ``name``."""
-        return self._one(  # type: ignore[no-any-return]
+        row = self._one(
             "SELECT parent, seq, created_ms, updated_ms, base_seq, "
             "(SELECT coalesce(sum(length(frame)), 0) FROM events e WHERE e.sid = s.sid), "
             "(SELECT coalesce(sum(length(frame)), 0) FROM snapshots n WHERE n.sid = s.sid) "
             "FROM sessions s WHERE name = ? AND deleted_ms IS NULL AND seq > 0",
             (name,),
         )
+        if row is not None:
+            _check_types(row[1:], int, "sessions")
+            _check_types(row[:1], (str, type(None)), "sessions")
+        return row  # type: ignore[no-any-return]
 
     def children(self, parents: Sequence[str]) -> list[SessionRow]:
         """The live sessions whose parent is one of ``parents`` (batched), oldest first
@@ -420,7 +528,7 @@ class Database:
             batch = parents[i : i + MAX_PARAMS]
             marks = ",".join("?" * len(batch))
             rows = self._all(self._ROW + f"WHERE parent IN ({marks}) AND deleted_ms IS NULL ORDER BY sid", batch)
-            out += (SessionRow(*r) for r in rows)
+            out += (_session_row(r) for r in rows)
         return out
 
     def mark_deleted(self, sid: int, now_ms: int) -> None:
@@ -435,7 +543,7 @@ class Database:
     def live_sessions(self, after_sid: int, limit: int) -> list[SessionRow]:
         """Live sessions with ``sid > after_sid``, by sid, at most ``limit``."""
         rows = self._all(self._ROW + "WHERE sid > ? AND deleted_ms IS NULL ORDER BY sid LIMIT ?", (after_sid, limit))
-        return [SessionRow(*r) for r in rows]
+        return [_session_row(r) for r in rows]
 
     def legacy_sessions(self, after_sid: int, limit: int) -> list[SessionRow]:
         """Live sessions (``sid > after_sid``) that still have session-wide refs from
@@ -445,11 +553,11 @@ class Database:
             f"(SELECT 1 FROM refs r WHERE r.kind = {SESSION_REF} AND r.holder = sessions.sid) ORDER BY sid LIMIT ?",
             (after_sid, limit),
         )
-        return [SessionRow(*r) for r in rows]
+        return [_session_row(r) for r in rows]
 
     def session_by_sid(self, sid: int) -> SessionRow | None:
         row = self._one(self._ROW + "WHERE sid = ? AND deleted_ms IS NULL", (sid,))
-        return None if row is None else SessionRow(*row)
+        return None if row is None else _session_row(row)
 
     def drop_session_refs(self, sid: int) -> None:
         """Forget a session's session-wide refs (once its rows have their own)."""
@@ -511,11 +619,19 @@ class Database:
         while True:
             try:
                 rows = cur.fetchmany(256)
-            except sqlite3.Error as e:
+            except _ERRORS as e:
                 raise _translate(e, "reading events") from None
             if not rows:
                 return
+            for r in rows:
+                if type(r[0]) is not int or type(r[1]) is not int or type(r[2]) is not int or type(r[3]) is not bytes:
+                    seq = r[0] if type(r[0]) is int else None
+                    raise CorruptionError("an events row is damaged (a column has the wrong type)", seq=seq)
             yield from rows
+
+    def last_seq(self, sid: int) -> int | None:
+        """The position of the session's last stored event (``None``: none)."""
+        return self._one("SELECT max(seq) FROM events WHERE sid = ?", (sid,))[0]  # type: ignore[no-any-return]
 
     def purge_events(self, sid: int, upto: int, limit: int) -> int:
         """Delete up to ``limit`` events of ``sid`` at or below ``upto``, oldest
@@ -529,11 +645,15 @@ class Database:
     def snapshot_seqs(self, sid: int, upto: int) -> list[int]:
         """Positions of the snapshots at or below ``upto``, newest first."""
         rows = self._all("SELECT seq FROM snapshots WHERE sid = ? AND seq <= ? ORDER BY seq DESC", (sid, upto))
-        return [r[0] for r in rows]
+        # A damaged position (NULL, text, a float) is a damaged snapshot: skipped, as
+        # snapshots are a cache (verify reports it).
+        return [r[0] for r in rows if type(r[0]) is int]
 
     def snapshot(self, sid: int, seq: int) -> bytes | None:
         row = self._one("SELECT CAST(frame AS BLOB) FROM snapshots WHERE sid = ? AND seq = ?", (sid, seq))
-        return None if row is None else bytes(row[0])
+        if row is not None and type(row[0]) is not bytes:
+            raise CorruptionError("a snapshots row is damaged (its frame is not a blob)", seq=seq)
+        return None if row is None else row[0]
 
     def put_snapshot(self, sid: int, seq: int, frame: bytes, size: int) -> int:
         """Store a snapshot at ``seq`` (replacing one there, with its refs), recording
@@ -588,6 +708,9 @@ class Database:
             batch = hashes[i : i + MAX_PARAMS]
             marks = ",".join("?" * len(batch))
             for h, cid, size in self._all(f"SELECT hash, cid, size FROM chunks WHERE hash IN ({marks})", batch):
+                _check_types((cid, size), int, "chunks")
+                if h not in batch:  # found through the index, but the row says otherwise
+                    raise CorruptionError(f"the chunks table is damaged: its index and row {cid!r} disagree")
                 found[h] = (cid, size)
         return found
 
@@ -649,6 +772,7 @@ class Database:
         last, n = row if row else (None, 0)
         if not n:
             return None, 0, 0
+        last = advance(after_cid, last, "chunks")
         garbage = (
             "SELECT cid FROM chunks c WHERE cid > ? AND cid <= ? "
             "AND NOT EXISTS (SELECT 1 FROM refs r WHERE r.cid = c.cid)"
@@ -674,6 +798,28 @@ class Database:
     def vacuum(self) -> None:
         """Rewrite the file without free pages (needs about its size in free space)."""
         self._q("VACUUM")
+
+    def integrity_problems(self, limit: int) -> list[str]:
+        """What SQLite's ``PRAGMA integrity_check`` finds wrong with the file (pages,
+        b-trees, indexes against their tables), at most ``limit`` lines."""
+        rows = self._all(f"PRAGMA integrity_check({int(limit)})")
+        return [] if [tuple(r) for r in rows] == [("ok",)] else [str(r[0]) for r in rows]
+
+    def counter_problems(self) -> list[str]:
+        """Tables whose AUTOINCREMENT counter (in ``sqlite_sequence``) is missing or
+        below their largest id: the next row could reuse an id (a position)."""
+        counters = dict(self._all("SELECT name, seq FROM sqlite_sequence"))
+        # A table an older file is read through (a read-only open's shim view) has none.
+        shown = {r[0] for r in self._all("SELECT name FROM sqlite_temp_master WHERE type = 'view'")}
+        out = []
+        for table, column in (("sessions", "sid"), ("events", "pos"), ("snapshots", "id")):
+            if table in shown:
+                continue
+            largest = self._one(f"SELECT max({column}) FROM {table}")[0]
+            counter = counters.get(table)
+            if largest is not None and not (type(counter) is int and counter >= largest):
+                out.append(f"the id counter of {table} reads {counter!r}, below its largest id {largest}")
+        return out
 
     def dangling_refs(self, limit: int) -> list[tuple[int, int, int]]:
         """``(kind, holder, cid)`` of refs whose chunk or holder is missing."""

@@ -86,6 +86,17 @@ class SessionInfo:
     stored_bytes: int
 
 
+@contextmanager
+def _naming(session_id: str) -> Iterator[None]:
+    """Damage SQLite reports while a session is read is reported as that session's."""
+    try:
+        yield
+    except CorruptionError as e:
+        if e.session_id is not None:
+            raise
+        raise CorruptionError(e.message, session_id=session_id, seq=e.seq) from None
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -308,7 +319,7 @@ class Store:
             self._open()
             log, db = self._log, self._db
             try:
-                with db.write():
+                with _naming(name), db.write():
                     row = db.session(name)
                     seq = 0 if row is None else row.seq
                     if expected_seq is not None and expected_seq != seq:
@@ -401,6 +412,7 @@ class Store:
             or c.state_seq < row.base_seq
             or (full and row.snap_seq > c.state_seq + 64)  # far behind a snapshot (many append() calls)
         ):
+            self._check_head(row)
             c = _Cached.of(sid, seq, self._log.fold(name, sid, seq, rehydrate=True, floor=row.base_seq))
             self._remember(name, c)
             return c
@@ -419,6 +431,14 @@ class Store:
             c.seq, c.mirror = seq, None
             c.entries, c.managed, c.has_fields = len(c.state.entries), c.state.managed, bool(c.state.fields)
         return c
+
+    def _check_head(self, row: SessionRow) -> None:
+        """The session's head (a plain column, no checksum) must be its last event: a
+        damaged head would otherwise fold to an older state without a word."""
+        last = self._db.last_seq(row.sid)
+        if last == row.seq or (row.base_seq == row.seq and (last is None or last < row.seq)):
+            return  # (with retain=0 every event may be folded into the snapshot at the head)
+        raise CorruptionError(f"the session's head says {row.seq}, its log ends at {last}", session_id=row.name)
 
     def _remember(self, name: str, cached: _Cached) -> None:
         if self._cache_size <= 0:
@@ -472,7 +492,7 @@ class Store:
         with self._lock:
             self._open()
             _check_id(session_id)
-            with self._db.read(), gc_paused():
+            with self._db.read(), _naming(session_id), gc_paused():
                 row = self._db.session(session_id)
                 if row is None or row.seq == 0:
                     return None
@@ -494,7 +514,7 @@ class Store:
         :class:`NotFoundError` for an unknown session or ``at`` past the head."""
         with self._lock:
             self._open()
-            with self._db.read():
+            with self._db.read(), _naming(session_id):
                 row = self._lookup(session_id)
                 sid, seq = row.sid, row.seq
                 if at is None:
@@ -510,6 +530,7 @@ class Store:
                     return copy(cached.state.session())  # type: ignore[no-any-return]
                 if at == 0:
                     return {}
+                self._check_head(row)
                 return self._log.fold(session_id, sid, at, rehydrate=True, floor=row.base_seq).session()
 
     def events(self, session_id: str, since: int = 0) -> Iterator[Event]:
@@ -543,16 +564,17 @@ class Store:
         while True:
             with self._lock:
                 self._open()
-                with self._db.read():
+                with self._db.read(), _naming(name):
                     row = self._db.session(name)
                     if row is None or row.sid != sid:
                         raise NotFoundError("the session was deleted while its events were read", session_id=name)
                     self._check_since(row, after)
-                    page = list(self._log.events(name, sid, after, after + 256, rehydrate=True))
+                    upto = min(after + 256, row.seq)
+                    page = list(self._log.events(name, sid, after, upto, rehydrate=True))
             yield from page
-            if len(page) < 256:
+            if upto >= row.seq:
                 return
-            after = page[-1].seq
+            after = upto
 
     def sessions(self) -> list[str]:
         """Ids of every stored session, oldest first."""

@@ -175,6 +175,37 @@ def _validate(v: Any, threshold: int, depth: int) -> bool:
     )
 
 
+def decoded_ok(value: Any, max_depth: int = MAX_DEPTH, leaf: type | None = None) -> bool:
+    """Whether a value decoded from storage is one :func:`validate` accepts (so that
+    what ``load()`` returns can always be saved again): the storable types, ``str``
+    keys, containers nested fewer than ``max_depth`` deep; ``leaf`` (a reference to
+    chunks, when large values are not rehydrated) is allowed as a leaf too.
+
+    CBOR can say more than a stored value can (integer, bytes or array keys,
+    ``undefined``, simple values); a frame that does is damaged or hostile."""
+    if _c_scan is not None and _c_scan(value, 1 << 62, max_depth) is not None:
+        return True
+    return _decoded_ok(value, max_depth, leaf)
+
+
+def _decoded_ok(v: Any, depth: int, leaf: type | None) -> bool:
+    t = type(v)
+    if t is not dict and t is not list:
+        return t is str or t is bytes or t in _ATOMS or (leaf is not None and t is leaf)
+    if depth <= 0 or (t is dict and any(type(k) is not str for k in v)):
+        return False
+    for x in v.values() if t is dict else v:
+        tx = type(x)
+        if tx is dict or tx is list:
+            # The C walk settles every part without a reference in it; only the
+            # parts with one are walked here.
+            if (_c_scan is None or _c_scan(x, 1 << 62, depth - 1) is None) and not _decoded_ok(x, depth - 1, leaf):
+                return False
+        elif not (tx is str or tx is bytes or tx in _ATOMS or (leaf is not None and tx is leaf)):
+            return False
+    return True
+
+
 def _is_large(v: Any, threshold: int) -> bool:
     t = type(v)
     if t is bytes:

@@ -2,6 +2,11 @@
 
 Checked, in one read transaction (a consistent view even while others write):
 
+* SQLite's own ``PRAGMA integrity_check``: every page, b-tree and index of the
+  file (an index that disagrees with its table, a damaged page, free space that
+  is not free);
+* each AUTOINCREMENT counter is at least its table's largest id (positions are
+  never reused);
 * every chunk decompresses (bounded) to bytes whose BLAKE3 (keyed with the store's
   ``chunk_key``, if it has one) is its address, and
   each event or snapshot using a damaged one is named;
@@ -9,9 +14,22 @@ Checked, in one read transaction (a consistent view even while others write):
 * no event, snapshot, chunk or session row is over the cell budget;
 * no event or snapshot is left without its session;
 * every live session replays from the start of its history (or its compacted
-  floor), event by event, each event's recorded refs being exactly the chunks it
-  uses, each large value's chunks adding up to its length, and each snapshot
-  decoding to the state that replay reaches at its position.
+  floor) to its head and no further, event by event, each event's recorded refs
+  being exactly the chunks it uses, each large value's chunks adding up to its
+  length, and each snapshot decoding to the state that replay reaches at its
+  position.
+
+Damage SQLite reports while reading (a page it cannot parse) ends the check with
+one problem saying so; ``verify`` itself never raises for what it finds.
+
+What no check sees: a changed byte in a column that nothing checksums and no
+index repeats (event timestamps, a session's created and updated times, its
+snapshot bookkeeping, when a deleted session was deleted, an AUTOINCREMENT
+counter moved up), schema text changed in a way that means the same, and bytes in free
+pages or the unused parts of pages (they hold nothing).  None of these is part of
+what ``load()`` returns.  A damaged index entry can hide a session from ``load()``
+(which finds sessions through the index, and then returns ``None``); ``verify``
+reports it.
 
 Chunks that nothing refers to are counted (``garbage_chunks``) but are not a
 problem: :meth:`eventlog.Store.compact` frees them.
@@ -25,7 +43,7 @@ from .codec import DecodeError, Ref
 from .errors import CorruptionError, EventLogError
 from .fold import State, apply
 from .log import Log
-from .sql import EVENT_REF, SESSION_REF, SNAPSHOT_REF, Database, SessionRow
+from .sql import EVENT_REF, SESSION_REF, SNAPSHOT_REF, Database, SessionRow, advance
 from .values import same
 
 _PAGE = 256
@@ -73,21 +91,28 @@ def verify(db: Database, log: Log) -> VerifyReport:
     """Check everything listed in the module docstring."""
     report = VerifyReport()
     with db.read():
-        damaged = _chunks(db, log, report)
-        for kind, holder, cid in db.dangling_refs(_MAX_REPORTED):
-            what = ("event", "snapshot", "session")[kind] if 0 <= kind <= 2 else f"kind {kind}"
-            report.add(f"ref from {what} {holder} to chunk {cid}: its chunk or holder is missing")
-        for table, rowid, size in db.oversized_rows(_MAX_REPORTED):
-            report.add(f"{table} row {rowid} holds {size} bytes, over the budget of {db.max_cell_bytes}")
-        orphans = db.orphan_rows()
-        if orphans:
-            report.add(f"{orphans} events or snapshots belong to no session")
-        report.garbage_chunks = db.unreferenced_chunks()
-        after = 0
-        while rows := db.live_sessions(after, 100):
-            for row in rows:
-                _session(db, log, row, damaged, report)
-            after = rows[-1].sid
+        try:
+            for problem in db.integrity_problems(_MAX_REPORTED):
+                report.add(f"the SQLite file is damaged: {problem}")
+            for problem in db.counter_problems():
+                report.add(problem)
+            damaged = _chunks(db, log, report)
+            for kind, holder, cid in db.dangling_refs(_MAX_REPORTED):
+                what = ("event", "snapshot", "session")[kind] if kind in (0, 1, 2) else f"kind {kind!r}"
+                report.add(f"ref from {what} {holder} to chunk {cid}: its chunk or holder is missing")
+            for table, rowid, size in db.oversized_rows(_MAX_REPORTED):
+                report.add(f"{table} row {rowid} holds {size} bytes, over the budget of {db.max_cell_bytes}")
+            orphans = db.orphan_rows()
+            if orphans:
+                report.add(f"{orphans} events or snapshots belong to no session")
+            report.garbage_chunks = db.unreferenced_chunks()
+            after = 0
+            while rows := db.live_sessions(after, 100):
+                for row in rows:
+                    _session(db, log, row, damaged, report)
+                after = advance(after, rows[-1].sid, "sessions")
+        except EventLogError as e:  # SQLite could not read on: the file is damaged
+            report.add(f"checking stopped: {e.message}", e.session_id, e.seq)
     return report
 
 
@@ -103,7 +128,7 @@ def _chunks(db: Database, log: Log, report: VerifyReport) -> set[int]:
             except DecodeError as e:
                 damaged.add(cid)
                 report.add(f"chunk {cid}: {e}")
-        after = page[-1][0]
+        after = advance(after, page[-1][0], "chunks")
     return damaged
 
 
@@ -113,6 +138,9 @@ def _session(db: Database, log: Log, row: SessionRow, damaged: set[int], report:
     report.sessions += 1
     shared = db.refs_of(SESSION_REF, sid)  # version 1 files: refs of the whole session
     snap_ids = {seq: snap_id for snap_id, seq in db.snapshots_of(sid)}
+    for seq in snap_ids:
+        if type(seq) is not int or seq > row.seq:
+            report.add(f"a snapshot is at position {seq!r}, not in the log: its row is damaged", name)
     state = State()
     expected = row.base_seq + 1
     try:
@@ -121,7 +149,10 @@ def _session(db: Database, log: Log, row: SessionRow, damaged: set[int], report:
                 report.add("the snapshot holding the compacted history is missing", name, row.base_seq)
                 return
             state = _snapshot(db, log, row, row.base_seq, snap_ids[row.base_seq], shared, damaged, report)
-        for seq, pos, ts, frame in db.events(sid, row.base_seq, row.seq):
+        for seq, pos, ts, frame in db.events(sid, row.base_seq):
+            if seq > row.seq:
+                report.add(f"the log goes on after the session's head ({row.seq}): the head is damaged", name, seq)
+                return
             if seq != expected:
                 report.add("event is missing", name, expected)
                 return

@@ -4,12 +4,15 @@
   session as before, never has a ref to a freed chunk, and is finished by the next run.
 * A writer killed in the middle of saves and deletes never loses one it was told
   had succeeded.
+* A mixed workload (saves and appends with large images, huge tool outputs and
+  spilled frames, snapshots, child sessions, deletes, compaction) killed at random
+  moments: after each kill the store opens, verifies and holds every acknowledged
+  save exactly, and the operation in flight happened entirely or not at all
+  (``tests/crashing.py``; ``tools/crash`` runs hundreds of kills).
 """
 
 from __future__ import annotations
 
-import functools
-import os
 import random
 import signal
 import sqlite3
@@ -21,6 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import eventlog
+
+from . import crashing
+from .crashing import blob, check_verify, dangling_refs, kill, start_child, wait_for
 
 #: Store options shared by the test and its child processes (small chunks: many of them).
 OPTIONS: dict[str, Any] = {"synchronous": "NORMAL", "snapshot_every": 4, "chunk_bytes": 4096}
@@ -96,52 +102,6 @@ with eventlog.open(path, synchronous="NORMAL", snapshot_every=4, chunk_bytes=409
 # ---------------------------------------------------------------------- helpers
 
 
-@functools.cache
-def blob(seed: int, size: int) -> bytes:
-    """Incompressible bytes, the same for the same seed (stored raw in chunks)."""
-    return random.Random(seed).randbytes(size)
-
-
-def start_child(code: str, *args: str, out: Path) -> tuple[subprocess.Popen[bytes], Path]:
-    """Start ``python -c code args`` with stdout to ``out`` (a file: a pipe left unread
-    could fill and stall the child) and stderr next to it."""
-    err = out.with_suffix(".err")
-    root = Path(__file__).resolve().parent.parent
-    with out.open("wb") as o, err.open("wb") as e:
-        proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=o, stderr=e, cwd=root)
-    return proc, err
-
-
-def wait_for(proc: subprocess.Popen[bytes], out: Path, err: Path, marker: str = "start") -> None:
-    """Wait until the child has printed a line starting with ``marker`` (or has exited,
-    having started)."""
-    deadline = time.monotonic() + 30
-    while True:
-        lines = out.read_text().splitlines()
-        if any(line.startswith(marker) for line in lines):
-            return
-        if proc.poll() is not None:
-            assert lines and lines[0].startswith("start"), f"child exited with {proc.returncode}:\n{err.read_text()}"
-            return
-        assert time.monotonic() < deadline, f"child did not reach {marker!r}"
-        time.sleep(0.001)
-
-
-def kill(proc: subprocess.Popen[bytes]) -> bool:
-    """``kill -9`` the child if it is still running; True if it was."""
-    running = proc.poll() is None
-    if running:
-        os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    return running
-
-
-def check_verify(store: eventlog.Store, when: str) -> eventlog.VerifyReport:
-    report = store.verify()
-    assert report.ok, f"{when}: verify found problems:\n" + "\n".join(map(str, report.problems))
-    return report
-
-
 def raw_counts(path: str) -> dict[str, int]:
     """Rows compaction should have removed, counted straight from the file."""
     con = sqlite3.connect(path)
@@ -158,18 +118,6 @@ def raw_counts(path: str) -> dict[str, int]:
                 "SELECT count(*) FROM snapshots n JOIN sessions s ON s.sid = n.sid WHERE n.seq < s.base_seq"
             ).fetchone()[0],
         }
-    finally:
-        con.close()
-
-
-def dangling_refs(path: str) -> list[tuple[int, int, int]]:
-    """Refs to a chunk that is not there, found straight from the file (``verify``
-    checks this too, among much else)."""
-    con = sqlite3.connect(path)
-    try:
-        return con.execute(
-            "SELECT kind, holder, cid FROM refs r WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.cid = r.cid)"
-        ).fetchall()
     finally:
         con.close()
 
@@ -364,7 +312,7 @@ def test_writer_killed_never_loses_an_acknowledged_save(tmp_path: Path) -> None:
     for r in range(8):
         out = tmp_path / f"writer-{r}.out"
         proc, err = start_child(WRITER_CHILD, path, out=out)
-        wait_for(proc, out, err)
+        wait_for(proc, out, err, marker="save")  # the first save can be slow (cbor2 imports on first use)
         time.sleep(rng.uniform(0.05, 0.3))
         assert kill(proc), f"round {r}: the writer stopped by itself:\n{err.read_text()}"
         lines = out.read_text().splitlines()
@@ -388,3 +336,25 @@ def test_writer_killed_never_loses_an_acknowledged_save(tmp_path: Path) -> None:
         report = check_verify(store, "after compaction")
         assert report.garbage_chunks == 0
         assert store.load("w") == writer_data(acked)
+
+
+# ---------------------------------------------------------------------- mixed workload killed
+
+
+def test_mixed_workload_killed_at_random_moments(tmp_path: Path) -> None:
+    run = crashing.run_mixed(str(tmp_path / "store.db"), tmp_path, kills=10, seed=6, max_wait=0.4)
+    print(crashing.summary(run))
+    model = run.model
+    assert model.acked > 30, "too few operations acknowledged to mean much"
+    assert sum(model.landed[k] for k in ("save", "append", "snapshot", "delete", "compact")) >= 5, model.landed
+
+
+def test_the_long_crash_run_runs(tmp_path: Path) -> None:
+    """``tools/crash`` (what a long run uses) works: two kills of it."""
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "tools/crash", "--kills", "2", "--seed", "1", "--keep", str(tmp_path / "kept.db")],
+        cwd=root, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 kills in" in done.stdout and "held every acknowledged save exactly" in done.stdout
