@@ -42,9 +42,11 @@ class NotFoundError(EventLogError, KeyError):
 
 
 class CorruptionError(EventLogError):
-    """Stored bytes failed a check (checksum, hash, length, frame or CBOR structure).
+    """Stored bytes failed a check (checksum, hash, length, frame or CBOR structure),
+    or SQLite found its file damaged (a page, the schema, a row that reads wrong).
 
-    eventlog never returns data it could not verify; this names what was damaged.
+    eventlog never returns data it could not verify; this names what was damaged,
+    and the session (and position, when known) it was reading.
     """
 
 

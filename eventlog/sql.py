@@ -276,7 +276,7 @@ def _check_types(values: Iterable[Any], types: type | tuple[type, ...], table: s
     record can read NULL, text or a float where an integer was written)."""
     for v in values:
         if not isinstance(v, types) or type(v) is bool:
-            raise CorruptionError(f"the {table} table is damaged: read {v!r:.80} where a {types} was written")
+            raise CorruptionError(f"the {table} table is damaged: read {v!r:.80}, of type {type(v).__name__}")
 
 
 def advance(cursor: int, last: Any, table: str) -> int:

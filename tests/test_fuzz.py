@@ -33,7 +33,7 @@ from .fuzzing import Corpus, Sample
 #: Examples per fuzz test in CI (each takes well under a millisecond or so);
 #: ``tools/fuzz`` runs the targets for minutes.
 FUZZ = settings(
-    max_examples=int(os.environ.get("EVENTLOG_FUZZ_EXAMPLES", "250")),
+    max_examples=int(os.environ.get("EVENTLOG_FUZZ_EXAMPLES", "500")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
