@@ -26,7 +26,7 @@ import struct
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import cbor2
 import zstandard
@@ -227,6 +227,26 @@ def loads(data: bytes, resolve: Callable[[Ref], Any] | None = None) -> tuple[Any
     Raises :class:`DecodeError` on malformed, truncated or trailing input and on tags
     other than eventlog's own.
     """
+    value, markers, _ = decode(data, resolve)
+    return value, markers
+
+
+class Decoded(NamedTuple):
+    """What :func:`decode` read: the value, its ENTRIES markers, and ``storable``:
+    whether it is known to hold only what a stored value may (``str`` keys, the
+    storable types, no container more than 200 deep counting the body's own levels,
+    so values stay within :data:`eventlog.values.MAX_DEPTH`; refs and markers
+    aside, which the caller checks), so that the caller need not walk it again."""
+
+    value: Any
+    markers: int
+    storable: bool
+
+
+def decode(data: bytes, resolve: Callable[[Ref], Any] | None = None) -> Decoded:
+    """:func:`loads`, also saying whether the value is known storable: so it is when
+    the C fast path read it (it builds nothing else), not when ``cbor2`` did (CBOR
+    can say more: integer keys, ``undefined``, simple values, deeper nesting)."""
     if resolve is not None:  # each ref once, should the general decoder go over them again
         memo: dict[Ref, Any] = {}
         given = resolve
@@ -249,8 +269,9 @@ def loads(data: bytes, resolve: Callable[[Ref], Any] | None = None) -> tuple[Any
         except Exception as e:
             raise DecodeError(f"invalid CBOR: {type(e).__name__}: {e}") from None
         if fast is not None:
-            return fast
-    return _general_loads(data, resolve)
+            return Decoded(fast[0], fast[1], True)
+    value, markers = _general_loads(data, resolve)
+    return Decoded(value, markers, False)
 
 
 def _general_loads(data: bytes, resolve: Callable[[Ref], Any] | None) -> tuple[Any, int]:

@@ -106,10 +106,11 @@ class Log:
 
     def body(
         self, kind: bytes, name: str, sid: int, seq: int, frame: bytes, rehydrate: bool, seen: list[Ref] | None = None
-    ) -> tuple[Any, int]:
-        """Decode a frame: ``(wire value, ENTRIES markers seen)``.  Every reference
-        to chunks in the frame (large values, and the pointer of a spilled frame) is
-        appended to ``seen`` when given."""
+    ) -> codec.Decoded:
+        """Decode a frame: the wire value, the ENTRIES markers seen, and whether its
+        values are known storable.  Every reference to chunks in the frame (large
+        values, and the pointer of a spilled frame) is appended to ``seen`` when
+        given."""
         resolve = self._rehydrate if rehydrate else None
         if seen is not None:
 
@@ -139,7 +140,7 @@ class Log:
                 if len(payload) != spill[1]:
                     raise DecodeError("spilled frame has the wrong length")
             body = self.framer.decompress(flags, payload, self.max_body_bytes)
-            return codec.loads(body, resolve)
+            return codec.decode(body, resolve)
         except VersionError as e:
             raise UnsupportedVersionError(str(e), session_id=name, seq=seq) from None
         except DecodeError as e:
@@ -165,9 +166,9 @@ class Log:
         rehydrate: bool,
         seen: list[Ref] | None = None,
     ) -> Event:
-        wire, markers = self.body(EVENT, name, sid, seq, frame, rehydrate, seen)
+        wire, markers, storable = self.body(EVENT, name, sid, seq, frame, rehydrate, seen)
         try:
-            ops = fold.ops_from_wire(wire)
+            ops = fold.ops_from_wire(wire, storable)
             legit = sum(1 for op in ops if type(op) is fold.SetFields and op.changed.get("entries") is ENTRIES)
             if markers != legit:
                 raise DecodeError("entries marker inside a value")
@@ -189,9 +190,9 @@ class Log:
     def snapshot_state(
         self, name: str, sid: int, seq: int, frame: bytes, rehydrate: bool, seen: list[Ref] | None = None
     ) -> State:
-        wire, markers = self.body(SNAPSHOT, name, sid, seq, frame, rehydrate, seen)
+        wire, markers, storable = self.body(SNAPSHOT, name, sid, seq, frame, rehydrate, seen)
         try:
-            state = fold.state_from_wire(wire)
+            state = fold.state_from_wire(wire, storable)
             if markers != (1 if state.managed else 0):
                 raise DecodeError("entries marker inside a value")
         except DecodeError as e:

@@ -358,15 +358,25 @@ def run_mixed(
     seed: int = 0,
     max_wait: float = 0.5,
     progress: Callable[[CrashRun], None] | None = None,
+    inside: int = 0,
 ) -> CrashRun:
     """Start the workload on ``path`` and kill it ``kills`` times (or until
     ``seconds`` have passed), checking the store after each kill; then compact it
-    fully and check once more."""
+    fully and check once more.  With ``inside``, go on killing (up to four times
+    ``kills``) until at least that many kills landed inside an operation: where
+    kills land depends on the machine's speed, and a run must mean something."""
     rng = random.Random(seed)
     run = CrashRun()
     start = time.monotonic()
     model = run.model
-    while run.kills < kills and (seconds is None or time.monotonic() - start < seconds):
+
+    def more() -> bool:
+        if run.kills < kills:
+            return True
+        landed = sum(n for k, n in model.landed.items() if k != "nothing")
+        return landed < inside and run.kills < 4 * kills
+
+    while more() and (seconds is None or time.monotonic() - start < seconds):
         r = run.rounds
         out = workdir / "child.out"
         proc, err = start_child(WORKLOAD_CHILD, path, str(rng.randrange(1 << 30)), f"r{r}-", out=out)

@@ -342,7 +342,7 @@ def test_writer_killed_never_loses_an_acknowledged_save(tmp_path: Path) -> None:
 
 
 def test_mixed_workload_killed_at_random_moments(tmp_path: Path) -> None:
-    run = crashing.run_mixed(str(tmp_path / "store.db"), tmp_path, kills=10, seed=6, max_wait=0.4)
+    run = crashing.run_mixed(str(tmp_path / "store.db"), tmp_path, kills=10, seed=6, max_wait=0.4, inside=5)
     print(crashing.summary(run))
     model = run.model
     assert model.acked > 30, "too few operations acknowledged to mean much"
