@@ -390,10 +390,15 @@ decode_item(Decoder *d, int depth)
             Py_RETURN_TRUE;
         case 22:
             Py_RETURN_NONE;
-        case 25:
+        case 25: {
             if (d->end - d->p < 2) return GIVE_UP;
+            unsigned int h = ((unsigned int)f[0] << 8) | f[1];
+            if ((h & 0x7c00) == 0x7c00 && (h & 0x3ff) && (h & 0x7fff) != 0x7e00) {
+                return GIVE_UP; /* a NaN with a payload: cbor2 keeps it, PyFloat_Unpack2 may not */
+            }
             d->p += 2;
             return PyFloat_FromDouble(PyFloat_Unpack2((const char *)f, 0));
+        }
         case 26:
             if (d->end - d->p < 4) return GIVE_UP;
             d->p += 4;
@@ -743,11 +748,16 @@ encode(PyObject *module, PyObject *args)
     if (r == 0) {
         out = PyBytes_FromStringAndSize(e.buf, (Py_ssize_t)e.len);
     }
-    else if (r == 1) {
-        /* the general encoder starts again: forget the refs met so far */
-        if (PyList_SetSlice(e.refs, refs_before, PyList_GET_SIZE(e.refs), NULL) == 0) {
+    else {
+        /* Given up (the general encoder starts again) or failed: forget the refs met. */
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        if (PyList_SetSlice(e.refs, refs_before, PyList_GET_SIZE(e.refs), NULL) == 0 && r == 1) {
             out = Py_None;
             Py_INCREF(out);
+        }
+        if (type != NULL) {
+            PyErr_Restore(type, value, tb);
         }
     }
     PyMem_Free(e.buf);

@@ -247,15 +247,34 @@ def decode(data: bytes, resolve: Callable[[Ref], Any] | None = None) -> Decoded:
     """:func:`loads`, also saying whether the value is known storable: so it is when
     the C fast path read it (it builds nothing else), not when ``cbor2`` did (CBOR
     can say more: integer keys, ``undefined``, simple values, deeper nesting)."""
+    failed: list[BaseException] = []
     if resolve is not None:  # each ref once, should the general decoder go over them again
         memo: dict[Ref, Any] = {}
         given = resolve
 
         def resolve(ref: Ref) -> Any:
             if ref not in memo:
-                memo[ref] = given(ref)
+                try:
+                    memo[ref] = given(ref)
+                except DecodeError:
+                    raise
+                except BaseException as e:  # not damage: a storage error, MemoryError, ...
+                    failed.append(e)
+                    raise
             return memo[ref]
 
+    try:
+        return _decode(data, resolve)
+    except DecodeError:
+        # Both decoders turn what a hook raises into "invalid CBOR"; what ``resolve``
+        # raised that is not about the bytes (SQLite busy, out of memory) goes out as
+        # it was, not as damage.
+        if failed:
+            raise failed[0] from None
+        raise
+
+
+def _decode(data: bytes, resolve: Callable[[Ref], Any] | None) -> Decoded:
     if _c_decode is not None:
 
         def ref_hook(value: Any) -> Any:

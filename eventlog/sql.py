@@ -657,7 +657,8 @@ class Database:
 
     def put_snapshot(self, sid: int, seq: int, frame: bytes, size: int) -> int:
         """Store a snapshot at ``seq`` (replacing one there, with its refs), recording
-        ``size`` (its stored bytes, chunks included) for the snapshot policy; returns
+        ``size`` (its compressed body, also when spilled into chunks; large values
+        are counted neither here nor for events) for the snapshot policy; returns
         its id, for its refs."""
         self._q(
             f"DELETE FROM refs WHERE kind = {SNAPSHOT_REF} AND holder IN "

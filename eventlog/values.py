@@ -90,8 +90,8 @@ except ImportError:  # pragma: no cover - built without a C compiler
 
 
 _gc_lock = threading.Lock()
-_gc_depth = 0
-_gc_was_enabled = False
+_gc_owner: int | None = None  # the thread whose block paused the collector
+_gc_depth = 0  # how deep that thread's blocks nest
 
 
 @contextmanager
@@ -100,22 +100,30 @@ def gc_paused() -> Iterator[None]:
 
     Decoding a session builds hundreds of thousands of containers, none of them in a
     cycle; the collector, triggered by allocation counts, would meanwhile walk the
-    growing heap again and again (about a quarter of a large load).  Nests, and
-    across threads: the collector is back on once the last block leaves, if it was
-    on when the first entered.  Reference counting still frees everything at once."""
-    global _gc_depth, _gc_was_enabled
+    growing heap again and again (about a quarter of a large load).  Only one
+    thread's blocks pause it at a time, and it is back on as soon as that thread's
+    outermost block ends, whatever other threads are doing: overlapping loads in
+    several threads must not keep it off for good.  If the collector was already off
+    (the application's choice), it is left alone.  Reference counting still frees
+    everything at once."""
+    global _gc_owner, _gc_depth
+    me = threading.get_ident()
     with _gc_lock:
-        if _gc_depth == 0:
-            _gc_was_enabled = gc.isenabled()
-            gc.disable()
-        _gc_depth += 1
+        mine = _gc_owner == me or (_gc_owner is None and gc.isenabled())
+        if mine:
+            if _gc_owner is None:
+                gc.disable()
+                _gc_owner = me
+            _gc_depth += 1
     try:
         yield
     finally:
-        with _gc_lock:
-            _gc_depth -= 1
-            if _gc_depth == 0 and _gc_was_enabled:
-                gc.enable()
+        if mine:
+            with _gc_lock:
+                _gc_depth -= 1
+                if _gc_depth == 0:
+                    _gc_owner = None
+                    gc.enable()
 
 
 def validate(value: Any, threshold: int) -> bool:

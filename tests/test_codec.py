@@ -161,3 +161,45 @@ def test_missing_event_is_reported(db_path: str) -> None:
     with eventlog.open(db_path) as s, pytest.raises(eventlog.CorruptionError) as err:
         s.load("sess")
     assert err.value.seq == 2
+
+
+def test_gc_pause_nests_and_never_outlives_its_thread() -> None:
+    import gc
+    import threading
+
+    from eventlog.values import gc_paused
+
+    assert gc.isenabled()
+    with gc_paused():
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+    # Overlapping blocks in two threads: the collector is back on once the thread
+    # that paused it leaves, even while the other is still inside its block.
+    inside, leave = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with gc_paused():
+            inside.set()
+            leave.wait(10)
+
+    with gc_paused():
+        t = threading.Thread(target=other)
+        t.start()
+        assert inside.wait(10)
+    try:
+        assert gc.isenabled()
+    finally:
+        leave.set()
+        t.join()
+    assert gc.isenabled()
+
+    gc.disable()  # the application's choice is left alone
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -205,6 +205,8 @@ def test_decoder_agrees_on_any_bytes(data: bytes) -> None:
         b"\xa1\x01\x02",  # an int key: left to cbor2
         b"\x63\xed\xa0\x80",  # a lone surrogate: invalid UTF-8
         b"\x01\x02",  # trailing bytes
+        b"\xf9\x7e\x01",  # a half-precision NaN with a payload (cbor2 keeps it)
+        b"\xf9\x7c\x01",  # a signalling one
         b"\xd9\xe8\x6e\x01",  # the entries tag over something other than null
     ],
 )

@@ -13,7 +13,7 @@ import pytest
 import eventlog
 from eventlog.samples import SessionBuilder, coding_session
 
-from .helpers import dump, largest_cell_and_row
+from .helpers import DECODERS, decoder, dump, largest_cell_and_row
 
 
 def session(n: int = 3, seed: int = 0) -> dict[str, Any]:
@@ -379,3 +379,26 @@ def test_top_level_keys_and_marker_are_checked(db_path: str, bad: dict[Any, Any]
         s.save("s", {"entries": []})
     with eventlog.open(db_path) as s:
         assert s.load("s") == {"entries": []}
+
+
+@pytest.mark.parametrize("dec", DECODERS)
+def test_a_storage_error_reading_a_large_value_is_not_called_damage(
+    db_path: str, monkeypatch: pytest.MonkeyPatch, dec: str
+) -> None:
+    """Both CBOR decoders wrap what their hooks raise; a failure to read a chunk that
+    is not about its bytes (SQLite busy, I/O) must come out as itself, not as a
+    ``CorruptionError`` (which would also make a snapshot be skipped as damaged)."""
+    from eventlog.sql import Database
+
+    with eventlog.open(db_path) as s:
+        s.save("s", {"entries": [{"content": "x" * 100_000}]})
+        s.snapshot("s")
+
+    def busy(self: Database, digest: bytes) -> Any:
+        raise eventlog.StorageError("database is locked")
+
+    monkeypatch.setattr(Database, "chunk", busy)
+    with decoder(dec), eventlog.open(db_path) as s:
+        with pytest.raises(eventlog.StorageError, match="locked") as caught:
+            s.load("s")
+        assert not isinstance(caught.value, eventlog.CorruptionError)
