@@ -11,10 +11,12 @@ Two layers, both pure (no SQLite, no I/O):
 
 * **Frames.**  A frame wraps one body for a row: ``version (1 byte) | flags (1 byte) |
   crc32 (4 bytes, little-endian) | payload``.  The CRC covers version, flags, payload
-  and a caller-supplied *binding* (the row's session and position), so a flipped
-  byte or a row moved to another place is detected.  Flags say whether the payload
-  is zstd-compressed and whether it is a *spill*: a small CBOR pointer to chunks
-  that hold a body too large for one cell.  Decompression is bounded by the frame's
+  and a caller-supplied *binding* (the row's session and position, and for an event
+  its timestamp), so a flipped byte, in the frame or in those columns, or a row
+  moved to another place is detected.  Flags say whether the payload is
+  zstd-compressed, whether it is a *spill* (a small CBOR pointer to chunks that hold
+  a body too large for one cell), and whether the binding has the timestamp (event
+  frames written before it lack it and are read as they are).  Decompression is bounded by the frame's
   declared size, checked before any memory is allocated.
 """
 
@@ -35,6 +37,8 @@ import zstandard
 FRAME_VERSION = 1
 FLAG_ZSTD = 1
 FLAG_SPILL = 2
+#: The CRC also covers the row's timestamp (event frames written since schema 3).
+FLAG_TIMED = 4
 _HEADER = struct.Struct("<BBI")
 
 #: CBOR tag numbers (from the unassigned first-come range) for eventlog's own markers.
@@ -409,8 +413,10 @@ class Framer:
         return _HEADER.pack(FRAME_VERSION, flags, zlib.crc32(payload, zlib.crc32(binding + header))) + payload
 
     @staticmethod
-    def open(frame: bytes, binding: bytes) -> tuple[int, bytes]:
+    def open(frame: bytes, binding: bytes, timed: bytes | None = None) -> tuple[int, bytes]:
         """``(flags, payload)`` of a frame after checking its CRC, then its version.
+        A frame flagged :data:`FLAG_TIMED` is checked against ``timed`` (the binding
+        with the row's timestamp) instead of ``binding``.
 
         The first six bytes (version, flags, CRC over binding, version, flags and
         payload) are the same in every format version, so damage is told apart from
@@ -419,19 +425,26 @@ class Framer:
             raise DecodeError(f"frame of {len(frame)} bytes is truncated")
         version, flags, crc = _HEADER.unpack_from(frame)
         payload = frame[_HEADER.size :]
+        if flags & FLAG_TIMED:
+            if timed is None:
+                raise DecodeError("frame is bound to a timestamp, and this row keeps none")
+            binding = timed
         if zlib.crc32(payload, zlib.crc32(binding + bytes((version, flags)))) != crc:
             raise DecodeError("frame checksum mismatch")
         if version != FRAME_VERSION:
             raise VersionError(f"frame format version {version} is not supported (this release reads {FRAME_VERSION})")
-        if flags & ~(FLAG_ZSTD | FLAG_SPILL):
+        if flags & ~(FLAG_ZSTD | FLAG_SPILL | FLAG_TIMED):
             raise DecodeError(f"unknown frame flags {flags:#x}")
-        return flags, payload
+        return flags & ~FLAG_TIMED, payload
 
 
 class VersionError(DecodeError):
     """A frame written by a newer format version."""
 
 
-def binding(kind: bytes, sid: int, seq: int) -> bytes:
-    """The bytes a frame's CRC binds it to: row kind, session row id, position."""
-    return kind + struct.pack("<qq", sid, seq)
+def binding(kind: bytes, sid: int, seq: int, ts: int | None = None) -> bytes:
+    """The bytes a frame's CRC binds it to: row kind, session row id, position, and
+    for a :data:`FLAG_TIMED` frame the row's timestamp (Unix ms)."""
+    if ts is None:
+        return kind + struct.pack("<qq", sid, seq)
+    return kind + struct.pack("<qqq", sid, seq, ts)

@@ -74,8 +74,9 @@ class Log:
             raise CorruptionError(f"chunk {missing.hex()} is missing", session_id=name, seq=seq)
         return list(found.values())
 
-    def frame(self, kind: bytes, sid: int, seq: int, wire: Any) -> tuple[bytes, list[int], int]:
-        """Encode an event or snapshot body into a frame that fits one cell; returns
+    def frame(self, kind: bytes, sid: int, seq: int, wire: Any, ts: int | None = None) -> tuple[bytes, list[int], int]:
+        """Encode an event or snapshot body into a frame that fits one cell, bound to
+        its row's place and, given ``ts`` (an event's timestamp), to that; returns
         it with the ids of every chunk it refers to (large values, spilled bytes),
         to be recorded as its refs in the same transaction, and its stored size (the
         compressed body, counted in full when spilled to chunks: what the snapshot
@@ -100,12 +101,22 @@ class Log:
             flags = codec.FLAG_SPILL
         if refs:
             cids += self.chunk_ids_of(refs, None, seq)
-        return Framer.seal(flags, payload, codec.binding(kind, sid, seq)), cids, size
+        if ts is not None:
+            flags |= codec.FLAG_TIMED
+        return Framer.seal(flags, payload, codec.binding(kind, sid, seq, ts)), cids, size
 
     # ------------------------------------------------------------------ reading
 
     def body(
-        self, kind: bytes, name: str, sid: int, seq: int, frame: bytes, rehydrate: bool, seen: list[Ref] | None = None
+        self,
+        kind: bytes,
+        name: str,
+        sid: int,
+        seq: int,
+        frame: bytes,
+        rehydrate: bool,
+        seen: list[Ref] | None = None,
+        ts: int | None = None,
     ) -> codec.Decoded:
         """Decode a frame: the wire value, the ENTRIES markers seen, and whether its
         values are known storable.  Every reference to chunks in the frame (large
@@ -119,7 +130,8 @@ class Log:
                 return self._rehydrate(ref) if rehydrate else ref
 
         try:
-            flags, payload = Framer.open(frame, codec.binding(kind, sid, seq))
+            timed = None if ts is None else codec.binding(kind, sid, seq, ts)
+            flags, payload = Framer.open(frame, codec.binding(kind, sid, seq), timed)
             if flags & codec.FLAG_SPILL:
                 (spill, _) = codec.loads(payload)
                 if (
@@ -166,7 +178,7 @@ class Log:
         rehydrate: bool,
         seen: list[Ref] | None = None,
     ) -> Event:
-        wire, markers, storable = self.body(EVENT, name, sid, seq, frame, rehydrate, seen)
+        wire, markers, storable = self.body(EVENT, name, sid, seq, frame, rehydrate, seen, ts)
         try:
             ops = fold.ops_from_wire(wire, storable)
             legit = sum(1 for op in ops if type(op) is fold.SetFields and op.changed.get("entries") is ENTRIES)

@@ -331,8 +331,9 @@ class Store:
                     ops = make_ops(c)
                     wire, private = self._prepare(ops, copies=full)
                     seq += 1
-                    frame, cids, size = log.frame(EVENT, c.sid, seq, ops_to_wire(wire))
-                    pos = db.append_event(c.sid, seq, _now_ms(), frame, size)
+                    ts = _now_ms()
+                    frame, cids, size = log.frame(EVENT, c.sid, seq, ops_to_wire(wire), ts)
+                    pos = db.append_event(c.sid, seq, ts, frame, size)
                     db.add_refs(EVENT_REF, pos, cids)
                     snap_seq, snap_bytes, since = (
                         (row.snap_seq, row.snap_bytes, row.snap_bytes_since) if row else (0, 0, 0)
@@ -653,7 +654,7 @@ class Store:
                 rows = ([root] if root is not None else []) + self._descendants(session_id)
                 tomb = ops_to_wire([Tombstone(session_id)])
                 for row in rows:
-                    frame, _, size = log.frame(EVENT, row.sid, row.seq + 1, tomb)
+                    frame, _, size = log.frame(EVENT, row.sid, row.seq + 1, tomb, now)
                     db.append_event(row.sid, row.seq + 1, now, frame, size)
                     db.mark_deleted(row.sid, now)
             for row in rows:

@@ -23,13 +23,14 @@ Damage SQLite reports while reading (a page it cannot parse) ends the check with
 one problem saying so; ``verify`` itself never raises for what it finds.
 
 What no check sees: a changed byte in a column that nothing checksums and no
-index repeats (event timestamps, a session's created and updated times, its
+index repeats (a session's created and updated times, its
 snapshot bookkeeping, when a deleted session was deleted, an AUTOINCREMENT
 counter moved up), schema text changed in a way that means the same, and bytes in free
 pages or the unused parts of pages (they hold nothing).  None of these is part of
 what ``load()`` returns.  A damaged index entry can hide a session from ``load()``
 (which finds sessions through the index, and then returns ``None``); ``verify``
-reports it.
+reports it.  An event's timestamp is bound into its frame's CRC (frames written
+since schema version 3), so a changed one is reported like a changed frame.
 
 Chunks that nothing refers to are counted (``garbage_chunks``) but are not a
 problem: :meth:`eventlog.Store.compact` frees them.

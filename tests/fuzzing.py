@@ -198,6 +198,7 @@ class Sample:
     decoded: bytes  # canon() of the ops or of the state, large values rehydrated
     body: bytes  # the CBOR body (of a spilled frame: the body in its chunks)
     pointer: bytes | None = None  # the CBOR spill pointer of a spilled frame
+    ts: int = 0  # the event row's timestamp (event frames are bound to it)
 
 
 @dataclass
@@ -229,7 +230,7 @@ class Corpus:
         """What eventlog makes of ``frame`` in ``sample``'s place."""
         with self.db.read():
             if sample.kind == EVENT:
-                return self.log.event(sample.name, sample.sid, sample.seq, 0, 0, frame, rehydrate=True).ops
+                return self.log.event(sample.name, sample.sid, sample.seq, 0, sample.ts, frame, rehydrate=True).ops
             return self.log.snapshot_state(sample.name, sample.sid, sample.seq, frame, rehydrate=True)
 
 
@@ -262,13 +263,13 @@ def build_corpus() -> Corpus:
     db, log = corpus.db, corpus.log
     con: sqlite3.Connection = db.con
     rows = con.execute(
-        "SELECT 'e', s.name, s.sid, e.seq, e.frame FROM events e JOIN sessions s ON s.sid = e.sid "
-        "UNION ALL SELECT 's', s.name, s.sid, n.seq, n.frame FROM snapshots n JOIN sessions s ON s.sid = n.sid"
+        "SELECT 'e', s.name, s.sid, e.seq, e.frame, e.ts_ms FROM events e JOIN sessions s ON s.sid = e.sid "
+        "UNION ALL SELECT 's', s.name, s.sid, n.seq, n.frame, 0 FROM snapshots n JOIN sessions s ON s.sid = n.sid"
     ).fetchall()
-    for k, name, sid, seq, frame in rows:
+    for k, name, sid, seq, frame, ts in rows:
         kind = EVENT if k == "e" else SNAPSHOT
         what = "event" if kind == EVENT else "snapshot"
-        flags, payload = Framer.open(frame, codec.binding(kind, sid, seq))
+        flags, payload = Framer.open(frame, codec.binding(kind, sid, seq), codec.binding(kind, sid, seq, ts))
         pointer = None
         if flags & codec.FLAG_SPILL:
             pointer = payload
@@ -279,9 +280,9 @@ def build_corpus() -> Corpus:
         if name == "gone":
             decoded = canon(fold.ops_to_wire(list(fold.ops_from_wire(codec.loads(body)[0]))))
         else:
-            sample = Sample(what, kind, name, sid, seq, frame, b"", body, pointer)
+            sample = Sample(what, kind, name, sid, seq, frame, b"", body, pointer, ts)
             decoded = _canon_decoded(kind, corpus.decode(sample, frame))
-        corpus.frames.append(Sample(what, kind, name, sid, seq, frame, decoded, body, pointer))
+        corpus.frames.append(Sample(what, kind, name, sid, seq, frame, decoded, body, pointer, ts))
     for _cid, digest, flags, size, data in con.execute("SELECT cid, hash, flags, size, data FROM chunks"):
         corpus.chunks.append(ChunkSample(digest, flags, size, data, log.chunks.open(digest, flags, size, data)))
     kinds = {s.what for s in corpus.frames}
@@ -486,7 +487,6 @@ UNCHECKED_COLUMNS = {
     ("sessions", "snap_bytes"),
     ("sessions", "snap_bytes_since"),
     ("sessions", "deleted_ms"),  # only whether it is set matters, and two indexes say that
-    ("events", "ts_ms"),  # Event.timestamp_ms
     ("sqlite_sequence", "seq"),  # an AUTOINCREMENT counter moved up (one moved below the largest id is reported)
 }
 

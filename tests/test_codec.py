@@ -119,9 +119,10 @@ def test_unknown_frame_version_is_reported(db_path: str) -> None:
     with eventlog.open(db_path) as s:
         s.save("sess", {"a": 1})
     con = sqlite3.connect(db_path)
-    (frame,) = con.execute("SELECT frame FROM events").fetchone()
+    (frame, ts) = con.execute("SELECT frame, ts_ms FROM events").fetchone()
     flags, payload = frame[1], frame[6:]
-    crc = zlib.crc32(payload, zlib.crc32(codec.binding(b"E", 1, 1) + bytes([9, flags])))
+    assert flags & codec.FLAG_TIMED  # event frames are bound to their timestamp too
+    crc = zlib.crc32(payload, zlib.crc32(codec.binding(b"E", 1, 1, ts) + bytes([9, flags])))
     con.execute("UPDATE events SET frame = ?", (bytes([9, flags]) + struct.pack("<I", crc) + payload,))
     con.commit()
     con.close()
@@ -203,3 +204,39 @@ def test_gc_pause_nests_and_never_outlives_its_thread() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_an_event_timestamp_is_covered_by_its_frame(db_path: str) -> None:
+    """A changed ``ts_ms`` (returned by ``events()``) is damage that load, events and
+    verify report; event frames from before the timestamp was bound still read."""
+    with eventlog.open(db_path) as s:
+        s.save("sess", {"entries": [{"id": "a"}]})
+        s.append("sess", [{"id": "b"}])
+    con = sqlite3.connect(db_path)
+    con.execute("UPDATE events SET ts_ms = ts_ms + 1 WHERE seq = 2")
+    con.commit()
+    con.close()
+    with eventlog.open(db_path) as s:
+        with pytest.raises(eventlog.CorruptionError) as err:
+            s.load("sess")
+        assert err.value.session_id == "sess" and err.value.seq == 2
+        with pytest.raises(eventlog.CorruptionError):
+            list(s.events("sess"))
+        problems = s.verify().problems
+        assert any(p.session_id == "sess" and p.seq == 2 for p in problems)
+
+    # A frame as written before: no timestamp flag, bound to session and position only.
+    fresh = db_path + ".old"
+    with eventlog.open(fresh) as s:
+        s.save("sess", {"entries": [{"id": "a"}]})
+    con = sqlite3.connect(fresh)
+    (frame,) = con.execute("SELECT frame FROM events").fetchone()
+    flags, payload = frame[1] & ~codec.FLAG_TIMED, frame[6:]
+    old = Framer.seal(flags, payload, codec.binding(b"E", 1, 1))
+    con.execute("UPDATE events SET frame = ?, ts_ms = 12345", (old,))
+    con.commit()
+    con.close()
+    with eventlog.open(fresh) as s:
+        assert s.load("sess") == {"entries": [{"id": "a"}]}
+        assert [e.timestamp_ms for e in s.events("sess")] == [12345]
+        assert s.verify().ok
