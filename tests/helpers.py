@@ -39,12 +39,12 @@ def largest_cell_and_row(path: str) -> tuple[int, int]:
         con.close()
 
 
-#: Both CBOR codecs: the C fast paths (when built) and cbor2, which they fall back to.
-DECODERS = ("fast", "cbor2")
+#: The two ways to encode and decode CBOR: the C fast paths (when built) and cbor2 alone.
+CODEC_PATHS = ("fast", "cbor2")
 
 
 @contextmanager
-def decoder(name: str) -> Iterator[None]:
+def codec_path(name: str) -> Iterator[None]:
     """Encode and decode with the C fast paths (``"fast"``, if built) or with cbor2 only."""
     from eventlog import codec
 

@@ -13,7 +13,7 @@ import pytest
 import eventlog
 from eventlog.samples import SessionBuilder, coding_session
 
-from .helpers import DECODERS, decoder, dump, largest_cell_and_row
+from .helpers import CODEC_PATHS, codec_path, dump, largest_cell_and_row
 
 
 def session(n: int = 3, seed: int = 0) -> dict[str, Any]:
@@ -381,9 +381,9 @@ def test_top_level_keys_and_marker_are_checked(db_path: str, bad: dict[Any, Any]
         assert s.load("s") == {"entries": []}
 
 
-@pytest.mark.parametrize("dec", DECODERS)
+@pytest.mark.parametrize("codecs", CODEC_PATHS)
 def test_a_storage_error_reading_a_large_value_is_not_called_damage(
-    db_path: str, monkeypatch: pytest.MonkeyPatch, dec: str
+    db_path: str, monkeypatch: pytest.MonkeyPatch, codecs: str
 ) -> None:
     """Both CBOR decoders wrap what their hooks raise; a failure to read a chunk that
     is not about its bytes (SQLite busy, I/O) must come out as itself, not as a
@@ -398,7 +398,7 @@ def test_a_storage_error_reading_a_large_value_is_not_called_damage(
         raise eventlog.StorageError("database is locked")
 
     monkeypatch.setattr(Database, "chunk", busy)
-    with decoder(dec), eventlog.open(db_path) as s:
+    with codec_path(codecs), eventlog.open(db_path) as s:
         with pytest.raises(eventlog.StorageError, match="locked") as caught:
             s.load("s")
         assert not isinstance(caught.value, eventlog.CorruptionError)
