@@ -102,25 +102,41 @@ class Chunks:
             return blake3.blake3(piece).digest()
         return blake3.blake3(piece, key=self.key).digest()
 
-    def put(self, raw: bytes) -> tuple[bytes, list[int]]:
+    def put(self, raw: bytes, *, compress: bool = True, repair: bool = False) -> tuple[bytes, list[int]]:
         """Store ``raw``; returns the concatenated digests of its pieces and their
-        chunk ids.  Pieces already stored are not written again.  Must run inside
-        a write transaction."""
+        chunk ids.  Pieces already stored are not written again; new ones are
+        compressed when that saves space (not tried with ``compress=False``, for
+        bytes already compressed).  With ``repair``, pieces already stored are read
+        and verified first, and rewritten from ``raw`` if damaged: for writes that
+        must not rest on bytes nobody read (the floor of a compacted history).
+        Must run inside a write transaction."""
         step = self.chunk_bytes
         view = memoryview(raw)
         pieces = [view[i : i + step] for i in range(0, len(raw), step)]
         digests = [self.address(p) for p in pieces]
         known = self.db.chunk_ids(digests)
         cids: list[int] = []
+        checked: set[bytes] = set()
         for digest, piece in zip(digests, pieces, strict=True):
             cid = known.get(digest)
-            if cid is None:
+            if cid is None or (repair and digest not in checked and not self._intact(digest)):
                 data = bytes(piece)
-                flags, payload = self.framer.compress(data)
-                cid = self.db.put_chunk(digest, flags, len(data), payload)
+                flags, payload = self.framer.compress(data) if compress else (0, data)
+                if cid is None:
+                    cid = self.db.put_chunk(digest, flags, len(data), payload)
+                else:
+                    self.db.rewrite_chunk(cid, flags, len(data), payload)
                 known[digest] = cid
+            checked.add(digest)
             cids.append(cid)
         return b"".join(digests), cids
+
+    def _intact(self, digest: bytes) -> bool:
+        row = self.db.chunk(digest)
+        try:
+            return row is not None and bool(self.open(digest, *row))
+        except DecodeError:
+            return False
 
     def get(self, digests: list[bytes], length: int) -> bytes:
         """The ``length`` bytes of the pieces ``digests``, in order, each verified.

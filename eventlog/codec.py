@@ -15,9 +15,10 @@ Two layers, both pure (no SQLite, no I/O):
   its timestamp), so a flipped byte, in the frame or in those columns, or a row
   moved to another place is detected.  Flags say whether the payload is
   zstd-compressed, whether it is a *spill* (a small CBOR pointer to chunks that hold
-  a body too large for one cell), and whether the binding has the timestamp (event
-  frames written before it lack it and are read as they are).  Decompression is bounded by the frame's
-  declared size, checked before any memory is allocated.
+  a body too large for one cell), whether the binding has the timestamp (event
+  frames written before it lack it and are read as they are), and whether the body
+  is a segmented snapshot's manifest (format version 2).  Decompression is bounded
+  by the frame's declared size, checked before any memory is allocated.
 """
 
 from __future__ import annotations
@@ -33,12 +34,17 @@ from typing import Any, NamedTuple
 import cbor2
 import zstandard
 
-#: Frame format version written by this release.
+#: Frame format version written by this release for frames without
+#: :data:`FLAG_SEGMENTS`; frames with it are version 2, which releases that cannot read
+#: them refuse as a newer format, not as damage.
 FRAME_VERSION = 1
+FRAME_VERSION_SEGMENTS = 2
 FLAG_ZSTD = 1
 FLAG_SPILL = 2
 #: The CRC also covers the row's timestamp (event frames written since schema 3).
 FLAG_TIMED = 4
+#: The body is a segmented snapshot's manifest (see :mod:`eventlog.snapshots`).
+FLAG_SEGMENTS = 8
 _HEADER = struct.Struct("<BBI")
 
 #: CBOR tag numbers (from the unassigned first-come range) for eventlog's own markers.
@@ -409,8 +415,9 @@ class Framer:
     @staticmethod
     def seal(flags: int, payload: bytes, binding: bytes) -> bytes:
         """A frame around ``payload``; ``binding`` ties it to its row's place."""
-        header = bytes((FRAME_VERSION, flags))
-        return _HEADER.pack(FRAME_VERSION, flags, zlib.crc32(payload, zlib.crc32(binding + header))) + payload
+        version = FRAME_VERSION_SEGMENTS if flags & FLAG_SEGMENTS else FRAME_VERSION
+        header = bytes((version, flags))
+        return _HEADER.pack(version, flags, zlib.crc32(payload, zlib.crc32(binding + header))) + payload
 
     @staticmethod
     def open(frame: bytes, binding: bytes, timed: bytes | None = None) -> tuple[int, bytes]:
@@ -431,15 +438,33 @@ class Framer:
             binding = timed
         if zlib.crc32(payload, zlib.crc32(binding + bytes((version, flags)))) != crc:
             raise DecodeError("frame checksum mismatch")
-        if version != FRAME_VERSION:
-            raise VersionError(f"frame format version {version} is not supported (this release reads {FRAME_VERSION})")
-        if flags & ~(FLAG_ZSTD | FLAG_SPILL | FLAG_TIMED):
+        if version not in (FRAME_VERSION, FRAME_VERSION_SEGMENTS):
+            raise VersionError(
+                f"frame format version {version} is not supported "
+                f"(this release reads {FRAME_VERSION} and {FRAME_VERSION_SEGMENTS})"
+            )
+        if flags & ~(FLAG_ZSTD | FLAG_SPILL | FLAG_TIMED | FLAG_SEGMENTS):
             raise DecodeError(f"unknown frame flags {flags:#x}")
+        if bool(flags & FLAG_SEGMENTS) != (version == FRAME_VERSION_SEGMENTS):
+            raise DecodeError(f"frame flags {flags:#x} do not match format version {version}")
         return flags & ~FLAG_TIMED, payload
 
 
 class VersionError(DecodeError):
     """A frame written by a newer format version."""
+
+
+def array_head(n: int) -> bytes:
+    """The CBOR head of an array of ``n`` items (to be followed by their encodings)."""
+    if n < 24:
+        return bytes((0x80 | n,))
+    if n < 1 << 8:
+        return struct.pack(">BB", 0x98, n)
+    if n < 1 << 16:
+        return struct.pack(">BH", 0x99, n)
+    if n < 1 << 32:
+        return struct.pack(">BI", 0x9A, n)
+    return struct.pack(">BQ", 0x9B, n)
 
 
 def binding(kind: bytes, sid: int, seq: int, ts: int | None = None) -> bytes:

@@ -33,8 +33,7 @@ from dataclasses import dataclass, field
 
 from .codec import Ref
 from .errors import CorruptionError, EventLogError
-from .fold import state_to_wire
-from .log import SNAPSHOT, Log
+from .log import Log
 from .sql import EVENT_REF, SNAPSHOT_REF, Database, SessionRow, advance
 
 #: Everything, as a sequence number bound.
@@ -188,8 +187,7 @@ def _new_floor(db: Database, log: Log, write: Transaction, row: SessionRow, floo
         current = db.session(row.name)
         if current is None or current.sid != row.sid or floor <= current.base_seq or floor > current.seq:
             return False
-        state = log.fold(row.name, row.sid, floor, rehydrate=False, floor=current.base_seq)
-        frame, cids, size = log.frame(SNAPSHOT, row.sid, floor, state_to_wire(state))
+        frame, cids, size = log.snapshot(row.name, row.sid, floor, current.base_seq, reuse=False)
         db.add_refs(SNAPSHOT_REF, db.put_snapshot(row.sid, floor, frame, size), cids)
         db.set_base(row.sid, floor)
     return True

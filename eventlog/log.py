@@ -10,7 +10,9 @@ and rehydrates.  Every failure to read comes out as
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterator
+from itertools import accumulate
 from typing import Any
 
 from . import codec, fold
@@ -18,11 +20,22 @@ from .chunks import Chunks
 from .codec import ENTRIES, DecodeError, Framer, Ref, VersionError
 from .errors import CorruptionError, InvalidValueError, UnsupportedVersionError
 from .fold import Event, State
+from .snapshots import MIN_REUSE_BYTES, SEGMENT_BYTES, Segment
 from .sql import Database
 from .values import externalise_large, gc_paused, validate
 
 EVENT = b"E"
 SNAPSHOT = b"S"
+
+
+class _Old:
+    """Stands, while a snapshot is built, for the entry at index ``q`` of the snapshot
+    it builds on (its value still in that snapshot's segments, unread)."""
+
+    __slots__ = ("q",)
+
+    def __init__(self, q: int) -> None:
+        self.q = q
 
 
 class Log:
@@ -43,6 +56,9 @@ class Log:
         self.chunks = Chunks(db, self.framer, chunk_bytes, key=chunk_key)
         # Room for the other columns of an event or snapshot row (a few integers).
         self.inline_limit = max_cell_bytes - 256
+        # A snapshot segment aims at half a chunk of CBOR: compressed, one chunk.
+        self.segment_bytes = min(SEGMENT_BYTES, max(chunk_bytes // 2, 1024))
+        self.min_reuse_bytes = self.segment_bytes * MIN_REUSE_BYTES // SEGMENT_BYTES
         self.large_value_bytes = large_value_bytes
         self.max_body_bytes = max_body_bytes
 
@@ -74,7 +90,9 @@ class Log:
             raise CorruptionError(f"chunk {missing.hex()} is missing", session_id=name, seq=seq)
         return list(found.values())
 
-    def frame(self, kind: bytes, sid: int, seq: int, wire: Any, ts: int | None = None) -> tuple[bytes, list[int], int]:
+    def frame(
+        self, kind: bytes, sid: int, seq: int, wire: Any, ts: int | None = None, *, segments: bool = False
+    ) -> tuple[bytes, list[int], int]:
         """Encode an event or snapshot body into a frame that fits one cell, bound to
         its row's place and, given ``ts`` (an event's timestamp), to that; returns
         it with the ids of every chunk it refers to (large values, spilled bytes),
@@ -103,6 +121,8 @@ class Log:
             cids += self.chunk_ids_of(refs, None, seq)
         if ts is not None:
             flags |= codec.FLAG_TIMED
+        if segments:
+            flags |= codec.FLAG_SEGMENTS
         return Framer.seal(flags, payload, codec.binding(kind, sid, seq, ts)), cids, size
 
     # ------------------------------------------------------------------ reading
@@ -117,11 +137,11 @@ class Log:
         rehydrate: bool,
         seen: list[Ref] | None = None,
         ts: int | None = None,
-    ) -> codec.Decoded:
-        """Decode a frame: the wire value, the ENTRIES markers seen, and whether its
-        values are known storable.  Every reference to chunks in the frame (large
-        values, and the pointer of a spilled frame) is appended to ``seen`` when
-        given."""
+    ) -> tuple[bool, codec.Decoded]:
+        """Decode a frame: whether it is a segmented snapshot's manifest, and the wire
+        value, the ENTRIES markers seen, and whether its values are known storable.
+        Every reference to chunks in the frame (large values, and the pointer of a
+        spilled frame) is appended to ``seen`` when given."""
         resolve = self._rehydrate if rehydrate else None
         if seen is not None:
 
@@ -132,6 +152,10 @@ class Log:
         try:
             timed = None if ts is None else codec.binding(kind, sid, seq, ts)
             flags, payload = Framer.open(frame, codec.binding(kind, sid, seq), timed)
+            segmented = bool(flags & codec.FLAG_SEGMENTS)
+            if segmented and kind != SNAPSHOT:
+                raise DecodeError("an event frame flagged as a snapshot manifest")
+            flags &= ~codec.FLAG_SEGMENTS
             if flags & codec.FLAG_SPILL:
                 (spill, _) = codec.loads(payload)
                 if (
@@ -152,7 +176,7 @@ class Log:
                 if len(payload) != spill[1]:
                     raise DecodeError("spilled frame has the wrong length")
             body = self.framer.decompress(flags, payload, self.max_body_bytes)
-            return codec.decode(body, resolve)
+            return segmented, codec.decode(body, resolve)
         except VersionError as e:
             raise UnsupportedVersionError(str(e), session_id=name, seq=seq) from None
         except DecodeError as e:
@@ -178,7 +202,7 @@ class Log:
         rehydrate: bool,
         seen: list[Ref] | None = None,
     ) -> Event:
-        wire, markers, storable = self.body(EVENT, name, sid, seq, frame, rehydrate, seen, ts)
+        _, (wire, markers, storable) = self.body(EVENT, name, sid, seq, frame, rehydrate, seen, ts)
         try:
             ops = fold.ops_from_wire(wire, storable)
             legit = sum(1 for op in ops if type(op) is fold.SetFields and op.changed.get("entries") is ENTRIES)
@@ -202,14 +226,224 @@ class Log:
     def snapshot_state(
         self, name: str, sid: int, seq: int, frame: bytes, rehydrate: bool, seen: list[Ref] | None = None
     ) -> State:
-        wire, markers, storable = self.body(SNAPSHOT, name, sid, seq, frame, rehydrate, seen)
+        """The state a snapshot holds, its segments read, verified and decoded."""
+        segmented, (wire, markers, storable) = self.body(SNAPSHOT, name, sid, seq, frame, rehydrate, seen)
         try:
+            if segmented:
+                fields, segments = self._manifest(wire)
+                entries: list[Any] = []
+                for i, segment in enumerate(segments):
+                    try:
+                        part, ok = self._segment(segment, rehydrate, seen)
+                    except DecodeError as e:
+                        raise DecodeError(f"segment {i} (entries {len(entries)}+): {e}") from None
+                    entries += part
+                    storable = storable and ok
+                wire = [fields, entries]
             state = fold.state_from_wire(wire, storable)
             if markers != (1 if state.managed else 0):
                 raise DecodeError("entries marker inside a value")
+        except VersionError as e:
+            raise UnsupportedVersionError(str(e), session_id=name, seq=seq) from None
         except DecodeError as e:
             raise CorruptionError(f"snapshot is damaged: {e}", session_id=name, seq=seq) from None
         return state
+
+    def _manifest(self, wire: Any) -> tuple[dict[str, Any], list[Segment]]:
+        """A segmented snapshot's fields and segments; :class:`DecodeError` if
+        malformed or if its segments add up to more than ``max_body_bytes``."""
+        if type(wire) is not list or len(wire) != 2 or type(wire[0]) is not dict or type(wire[1]) is not list:
+            raise DecodeError("malformed snapshot manifest")
+        limit = self.max_body_bytes
+        segments = [Segment.from_wire(w, limit) for w in wire[1]]
+        if sum(s.raw for s in segments) > limit:
+            raise DecodeError(f"snapshot segments add up to more than the limit of {limit} bytes")
+        return wire[0], segments
+
+    def _segment(self, segment: Segment, rehydrate: bool, seen: list[Ref] | None) -> tuple[list[Any], bool]:
+        """A segment's entries, and whether they are known storable."""
+        found: list[Ref] = []
+
+        def resolve(ref: Ref) -> Any:
+            found.append(ref)
+            return self._rehydrate(ref) if rehydrate else ref
+
+        pointer = segment.pointer()
+        if seen is not None:
+            seen.append(pointer)
+        payload = self._read_large(pointer)
+        if len(payload) != segment.length:
+            raise DecodeError("segment has the wrong length")
+        body = self.framer.decompress(segment.flags, payload, segment.raw)
+        if len(body) != segment.raw:
+            raise DecodeError("segment has the wrong length")
+        value, markers, storable = codec.decode(body, resolve)
+        if type(value) is not list or len(value) != segment.count or markers:
+            raise DecodeError("malformed snapshot segment")
+        if {h for ref in found for h in ref.chunk_hashes()} != set(segment.inner_hashes()):
+            raise DecodeError("segment's list of the large values inside does not match them")
+        if seen is not None:
+            seen += found
+        return value, storable
+
+    # ------------------------------------------------------------------ snapshots
+
+    def snapshot(
+        self, name: str, sid: int, seq: int, floor: int, *, reuse: bool = True
+    ) -> tuple[bytes, list[int], int]:
+        """A snapshot of the session at ``seq``: its frame, the ids of every chunk it
+        uses (segments, large values, a spilled manifest), to be recorded as its refs
+        in the same transaction, and the bytes it wrote (what the snapshot policy
+        weighs: its frame, or spilled manifest, and the segments not kept from the
+        snapshot it builds on).
+
+        With ``reuse``, it builds on the newest segmented snapshot at or below
+        ``seq``: replays the events since over that snapshot's entry positions and
+        keeps each of its segments whose entries all came through unchanged and in
+        order, without reading it.  Without ``reuse`` (or with nothing to build on)
+        it folds the session and writes every segment (those already stored with
+        the same bytes are not written twice), so every byte it keeps was read and
+        verified: what compaction wants for the floor of a shortened history."""
+        with gc_paused():
+            base = self._base(name, sid, seq, floor) if reuse else None
+            old: list[Segment] = []
+            if base is None:
+                state = self._fold(name, sid, seq, False, floor)
+            else:
+                base_seq, fields, old = base
+                state = State(fields, [_Old(q) for q in range(sum(s.count for s in old))])
+                for event in self.events(name, sid, base_seq, seq, rehydrate=False):
+                    try:
+                        fold.apply(state, event.ops)
+                    except ValueError as e:
+                        raise CorruptionError(f"event does not apply: {e}", session_id=name, seq=event.seq) from None
+            segments, inline = self._cut(name, seq, state.entries, old, repair=not reuse)
+        if inline is not None:  # a small session: one frame, as before segments
+            return self.frame(SNAPSHOT, sid, seq, fold.state_to_wire(State(state.fields, inline)))
+        limit = self.max_body_bytes
+        if sum(s.raw for s in segments) > limit:
+            raise InvalidValueError(f"the session's entries encode to more than the limit of {limit} bytes", seq=seq)
+        wire = [state.fields, [s.to_wire() for s in segments]]
+        frame, cids, written = self.frame(SNAPSHOT, sid, seq, wire, segments=True)
+        wanted = list({h for s in segments for h in (*s.pointer().chunk_hashes(), *s.inner_hashes())})
+        found = self.db.chunk_ids(wanted)
+        if len(found) != len(wanted):
+            missing = next(h for h in wanted if h not in found)
+            raise CorruptionError(f"chunk {missing.hex()} is missing", session_id=name, seq=seq)
+        kept = set(old)
+        return frame, cids + list(found.values()), written + sum(s.length for s in segments if s not in kept)
+
+    def _base(self, name: str, sid: int, seq: int, floor: int) -> tuple[int, dict[str, Any], list[Segment]] | None:
+        """The newest snapshot at or below ``seq`` (and at or above ``floor``) if it
+        is segmented and its manifest reads: its position, fields and segments."""
+        seqs = [s for s in self.db.snapshot_seqs(sid, seq) if s >= floor]
+        frame = self.db.snapshot(sid, seqs[0]) if seqs else None
+        if frame is None:
+            return None
+        try:
+            segmented, (wire, markers, storable) = self.body(SNAPSHOT, name, sid, seqs[0], frame, False)
+            if not segmented:
+                return None
+            fields, segments = self._manifest(wire)
+            fold.state_from_wire([fields, []], storable)
+            if markers != (1 if fields.get("entries") is ENTRIES else 0):
+                return None
+        except (CorruptionError, UnsupportedVersionError, DecodeError):
+            return None
+        return seqs[0], fields, segments
+
+    def _reusable(self, old: list[Segment]) -> list[int]:
+        """Which of ``old`` may be kept: all but the runs of small segments (under
+        ``min_reuse_bytes``) that add up to ``min_reuse_bytes``; those are merged
+        into one.  So a snapshot writes about what is new (the new entries form a
+        small segment at the end), each byte is merged at most once, and the small
+        segments of a session add up to less than ``min_reuse_bytes`` per run."""
+        keep: list[int] = []
+        run: list[int] = []
+        total = 0
+        for k, segment in enumerate([*old, None]):
+            if segment is not None and segment.raw < self.min_reuse_bytes:
+                run.append(k)
+                total += segment.raw
+                continue
+            if total < self.min_reuse_bytes:
+                keep += run
+            run, total = [], 0
+            if segment is not None:
+                keep.append(k)
+        return keep
+
+    def _cut(
+        self, name: str, seq: int, items: list[Any], old: list[Segment], *, repair: bool = False
+    ) -> tuple[list[Segment], list[Any] | None]:
+        """Segments holding ``items`` (wire values, and :class:`_Old` for entries of
+        the snapshot built on, whose segments are ``old``): each old segment that
+        :meth:`_reusable` allows and whose entries come in a row, whole and in
+        order, is kept as it is; the other entries are encoded into new segments of
+        about ``segment_bytes``.  When all of them would make one small segment,
+        nothing is written and their values are returned instead, to be kept in the
+        snapshot's own row.  ``repair``: see :meth:`Chunks.put`."""
+        starts = list(accumulate((s.count for s in old), initial=0))
+        reusable = {starts[k]: k for k in self._reusable(old)}
+        decoded: dict[int, list[Any]] = {}
+        out: list[Segment] = []
+        encoded: list[bytes] = []
+        values: list[Any] = []
+        refs: list[Ref] = []
+        size = 0
+
+        def flush() -> None:
+            nonlocal size
+            if not encoded:
+                return
+            raw = codec.array_head(len(encoded)) + b"".join(encoded)
+            flags, payload = self.framer.compress(raw)
+            hashes, _ = self.chunks.put(payload, compress=False, repair=repair)
+            inner = b"".join(sorted({h for ref in refs for h in ref.chunk_hashes()}))
+            out.append(Segment(len(encoded), flags, len(raw), len(payload), hashes, inner))
+            encoded.clear()
+            values.clear()
+            refs.clear()
+            size = 0
+
+        def value(item: Any) -> Any:
+            if type(item) is not _Old:
+                return item
+            k = bisect_right(starts, item.q) - 1
+            if k not in decoded:
+                try:
+                    decoded[k] = self._segment(old[k], False, None)[0]
+                except DecodeError as e:
+                    raise CorruptionError(f"snapshot segment {k} is damaged: {e}", session_id=name) from None
+            return decoded[k][item.q - starts[k]]
+
+        p, n = 0, len(items)
+        while p < n:
+            item = items[p]
+            if type(item) is _Old and item.q in reusable:
+                k = reusable[item.q]
+                q, count = item.q, old[k].count
+                run = items[p : p + count]
+                if len(run) == count and all(type(x) is _Old and x.q == q + j for j, x in enumerate(run)):
+                    flush()
+                    out.append(old[k])
+                    p += count
+                    continue
+            wire = value(item)
+            try:
+                piece = codec.dumps(wire, refs)
+            except ValueError as e:
+                raise InvalidValueError(str(e), session_id=name, seq=seq) from None
+            encoded.append(piece)
+            values.append(wire)
+            size += len(piece)
+            if size >= self.segment_bytes:
+                flush()
+            p += 1
+        if not out and size < self.min_reuse_bytes:
+            return [], values
+        flush()
+        return out, None
 
     def fold(self, name: str, sid: int, upto: int, rehydrate: bool, floor: int = 0) -> State:
         """The state after event ``upto``: the newest readable snapshot at or below it

@@ -250,8 +250,8 @@ def _schema_problem(con: sqlite3.Connection) -> str | None:
 
 
 class SessionRow(NamedTuple):
-    """A session's row: its id, head, newest snapshot (position and size), bytes of
-    events since, the floor of its history, and its name."""
+    """A session's row: its id, head, newest snapshot (position, and the bytes
+    writing it took), bytes of events since, the floor of its history, and its name."""
 
     sid: int
     seq: int
@@ -657,9 +657,9 @@ class Database:
 
     def put_snapshot(self, sid: int, seq: int, frame: bytes, size: int) -> int:
         """Store a snapshot at ``seq`` (replacing one there, with its refs), recording
-        ``size`` (its compressed body, also when spilled into chunks; large values
-        are counted neither here nor for events) for the snapshot policy; returns
-        its id, for its refs."""
+        ``size`` (the bytes writing it took, also those spilled into chunks; large
+        values are counted neither here nor for events) for the snapshot policy;
+        returns its id, for its refs."""
         self._q(
             f"DELETE FROM refs WHERE kind = {SNAPSHOT_REF} AND holder IN "
             "(SELECT id FROM snapshots WHERE sid = ? AND seq = ?)",
@@ -680,14 +680,24 @@ class Database:
 
     def prune_snapshots(self, sid: int, keep: int, base: int) -> None:
         """Drop, with their refs, all snapshots of ``sid`` but the newest ``keep`` and
-        the one at ``base`` (the floor of a compacted history, never a mere cache)."""
+        the one at ``base`` (the floor of a compacted history, never a mere cache),
+        and free the chunks nothing else refers to."""
         pick = (
             "SELECT id FROM snapshots WHERE sid = ? AND seq != ? AND seq < ("
             "SELECT min(seq) FROM (SELECT seq FROM snapshots WHERE sid = ? ORDER BY seq DESC LIMIT ?))"
         )
         params = (sid, base, sid, keep)
+        held = f"SELECT cid FROM refs WHERE kind = {SNAPSHOT_REF} AND holder IN ({pick})"
+        dropped = [r[0] for r in self._all(held, params)]
         self._q(f"DELETE FROM refs WHERE kind = {SNAPSHOT_REF} AND holder IN ({pick})", params)
         self._q(f"DELETE FROM snapshots WHERE id IN ({pick})", params)
+        # What only those snapshots used (a rewritten last segment, a spilled frame) is
+        # garbage now; free it here rather than leave it to the next compaction.
+        for i in range(0, len(dropped), MAX_PARAMS):
+            batch = dropped[i : i + MAX_PARAMS]
+            marks = ",".join("?" * len(batch))
+            unused = "NOT EXISTS (SELECT 1 FROM refs r WHERE r.cid = chunks.cid)"
+            self._q(f"DELETE FROM chunks WHERE cid IN ({marks}) AND {unused}", batch)
 
     def purge_snapshots(self, sid: int, below: int, limit: int) -> int:
         """Delete up to ``limit`` snapshots of ``sid`` below ``below``, with their refs;
@@ -719,6 +729,10 @@ class Database:
         cur = self._q("INSERT INTO chunks(hash, flags, size, data) VALUES (?, ?, ?, ?)", (digest, flags, size, data))
         assert cur.lastrowid is not None
         return cur.lastrowid
+
+    def rewrite_chunk(self, cid: int, flags: int, size: int, data: bytes) -> None:
+        """Replace a damaged chunk's stored bytes (its address stays)."""
+        self._q("UPDATE chunks SET flags = ?, size = ?, data = ? WHERE cid = ?", (flags, size, data, cid))
 
     def chunk(self, digest: bytes) -> tuple[int, int, bytes] | None:
         """``(flags, size, data)`` of a chunk, or ``None`` when it is missing."""

@@ -36,9 +36,8 @@ from .fold import (
     apply,
     diff,
     ops_to_wire,
-    state_to_wire,
 )
-from .log import EVENT, SNAPSHOT, Log
+from .log import EVENT, Log
 from .mirror import Mirror
 from .snapshots import SnapshotPolicy
 from .sql import EVENT_REF, SNAPSHOT_REF, Database, SessionRow
@@ -135,8 +134,8 @@ class Store:
         *,
         max_cell_bytes: int = 2_000_000,
         synchronous: str = "FULL",
-        snapshot_every: int = 1000,
-        snapshot_bytes: int = 64 << 20,
+        snapshot_every: int = 200,
+        snapshot_bytes: int = 8 << 20,
         large_value_bytes: int = 32 << 10,
         chunk_bytes: int | None = None,
         max_body_bytes: int = 256 << 20,
@@ -466,12 +465,7 @@ class Store:
                 row = db.session(name)
                 if row is None or row.sid != sid or row.seq != seq:
                     return  # someone wrote meanwhile; the next write will try again
-                c = self._cache.get(name)
-                if c is not None and c.sid == sid and c.state_seq == seq and not db.has_refs(sid):
-                    state = c.state  # no large values: the cached state is the stored form
-                else:
-                    state = log.fold(name, sid, seq, rehydrate=False, floor=row.base_seq)
-                frame, cids, size = log.frame(SNAPSHOT, sid, seq, state_to_wire(state))
+                frame, cids, size = log.snapshot(name, sid, seq, row.base_seq)
                 db.add_refs(SNAPSHOT_REF, db.put_snapshot(sid, seq, frame, size), cids)
                 db.prune_snapshots(sid, self._policy.keep, row.base_seq)
         except EventLogError:
@@ -742,11 +736,12 @@ def open(path: str, **options: Any) -> Store:
     NORMAL, FULL or EXTRA); with each a returned write survives a process crash
     (``kill -9``); with FULL (and EXTRA) also an OS crash or power loss, while NORMAL
     may lose the last writes then and OFF may also damage the file.  ``snapshot_every``
-    (1000) and ``snapshot_bytes`` (64 MiB of event frames): snapshot after this many
+    (200) and ``snapshot_bytes`` (8 MiB of event frames): snapshot after this many
     events or bytes since the last snapshot, 0 disabling either (see
     :class:`eventlog.snapshots.SnapshotPolicy`).
     ``large_value_bytes`` (32 KiB): strings and bytes this large go to chunks.
-    ``chunk_bytes`` (1 MiB, or less under a small budget): size of a chunk.
+    ``chunk_bytes`` (1 MiB, or less under a small budget): size of a chunk (a
+    snapshot segment holds about half as many bytes of entries).
     ``max_body_bytes`` (256 MiB): largest value and largest single write.
     ``cache_sessions`` (16): sessions kept folded in memory.  ``busy_timeout`` (10 s):
     how long a write waits for another writer.

@@ -252,8 +252,11 @@ def build_corpus() -> Corpus:
     for data in samples.browser_session(2, seed=2, image_bytes=30_000):
         store.save("images", data)
     store.append("images", [{"id": "raw", "blob": rng.randbytes(40_000), "n": [1, 1.0, True, -0.0, None]}])
-    big: dict[str, Any] = {"entries": [{"id": "x", "noise": [rng.randbytes(5000) for _ in range(4)]}]}
-    store.save("big", big)  # 20 KB of incompressible bytes inline: the frame spills
+    big: dict[str, Any] = {
+        "entries": [{"id": "x", "noise": [rng.randbytes(5000) for _ in range(4)]}],
+        "notes": [rng.randbytes(5000) for _ in range(4)],  # in the snapshot's manifest: it spills too
+    }
+    store.save("big", big)  # 40 KB of incompressible bytes inline: the frame spills
     store.save("big", {**big, "leafId": "x"})
     store.save("gone", {"entries": [{"id": "g"}]})
     store.delete("gone")
@@ -413,6 +416,7 @@ def reseal(corpus: Corpus, sample: Sample, body: bytes, compress: bool) -> bytes
     """A frame for ``body`` in ``sample``'s place with a valid checksum: what a
     hostile writer (or damage the CRC misses) would leave."""
     flags, payload = corpus.log.framer.compress(body) if compress else (0, body)
+    flags |= sample.frame[1] & codec.FLAG_SEGMENTS  # a snapshot's manifest stays one
     return Framer.seal(flags, payload, codec.binding(sample.kind, sample.sid, sample.seq))
 
 
@@ -428,7 +432,8 @@ def check_resealed(corpus: Corpus, sample: Sample, body: bytes, compress: bool) 
 def check_spill_pointer(corpus: Corpus, sample: Sample, pointer: bytes) -> None:
     """A spilled frame whose pointer (valid checksum) is anything: a documented error
     or the right data, in bounded time and memory."""
-    frame = Framer.seal(codec.FLAG_SPILL, pointer, codec.binding(sample.kind, sample.sid, sample.seq))
+    flags = codec.FLAG_SPILL | (sample.frame[1] & codec.FLAG_SEGMENTS)
+    frame = Framer.seal(flags, pointer, codec.binding(sample.kind, sample.sid, sample.seq))
     result = _decode_checked(corpus, sample, frame, f"decoding a {sample.what} with a hostile pointer")
     if result is not None:
         _storable_result(f"a {sample.what} with a hostile pointer", result, sample.kind)

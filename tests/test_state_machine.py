@@ -31,7 +31,9 @@ class StoreMachine(RuleBasedStateMachine):
     @initialize()
     def open_store(self) -> None:
         self.path = str(Path(tempfile.mkdtemp()) / "m.db")
-        self.store = eventlog.open(self.path, max_cell_bytes=BUDGET, synchronous="OFF", snapshot_every=3)
+        self.store = eventlog.open(
+            self.path, max_cell_bytes=BUDGET, chunk_bytes=2048, synchronous="OFF", snapshot_every=3
+        )
         self.other: eventlog.Store | None = None
         self.model: dict[str, dict[str, Any]] = {}
         self.live: dict[str, dict[str, Any]] = {}  # the caller's own objects, mutated in place
@@ -42,7 +44,9 @@ class StoreMachine(RuleBasedStateMachine):
     def _writer(self, second: bool) -> eventlog.Store:
         if second:
             if self.other is None:
-                self.other = eventlog.open(self.path, max_cell_bytes=BUDGET, synchronous="OFF", snapshot_every=3)
+                self.other = eventlog.open(
+                    self.path, max_cell_bytes=BUDGET, chunk_bytes=2048, synchronous="OFF", snapshot_every=3
+                )
             return self.other
         return self.store
 
@@ -115,7 +119,9 @@ class StoreMachine(RuleBasedStateMachine):
     @rule()
     def reopen(self) -> None:
         self.store.close()
-        self.store = eventlog.open(self.path, max_cell_bytes=BUDGET, synchronous="OFF", snapshot_every=3)
+        self.store = eventlog.open(
+            self.path, max_cell_bytes=BUDGET, chunk_bytes=2048, synchronous="OFF", snapshot_every=3
+        )
 
     @invariant()
     def every_session_loads_as_modelled(self) -> None:

@@ -303,35 +303,48 @@ def test_snapshots_are_built_and_used(db_path: str) -> None:
         assert dump(s.fold("s", at=3)) != dump(data)
 
 
-@pytest.mark.parametrize("cell", [2_000_000, 16384], ids=["inline", "spilled"])
+@pytest.mark.parametrize("cell", [2_000_000, 16384], ids=["big-cells", "small-cells"])
 def test_snapshots_do_not_grow_with_the_square_of_the_session(
     db_path: str, monkeypatch: pytest.MonkeyPatch, cell: int
 ) -> None:
-    """Each snapshot needs a tail of events at least half its size, so the bytes of
-    all snapshots ever written stay within a small multiple of the event bytes (every
-    5 events without the gate would be about 40 snapshots of a growing session).
-    With small cells the snapshots spill into chunks: their size is still the whole
-    compressed body, not the few bytes of the pointer left in the row."""
+    """A snapshot every 5 events of a growing session: rewriting the whole session
+    each time would write about 40 times the event bytes.  A segmented snapshot
+    writes only its manifest and the segments that changed; a session small enough
+    for one row is rewritten whole, but only once its tail is half that size.
+    Either way everything snapshots ever wrote stays within a small multiple of the
+    event bytes, and what a snapshot records for the policy counts its spilled
+    bytes, not only the row."""
     from eventlog.sql import Database
 
-    written: list[int] = []
-    spilled: list[bool] = []
-    put = Database.put_snapshot
+    written = {"snapshots": 0, "chunks": 0}
+    sizes: list[tuple[int, int]] = []
+    put_snapshot, put_chunk = Database.put_snapshot, Database.put_chunk
 
-    def counting(self: Database, sid: int, seq: int, frame: bytes, size: int) -> int:
-        written.append(size)
-        spilled.append(len(frame) < 256 < size)
-        return put(self, sid, seq, frame, size)
+    def counting_snapshot(self: Database, sid: int, seq: int, frame: bytes, size: int) -> int:
+        written["snapshots"] += len(frame)
+        sizes.append((len(frame), size))
+        return put_snapshot(self, sid, seq, frame, size)
 
-    monkeypatch.setattr(Database, "put_snapshot", counting)
+    def counting_chunk(self: Database, digest: bytes, flags: int, size: int, data: bytes) -> int:
+        written["chunks"] += len(data)
+        return put_chunk(self, digest, flags, size, data)
+
+    monkeypatch.setattr(Database, "put_snapshot", counting_snapshot)
+    monkeypatch.setattr(Database, "put_chunk", counting_chunk)
     with eventlog.open(db_path, snapshot_every=5, max_cell_bytes=cell) as s:
-        for i in range(200):
+        for i in range(400):
             s.append("s", [{"id": f"{i:08x}", "text": f"entry {i} " * 50 + random.Random(i).randbytes(200).hex()}])
         st = s.stats()
-    assert 3 <= len(written) <= 16
-    assert sum(written) <= 4 * st["events"]["bytes"]
-    assert any(spilled) == (cell < 2_000_000)
+        events = st["events"]["bytes"]
+        assert s.load("s") == s.fold("s")
+    assert written["snapshots"] + written["chunks"] <= 3 * events
+    assert all(size + 16 >= row for row, size in sizes)  # (the frame header aside)
     assert 0 < st["snapshots"]["rows"] <= 2
+    if cell < 2_000_000:  # segments of a few entries: snapshots every 5 or 10 events
+        assert len(sizes) >= 40
+        assert st["chunks"]["rows"] > 10
+    else:  # one small session in one row: rewritten whole, so less often
+        assert 8 <= len(sizes) <= 30
 
 
 def test_snapshot_by_bytes(db_path: str) -> None:

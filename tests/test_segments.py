@@ -1,0 +1,310 @@
+"""Segmented snapshots: a snapshot keeps the unchanged segments of the one before and
+writes the rest, and reads back exactly as a full replay."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import eventlog
+from eventlog import codec
+from eventlog.codec import Framer
+from eventlog.errors import CorruptionError
+from eventlog.log import SNAPSHOT
+from eventlog.snapshots import Segment
+from eventlog.sql import Database
+from eventlog.testing import histories, mutate, sessions
+from eventlog.values import same
+
+from .helpers import largest_cell_and_row
+
+SMALL = {"image_size": 40_000, "big": 40_000}
+#: Segments of about 1 KB (chunk_bytes // 2), kept from 256 bytes up.
+TINY = {"chunk_bytes": 2048, "max_cell_bytes": 16_384, "synchronous": "OFF"}
+
+
+def _path() -> str:
+    return str(Path(tempfile.mkdtemp()) / "s.db")
+
+
+def _entry(i: int, size: int = 300) -> dict[str, Any]:
+    return {"id": f"e{i}", "role": "user", "text": random.Random(i).randbytes(size // 2).hex()}
+
+
+def _manifest(path: str, name: str = "s") -> tuple[int, int, bytes, list[Segment]]:
+    """The newest snapshot of ``name``: ``(sid, seq, frame, segments)``."""
+    con = sqlite3.connect(path)
+    sid, seq, frame = con.execute(
+        "SELECT n.sid, n.seq, n.frame FROM snapshots n JOIN sessions s ON s.sid = n.sid WHERE s.name = ? "
+        "ORDER BY n.seq DESC LIMIT 1",
+        (name,),
+    ).fetchone()
+    con.close()
+    flags, payload = Framer.open(frame, codec.binding(SNAPSHOT, sid, seq))
+    assert flags & codec.FLAG_SEGMENTS and frame[0] == codec.FRAME_VERSION_SEGMENTS
+    body = Framer().decompress(flags, payload, 1 << 30)
+    wire, _ = codec.loads(body)
+    return sid, seq, frame, [Segment.from_wire(w, 1 << 30) for w in wire[1]]
+
+
+class _Writes:
+    """Counts the bytes written to chunks and snapshot rows."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.chunks = 0
+        self.snapshots = 0
+        put_chunk, put_snapshot = Database.put_chunk, Database.put_snapshot
+
+        def chunk(db: Database, digest: bytes, flags: int, size: int, data: bytes) -> int:
+            self.chunks += len(data)
+            return put_chunk(db, digest, flags, size, data)
+
+        def snapshot(db: Database, sid: int, seq: int, frame: bytes, size: int) -> int:
+            self.snapshots += len(frame)
+            return put_snapshot(db, sid, seq, frame, size)
+
+        monkeypatch.setattr(Database, "put_chunk", chunk)
+        monkeypatch.setattr(Database, "put_snapshot", snapshot)
+
+    def take(self) -> int:
+        total, self.chunks, self.snapshots = self.chunks + self.snapshots, 0, 0
+        return total
+
+
+def test_a_snapshot_writes_what_changed_and_keeps_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _path()
+    writes = _Writes(monkeypatch)
+    data: dict[str, Any] = {"title": "t", "entries": [_entry(i) for i in range(300)]}
+    with eventlog.open(path, snapshot_every=0, **TINY) as store:
+        store.save("s", data)
+        store.snapshot("s")
+        first = writes.take()
+        _, _, _, before = _manifest(path)
+        assert len(before) > 50 and sum(s.count for s in before) == 300
+
+        data["entries"] += [_entry(i) for i in range(300, 303)]  # appended
+        store.save("s", data)
+        writes.take()
+        store.snapshot("s")
+        _, _, _, after = _manifest(path)
+        assert after[: len(before) - 1] == before[:-1]  # all kept but, at most, the last
+        assert writes.take() < first / 10
+
+        data["entries"][7] = {**data["entries"][7], "text": "edited"}  # changed in place
+        store.save("s", data)
+        del data["entries"][150]  # one removed in the middle
+        store.save("s", data)
+        data["entries"].insert(200, _entry(999))  # one inserted
+        store.save("s", data)
+        writes.take()
+        store.snapshot("s")
+        _, _, _, edited = _manifest(path)
+        kept = set(after) & set(edited)
+        assert len(kept) >= len(after) - 4  # the three touched, and the last
+        assert writes.take() < first / 5
+        assert store.load("s") == data
+    with eventlog.open(path, **TINY) as store:
+        assert store.load("s") == data
+        assert store.verify().ok
+        assert store.verify().garbage_chunks == 0  # what old snapshots alone used is freed
+
+
+def test_small_sessions_keep_their_snapshot_in_one_row() -> None:
+    path = _path()
+    with eventlog.open(path, snapshot_every=0) as store:
+        store.save("s", {"entries": [_entry(i) for i in range(5)]})
+        store.snapshot("s")
+        assert store.stats()["chunks"]["rows"] == 0
+    frame = sqlite3.connect(path).execute("SELECT frame FROM snapshots").fetchone()[0]
+    assert frame[0] == codec.FRAME_VERSION and not frame[1] & codec.FLAG_SEGMENTS
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data(), histories(**SMALL), st.integers(1, 3))
+def test_segmented_snapshots_fold_as_full_replay(data: st.DataObject, history: list[Any], every: int) -> None:
+    """Any history (appends, edits in place, removals, field changes, large values),
+    then the last state edited in place a few times: with a snapshot every few events
+    each built on the one before, every load and every fold equals a replay of the
+    log alone; no cell is over budget; nothing is left unreferenced."""
+    history = list(history)
+    state = history[-1]
+    for _ in range(data.draw(st.integers(0, 4))):
+        state = mutate(data.draw, state)
+        history.append(state)
+    snap_path, plain_path = _path(), _path()
+    with (
+        eventlog.open(snap_path, snapshot_every=every, **TINY) as snap,
+        eventlog.open(plain_path, snapshot_every=0, synchronous="OFF") as plain,
+    ):
+        for state in history:
+            snap.save("s", state)
+            plain.save("s", state)
+            assert same(snap.load("s"), state)
+    with eventlog.open(snap_path, **TINY) as snap, eventlog.open(plain_path) as plain:
+        assert same(snap.load("s"), history[-1])
+        for k in range(1, len(history) + 1):
+            assert same(snap.fold("s", at=k), plain.fold("s", at=k))
+        report = snap.verify()
+        assert report.ok, report.problems
+        assert report.garbage_chunks == 0
+    cell, row = largest_cell_and_row(snap_path)
+    assert cell <= TINY["max_cell_bytes"] and row <= TINY["max_cell_bytes"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(sessions(**SMALL), min_size=1, max_size=4), st.data())
+def test_snapshots_of_several_sessions_share_nothing_they_should_not(
+    states: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    """Sessions with equal entries share segment chunks; deleting one and compacting
+    frees only what no other session uses."""
+    path = _path()
+    with eventlog.open(path, snapshot_every=1, **TINY) as store:
+        for i, state in enumerate(states):
+            store.save(f"s{i}", state)
+            store.save(f"s{i}", state)
+        gone = data.draw(st.integers(0, len(states) - 1))
+        store.delete(f"s{gone}")
+        store.compact()
+        for i, state in enumerate(states):
+            if i != gone:
+                assert same(store.load(f"s{i}"), state)
+        report = store.verify()
+        assert report.ok and report.garbage_chunks == 0
+
+
+def _damage_first_segment(path: str) -> bytes:
+    _, _, _, segments = _manifest(path)
+    digest = segments[0].hashes[:32]
+    con = sqlite3.connect(path)
+    con.execute("UPDATE chunks SET data = CAST(zeroblob(length(data)) AS BLOB) WHERE hash = ?", (digest,))
+    con.commit()
+    con.close()
+    return digest
+
+
+def test_a_damaged_segment_falls_back_to_the_log_and_compaction_repairs_it() -> None:
+    path = _path()
+    data = {"entries": [_entry(i) for i in range(100)]}
+    with eventlog.open(path, snapshot_every=0, **TINY) as store:
+        store.save("s", data)
+        store.snapshot("s")
+    _damage_first_segment(path)
+    with eventlog.open(path, **TINY) as store:
+        assert store.load("s") == data  # from the log
+        report = store.verify()
+        assert not report.ok and "chunk" in str(report.problems)
+        # The floor of a shortened history is built from what was read, and the
+        # damaged chunk it would dedup onto is rewritten.
+        store.compact(retain=0)
+        assert store.info("s").history_start == 1
+        assert store.verify().ok
+        assert store.load("s") == data
+    with eventlog.open(path, **TINY) as store:
+        assert store.load("s") == data
+
+
+def test_a_damaged_segment_of_a_floor_names_the_session_and_position() -> None:
+    path = _path()
+    data = {"entries": [_entry(i) for i in range(100)]}
+    with eventlog.open(path, snapshot_every=0, **TINY) as store:
+        store.save("s", data)
+        store.compact(retain=0)
+    _damage_first_segment(path)
+    with eventlog.open(path, **TINY) as store:
+        with pytest.raises(CorruptionError) as raised:
+            store.load("s")
+        assert raised.value.session_id == "s" and raised.value.seq == 1
+        assert "segment 0" in str(raised.value)
+
+
+def _reseal(path: str, edit: Any) -> None:
+    """Rewrite the newest snapshot's manifest through ``edit(wire)``, with a valid CRC."""
+    sid, seq, frame, _ = _manifest(path)
+    flags, payload = Framer.open(frame, codec.binding(SNAPSHOT, sid, seq))
+    wire, _ = codec.loads(Framer().decompress(flags, payload, 1 << 30))
+    edit(wire)
+    new = Framer.seal(codec.FLAG_SEGMENTS, codec.dumps(wire), codec.binding(SNAPSHOT, sid, seq))
+    con = sqlite3.connect(path)
+    con.execute("UPDATE snapshots SET frame = ? WHERE sid = ? AND seq = ?", (new, sid, seq))
+    con.commit()
+    con.close()
+
+
+def _set(index: int, value: Any) -> Any:
+    def edit(wire: Any) -> None:
+        wire[1][0][index] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (_set(0, 1000), "malformed snapshot segment"),  # more entries than it holds
+        (_set(2, 1 << 40), "malformed snapshot segment"),  # claims a terabyte
+        (_set(4, b"\x01" * 32), "is missing"),  # a chunk that is not there
+        (_set(5, b"\x02" * 32), "large values inside"),  # lies about the chunks it uses
+        (lambda wire: wire[1].extend([wire[1][0]] * 150), "limit"),  # one segment 150 times: over max_body_bytes
+        (lambda wire: wire[1].append([1, 0]), "malformed snapshot segment"),
+    ],
+)
+def test_a_hostile_manifest_is_refused(edit: Any, message: str) -> None:
+    path = _path()
+    data = {"entries": [_entry(i, 3000) for i in range(40)]}
+    with eventlog.open(path, snapshot_every=0, max_body_bytes=200_000, **TINY) as store:
+        store.save("s", data)
+        store.compact(retain=0)  # the snapshot is the only copy: its errors surface
+    _reseal(path, edit)
+    with eventlog.open(path, max_body_bytes=200_000, **TINY) as store:
+        with pytest.raises(CorruptionError, match=message) as raised:
+            store.load("s")
+        assert raised.value.session_id == "s" and raised.value.seq == 1
+        assert not store.verify().ok
+
+
+def test_an_event_frame_flagged_as_a_manifest_is_damage() -> None:
+    path = _path()
+    with eventlog.open(path, **TINY) as store:
+        store.save("s", {"entries": [_entry(1)]})
+    con = sqlite3.connect(path)
+    sid, seq, ts, frame = con.execute("SELECT sid, seq, ts_ms, frame FROM events").fetchone()
+    flags, payload = Framer.open(frame, codec.binding(b"E", sid, seq), codec.binding(b"E", sid, seq, ts))
+    new = Framer.seal(flags | codec.FLAG_SEGMENTS | codec.FLAG_TIMED, payload, codec.binding(b"E", sid, seq, ts))
+    con.execute("UPDATE events SET frame = ?", (new,))
+    con.commit()
+    con.close()
+    with eventlog.open(path, **TINY) as store, pytest.raises(CorruptionError, match="manifest"):
+        store.load("s")
+
+
+def test_a_snapshot_written_before_segments_is_read_and_built_on() -> None:
+    """A store whose snapshot is one frame (as written before segments) loads, and
+    the next snapshot folds it and writes segments."""
+    from eventlog.fold import state_to_wire
+
+    path = _path()
+    data = {"entries": [_entry(i) for i in range(100)]}
+    with eventlog.open(path, snapshot_every=0, **TINY) as store:
+        store.save("s", data)
+        log, db = store._log, store._db
+        row = db.session("s")
+        with db.write():
+            state = log.fold("s", row.sid, row.seq, rehydrate=False)
+            frame, cids, size = log.frame(SNAPSHOT, row.sid, row.seq, state_to_wire(state))
+            db.add_refs(1, db.put_snapshot(row.sid, row.seq, frame, size), cids)
+    with eventlog.open(path, snapshot_every=0, **TINY) as store:
+        assert store.load("s") == data
+        data["entries"].append(_entry(100))
+        store.save("s", data)
+        store.snapshot("s")
+        assert len(_manifest(path)[3]) > 10
+        assert store.load("s") == data
+        assert store.verify().ok
