@@ -227,7 +227,8 @@ copy(PyObject *module, PyObject *value)
  *
  * Short ASCII strings (map keys, and values like "assistant") are looked up in a
  * small cache of str objects instead of being built again: equal strings are
- * immutable and interchangeable, and the cache's hashes are already computed.
+ * immutable and interchangeable, and a cached key keeps the hash its first dict
+ * computed.
  */
 #define GIVE_UP ((PyObject *)1) /* not an object: "let the general decoder do it" */
 #define REF_TAG 59501
@@ -297,10 +298,8 @@ decode_text(Decoder *d, uint64_t n)
             if (str == NULL) {
                 return NULL;
             }
-            if (PyObject_Hash(str) == -1) { /* cached strings carry their hash */
-                Py_DECREF(str);
-                return NULL;
-            }
+            /* Not hashed here: most strings met once are values, never hashed; a key is
+               hashed by the first dict it goes into, and its hash stays with it. */
             Py_INCREF(str);
             Py_XSETREF(*slot, str);
             return str;
@@ -341,7 +340,13 @@ decode_map(Decoder *d, uint64_t n, int depth)
     if (n > (uint64_t)(d->end - d->p) / 2) { /* every pair takes at least two bytes */
         return GIVE_UP;
     }
+#if PY_VERSION_HEX < 0x030D0000
+    /* Sized for its keys up front, so it is not resized while filled; only for small
+       maps, so a hostile count cannot make it allocate more than its keys would. */
+    PyObject *dict = (n > 5 && n <= 256) ? _PyDict_NewPresized((Py_ssize_t)n) : PyDict_New();
+#else
     PyObject *dict = PyDict_New();
+#endif
     if (dict == NULL) {
         return NULL;
     }

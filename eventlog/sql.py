@@ -31,7 +31,6 @@ transaction, so a chunk without refs is garbage and a chunk with refs is in use.
 
 from __future__ import annotations
 
-import functools
 import os
 import sqlite3
 import urllib.parse
@@ -221,9 +220,69 @@ def _schema(con: sqlite3.Connection, tables: Iterable[str]) -> Schema:
     return out
 
 
-@functools.cache
 def _expected_schema() -> Schema:
-    """The schema this release creates (built once, in memory, by the migrations)."""
+    """The schema this release creates, as :func:`_built_schema` finds it (a test
+    checks they agree; written out so opening a file does not build one first)."""
+    return _EXPECTED_SCHEMA
+
+
+_EXPECTED_SCHEMA: Schema = {
+    "chunks": (
+        [
+            ("cid", "INTEGER", 0, None, 1),
+            ("hash", "BLOB", 1, None, 0),
+            ("flags", "INTEGER", 1, None, 0),
+            ("size", "INTEGER", 1, None, 0),
+            ("data", "BLOB", 1, None, 0),
+        ],
+        [(1, 0, ("hash",))],
+    ),
+    "events": (
+        [
+            ("pos", "INTEGER", 0, None, 1),
+            ("sid", "INTEGER", 1, None, 0),
+            ("seq", "INTEGER", 1, None, 0),
+            ("ts_ms", "INTEGER", 1, None, 0),
+            ("frame", "BLOB", 1, None, 0),
+        ],
+        [(1, 0, ("sid", "seq"))],
+    ),
+    "meta": ([("name", "TEXT", 1, None, 1), ("value", "", 1, None, 0)], [(1, 0, ("name",))]),
+    "refs": (
+        [("kind", "INTEGER", 1, None, 1), ("holder", "INTEGER", 1, None, 2), ("cid", "INTEGER", 1, None, 3)],
+        [(0, 0, ("cid",)), (1, 0, ("kind", "holder", "cid"))],
+    ),
+    "sessions": (
+        [
+            ("sid", "INTEGER", 0, None, 1),
+            ("name", "TEXT", 1, None, 0),
+            ("parent", "TEXT", 0, None, 0),
+            ("seq", "INTEGER", 1, "0", 0),
+            ("created_ms", "INTEGER", 1, None, 0),
+            ("updated_ms", "INTEGER", 1, None, 0),
+            ("snap_seq", "INTEGER", 1, "0", 0),
+            ("snap_bytes", "INTEGER", 1, "0", 0),
+            ("snap_bytes_since", "INTEGER", 1, "0", 0),
+            ("base_seq", "INTEGER", 1, "0", 0),
+            ("deleted_ms", "INTEGER", 0, None, 0),
+        ],
+        [(0, 1, ("parent",)), (0, 1, ("sid",)), (1, 1, ("name",))],
+    ),
+    "snapshots": (
+        [
+            ("id", "INTEGER", 0, None, 1),
+            ("sid", "INTEGER", 1, None, 0),
+            ("seq", "INTEGER", 1, None, 0),
+            ("frame", "BLOB", 1, None, 0),
+        ],
+        [(1, 0, ("sid", "seq"))],
+    ),
+    "sqlite_sequence": ([("name", "", 0, None, 0), ("seq", "", 0, None, 0)], []),
+}
+
+
+def _built_schema() -> Schema:
+    """The schema this release creates, built in memory by the migrations."""
     con = sqlite3.connect(":memory:")
     try:
         for version in range(SCHEMA_VERSION):

@@ -240,3 +240,9 @@ def test_an_event_timestamp_is_covered_by_its_frame(db_path: str) -> None:
         assert s.load("sess") == {"entries": [{"id": "a"}]}
         assert [e.timestamp_ms for e in s.events("sess")] == [12345]
         assert s.verify().ok
+
+
+def test_the_written_out_schema_is_the_one_the_migrations_build() -> None:
+    from eventlog import sql
+
+    assert sql._expected_schema() == sql._built_schema()
