@@ -28,14 +28,52 @@ EVENT = b"E"
 SNAPSHOT = b"S"
 
 
-class _Old:
-    """Stands, while a snapshot is built, for the entry at index ``q`` of the snapshot
-    it builds on (its value still in that snapshot's segments, unread)."""
+class _Layout:
+    """The entry list of a snapshot being built, as pieces: a ``range`` of positions
+    in the snapshot it builds on (their values still unread in its segments) or one
+    new wire value.  Supports what :func:`eventlog.fold.apply` does to a list, in
+    time that grows with the pieces, not with the entries."""
 
-    __slots__ = ("q",)
+    __slots__ = ("n", "pieces")
 
-    def __init__(self, q: int) -> None:
-        self.q = q
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.pieces: list[Any] = [range(n)] if n else []
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _at(self, i: int) -> int:
+        """The index of the piece starting at position ``i`` (splitting a range)."""
+        if i == self.n:
+            return len(self.pieces)
+        pos = 0
+        for k, piece in enumerate(self.pieces):
+            size = len(piece) if type(piece) is range else 1
+            if pos == i:
+                return k
+            if pos + size > i:
+                self.pieces[k : k + 1] = [piece[: i - pos], piece[i - pos :]]
+                return k + 1
+            pos += size
+        raise IndexError(i)
+
+    def __setitem__(self, key: int | slice, value: Any) -> None:
+        if type(key) is slice:  # fold.apply inserts: entries[i:i] = values
+            assert key.start == key.stop
+            k = self._at(key.start)
+            self.pieces[k:k] = value
+            self.n += len(value)
+        else:
+            assert isinstance(key, int)
+            k = self._at(key)
+            self._at(key + 1)
+            self.pieces[k] = value
+
+    def __delitem__(self, key: slice) -> None:
+        k, j = self._at(key.start), self._at(key.stop)
+        del self.pieces[k:j]
+        self.n -= key.stop - key.start
 
 
 class Log:
@@ -59,6 +97,9 @@ class Log:
         # A snapshot segment aims at half a chunk of CBOR: compressed, one chunk.
         self.segment_bytes = min(SEGMENT_BYTES, max(chunk_bytes // 2, 1024))
         self.min_reuse_bytes = self.segment_bytes * MIN_REUSE_BYTES // SEGMENT_BYTES
+        # Snapshots a fold found unreadable, ``(sid, seq)``: a new snapshot is not
+        # built on them but on a full fold (which rewrites the damaged chunks).
+        self.damaged: set[tuple[int, int]] = set()
         self.large_value_bytes = large_value_bytes
         self.max_body_bytes = max_body_bytes
 
@@ -300,24 +341,41 @@ class Log:
         With ``reuse``, it builds on the newest segmented snapshot at or below
         ``seq``: replays the events since over that snapshot's entry positions and
         keeps each of its segments whose entries all came through unchanged and in
-        order, without reading it.  Without ``reuse`` (or with nothing to build on)
-        it folds the session and writes every segment (those already stored with
-        the same bytes are not written twice), so every byte it keeps was read and
-        verified: what compaction wants for the floor of a shortened history."""
+        order, without reading it.  Without ``reuse`` (or with nothing to build on,
+        or when what it builds on turns out damaged) it folds the session and writes
+        every segment, rewriting a damaged chunk it would share: what compaction
+        wants for the floor of a shortened history (large values inside are not
+        read: they are stored once, whatever refers to them)."""
         with gc_paused():
             base = self._base(name, sid, seq, floor) if reuse else None
-            old: list[Segment] = []
-            if base is None:
-                state = self._fold(name, sid, seq, False, floor)
-            else:
-                base_seq, fields, old = base
-                state = State(fields, [_Old(q) for q in range(sum(s.count for s in old))])
-                for event in self.events(name, sid, base_seq, seq, rehydrate=False):
-                    try:
-                        fold.apply(state, event.ops)
-                    except ValueError as e:
-                        raise CorruptionError(f"event does not apply: {e}", session_id=name, seq=event.seq) from None
-            segments, inline = self._cut(name, seq, state.entries, old, repair=not reuse)
+            try:
+                return self._build(name, sid, seq, floor, base)
+            except CorruptionError:
+                if base is None:
+                    raise
+            # Something it would keep or read is damaged: fold everything, and rewrite
+            # what it would share, rather than carry the damage into every snapshot.
+            self.damaged.add((sid, base[0]))
+            return self._build(name, sid, seq, floor, None)
+
+    def _build(
+        self, name: str, sid: int, seq: int, floor: int, base: tuple[int, dict[str, Any], list[Segment]] | None
+    ) -> tuple[bytes, list[int], int]:
+        old: list[Segment] = []
+        if base is None:
+            state = self._fold(name, sid, seq, False, floor)
+            items: Any = state.entries
+        else:
+            base_seq, fields, old = base
+            items = _Layout(sum(s.count for s in old))
+            state = State(fields, items)
+            for event in self.events(name, sid, base_seq, seq, rehydrate=False):
+                try:
+                    fold.apply(state, event.ops)
+                except ValueError as e:
+                    raise CorruptionError(f"event does not apply: {e}", session_id=name, seq=event.seq) from None
+        pieces = items.pieces if base is not None else items
+        segments, inline = self._cut(name, seq, pieces, old, repair=base is None)
         if inline is not None:  # a small session: one frame, as before segments
             return self.frame(SNAPSHOT, sid, seq, fold.state_to_wire(State(state.fields, inline)))
         limit = self.max_body_bytes
@@ -335,10 +393,11 @@ class Log:
 
     def _base(self, name: str, sid: int, seq: int, floor: int) -> tuple[int, dict[str, Any], list[Segment]] | None:
         """The newest snapshot at or below ``seq`` (and at or above ``floor``) if it
-        is segmented and its manifest reads: its position, fields and segments."""
+        is segmented, its manifest reads and no load found it damaged: its position,
+        fields and segments."""
         seqs = [s for s in self.db.snapshot_seqs(sid, seq) if s >= floor]
         frame = self.db.snapshot(sid, seqs[0]) if seqs else None
-        if frame is None:
+        if frame is None or (sid, seqs[0]) in self.damaged:
             return None
         try:
             segmented, (wire, markers, storable) = self.body(SNAPSHOT, name, sid, seqs[0], frame, False)
@@ -374,12 +433,12 @@ class Log:
         return keep
 
     def _cut(
-        self, name: str, seq: int, items: list[Any], old: list[Segment], *, repair: bool = False
+        self, name: str, seq: int, pieces: list[Any], old: list[Segment], *, repair: bool = False
     ) -> tuple[list[Segment], list[Any] | None]:
-        """Segments holding ``items`` (wire values, and :class:`_Old` for entries of
-        the snapshot built on, whose segments are ``old``): each old segment that
-        :meth:`_reusable` allows and whose entries come in a row, whole and in
-        order, is kept as it is; the other entries are encoded into new segments of
+        """Segments holding the entries ``pieces`` (wire values, and ``range`` of
+        positions in the snapshot built on, whose segments are ``old``): each old
+        segment that :meth:`_reusable` allows and whose positions a range covers
+        whole is kept as it is; the other entries are encoded into new segments of
         about ``segment_bytes``.  When all of them would make one small segment,
         nothing is written and their values are returned instead, to be kept in the
         snapshot's own row.  ``repair``: see :meth:`Chunks.put`."""
@@ -406,30 +465,8 @@ class Log:
             refs.clear()
             size = 0
 
-        def value(item: Any) -> Any:
-            if type(item) is not _Old:
-                return item
-            k = bisect_right(starts, item.q) - 1
-            if k not in decoded:
-                try:
-                    decoded[k] = self._segment(old[k], False, None)[0]
-                except DecodeError as e:
-                    raise CorruptionError(f"snapshot segment {k} is damaged: {e}", session_id=name) from None
-            return decoded[k][item.q - starts[k]]
-
-        p, n = 0, len(items)
-        while p < n:
-            item = items[p]
-            if type(item) is _Old and item.q in reusable:
-                k = reusable[item.q]
-                q, count = item.q, old[k].count
-                run = items[p : p + count]
-                if len(run) == count and all(type(x) is _Old and x.q == q + j for j, x in enumerate(run)):
-                    flush()
-                    out.append(old[k])
-                    p += count
-                    continue
-            wire = value(item)
+        def add(wire: Any) -> None:
+            nonlocal size
             try:
                 piece = codec.dumps(wire, refs)
             except ValueError as e:
@@ -439,7 +476,30 @@ class Log:
             size += len(piece)
             if size >= self.segment_bytes:
                 flush()
-            p += 1
+
+        def old_value(q: int) -> Any:
+            k = bisect_right(starts, q) - 1
+            if k not in decoded:
+                try:
+                    decoded[k] = self._segment(old[k], False, None)[0]
+                except DecodeError as e:
+                    raise CorruptionError(f"snapshot segment {k} is damaged: {e}", session_id=name, seq=seq) from None
+            return decoded[k][q - starts[k]]
+
+        for piece in pieces:
+            if type(piece) is not range:
+                add(piece)
+                continue
+            q, stop = piece.start, piece.stop
+            while q < stop:
+                k = reusable.get(q)
+                if k is not None and starts[k + 1] <= stop:
+                    flush()
+                    out.append(old[k])
+                    q = starts[k + 1]
+                else:
+                    add(old_value(q))
+                    q += 1
         if not out and size < self.min_reuse_bytes:
             return [], values
         flush()
@@ -467,6 +527,7 @@ class Log:
                 found = True
                 break
             except (CorruptionError, UnsupportedVersionError):
+                self.damaged.add((sid, snap_seq))  # not to be built on
                 if snap_seq == floor:
                     raise
         if floor and not found:

@@ -69,10 +69,10 @@ class Segment:
             or type(length) is not int
             or type(hashes) is not bytes
             or type(inner) is not bytes
-            or count < 1
+            or not 0 < count <= raw  # an entry takes a byte at least
             or flags not in (0, FLAG_ZSTD)
             or not 0 < raw <= limit
-            or not 0 < length <= limit
+            or not 0 < length <= raw  # stored compressed only when that is smaller
             or (flags == 0 and length != raw)
             or not hashes
             or len(hashes) % 32

@@ -308,3 +308,85 @@ def test_a_snapshot_written_before_segments_is_read_and_built_on() -> None:
         assert len(_manifest(path)[3]) > 10
         assert store.load("s") == data
         assert store.verify().ok
+
+
+def test_a_manifest_claiming_huge_counts_costs_nothing_to_build_on() -> None:
+    """A checksummed manifest whose segment claims 200 million entries: loads fall
+    back to the log, and a snapshot built on it neither allocates per entry nor
+    fails (it falls back to a full fold)."""
+    path = _path()
+    data = {"entries": [_entry(i) for i in range(60)]}
+    with eventlog.open(path, snapshot_every=0, **TINY) as store:
+        store.save("s", data)
+        store.snapshot("s")
+
+    def huge(wire: Any) -> None:
+        wire[1][0][0] = wire[1][0][2] = 200_000_000
+
+    _reseal(path, huge)
+    with eventlog.open(path, snapshot_every=1, **TINY) as store:
+        assert store.load("s") == data
+        data["entries"].append(_entry(60))
+        store.save("s", data)
+        assert store.snapshot("s") == 2  # built on the hostile manifest
+        assert store.load("s") == data
+        assert store.stats()["snapshots"]["events_after_newest"] == (0, 0)
+        # The hostile one (kept as the older of two) is still reported; the new one reads.
+        assert [(p.session_id, p.seq) for p in store.verify().problems] == [("s", 1)]
+    with eventlog.open(path, **TINY) as store:
+        assert store.load("s") == data
+
+
+@pytest.mark.parametrize("edit_first", [False, True])
+def test_a_new_snapshot_does_not_carry_a_damaged_segment(edit_first: bool) -> None:
+    """Once a load finds a snapshot damaged, the next snapshot is built by a full
+    fold, which rewrites the damaged chunk instead of keeping it unread; and one
+    that must read a damaged segment (an edit inside it) does the same."""
+    path = _path()
+    data = {"entries": [_entry(i) for i in range(100)]}
+    with eventlog.open(path, snapshot_every=0, **TINY) as store:
+        store.save("s", data)
+        store.snapshot("s")
+    _damage_first_segment(path)
+    with eventlog.open(path, snapshot_every=0, **TINY) as store:
+        if edit_first:
+            data["entries"][0] = _entry(1000)
+        else:
+            assert store.load("s") == data  # finds the damage
+            data["entries"].append(_entry(100))
+        store.save("s", data)
+        store.snapshot("s")
+        # The new snapshot reads; the old one is fixed too when the new one shares
+        # (and so rewrote) the damaged segment, else still reported.
+        problems = store.verify().problems
+        assert all(p.seq in (1, None) for p in problems) and bool(problems) == edit_first, problems
+    with eventlog.open(path, **TINY) as store:
+        assert store.load("s") == data
+        assert store.stats()["snapshots"]["events_after_newest"] == (0, 0)
+
+
+def test_building_on_a_snapshot_works_on_runs_not_entries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The positions of the snapshot built on stay ranges while events are replayed
+    over them: the work grows with what changed, not with the session."""
+    from eventlog import log as log_module
+
+    seen: list[int] = []
+    cut = log_module.Log._cut
+
+    def spy(self: Any, name: str, seq: int, pieces: list[Any], *args: Any, **kwargs: Any) -> Any:
+        seen.append(len(pieces))
+        return cut(self, name, seq, pieces, *args, **kwargs)
+
+    monkeypatch.setattr(log_module.Log, "_cut", spy)
+    path = _path()
+    data = {"entries": [_entry(i, 40) for i in range(3000)]}
+    with eventlog.open(path, snapshot_every=0, **TINY) as store:
+        store.save("s", data)
+        store.snapshot("s")
+        data["entries"][1500] = _entry(0, 40)
+        data["entries"].append(_entry(3000, 40))
+        store.save("s", data)
+        store.snapshot("s")
+        assert store.load("s") == data
+    assert seen[0] == 3000  # the first: a full fold, entry by entry
+    assert seen[1] <= 4  # then: a range, the edited entry, a range, the new entry
