@@ -412,6 +412,49 @@ class Framer:
             raise DecodeError("zstd frame size mismatch")
         return out
 
+    def decompress_many(self, items: list[tuple[int, bytes]], sizes: list[int], threads: int) -> list[Any]:
+        """:meth:`decompress` of each ``(flags, payload)``, each of which must come to
+        exactly its ``sizes`` bytes (checked in the frame header before anything is
+        allocated), the zstd ones on up to ``threads`` threads at once (outside the
+        GIL); buffers in order.  Raises :class:`ItemError` for the first bad item."""
+        pairs = list(zip(items, sizes, strict=True))
+        packed: list[bytes | bytearray | memoryview] = []
+        packed_sizes: list[int] = []
+        for i, ((flags, payload), size) in enumerate(pairs):
+            if not flags & FLAG_ZSTD:
+                if len(payload) != size:
+                    raise ItemError(i, f"{len(payload)} bytes, not {size}")
+                continue
+            try:
+                claimed = zstandard.frame_content_size(payload)
+            except zstandard.ZstdError as e:
+                raise ItemError(i, f"bad zstd frame: {e}") from None
+            if claimed != size:
+                raise ItemError(i, f"zstd frame claims {claimed} bytes, not {size}")
+            packed.append(payload)
+            packed_sizes.append(size)
+        if len(packed) >= 2 and threads >= 2 and hasattr(self._dctx, "multi_decompress_to_buffer"):
+            try:
+                out = self._dctx.multi_decompress_to_buffer(
+                    packed, decompressed_sizes=struct.pack(f"={len(packed)}Q", *packed_sizes), threads=threads
+                )
+            except zstandard.ZstdError:
+                pass  # one by one, below, to find which and say why
+            else:
+                done = iter(out)
+                result = [next(done) if flags & FLAG_ZSTD else payload for (flags, payload), _ in pairs]
+                for i, (buffer, size) in enumerate(zip(result, sizes, strict=True)):
+                    if len(buffer) != size:
+                        raise ItemError(i, "zstd frame size mismatch")
+                return result
+        result = []
+        for i, ((flags, payload), size) in enumerate(pairs):
+            try:
+                result.append(self.decompress(flags, payload, size))
+            except DecodeError as e:
+                raise ItemError(i, str(e)) from None
+        return result
+
     @staticmethod
     def seal(flags: int, payload: bytes, binding: bytes) -> bytes:
         """A frame around ``payload``; ``binding`` ties it to its row's place."""
@@ -448,6 +491,15 @@ class Framer:
         if bool(flags & FLAG_SEGMENTS) != (version == FRAME_VERSION_SEGMENTS):
             raise DecodeError(f"frame flags {flags:#x} do not match format version {version}")
         return flags & ~FLAG_TIMED, payload
+
+
+class ItemError(DecodeError):
+    """Raised by :meth:`Framer.decompress_many`: item ``index`` is bad, ``reason`` why."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(f"item {index}: {reason}")
+        self.index = index
+        self.reason = reason
 
 
 class VersionError(DecodeError):

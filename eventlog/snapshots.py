@@ -99,7 +99,7 @@ class SnapshotPolicy:
     """
 
     every: int = 200
-    bytes: int = 8 << 20
+    bytes: int = 64 << 20
     tail_ratio: float = 0.5
     keep: int = 2
 

@@ -135,7 +135,7 @@ class Store:
         max_cell_bytes: int = 2_000_000,
         synchronous: str = "FULL",
         snapshot_every: int = 200,
-        snapshot_bytes: int = 8 << 20,
+        snapshot_bytes: int = 64 << 20,
         large_value_bytes: int = 32 << 10,
         chunk_bytes: int | None = None,
         max_body_bytes: int = 256 << 20,
@@ -736,7 +736,7 @@ def open(path: str, **options: Any) -> Store:
     NORMAL, FULL or EXTRA); with each a returned write survives a process crash
     (``kill -9``); with FULL (and EXTRA) also an OS crash or power loss, while NORMAL
     may lose the last writes then and OFF may also damage the file.  ``snapshot_every``
-    (200) and ``snapshot_bytes`` (8 MiB of event frames): snapshot after this many
+    (200) and ``snapshot_bytes`` (64 MiB of event frames): snapshot after this many
     events or bytes since the last snapshot, 0 disabling either (see
     :class:`eventlog.snapshots.SnapshotPolicy`).
     ``large_value_bytes`` (32 KiB): strings and bytes this large go to chunks.

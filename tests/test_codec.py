@@ -246,3 +246,29 @@ def test_the_written_out_schema_is_the_one_the_migrations_build() -> None:
     from eventlog import sql
 
     assert sql._expected_schema() == sql._built_schema()
+
+
+@pytest.mark.parametrize("threads", [1, 2, 4])
+def test_decompress_many_is_decompress_of_each(threads: int) -> None:
+    framer = Framer()
+    bodies = [bytes([i]) * (1000 * i + 100) for i in range(6)] + [bytes(range(256))]
+    items = [framer.compress(b) for b in bodies]
+    assert {flags for flags, _ in items} == {0, codec.FLAG_ZSTD}
+    out = framer.decompress_many(items, [len(b) for b in bodies], threads)
+    assert [bytes(o) for o in out] == bodies
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_decompress_many_names_the_bad_item(threads: int) -> None:
+    framer = Framer()
+    bodies = [bytes([i]) * 5000 for i in range(4)]
+    items = [framer.compress(b) for b in bodies]
+    sizes = [len(b) for b in bodies]
+    with pytest.raises(DecodeError, match="item 2: zstd frame claims 5000 bytes, not 4999"):
+        framer.decompress_many(items, [*sizes[:2], 4999, *sizes[3:]], threads)
+    flags, payload = items[2]
+    items[2] = (flags, payload[:-3] + bytes(3))  # the content size is fine, the data is not
+    with pytest.raises(DecodeError, match="bad zstd frame"):
+        framer.decompress_many(items, sizes, threads)
+    with pytest.raises(DecodeError, match="item 1: 4 bytes, not 5000"):
+        framer.decompress_many([items[0], (0, b"abcd")], sizes[:2], threads)
