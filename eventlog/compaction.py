@@ -188,7 +188,7 @@ def _new_floor(db: Database, log: Log, write: Transaction, row: SessionRow, floo
         if current is None or current.sid != row.sid or floor <= current.base_seq or floor > current.seq:
             return False
         frame, cids, size = log.snapshot(row.name, row.sid, floor, current.base_seq, reuse=False)
-        db.add_refs(SNAPSHOT_REF, db.put_snapshot(row.sid, floor, frame, size), cids)
+        db.put_snapshot(row.sid, floor, frame, size, cids)
         db.set_base(row.sid, floor)
     return True
 

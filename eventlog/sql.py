@@ -714,16 +714,15 @@ class Database:
             raise CorruptionError("a snapshots row is damaged (its frame is not a blob)", seq=seq)
         return None if row is None else row[0]
 
-    def put_snapshot(self, sid: int, seq: int, frame: bytes, size: int) -> int:
-        """Store a snapshot at ``seq`` (replacing one there, with its refs), recording
-        ``size`` (the bytes writing it took, also those spilled into chunks; large
-        values are counted neither here nor for events) for the snapshot policy;
-        returns its id, for its refs."""
-        self._q(
-            f"DELETE FROM refs WHERE kind = {SNAPSHOT_REF} AND holder IN "
-            "(SELECT id FROM snapshots WHERE sid = ? AND seq = ?)",
-            (sid, seq),
-        )
+    def put_snapshot(self, sid: int, seq: int, frame: bytes, size: int, cids: Sequence[int]) -> None:
+        """Store a snapshot at ``seq`` with its refs to chunks ``cids`` (replacing one
+        there, and freeing the chunks only that one used), recording ``size`` (the
+        bytes writing it took, also those spilled into chunks; large values are
+        counted neither here nor for events) for the snapshot policy."""
+        old = "SELECT id FROM snapshots WHERE sid = ? AND seq = ?"
+        held = f"SELECT cid FROM refs WHERE kind = {SNAPSHOT_REF} AND holder IN ({old})"
+        dropped = [r[0] for r in self._all(held, (sid, seq))]
+        self._q(f"DELETE FROM refs WHERE kind = {SNAPSHOT_REF} AND holder IN ({old})", (sid, seq))
         self._q("DELETE FROM snapshots WHERE sid = ? AND seq = ?", (sid, seq))
         cur = self._q("INSERT INTO snapshots(sid, seq, frame) VALUES (?, ?, ?)", (sid, seq, frame))
         self._q(
@@ -731,7 +730,16 @@ class Database:
             (seq, size, sid, seq),
         )
         assert cur.lastrowid is not None
-        return cur.lastrowid
+        self.add_refs(SNAPSHOT_REF, cur.lastrowid, cids)
+        self._free_unused(dropped)
+
+    def _free_unused(self, cids: Sequence[int]) -> None:
+        """Delete those of chunks ``cids`` that nothing refers to any more."""
+        for i in range(0, len(cids), MAX_PARAMS):
+            batch = cids[i : i + MAX_PARAMS]
+            marks = ",".join("?" * len(batch))
+            unused = "NOT EXISTS (SELECT 1 FROM refs r WHERE r.cid = chunks.cid)"
+            self._q(f"DELETE FROM chunks WHERE cid IN ({marks}) AND {unused}", batch)
 
     def snapshots_of(self, sid: int) -> list[tuple[int, int]]:
         """``(id, seq)`` of the session's snapshots, oldest first."""
@@ -752,11 +760,7 @@ class Database:
         self._q(f"DELETE FROM snapshots WHERE id IN ({pick})", params)
         # What only those snapshots used (a rewritten last segment, a spilled frame) is
         # garbage now; free it here rather than leave it to the next compaction.
-        for i in range(0, len(dropped), MAX_PARAMS):
-            batch = dropped[i : i + MAX_PARAMS]
-            marks = ",".join("?" * len(batch))
-            unused = "NOT EXISTS (SELECT 1 FROM refs r WHERE r.cid = chunks.cid)"
-            self._q(f"DELETE FROM chunks WHERE cid IN ({marks}) AND {unused}", batch)
+        self._free_unused(dropped)
 
     def purge_snapshots(self, sid: int, below: int, limit: int) -> int:
         """Delete up to ``limit`` snapshots of ``sid`` below ``below``, with their refs;

@@ -40,7 +40,7 @@ from .fold import (
 from .log import EVENT, Log
 from .mirror import Mirror
 from .snapshots import SnapshotPolicy
-from .sql import EVENT_REF, SNAPSHOT_REF, Database, SessionRow
+from .sql import EVENT_REF, Database, SessionRow
 from .values import copy, gc_paused
 from .verify import VerifyReport
 
@@ -466,7 +466,7 @@ class Store:
                 if row is None or row.sid != sid or row.seq != seq:
                     return  # someone wrote meanwhile; the next write will try again
                 frame, cids, size = log.snapshot(name, sid, seq, row.base_seq)
-                db.add_refs(SNAPSHOT_REF, db.put_snapshot(sid, seq, frame, size), cids)
+                db.put_snapshot(sid, seq, frame, size, cids)
                 db.prune_snapshots(sid, self._policy.keep, row.base_seq)
         except EventLogError:
             pass  # a snapshot is a cache: failing to build one loses nothing

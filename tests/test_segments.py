@@ -66,9 +66,9 @@ class _Writes:
             self.chunks += len(data)
             return put_chunk(db, digest, flags, size, data)
 
-        def snapshot(db: Database, sid: int, seq: int, frame: bytes, size: int) -> int:
+        def snapshot(db: Database, sid: int, seq: int, frame: bytes, size: int, cids: list[int]) -> None:
             self.snapshots += len(frame)
-            return put_snapshot(db, sid, seq, frame, size)
+            put_snapshot(db, sid, seq, frame, size, cids)
 
         monkeypatch.setattr(Database, "put_chunk", chunk)
         monkeypatch.setattr(Database, "put_snapshot", snapshot)
@@ -299,7 +299,7 @@ def test_a_snapshot_written_before_segments_is_read_and_built_on() -> None:
         with db.write():
             state = log.fold("s", row.sid, row.seq, rehydrate=False)
             frame, cids, size = log.frame(SNAPSHOT, row.sid, row.seq, state_to_wire(state))
-            db.add_refs(1, db.put_snapshot(row.sid, row.seq, frame, size), cids)
+            db.put_snapshot(row.sid, row.seq, frame, size, cids)
     with eventlog.open(path, snapshot_every=0, **TINY) as store:
         assert store.load("s") == data
         data["entries"].append(_entry(100))
@@ -390,3 +390,21 @@ def test_building_on_a_snapshot_works_on_runs_not_entries(monkeypatch: pytest.Mo
         assert store.load("s") == data
     assert seen[0] == 3000  # the first: a full fold, entry by entry
     assert seen[1] <= 4  # then: a range, the edited entry, a range, the new entry
+
+
+def test_a_snapshot_taken_again_at_the_same_position_frees_what_the_old_one_used() -> None:
+    path = _path()
+    data = {"entries": [_entry(i) for i in range(100)]}
+    with eventlog.open(path, snapshot_every=0, **TINY) as store:
+        store.save("s", data)
+        store.snapshot("s")
+        for i in (100, 101):  # small entries: each snapshot adds a small segment
+            data["entries"].append(_entry(i, 60))
+            seq = store.save("s", data)
+            store.snapshot("s")  # built on the one before: ends unlike a full cut
+        incremental = set(_manifest(path)[3])
+        store._log.damaged.add((store._db.session("s").sid, seq))  # so the next is built anew
+        store.snapshot("s")  # the same position, by a full fold
+        assert set(_manifest(path)[3]) != incremental
+        assert store.verify().garbage_chunks == 0
+        assert store.load("s") == data

@@ -320,10 +320,10 @@ def test_snapshots_do_not_grow_with_the_square_of_the_session(
     sizes: list[tuple[int, int]] = []
     put_snapshot, put_chunk = Database.put_snapshot, Database.put_chunk
 
-    def counting_snapshot(self: Database, sid: int, seq: int, frame: bytes, size: int) -> int:
+    def counting_snapshot(self: Database, sid: int, seq: int, frame: bytes, size: int, cids: list[int]) -> None:
         written["snapshots"] += len(frame)
         sizes.append((len(frame), size))
-        return put_snapshot(self, sid, seq, frame, size)
+        put_snapshot(self, sid, seq, frame, size, cids)
 
     def counting_chunk(self: Database, digest: bytes, flags: int, size: int, data: bytes) -> int:
         written["chunks"] += len(data)
