@@ -38,6 +38,16 @@ def _entry(i: int, size: int = 300) -> dict[str, Any]:
     return {"id": f"e{i}", "role": "user", "text": random.Random(i).randbytes(size // 2).hex()}
 
 
+def _stored(n: int = 100) -> tuple[str, dict[str, Any]]:
+    """A store file holding session ``s`` of ``n`` entries and a snapshot of it."""
+    path = _path()
+    data = {"entries": [_entry(i) for i in range(n)]}
+    with eventlog.open(path, snapshot_every=0, **TINY) as store:
+        store.save("s", data)
+        store.snapshot("s")
+    return path, data
+
+
 def _manifest(path: str, name: str = "s") -> tuple[int, int, bytes, list[Segment]]:
     """The newest snapshot of ``name``: ``(sid, seq, frame, segments)``."""
     con = sqlite3.connect(path)
@@ -191,11 +201,7 @@ def _damage_first_segment(path: str) -> bytes:
 
 
 def test_a_damaged_segment_falls_back_to_the_log_and_compaction_repairs_it() -> None:
-    path = _path()
-    data = {"entries": [_entry(i) for i in range(100)]}
-    with eventlog.open(path, snapshot_every=0, **TINY) as store:
-        store.save("s", data)
-        store.snapshot("s")
+    path, data = _stored()
     _damage_first_segment(path)
     with eventlog.open(path, **TINY) as store:
         assert store.load("s") == data  # from the log
@@ -314,11 +320,7 @@ def test_a_manifest_claiming_huge_counts_costs_nothing_to_build_on() -> None:
     """A checksummed manifest whose segment claims 200 million entries: loads fall
     back to the log, and a snapshot built on it neither allocates per entry nor
     fails (it falls back to a full fold)."""
-    path = _path()
-    data = {"entries": [_entry(i) for i in range(60)]}
-    with eventlog.open(path, snapshot_every=0, **TINY) as store:
-        store.save("s", data)
-        store.snapshot("s")
+    path, data = _stored(60)
 
     def huge(wire: Any) -> None:
         wire[1][0][0] = wire[1][0][2] = 200_000_000
@@ -342,11 +344,7 @@ def test_a_new_snapshot_does_not_carry_a_damaged_segment(edit_first: bool) -> No
     """Once a load finds a snapshot damaged, the next snapshot is built by a full
     fold, which rewrites the damaged chunk instead of keeping it unread; and one
     that must read a damaged segment (an edit inside it) does the same."""
-    path = _path()
-    data = {"entries": [_entry(i) for i in range(100)]}
-    with eventlog.open(path, snapshot_every=0, **TINY) as store:
-        store.save("s", data)
-        store.snapshot("s")
+    path, data = _stored()
     _damage_first_segment(path)
     with eventlog.open(path, snapshot_every=0, **TINY) as store:
         if edit_first:
@@ -393,11 +391,8 @@ def test_building_on_a_snapshot_works_on_runs_not_entries(monkeypatch: pytest.Mo
 
 
 def test_a_snapshot_taken_again_at_the_same_position_frees_what_the_old_one_used() -> None:
-    path = _path()
-    data = {"entries": [_entry(i) for i in range(100)]}
+    path, data = _stored()
     with eventlog.open(path, snapshot_every=0, **TINY) as store:
-        store.save("s", data)
-        store.snapshot("s")
         for i in (100, 101):  # small entries: each snapshot adds a small segment
             data["entries"].append(_entry(i, 60))
             seq = store.save("s", data)
