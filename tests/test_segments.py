@@ -145,7 +145,7 @@ def test_segmented_snapshots_fold_as_full_replay(data: st.DataObject, history: l
     log alone; no cell is over budget; nothing is left unreferenced."""
     history = list(history)
     state = history[-1]
-    for _ in range(data.draw(st.integers(0, 4))):
+    for _ in range(data.draw(st.integers(0, 6))):
         state = mutate(data.draw, state)
         history.append(state)
     snap_path, plain_path = _path(), _path()
@@ -153,9 +153,11 @@ def test_segmented_snapshots_fold_as_full_replay(data: st.DataObject, history: l
         eventlog.open(snap_path, snapshot_every=every, **TINY) as snap,
         eventlog.open(plain_path, snapshot_every=0, synchronous="OFF") as plain,
     ):
-        for state in history:
+        for k, state in enumerate(history, 1):
             snap.save("s", state)
             plain.save("s", state)
+            if k % every == 0:
+                snap.snapshot("s")  # besides the policy's: each built on the one before
             assert same(snap.load("s"), state)
     with eventlog.open(snap_path, **TINY) as snap, eventlog.open(plain_path) as plain:
         assert same(snap.load("s"), history[-1])
