@@ -131,24 +131,25 @@ def test_unknown_frame_version_is_reported(db_path: str) -> None:
     assert err.value.session_id == "sess" and err.value.seq == 1
 
 
-def test_newer_schema_and_foreign_files_are_refused(tmp_path: Any) -> None:
+@pytest.mark.parametrize("readonly", [False, True])
+def test_newer_schema_and_foreign_files_are_refused(tmp_path: Any, readonly: bool) -> None:
     newer = str(tmp_path / "newer.db")
     eventlog.open(newer).close()
     con = sqlite3.connect(newer)
     con.execute("PRAGMA user_version = 99")
     con.close()
     with pytest.raises(eventlog.UnsupportedVersionError, match="schema version 99"):
-        eventlog.open(newer)
+        eventlog.open(newer, readonly=readonly)
     foreign = str(tmp_path / "foreign.db")
     con = sqlite3.connect(foreign)
     con.execute("CREATE TABLE t(x)")
     con.close()
-    with pytest.raises(eventlog.UnsupportedVersionError, match="not an eventlog"):
-        eventlog.open(foreign)
+    with pytest.raises(eventlog.UnsupportedVersionError, match="not an eventlog store"):
+        eventlog.open(foreign, readonly=readonly)
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"this is not a database at all" * 100)
     with pytest.raises(eventlog.EventLogError):
-        eventlog.open(str(junk))
+        eventlog.open(str(junk), readonly=readonly)
 
 
 def test_missing_event_is_reported(db_path: str) -> None:
