@@ -714,7 +714,9 @@ class Store:
         ``chunks.raw_bytes`` (distinct chunk content) and ``chunks.referenced_raw_bytes``
         (chunk content as used, each use counted: their ratio is the dedup factor);
         ``snapshots.events_after_newest`` (total and largest number of events a load
-        replays after the newest snapshot); ``sessions.count`` (live sessions)."""
+        replays after the newest snapshot); ``sessions.count`` (live sessions).  The
+        entries of a large session's snapshot are in its segments, counted under
+        ``chunks`` (the ``snapshots`` rows hold their manifests)."""
         with self._lock:
             self._open()
             with self._db.read():
