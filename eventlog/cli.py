@@ -404,7 +404,8 @@ def stats(path: str, as_json: bool) -> None:
     )
     out.print(
         f"chunks: {chunks['rows']}, {render.human_bytes(chunks['raw_bytes'])} distinct content, "
-        f"{render.human_bytes(chunks['referenced_raw_bytes'])} as used: dedup {st['dedup_ratio']}x"
+        f"{render.human_bytes(chunks['referenced_raw_bytes'])} as used: dedup {st['dedup_ratio']}x; "
+        f"addresses: {st['chunk_addresses']}"
     )
     out.print(f"snapshot coverage: loads replay {total} events in all, at most {worst} for one session")
 

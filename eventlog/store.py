@@ -714,7 +714,9 @@ class Store:
         ``chunks.raw_bytes`` (distinct chunk content) and ``chunks.referenced_raw_bytes``
         (chunk content as used, each use counted: their ratio is the dedup factor);
         ``snapshots.events_after_newest`` (total and largest number of events a load
-        replays after the newest snapshot); ``sessions.count`` (live sessions).  The
+        replays after the newest snapshot); ``sessions.count`` (live sessions);
+        ``chunk_addresses``: ``"blake3"``, or ``"blake3-keyed"`` for a store created
+        with a ``chunk_key`` (see :mod:`eventlog.chunks`).  The
         entries of a large session's snapshot are in its segments, counted under
         ``chunks`` (the ``snapshots`` rows hold their manifests)."""
         with self._lock:
@@ -726,6 +728,7 @@ class Store:
             out["sessions"]["count"] = live
             out["largest_cell"] = max(out[t]["largest"] for t in ("events", "snapshots", "chunks"))
             out["max_cell_bytes"] = self.max_cell_bytes
+            out["chunk_addresses"] = self._db.meta.get("chunk_hash")
             return out
 
 

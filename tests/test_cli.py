@@ -135,7 +135,9 @@ def test_stats_and_verify(store_file: tuple[str, Any]) -> None:
     path, _ = store_file
     st = json.loads(run("stats", path, "--json").stdout)
     assert st["sessions"]["count"] == 2 and st["chunks"]["rows"] >= 1 and st["dedup_ratio"] >= 1
-    assert "snapshot coverage" in run("stats", path).stdout
+    assert st["chunk_addresses"] == "blake3"
+    text = run("stats", path).stdout
+    assert "snapshot coverage" in text and "addresses: blake3" in text
     ok = run("verify", path, "--json")
     assert ok.returncode == 0 and json.loads(ok.stdout)["ok"] is True
 

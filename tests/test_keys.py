@@ -96,6 +96,9 @@ def test_a_keyed_store_dedups_within_itself(tmp_path: Path) -> None:
         store.save("t", session(BIG))
         store.append("u", [{"id": "x", "img": BIG}])
         assert store.stats()["chunks"]["rows"] == before["rows"] == len(PIECES)
+        assert store.stats()["chunk_addresses"] == "blake3-keyed"
+    with eventlog.open(str(tmp_path / "plain.db")) as plain:
+        assert plain.stats()["chunk_addresses"] == "blake3"
 
 
 def test_the_key_is_not_in_the_file_only_its_fingerprint(tmp_path: Path) -> None:
