@@ -405,3 +405,46 @@ def test_a_snapshot_taken_again_at_the_same_position_frees_what_the_old_one_used
         assert set(_manifest(path)[3]) != incremental
         assert store.verify().garbage_chunks == 0
         assert store.load("s") == data
+
+
+@st.composite
+def _ops(draw: st.DrawFn, n: int) -> list[Any]:
+    """Operations valid on a list of ``n`` entries, as a save would write them."""
+    from eventlog.fold import Delete, Insert, Replace
+
+    ops: list[Any] = []
+    for _ in range(draw(st.integers(0, 12))):
+        kind = draw(st.sampled_from(["insert", "replace", "delete"] if n else ["insert"]))
+        if kind == "insert":
+            k = draw(st.integers(1, 3))
+            ops.append(Insert(draw(st.integers(0, n)), [f"new{len(ops)}.{j}" for j in range(k)]))
+            n += k
+        elif kind == "replace":
+            ops.append(Replace(draw(st.integers(0, n - 1)), f"rep{len(ops)}"))
+        else:
+            i = draw(st.integers(0, n - 1))
+            c = draw(st.integers(1, n - i))
+            ops.append(Delete(i, c))
+            n -= c
+    return ops
+
+
+@given(st.integers(0, 40).flatmap(lambda n: st.tuples(st.just(n), _ops(n))))
+def test_the_layout_of_a_snapshot_being_built_is_the_list_the_ops_make(case: tuple[int, list[Any]]) -> None:
+    """Replaying operations over old positions kept as ranges gives the same list as
+    replaying them over the positions one by one."""
+    from eventlog import fold
+    from eventlog.log import _Layout
+
+    n, ops = case
+    plain = fold.State({"entries": codec.ENTRIES}, [("old", q) for q in range(n)])
+    layout = _Layout(n)
+    fold.apply(plain, ops)
+    fold.apply(fold.State({"entries": codec.ENTRIES}, layout), ops)  # type: ignore[arg-type]
+    expanded = [("old", q) for piece in layout.pieces if type(piece) is range for q in piece]
+    flat: list[Any] = []
+    for piece in layout.pieces:
+        flat += [("old", q) for q in piece] if type(piece) is range else [piece]
+    assert flat == plain.entries and len(layout) == len(plain.entries)
+    assert all(type(p) is not range or len(p) > 0 for p in layout.pieces)
+    assert len(expanded) == sum(1 for e in plain.entries if type(e) is tuple)
