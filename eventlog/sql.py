@@ -822,20 +822,6 @@ class Database:
                 params += (kind, holder, cid)
             self._q(f"INSERT OR IGNORE INTO refs(kind, holder, cid) VALUES {marks}", params)
 
-    def has_refs(self, sid: int) -> bool:
-        """Whether any event or snapshot of session ``sid`` uses a chunk (walks the
-        session's own rows, probing refs by holder)."""
-        return bool(
-            self._one(
-                "SELECT EXISTS (SELECT 1 FROM events e WHERE e.sid = ? AND EXISTS "
-                f"(SELECT 1 FROM refs r WHERE r.kind = {EVENT_REF} AND r.holder = e.pos)) "
-                "OR EXISTS (SELECT 1 FROM snapshots n WHERE n.sid = ? AND EXISTS "
-                f"(SELECT 1 FROM refs r WHERE r.kind = {SNAPSHOT_REF} AND r.holder = n.id)) "
-                f"OR EXISTS (SELECT 1 FROM refs WHERE kind = {SESSION_REF} AND holder = ?)",
-                (sid, sid, sid),
-            )[0]
-        )
-
     def refs_of(self, kind: int, holder: int) -> set[int]:
         return {r[0] for r in self._all("SELECT cid FROM refs WHERE kind = ? AND holder = ?", (kind, holder))}
 
