@@ -2,8 +2,9 @@
 
 This is the only place that combines the pure codec with storage: it externalises
 large values into chunks while encoding, spills a frame that would not fit in one
-cell into chunks as well, and on reading verifies, decompresses (bounded), decodes
-and rehydrates.  Every failure to read comes out as
+cell into chunks as well, builds snapshots (a large session's as segments, keeping
+those of the snapshot before that did not change; see :mod:`eventlog.snapshots`),
+and on reading verifies, decompresses (bounded), decodes and rehydrates.  Every failure to read comes out as
 :class:`~eventlog.errors.CorruptionError` (or
 :class:`~eventlog.errors.UnsupportedVersionError`) naming the session and position.
 """
