@@ -89,6 +89,9 @@ except ImportError:  # pragma: no cover - built without a C compiler
     _c_scan = _c_copy = None
 
 
+#: At least this many containers built in a paused block are moved straight to the
+#: collector's oldest generation (see :func:`gc_paused`).
+PROMOTE_AT = 50_000
 _gc_lock = threading.Lock()
 _gc_owner: int | None = None  # the thread whose block paused the collector
 _gc_depth = 0  # how deep that thread's blocks nest
@@ -105,7 +108,18 @@ def gc_paused() -> Iterator[None]:
     outermost block ends, whatever other threads are doing: overlapping loads in
     several threads must not keep it off for good.  If the collector was already off
     (the application's choice), it is left alone.  Reference counting still frees
-    everything at once."""
+    everything at once.
+
+    Once the collector is back on, its next young collection would walk every
+    container the block built, twice over its first two collections (tens of
+    milliseconds after a large load), to find no garbage.  When the block leaves at
+    least :data:`PROMOTE_AT` new containers, they are moved to the oldest generation
+    at once (``gc.freeze()`` then ``gc.unfreeze()``: two list splices), where the
+    collector sees them only in its rare full collections, as it would any
+    long-lived data.  Other young objects of the process move with them; cycles
+    among them are then found by the next full collection instead of a young one.
+    Skipped when the application has frozen objects itself (``gc.freeze()``), which
+    unfreezing would undo."""
     global _gc_owner, _gc_depth
     me = threading.get_ident()
     with _gc_lock:
@@ -123,7 +137,16 @@ def gc_paused() -> Iterator[None]:
                 _gc_depth -= 1
                 if _gc_depth == 0:
                     _gc_owner = None
+                    _promote()
                     gc.enable()
+
+
+def _promote() -> None:
+    """Move the young generations to the oldest one if a block built many containers
+    (see :func:`gc_paused`)."""
+    if gc.get_count()[0] >= PROMOTE_AT and gc.get_freeze_count() == 0:
+        gc.freeze()
+        gc.unfreeze()
 
 
 def validate(value: Any, threshold: int) -> bool:

@@ -207,6 +207,39 @@ def test_gc_pause_nests_and_never_outlives_its_thread() -> None:
         gc.enable()
 
 
+def test_gc_pause_moves_many_new_containers_to_the_oldest_generation() -> None:
+    """A block that built many containers leaves them in the oldest generation (no
+    young collection walks them), unless the application froze objects itself."""
+    import gc
+
+    from eventlog.values import PROMOTE_AT, gc_paused
+
+    def young_ids() -> set[int]:
+        return {id(o) for o in gc.get_objects(generation=0)} | {id(o) for o in gc.get_objects(generation=1)}
+
+    with gc_paused():
+        built = [[i] for i in range(PROMOTE_AT)]
+    assert gc.get_count()[0] < PROMOTE_AT
+    young = young_ids()
+    assert not any(id(x) in young for x in built[:: PROMOTE_AT // 100])
+    assert gc.get_freeze_count() == 0
+    del built
+
+    with gc_paused():
+        few = [[i] for i in range(100)]
+    assert all(id(x) in young_ids() for x in few)  # a small block changes nothing
+
+    gc.freeze()  # the application's frozen objects stay frozen
+    try:
+        frozen = gc.get_freeze_count()
+        with gc_paused():
+            built = [[i] for i in range(PROMOTE_AT)]
+        assert gc.get_freeze_count() == frozen and len(built) == PROMOTE_AT
+        assert gc.isenabled()
+    finally:
+        gc.unfreeze()
+
+
 def test_an_event_timestamp_is_covered_by_its_frame(db_path: str) -> None:
     """A changed ``ts_ms`` (returned by ``events()``) is damage that load, events and
     verify report; event frames from before the timestamp was bound still read."""
