@@ -71,6 +71,98 @@ unchanged(PyObject *module, PyObject *args)
     Py_RETURN_TRUE;
 }
 
+/* record(entries, containers, lens, keys, values) -> bool
+ *
+ * What eventlog.mirror.Mirror records of `entries` (a list), for unchanged() to check
+ * later: every dict and list inside the entries, depth first, appended to
+ * `containers` with its length to `lens`, and the keys and values each holds, in the
+ * order unchanged() walks them, to `keys` and `values`.
+ * False (the lists then hold part of a record, to be dropped) when a dict has a key
+ * that is not an exact str.  No Python code runs during the walk.
+ */
+static int
+record_value(PyObject *c, PyObject *containers, PyObject *lens, PyObject *keys, PyObject *values, int depth)
+{
+    if (depth > 10000) {
+        PyErr_SetString(PyExc_RecursionError, "value nested too deeply to record");
+        return -1;
+    }
+    int is_dict = PyDict_CheckExact(c);
+    Py_ssize_t n = is_dict ? PyDict_GET_SIZE(c) : PyList_GET_SIZE(c);
+    PyObject *len = PyLong_FromSsize_t(n);
+    if (len == NULL || PyList_Append(containers, c) < 0 || PyList_Append(lens, len) < 0) {
+        Py_XDECREF(len);
+        return -1;
+    }
+    Py_DECREF(len);
+    if (is_dict) {
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(c, &pos, &k, &v)) {
+            if (!PyUnicode_CheckExact(k)) {
+                return 0;
+            }
+            if (PyList_Append(keys, k) < 0 || PyList_Append(values, v) < 0) {
+                return -1;
+            }
+        }
+        pos = 0;
+        while (PyDict_Next(c, &pos, &k, &v)) {
+            if (PyDict_CheckExact(v) || PyList_CheckExact(v)) {
+                int r = record_value(v, containers, lens, keys, values, depth + 1);
+                if (r <= 0) {
+                    return r;
+                }
+            }
+        }
+        return 1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (PyList_Append(values, PyList_GET_ITEM(c, i)) < 0) {
+            return -1;
+        }
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyList_GET_ITEM(c, i);
+        if (PyDict_CheckExact(v) || PyList_CheckExact(v)) {
+            int r = record_value(v, containers, lens, keys, values, depth + 1);
+            if (r <= 0) {
+                return r;
+            }
+        }
+    }
+    return 1;
+}
+
+static PyObject *
+record(PyObject *module, PyObject *args)
+{
+    PyObject *entries, *containers, *lens, *keys, *values;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O!:record", &PyList_Type, &entries, &PyList_Type, &containers,
+                          &PyList_Type, &lens, &PyList_Type, &keys, &PyList_Type, &values)) {
+        return NULL;
+    }
+    /* The entries list may not be one of the output lists: appending would walk it forever. */
+    if (entries == containers || entries == lens || entries == keys || entries == values) {
+        PyErr_SetString(PyExc_ValueError, "record() into the list it walks");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(entries);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyList_GET_ITEM(entries, i);
+        if (PyDict_CheckExact(v) || PyList_CheckExact(v)) {
+            int r = record_value(v, containers, lens, keys, values, 0);
+            if (r < 0) {
+                return NULL;
+            }
+            if (r == 0) {
+                Py_RETURN_FALSE;
+            }
+        }
+    }
+    Py_RETURN_TRUE;
+}
+
 /* scan(value, threshold, max_depth) -> True, False or None
  *
  * The fast path of eventlog.values.validate: True when `value` is storable and may
@@ -208,7 +300,7 @@ copy(PyObject *module, PyObject *value)
     return copy_value(value, 0);
 }
 
-/* decode(data, ref_hook, entries, max_depth) -> (value, markers) or None
+/* decode(data, ref_hook, entries, max_depth[, record]) -> (value, markers) or None
  *
  * The fast path of eventlog.codec.loads for the CBOR eventlog writes: integers
  * (bignums, tags 2 and 3, beyond 64 bits), byte and text strings of definite
@@ -224,6 +316,12 @@ copy(PyObject *module, PyObject *value)
  * errors raised by `ref_hook` (which the general decoder would call at the same
  * point), it is never the one to refuse input.  Lengths are checked against the bytes left
  * before anything is allocated, so a hostile length cannot allocate.
+ *
+ * With `record`, a tuple of four lists (containers, lens, keys, values), each dict
+ * and list below the top level (outside REF_TAG contents) is appended as it is
+ * completed, as record() would append it (children before their parent), for
+ * unchanged() to check later: the values are then still in the cache.  On giving
+ * up or failing, the lists are cut back to what they held.
  *
  * Short ASCII strings (map keys, and values like "assistant") are looked up in a
  * small cache of str objects instead of being built again: equal strings are
@@ -243,7 +341,43 @@ typedef struct {
     PyObject *ref_hook, *entries;
     Py_ssize_t markers;
     int max_depth;
+    /* With a record: the lists record() would fill, filled as containers complete. */
+    PyObject *containers, *lens, *keys, *values;
+    int in_ref; /* inside a REF_TAG's content, which the hook's result replaces */
 } Decoder;
+
+/* Record a dict or list the decoder just completed (see decode()). */
+static int
+record_done(Decoder *d, PyObject *c, int depth)
+{
+    if (d->containers == NULL || depth < 1 || d->in_ref) {
+        return 0;
+    }
+    int is_dict = PyDict_CheckExact(c);
+    Py_ssize_t n = is_dict ? PyDict_GET_SIZE(c) : PyList_GET_SIZE(c);
+    PyObject *len = PyLong_FromSsize_t(n);
+    if (len == NULL || PyList_Append(d->containers, c) < 0 || PyList_Append(d->lens, len) < 0) {
+        Py_XDECREF(len);
+        return -1;
+    }
+    Py_DECREF(len);
+    if (is_dict) {
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(c, &pos, &k, &v)) {
+            if (PyList_Append(d->keys, k) < 0 || PyList_Append(d->values, v) < 0) {
+                return -1;
+            }
+        }
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (PyList_Append(d->values, PyList_GET_ITEM(c, i)) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
 
 static PyObject *decode_item(Decoder *d, int depth);
 
@@ -331,6 +465,10 @@ decode_array(Decoder *d, uint64_t n, int depth)
         }
         PyList_SET_ITEM(list, (Py_ssize_t)i, item);
     }
+    if (record_done(d, list, depth) < 0) {
+        Py_DECREF(list);
+        return NULL;
+    }
     return list;
 }
 
@@ -373,6 +511,10 @@ decode_map(Decoder *d, uint64_t n, int depth)
             Py_DECREF(dict);
             return NULL;
         }
+    }
+    if (record_done(d, dict, depth) < 0) {
+        Py_DECREF(dict);
+        return NULL;
     }
     return dict;
 }
@@ -473,7 +615,9 @@ decode_item(Decoder *d, int depth)
             return out;
         }
         if (arg == REF_TAG) {
+            d->in_ref++;
             PyObject *content = decode_item(d, depth + 1);
+            d->in_ref--;
             if (content == NULL || content == GIVE_UP) {
                 return content;
             }
@@ -489,20 +633,53 @@ static PyObject *
 decode(PyObject *module, PyObject *args)
 {
     Py_buffer buf;
-    PyObject *ref_hook, *entries;
+    PyObject *ref_hook, *entries, *record = Py_None;
     int max_depth;
-    if (!PyArg_ParseTuple(args, "y*OOi:decode", &buf, &ref_hook, &entries, &max_depth)) {
+    if (!PyArg_ParseTuple(args, "y*OOi|O:decode", &buf, &ref_hook, &entries, &max_depth, &record)) {
         return NULL;
     }
-    Decoder d = {buf.buf, (const unsigned char *)buf.buf + buf.len, ref_hook, entries, 0, max_depth};
+    Decoder d = {buf.buf, (const unsigned char *)buf.buf + buf.len, ref_hook, entries, 0, max_depth,
+                 NULL, NULL, NULL, NULL, 0};
+    Py_ssize_t before[4] = {0, 0, 0, 0};
+    if (record != Py_None) {
+        if (!PyTuple_CheckExact(record) || PyTuple_GET_SIZE(record) != 4) {
+            PyBuffer_Release(&buf);
+            PyErr_SetString(PyExc_TypeError, "record must be a tuple of four lists");
+            return NULL;
+        }
+        for (int i = 0; i < 4; i++) {
+            PyObject *list = PyTuple_GET_ITEM(record, i);
+            if (!PyList_CheckExact(list)) {
+                PyBuffer_Release(&buf);
+                PyErr_SetString(PyExc_TypeError, "record must be a tuple of four lists");
+                return NULL;
+            }
+            before[i] = PyList_GET_SIZE(list);
+        }
+        d.containers = PyTuple_GET_ITEM(record, 0);
+        d.lens = PyTuple_GET_ITEM(record, 1);
+        d.keys = PyTuple_GET_ITEM(record, 2);
+        d.values = PyTuple_GET_ITEM(record, 3);
+    }
     PyObject *value = decode_item(&d, 0);
     PyBuffer_Release(&buf);
-    if (value == NULL) {
-        return NULL;
-    }
-    if (value == GIVE_UP || d.p != d.end) {
-        if (value != GIVE_UP) {
+    if (value == NULL || value == GIVE_UP || d.p != d.end) {
+        if (value != NULL && value != GIVE_UP) {
             Py_DECREF(value);
+        }
+        if (d.containers != NULL) { /* nothing half recorded is left behind */
+            PyObject *type, *exc, *tb;
+            PyErr_Fetch(&type, &exc, &tb);
+            for (int i = 0; i < 4; i++) {
+                PyObject *list = PyTuple_GET_ITEM(record, i);
+                if (PyList_SetSlice(list, before[i], PyList_GET_SIZE(list), NULL) < 0) {
+                    PyErr_Clear();
+                }
+            }
+            PyErr_Restore(type, exc, tb);
+        }
+        if (value == NULL) {
+            return NULL;
         }
         Py_RETURN_NONE;
     }
@@ -774,11 +951,14 @@ static PyMethodDef methods[] = {
     {"encode", encode, METH_VARARGS,
      "encode(value, ref_type, entries, refs) -> the bytes cbor2.dumps writes, or None to leave it to cbor2."},
     {"decode", decode, METH_VARARGS,
-     "decode(data, ref_hook, entries, max_depth) -> (value, markers), or None to leave it to the general "
-     "decoder."},
+     "decode(data, ref_hook, entries, max_depth[, record]) -> (value, markers), or None to leave it to the "
+     "general decoder."},
     {"scan", scan, METH_VARARGS,
      "scan(value, threshold, max_depth) -> True, False or None: storable with a possibly large leaf, "
      "storable without, or not storable."},
+    {"record", record, METH_VARARGS,
+     "record(entries, containers, lens, keys, values) -> bool: append what unchanged() checks; False "
+     "for a dict with a key that is not an exact str."},
     {"unchanged", unchanged, METH_VARARGS,
      "unchanged(containers, lens, keys, values) -> bool: the containers still hold exactly the recorded "
      "keys and values, by identity."},

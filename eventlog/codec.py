@@ -163,7 +163,11 @@ try:
 except ImportError:  # no C compiler at install: cbor2 encodes everything
     _c_encode = None
 
-_c_decode: Callable[[bytes, Callable[[Any], Any], Any, int], tuple[Any, int] | None] | None
+#: What the C decoder may record of the containers it builds: containers, their
+#: lengths, keys and values (see :class:`eventlog.mirror.Mirror`).
+Record = tuple[list[Any], list[int], list[Any], list[Any]]
+
+_c_decode: Callable[[bytes, Callable[[Any], Any], Any, int, Record | None], tuple[Any, int] | None] | None
 try:
     from ._speedups import decode as _c_decode
 except ImportError:  # no C compiler at install: cbor2 decodes everything
@@ -253,10 +257,14 @@ class Decoded(NamedTuple):
     storable: bool
 
 
-def decode(data: bytes, resolve: Callable[[Ref], Any] | None = None) -> Decoded:
+def decode(data: bytes, resolve: Callable[[Ref], Any] | None = None, record: Record | None = None) -> Decoded:
     """:func:`loads`, also saying whether the value is known storable: so it is when
     the C fast path read it (it builds nothing else), not when ``cbor2`` did (CBOR
-    can say more: integer keys, ``undefined``, simple values, deeper nesting)."""
+    can say more: integer keys, ``undefined``, simple values, deeper nesting).
+
+    With ``record``, the C fast path appends to it every container below the top
+    level, as :class:`eventlog.mirror.Mirror` records them; it did so exactly when
+    the result says ``storable``."""
     failed: list[BaseException] = []
     if resolve is not None:  # each ref once, should the general decoder go over them again
         memo: dict[Ref, Any] = {}
@@ -274,7 +282,7 @@ def decode(data: bytes, resolve: Callable[[Ref], Any] | None = None) -> Decoded:
             return memo[ref]
 
     try:
-        return _decode(data, resolve)
+        return _decode(data, resolve, record)
     except DecodeError:
         # Both decoders turn what a hook raises into "invalid CBOR"; what ``resolve``
         # raised that is not about the bytes (SQLite busy, out of memory) goes out as
@@ -284,7 +292,7 @@ def decode(data: bytes, resolve: Callable[[Ref], Any] | None = None) -> Decoded:
         raise
 
 
-def _decode(data: bytes, resolve: Callable[[Ref], Any] | None) -> Decoded:
+def _decode(data: bytes, resolve: Callable[[Ref], Any] | None, record: Record | None) -> Decoded:
     if _c_decode is not None:
 
         def ref_hook(value: Any) -> Any:
@@ -292,7 +300,7 @@ def _decode(data: bytes, resolve: Callable[[Ref], Any] | None) -> Decoded:
             return ref if resolve is None else resolve(ref)
 
         try:
-            fast = _c_decode(data, ref_hook, ENTRIES, MAX_CBOR_DEPTH - 20)
+            fast = _c_decode(data, ref_hook, ENTRIES, MAX_CBOR_DEPTH - 20, record)
         except DecodeError:
             raise
         except Exception as e:

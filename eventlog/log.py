@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from bisect import bisect_right
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any
 
@@ -31,6 +32,24 @@ SNAPSHOT = b"S"
 #: A snapshot's segments are read and decompressed this many bytes at a time (on
 #: several threads), then decoded.
 BATCH_BYTES = 32 << 20
+
+
+@dataclass(slots=True)
+class Recording:
+    """What a fold records of a snapshot's entries as the C decoder builds them
+    (while they are still in the processor's cache): ``lists``, the containers inside
+    the entries with their lengths, keys and values, as
+    :class:`~eventlog.mirror.Mirror` records them, and ``covered``, the entries whose
+    containers are all in ``lists``.  A mirror of the folded entries is then made
+    without walking those again."""
+
+    lists: codec.Record = field(default_factory=lambda: ([], [], [], []))
+    covered: list[Any] = field(default_factory=list)
+
+    def clear(self) -> None:
+        for part in self.lists:
+            part.clear()
+        self.covered.clear()
 
 
 class _Layout:
@@ -272,9 +291,17 @@ class Log:
             raise CorruptionError(f"event {expected} is missing", session_id=name, seq=expected)
 
     def snapshot_state(
-        self, name: str, sid: int, seq: int, frame: bytes, rehydrate: bool, seen: list[Ref] | None = None
+        self,
+        name: str,
+        sid: int,
+        seq: int,
+        frame: bytes,
+        rehydrate: bool,
+        seen: list[Ref] | None = None,
+        recording: Recording | None = None,
     ) -> State:
-        """The state a snapshot holds, its segments read, verified and decoded."""
+        """The state a snapshot holds, its segments read, verified and decoded (and
+        recorded into ``recording``, when given, as far as the C decoder reads them)."""
         segmented, (wire, markers, storable) = self.body(SNAPSHOT, name, sid, seq, frame, rehydrate, seen)
         try:
             if segmented:
@@ -287,7 +314,7 @@ class Log:
                         raise DecodeError(f"segment {batch[e.index]}: {e.reason}") from None
                     for i, body in zip(batch, bodies, strict=True):
                         try:
-                            part, ok = self._segment_entries(segments[i], body, rehydrate, seen)
+                            part, ok = self._segment_entries(segments[i], body, rehydrate, seen, recording)
                         except DecodeError as e:
                             raise DecodeError(f"segment {i} (entries {len(entries)}+): {e}") from None
                         entries += part
@@ -351,7 +378,7 @@ class Log:
         return self.framer.decompress_many(items, [s.raw for s in segments], self.threads)
 
     def _segment_entries(
-        self, segment: Segment, body: Any, rehydrate: bool, seen: list[Ref] | None
+        self, segment: Segment, body: Any, rehydrate: bool, seen: list[Ref] | None, recording: Recording | None = None
     ) -> tuple[list[Any], bool]:
         found: list[Ref] = []
 
@@ -359,7 +386,9 @@ class Log:
             found.append(ref)
             return self._rehydrate(ref) if rehydrate else ref
 
-        value, markers, storable = codec.decode(body, resolve)
+        value, markers, storable = codec.decode(body, resolve, None if recording is None else recording.lists)
+        if recording is not None and storable:
+            recording.covered += value
         if type(value) is not list or len(value) != segment.count or markers:
             raise DecodeError("malformed snapshot segment")
         if {h for ref in found for h in ref.chunk_hashes()} != set(segment.inner_hashes()):
@@ -404,7 +433,7 @@ class Log:
     ) -> tuple[bytes, list[int], int]:
         old: list[Segment] = []
         if base is None:
-            state = self._fold(name, sid, seq, False, floor)
+            state = self._fold(name, sid, seq, False, floor, None)
             items: Any = state.entries
         else:
             base_seq, fields, old = base
@@ -546,15 +575,19 @@ class Log:
         flush()
         return out, None
 
-    def fold(self, name: str, sid: int, upto: int, rehydrate: bool, floor: int = 0) -> State:
+    def fold(
+        self, name: str, sid: int, upto: int, rehydrate: bool, floor: int = 0, recording: Recording | None = None
+    ) -> State:
         """The state after event ``upto``: the newest readable snapshot at or below it
         plus the events after.  A damaged snapshot is skipped (snapshots are a
         cache), except the one at ``floor``: when history before it was compacted
-        away it is the only copy.  Damaged events raise :class:`CorruptionError`."""
+        away it is the only copy.  Damaged events raise :class:`CorruptionError`.
+        With ``recording``, the snapshot's entries are recorded as they are decoded
+        (see :class:`Recording`)."""
         with gc_paused():
-            return self._fold(name, sid, upto, rehydrate, floor)
+            return self._fold(name, sid, upto, rehydrate, floor, recording)
 
-    def _fold(self, name: str, sid: int, upto: int, rehydrate: bool, floor: int) -> State:
+    def _fold(self, name: str, sid: int, upto: int, rehydrate: bool, floor: int, recording: Recording | None) -> State:
         state, base = State(), 0
         found = False
         for snap_seq in self.db.snapshot_seqs(sid, upto):
@@ -564,10 +597,12 @@ class Log:
             try:
                 if frame is None:
                     raise CorruptionError("snapshot is missing", session_id=name, seq=snap_seq)
-                state, base = self.snapshot_state(name, sid, snap_seq, frame, rehydrate), snap_seq
-                found = True
+                state = self.snapshot_state(name, sid, snap_seq, frame, rehydrate, recording=recording)
+                base, found = snap_seq, True
                 break
             except (CorruptionError, UnsupportedVersionError):
+                if recording is not None:
+                    recording.clear()
                 self.damaged.add((sid, snap_seq))  # not to be built on
                 if snap_seq == floor:
                     raise

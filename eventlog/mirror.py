@@ -39,6 +39,8 @@ from itertools import chain
 from operator import is_, is_not
 from typing import Any
 
+from .codec import Record
+
 
 def _referents_are_values() -> bool:
     """Whether ``gc.get_referents`` reports exactly what :class:`Mirror` relies on."""
@@ -70,10 +72,12 @@ def _referents_are_values() -> bool:
 FAST = _referents_are_values()
 
 _c_unchanged: Callable[[list[Any], list[int], list[Any], list[Any]], bool] | None
+_c_record: Callable[[list[Any], list[Any], list[int], list[Any], list[Any]], bool] | None
 try:
+    from ._speedups import record as _c_record
     from ._speedups import unchanged as _c_unchanged
 except ImportError:  # pragma: no cover - built without a C compiler
-    _c_unchanged = None
+    _c_unchanged = _c_record = None
 
 #: How :meth:`Mirror.unchanged` checks: ``"c"`` (the C extension), ``"gc"`` (one
 #: ``gc.get_referents`` call) or ``"portable"``.  Tests set it to cover each.
@@ -83,7 +87,7 @@ MODE = "c" if _c_unchanged is not None else "gc" if FAST else "portable"
 class Mirror:
     """Identity snapshot of the caller's entries as of the last save."""
 
-    __slots__ = ("containers", "dicts", "entries", "full", "keys", "lens", "values")
+    __slots__ = ("containers", "entries", "full", "keys", "lens", "values")
 
     def __init__(self, entries: list[Any], *, full: bool) -> None:
         """Mirror ``entries``.  A shallow mirror (``full=False``) records only the
@@ -92,11 +96,27 @@ class Mirror:
         self.full = full
         self.entries: list[Any] = []
         self.containers: list[Any] = []  # every dict and list of the entries
-        self.dicts: list[dict[str, Any]] = []  # the dicts among them, in the same order
         self.lens: list[int] = []
         self.keys: list[str] = []  # every key, in order
         self.values: list[Any] = []  # every value and item, in order: the very objects
         self.extend(entries)
+
+    @classmethod
+    def recorded(cls, entries: list[Any], lists: Record, covered: list[Any]) -> Mirror:
+        """A full mirror of ``entries`` (C mode only) made from ``lists``, which already
+        record the entries in ``covered`` (as the C decoder records them: see
+        :func:`eventlog.codec.decode`); only the other entries are walked.  ``lists``
+        becomes the mirror's.  Whatever ``lists`` records beyond ``entries`` (entries
+        since replaced or removed) is only checked along with the rest."""
+        assert MODE == "c" and _c_record is not None
+        mirror = cls([], full=True)
+        mirror.entries = list(entries)
+        mirror.containers, mirror.lens, mirror.keys, mirror.values = lists
+        ids = set(map(id, covered))  # ``covered`` keeps them alive: no id is reused
+        rest = [e for e in entries if id(e) not in ids]
+        if rest and not _c_record(rest, mirror.containers, mirror.lens, mirror.keys, mirror.values):
+            mirror.full = False
+        return mirror
 
     def same_entry_objects(self, entries: list[Any]) -> bool:
         """Whether ``entries`` starts with the very entry objects recorded."""
@@ -107,6 +127,11 @@ class Mirror:
         """Record ``entries`` (already validated: acyclic, storable) as appended."""
         self.entries += entries
         if not self.full:
+            return
+        if MODE == "c":
+            assert _c_record is not None
+            if not _c_record(entries, self.containers, self.lens, self.keys, self.values):
+                self.full = False  # a key that is not an exact str: the strict path
             return
         dicts: list[dict[str, Any]] = []
         containers: list[Any] = []
@@ -129,7 +154,6 @@ class Mirror:
             self.full = False
             return
         self.containers += containers
-        self.dicts += dicts
         self.lens += lens
         self.keys += chain.from_iterable(dicts)
         self.values += values
@@ -149,7 +173,7 @@ class Mirror:
         return (
             len(values) == len(self.values)
             and not any(map(is_not, values, self.values))
-            and _same_keys(list(chain.from_iterable(self.dicts)), self.keys)
+            and _same_keys(list(chain.from_iterable(c for c in self.containers if type(c) is dict)), self.keys)
         )
 
 

@@ -276,3 +276,68 @@ def test_encoder_writes_exactly_what_cbor2_writes(value: Any) -> None:
         assert big_int_in(value) and not refs
         return
     assert theirs is not ValueError and (mine, refs) == theirs
+
+
+def _containers(entries: list[Any]) -> list[int]:
+    """Ids of every dict and list inside ``entries`` (not the list itself)."""
+    out, stack = [], list(entries)
+    while stack:
+        v = stack.pop()
+        if type(v) in (dict, list):
+            out.append(id(v))
+            stack.extend(v.values() if type(v) is dict else v)
+    return sorted(out)
+
+
+entry_lists = st.lists(
+    st.recursive(
+        json_values(),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+        max_leaves=30,
+    ),
+    max_size=6,
+)
+
+
+@given(entry_lists, st.data())
+def test_the_decoder_records_what_the_mirror_would(entries: list[Any], data: st.DataObject) -> None:
+    """Decoding with a record leaves exactly the containers inside the entries in it
+    (refs' own parts excluded), with what they hold: a mirror made from it vouches for
+    the entries as decoded, and any change to one is noticed."""
+    from eventlog.mirror import Mirror
+
+    ref = Ref(codec.KIND_STR, 100_000, b"\x01" * 64)
+    entries = [*entries, {"big": ref}]  # a ref's tag content is an array: not recorded
+    record: codec.Record = ([], [], [], [])
+    value, markers, known = codec.decode(codec.dumps(entries), None, record)
+    assert known and markers == 0 and value == entries
+    assert sorted(map(id, record[0])) == _containers(value)
+    assert record[1] == [len(c) for c in record[0]]
+    m = Mirror.recorded(value, record, value)
+    assert m.full and m.unchanged(value)
+    inner = [c for c in record[0] if len(c)]
+    if inner:
+        target = data.draw(st.sampled_from(inner))
+        if type(target) is dict:
+            target[data.draw(st.sampled_from(sorted(target)))] = object()
+        else:
+            target[data.draw(st.integers(0, len(target) - 1))] = object()
+        assert not m.unchanged(value)
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        bytes([0xA1, 0x01, 0x61, 0x61]),  # {1: "a"}: cbor2 reads it, the C decoder does not
+        bytes([0xF7]),  # undefined
+    ],
+)
+def test_a_record_is_cut_back_when_the_decoder_gives_up(tail: bytes) -> None:
+    """Containers completed before the C decoder gave up leave nothing in the record:
+    the general decoder, which then reads the bytes, records nothing."""
+    head = codec.dumps([{"a": [1, 2]}, {"b": {"c": "d"}}])
+    data = bytes([head[0] + 1]) + head[1:] + tail  # one more item, after the two
+    record: codec.Record = ([], [], [], ["kept"])
+    decoded = codec.decode(data, None, record)
+    assert not decoded.storable and len(decoded.value) == 3
+    assert record == ([], [], [], ["kept"])
