@@ -12,6 +12,58 @@
 #include <Python.h>
 #include <math.h>
 
+/* 1 when unchanged, 0 when not, -1 with an exception set. */
+static int
+is_unchanged(PyObject *containers, PyObject *lens, PyObject *keys, PyObject *values)
+{
+    Py_ssize_t n = PyList_GET_SIZE(containers);
+    Py_ssize_t nk = PyList_GET_SIZE(keys), nv = PyList_GET_SIZE(values);
+    Py_ssize_t ki = 0, vi = 0;
+    if (PyList_GET_SIZE(lens) != n) {
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *c = PyList_GET_ITEM(containers, i);
+        Py_ssize_t len = PyLong_AsSsize_t(PyList_GET_ITEM(lens, i));
+        if (len == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        if (PyDict_CheckExact(c)) {
+            if (PyDict_GET_SIZE(c) != len || len > nk - ki || len > nv - vi) {
+                return 0;
+            }
+            Py_ssize_t pos = 0, seen = 0;
+            PyObject *k, *v;
+            while (PyDict_Next(c, &pos, &k, &v)) {
+                if (seen == len || k != PyList_GET_ITEM(keys, ki) || v != PyList_GET_ITEM(values, vi)) {
+                    return 0;
+                }
+                seen++;
+                ki++;
+                vi++;
+            }
+            if (seen != len) {
+                return 0;
+            }
+        }
+        else if (PyList_CheckExact(c)) {
+            if (PyList_GET_SIZE(c) != len || len > nv - vi) {
+                return 0;
+            }
+            PyObject **items = ((PyListObject *)c)->ob_item;
+            for (Py_ssize_t j = 0; j < len; j++, vi++) {
+                if (items[j] != PyList_GET_ITEM(values, vi)) {
+                    return 0;
+                }
+            }
+        }
+        else {
+            return 0;
+        }
+    }
+    return ki == nk && vi == nv;
+}
+
 static PyObject *
 unchanged(PyObject *module, PyObject *args)
 {
@@ -20,55 +72,37 @@ unchanged(PyObject *module, PyObject *args)
                           &PyList_Type, &keys, &PyList_Type, &values)) {
         return NULL;
     }
-    Py_ssize_t n = PyList_GET_SIZE(containers);
-    Py_ssize_t nk = PyList_GET_SIZE(keys), nv = PyList_GET_SIZE(values);
-    Py_ssize_t ki = 0, vi = 0;
-    if (PyList_GET_SIZE(lens) != n) {
-        Py_RETURN_FALSE;
+    int r = is_unchanged(containers, lens, keys, values);
+    if (r < 0) {
+        return NULL;
     }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *c = PyList_GET_ITEM(containers, i);
-        Py_ssize_t len = PyLong_AsSsize_t(PyList_GET_ITEM(lens, i));
-        if (len == -1 && PyErr_Occurred()) {
-            return NULL;
-        }
-        if (PyDict_CheckExact(c)) {
-            if (PyDict_GET_SIZE(c) != len || len > nk - ki || len > nv - vi) {
-                Py_RETURN_FALSE;
-            }
-            Py_ssize_t pos = 0, seen = 0;
-            PyObject *k, *v;
-            while (PyDict_Next(c, &pos, &k, &v)) {
-                if (seen == len || k != PyList_GET_ITEM(keys, ki) || v != PyList_GET_ITEM(values, vi)) {
-                    Py_RETURN_FALSE;
-                }
-                seen++;
-                ki++;
-                vi++;
-            }
-            if (seen != len) {
-                Py_RETURN_FALSE;
-            }
-        }
-        else if (PyList_CheckExact(c)) {
-            if (PyList_GET_SIZE(c) != len || len > nv - vi) {
-                Py_RETURN_FALSE;
-            }
-            PyObject **items = ((PyListObject *)c)->ob_item;
-            for (Py_ssize_t j = 0; j < len; j++, vi++) {
-                if (items[j] != PyList_GET_ITEM(values, vi)) {
-                    Py_RETURN_FALSE;
-                }
-            }
-        }
-        else {
-            Py_RETURN_FALSE;
-        }
+    return PyBool_FromLong(r);
+}
+
+static PyObject *copy_value(PyObject *v, int depth);
+
+/* take(containers, lens, keys, values, items) -> list or None
+ *
+ * A copy of the list `items` (as copy() makes it) if unchanged() holds, else None: the
+ * check and the copy in one call, during which no other thread can run Python code,
+ * so nothing can change the containers between the two.
+ */
+static PyObject *
+take(PyObject *module, PyObject *args)
+{
+    PyObject *containers, *lens, *keys, *values, *items;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O!:take", &PyList_Type, &containers, &PyList_Type, &lens, &PyList_Type,
+                          &keys, &PyList_Type, &values, &PyList_Type, &items)) {
+        return NULL;
     }
-    if (ki != nk || vi != nv) {
-        Py_RETURN_FALSE;
+    int r = is_unchanged(containers, lens, keys, values);
+    if (r < 0) {
+        return NULL;
     }
-    Py_RETURN_TRUE;
+    if (r == 0) {
+        Py_RETURN_NONE;
+    }
+    return copy_value(items, 0);
 }
 
 /* record(entries, containers, lens, keys, values) -> bool
@@ -959,6 +993,8 @@ static PyMethodDef methods[] = {
     {"record", record, METH_VARARGS,
      "record(entries, containers, lens, keys, values) -> bool: append what unchanged() checks; False "
      "for a dict with a key that is not an exact str."},
+    {"take", take, METH_VARARGS,
+     "take(containers, lens, keys, values, items) -> a copy of items if unchanged(...) holds, else None."},
     {"unchanged", unchanged, METH_VARARGS,
      "unchanged(containers, lens, keys, values) -> bool: the containers still hold exactly the recorded "
      "keys and values, by identity."},

@@ -40,6 +40,7 @@ from operator import is_, is_not
 from typing import Any
 
 from .codec import Record
+from .values import copy
 
 
 def _referents_are_values() -> bool:
@@ -73,11 +74,13 @@ FAST = _referents_are_values()
 
 _c_unchanged: Callable[[list[Any], list[int], list[Any], list[Any]], bool] | None
 _c_record: Callable[[list[Any], list[Any], list[int], list[Any], list[Any]], bool] | None
+_c_take: Callable[[list[Any], list[int], list[Any], list[Any], list[Any]], list[Any] | None] | None
 try:
     from ._speedups import record as _c_record
+    from ._speedups import take as _c_take
     from ._speedups import unchanged as _c_unchanged
 except ImportError:  # pragma: no cover - built without a C compiler
-    _c_unchanged = _c_record = None
+    _c_unchanged = _c_record = _c_take = None
 
 #: How :meth:`Mirror.unchanged` checks: ``"c"`` (the C extension), ``"gc"`` (one
 #: ``gc.get_referents`` call) or ``"portable"``.  Tests set it to cover each.
@@ -157,6 +160,19 @@ class Mirror:
         self.lens += lens
         self.keys += chain.from_iterable(dicts)
         self.values += values
+
+    def take(self, items: list[Any]) -> list[Any] | None:
+        """A copy of ``items`` (new containers, shared leaves) if the recorded entries
+        are untouched (:meth:`unchanged` of them), else ``None``.  With the C
+        extension the check and the copy are one step, which no other thread can
+        interleave with: a load's lent entries, checked then copied, cannot change in
+        between."""
+        if not self.full:
+            return None
+        if MODE == "c":
+            assert _c_take is not None
+            return _c_take(self.containers, self.lens, self.keys, self.values, items)
+        return copy(items) if self.unchanged(self.entries) else None
 
     def unchanged(self, entries: list[Any]) -> bool:
         """Whether ``entries`` starts with exactly the recorded entries, untouched:

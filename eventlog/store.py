@@ -480,8 +480,9 @@ class Store:
         if not c.lent:
             return
         proof, n = c.proof, c.lent
-        if proof is not None and proof.unchanged(proof.entries):
-            c.state.entries[:n] = copy(c.state.entries[:n])
+        owned = None if proof is None else proof.take(c.state.entries[:n])
+        if owned is not None:
+            c.state.entries[:n] = owned
         else:
             c.state = self._log.fold(name, c.sid, c.state_seq, rehydrate=True, floor=c.floor)
         c.lent, c.proof = 0, None

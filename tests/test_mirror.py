@@ -75,6 +75,23 @@ def test_any_edit_is_noticed(edit: Callable[[list[Any]], Any]) -> None:
     assert not m.unchanged(es)
 
 
+@pytest.mark.parametrize("edit", EDITS)
+def test_take_copies_what_is_untouched_and_nothing_after_an_edit(edit: Callable[[list[Any]], Any]) -> None:
+    es = entries()
+    m = Mirror(es, full=True)
+    taken = m.take(es[:1])
+    assert taken == es[:1] and taken is not None
+    assert taken[0] is not es[0] and taken[0]["message"] is not es[0]["message"]
+    kept = es[:1]  # the store's own list of the lent entries
+    edit(es)
+    # Replacing or removing entries of the caller's list leaves the recorded entries
+    # themselves untouched (``unchanged`` of that list says no; ``take`` of its own may copy).
+    membership = edit in (EDITS[8], EDITS[9])
+    assert m.unchanged(m.entries) is membership
+    assert (m.take(kept) is None) is not membership
+    assert Mirror(es, full=False).take(es) is None
+
+
 @pytest.mark.parametrize(
     "edit",
     [
