@@ -11,6 +11,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 /* 1 when unchanged, 0 when not, -1 with an exception set. */
 static int
@@ -439,6 +442,156 @@ read_arg(Decoder *d, unsigned int ai, uint64_t *out)
     return 0;
 }
 
+/* The str of the n bytes at s if they are valid UTF-8 (exactly what
+ * PyUnicode_DecodeUTF8 accepts in strict mode), else GIVE_UP.  Two passes: the first
+ * validates, counts the characters and finds the largest (so the str is allocated once,
+ * in its final, most compact kind), the second writes them, widening runs of ASCII 16
+ * bytes at a time.  CPython's own decoder instead widens its buffer as it meets wider
+ * characters, copying what it wrote, and shrinks it at the end. */
+static inline int
+utf8_sequence(const unsigned char *s, Py_ssize_t left, Py_UCS4 *cp)
+{
+    unsigned int c = s[0];
+    if (c < 0xC2) { /* a continuation byte, or an overlong 2-byte lead */
+        return 0;
+    }
+    if (c < 0xE0) {
+        if (left < 2 || (s[1] & 0xC0) != 0x80) return 0;
+        *cp = ((c & 0x1F) << 6) | (s[1] & 0x3F);
+        return 2;
+    }
+    if (c < 0xF0) {
+        if (left < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
+        if ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] >= 0xA0)) return 0; /* overlong, surrogate */
+        *cp = ((c & 0x0F) << 12) | ((Py_UCS4)(s[1] & 0x3F) << 6) | (s[2] & 0x3F);
+        return 3;
+    }
+    if (c < 0xF5) {
+        if (left < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80) return 0;
+        if ((c == 0xF0 && s[1] < 0x90) || (c == 0xF4 && s[1] >= 0x90)) return 0; /* overlong, past U+10FFFF */
+        *cp = ((c & 0x07) << 18) | ((Py_UCS4)(s[1] & 0x3F) << 12) | ((Py_UCS4)(s[2] & 0x3F) << 6) | (s[3] & 0x3F);
+        return 4;
+    }
+    return 0;
+}
+
+/* How many of the bytes from s[i] on (up to n) are ASCII, at least up to the first
+ * non-ASCII one in each block of 16 checked. */
+static inline Py_ssize_t
+ascii_run(const unsigned char *s, Py_ssize_t i, Py_ssize_t n)
+{
+    Py_ssize_t start = i;
+#if defined(__SSE2__)
+    while (i + 16 <= n) {
+        int mask = _mm_movemask_epi8(_mm_loadu_si128((const __m128i *)(s + i)));
+        if (mask) {
+            return i - start + __builtin_ctz((unsigned int)mask);
+        }
+        i += 16;
+    }
+#endif
+    while (i < n && s[i] < 0x80) {
+        i++;
+    }
+    return i - start;
+}
+
+static PyObject *
+decode_utf8(const unsigned char *s, Py_ssize_t n)
+{
+    Py_ssize_t i = 0, chars = 0;
+    Py_UCS4 maxchar = 0, cp = 0;
+    while (i < n) {
+        Py_ssize_t run = ascii_run(s, i, n);
+        i += run;
+        chars += run;
+        if (i >= n) {
+            break;
+        }
+        int len = utf8_sequence(s + i, n - i, &cp);
+        if (len == 0) {
+            return GIVE_UP;
+        }
+        if (cp > maxchar) {
+            maxchar = cp;
+        }
+        i += len;
+        chars++;
+    }
+    if (maxchar < 0x80) {
+        return PyUnicode_FromStringAndSize((const char *)s, n); /* ASCII: one copy */
+    }
+    PyObject *u = PyUnicode_New(chars, maxchar);
+    if (u == NULL) {
+        return NULL;
+    }
+    int kind = PyUnicode_KIND(u);
+    void *out = PyUnicode_DATA(u);
+    Py_ssize_t o = 0;
+    i = 0;
+    while (i < n) {
+        Py_ssize_t run = ascii_run(s, i, n);
+        if (run > chars - o) { /* only if the bytes changed under us: never write past the end */
+            Py_DECREF(u);
+            return GIVE_UP;
+        }
+        if (kind == PyUnicode_1BYTE_KIND) {
+            memcpy((Py_UCS1 *)out + o, s + i, (size_t)run);
+        }
+        else if (kind == PyUnicode_2BYTE_KIND) {
+            Py_UCS2 *w = (Py_UCS2 *)out + o;
+            Py_ssize_t j = 0;
+#if defined(__SSE2__)
+            const __m128i zero = _mm_setzero_si128();
+            for (; j + 16 <= run; j += 16) {
+                __m128i v = _mm_loadu_si128((const __m128i *)(s + i + j));
+                _mm_storeu_si128((__m128i *)(w + j), _mm_unpacklo_epi8(v, zero));
+                _mm_storeu_si128((__m128i *)(w + j + 8), _mm_unpackhi_epi8(v, zero));
+            }
+#endif
+            for (; j < run; j++) {
+                w[j] = s[i + j];
+            }
+        }
+        else {
+            Py_UCS4 *w = (Py_UCS4 *)out + o;
+            Py_ssize_t j = 0;
+#if defined(__SSE2__)
+            const __m128i zero = _mm_setzero_si128();
+            for (; j + 16 <= run; j += 16) {
+                __m128i v = _mm_loadu_si128((const __m128i *)(s + i + j));
+                __m128i lo = _mm_unpacklo_epi8(v, zero), hi = _mm_unpackhi_epi8(v, zero);
+                _mm_storeu_si128((__m128i *)(w + j), _mm_unpacklo_epi16(lo, zero));
+                _mm_storeu_si128((__m128i *)(w + j + 4), _mm_unpackhi_epi16(lo, zero));
+                _mm_storeu_si128((__m128i *)(w + j + 8), _mm_unpacklo_epi16(hi, zero));
+                _mm_storeu_si128((__m128i *)(w + j + 12), _mm_unpackhi_epi16(hi, zero));
+            }
+#endif
+            for (; j < run; j++) {
+                w[j] = s[i + j];
+            }
+        }
+        i += run;
+        o += run;
+        if (i >= n) {
+            break;
+        }
+        int len = utf8_sequence(s + i, n - i, &cp); /* valid: checked in the first pass */
+        if (len == 0 || o >= chars || cp > maxchar) {
+            Py_DECREF(u);
+            return GIVE_UP;
+        }
+        PyUnicode_WRITE(kind, out, o, cp);
+        i += len;
+        o++;
+    }
+    if (o != chars) {
+        Py_DECREF(u);
+        return GIVE_UP;
+    }
+    return u;
+}
+
 static PyObject *
 decode_text(Decoder *d, uint64_t n)
 {
@@ -473,12 +626,7 @@ decode_text(Decoder *d, uint64_t n)
             return str;
         }
     }
-    PyObject *str = PyUnicode_DecodeUTF8((const char *)s, (Py_ssize_t)n, "strict");
-    if (str == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
-        PyErr_Clear();
-        return GIVE_UP;
-    }
-    return str;
+    return decode_utf8(s, (Py_ssize_t)n);
 }
 
 static PyObject *

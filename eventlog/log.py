@@ -11,7 +11,6 @@ and on reading verifies, decompresses (bounded), decodes and rehydrates.  Every 
 
 from __future__ import annotations
 
-import os
 from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from typing import Any
 
 from . import codec, fold
 from .chunks import Chunks
-from .codec import ENTRIES, DecodeError, Framer, ItemError, Ref, VersionError
+from .codec import ENTRIES, DecodeError, Framer, Ref, VersionError
 from .errors import CorruptionError, InvalidValueError, UnsupportedVersionError
 from .fold import Event, State
 from .snapshots import MIN_REUSE_BYTES, SEGMENT_BYTES, Segment
@@ -29,9 +28,6 @@ from .values import externalise_large, gc_paused, validate
 
 EVENT = b"E"
 SNAPSHOT = b"S"
-#: A snapshot's segments are read and decompressed this many bytes at a time (on
-#: several threads), then decoded.
-BATCH_BYTES = 32 << 20
 
 
 @dataclass(slots=True)
@@ -124,8 +120,6 @@ class Log:
         # Snapshots a fold found unreadable, ``(sid, seq)``: a new snapshot is not
         # built on them but on a full fold (which rewrites the damaged chunks).
         self.damaged: set[tuple[int, int]] = set()
-        # Threads zstd may use to decompress a snapshot's segments (outside the GIL).
-        self.threads = min(os.cpu_count() or 1, 4)
         self.large_value_bytes = large_value_bytes
         self.max_body_bytes = max_body_bytes
 
@@ -307,18 +301,13 @@ class Log:
             if segmented:
                 fields, segments = self._manifest(wire)
                 entries: list[Any] = []
-                for batch in self._batches(segments):
+                for i, segment in enumerate(segments):
                     try:
-                        bodies = self._segment_bodies([segments[i] for i in batch], seen)
-                    except ItemError as e:
-                        raise DecodeError(f"segment {batch[e.index]}: {e.reason}") from None
-                    for i, body in zip(batch, bodies, strict=True):
-                        try:
-                            part, ok = self._segment_entries(segments[i], body, rehydrate, seen, recording)
-                        except DecodeError as e:
-                            raise DecodeError(f"segment {i} (entries {len(entries)}+): {e}") from None
-                        entries += part
-                        storable = storable and ok
+                        part, ok = self._segment(segment, rehydrate, seen, recording)
+                    except DecodeError as e:
+                        raise DecodeError(f"segment {i} (entries {len(entries)}+): {e}") from None
+                    entries += part
+                    storable = storable and ok
                 wire = [fields, entries]
             state = fold.state_from_wire(wire, storable)
             if markers != (1 if state.managed else 0):
@@ -340,42 +329,24 @@ class Log:
             raise DecodeError(f"snapshot segments add up to more than the limit of {limit} bytes")
         return wire[0], segments
 
-    def _batches(self, segments: list[Segment]) -> Iterator[list[int]]:
-        """Indexes of ``segments`` in runs of up to :data:`BATCH_BYTES` decompressed."""
-        batch: list[int] = []
-        size = 0
-        for i, segment in enumerate(segments):
-            if batch and size + segment.raw > BATCH_BYTES:
-                yield batch
-                batch, size = [], 0
-            batch.append(i)
-            size += segment.raw
-        if batch:
-            yield batch
-
-    def _segment(self, segment: Segment, rehydrate: bool, seen: list[Ref] | None) -> tuple[list[Any], bool]:
-        """A segment's entries, and whether they are known storable."""
-        [body] = self._segment_bodies([segment], seen)
-        return self._segment_entries(segment, body, rehydrate, seen)
-
-    def _segment_bodies(self, segments: list[Segment], seen: list[Ref] | None) -> list[Any]:
-        """The CBOR of ``segments``, read, verified and decompressed (several at once);
-        :class:`ItemError` names the first that is damaged."""
-        items = []
-        for i, segment in enumerate(segments):
-            pointer = segment.pointer()
-            if seen is not None:
-                seen.append(pointer)
-            try:
-                payload = self._read_large(pointer)
-            except ItemError:
-                raise
-            except DecodeError as e:
-                raise ItemError(i, str(e)) from None
-            if len(payload) != segment.length:
-                raise ItemError(i, "segment has the wrong length")
-            items.append((segment.flags, payload))
-        return self.framer.decompress_many(items, [s.raw for s in segments], self.threads)
+    def _segment(
+        self, segment: Segment, rehydrate: bool, seen: list[Ref] | None, recording: Recording | None = None
+    ) -> tuple[list[Any], bool]:
+        """A segment's entries, read, verified and decoded, and whether they are known
+        storable.  It is decompressed into memory the framer reuses (see
+        :meth:`~eventlog.codec.Framer.decompress_into`), and decoded from there."""
+        pointer = segment.pointer()
+        if seen is not None:
+            seen.append(pointer)
+        payload = self._read_large(pointer)
+        if len(payload) != segment.length:
+            raise DecodeError("segment has the wrong length")
+        body = self.framer.decompress_into(segment.flags, payload, segment.raw)
+        try:
+            return self._segment_entries(segment, body, rehydrate, seen, recording)
+        finally:
+            if type(body) is memoryview:
+                body.release()
 
     def _segment_entries(
         self, segment: Segment, body: Any, rehydrate: bool, seen: list[Ref] | None, recording: Recording | None = None

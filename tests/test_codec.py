@@ -282,27 +282,36 @@ def test_the_written_out_schema_is_the_one_the_migrations_build() -> None:
     assert sql._expected_schema() == sql._built_schema()
 
 
-@pytest.mark.parametrize("threads", [1, 2, 4])
-def test_decompress_many_is_decompress_of_each(threads: int) -> None:
+def test_decompress_into_reuses_its_buffer_and_gives_what_decompress_gives() -> None:
     framer = Framer()
-    bodies = [bytes([i]) * (1000 * i + 100) for i in range(6)] + [bytes(range(256))]
+    bodies = [bytes([i]) * (1000 * i + 100) for i in range(6)] + [bytes(range(256)), b"x" * (5 << 20)]
     items = [framer.compress(b) for b in bodies]
     assert {flags for flags, _ in items} == {0, codec.FLAG_ZSTD}
-    out = framer.decompress_many(items, [len(b) for b in bodies], threads)
-    assert [bytes(o) for o in out] == bodies
+    buffers = set()
+    for (flags, payload), body in zip(items, bodies, strict=True):
+        out = framer.decompress_into(flags, payload, len(body))
+        assert bytes(out) == body == framer.decompress(flags, payload, len(body))
+        if type(out) is memoryview:
+            buffers.add(id(out.obj))
+            out.release()
+    assert len(buffers) == 2  # the one kept, and one for the body over REUSED_BYTES
+    kept = framer.decompress_into(*items[1], len(bodies[1]))
+    large = bytes(range(256)) * 1000
+    bigger = framer.decompress_into(*framer.compress(large), len(large))  # a new buffer: the live view keeps its own
+    assert bytes(kept) == bodies[1] and bytes(bigger) == large
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_decompress_many_names_the_bad_item(threads: int) -> None:
+def test_decompress_into_refuses_what_does_not_come_to_the_size() -> None:
     framer = Framer()
-    bodies = [bytes([i]) * 5000 for i in range(4)]
-    items = [framer.compress(b) for b in bodies]
-    sizes = [len(b) for b in bodies]
-    with pytest.raises(DecodeError, match="item 2: zstd frame claims 5000 bytes, not 4999"):
-        framer.decompress_many(items, [*sizes[:2], 4999, *sizes[3:]], threads)
-    flags, payload = items[2]
-    items[2] = (flags, payload[:-3] + bytes(3))  # the content size is fine, the data is not
+    body = bytes(range(200)) * 30
+    flags, payload = framer.compress(body)
+    assert flags == codec.FLAG_ZSTD
+    with pytest.raises(DecodeError, match="zstd frame claims 6000 bytes, not 5999"):
+        framer.decompress_into(flags, payload, 5999)
     with pytest.raises(DecodeError, match="bad zstd frame"):
-        framer.decompress_many(items, sizes, threads)
-    with pytest.raises(DecodeError, match="item 1: 4 bytes, not 5000"):
-        framer.decompress_many([items[0], (0, b"abcd")], sizes[:2], threads)
+        framer.decompress_into(flags, payload[:-3] + bytes(3), 6000)  # the size is fine, the data is not
+    with pytest.raises(DecodeError, match="zstd frame"):
+        framer.decompress_into(flags, payload[:-40], 6000)  # truncated
+    with pytest.raises(DecodeError, match="4 bytes, not 5000"):
+        framer.decompress_into(0, b"abcd", 5000)
+    assert bytes(framer.decompress_into(flags, payload, 6000)) == body  # still usable after errors

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+import sys
 from typing import Any
 
 import pytest
@@ -341,3 +342,57 @@ def test_a_record_is_cut_back_when_the_decoder_gives_up(tail: bytes) -> None:
     decoded = codec.decode(data, None, record)
     assert not decoded.storable and len(decoded.value) == 3
     assert record == ([], [], [], ["kept"])
+
+
+def _text_item(raw: bytes) -> bytes:
+    """CBOR text string of the bytes ``raw`` (valid UTF-8 or not)."""
+    n = len(raw)
+    head = bytes([0x60 | n]) if n < 24 else bytes([0x78, n]) if n < 256 else bytes([0x79]) + n.to_bytes(2, "big")
+    return head + raw
+
+
+UTF8_EDGES = [
+    b"", b"a", b"\x7f", b"\xc2\x80", b"\xc3\xbf", b"\xc4\x80", b"\xdf\xbf", b"\xe0\xa0\x80", b"\xef\xbf\xbf",
+    b"\xf0\x90\x80\x80", b"\xf4\x8f\xbf\xbf", b"\xed\x9f\xbf", b"\xee\x80\x80",
+    # invalid: overlong, surrogates, past U+10FFFF, lone continuation, truncated, bad leads
+    b"\xc0\x80", b"\xc1\xbf", b"\xe0\x80\x80", b"\xe0\x9f\xbf", b"\xed\xa0\x80", b"\xed\xbf\xbf",
+    b"\xf0\x80\x80\x80", b"\xf0\x8f\xbf\xbf", b"\xf4\x90\x80\x80", b"\xf5\x80\x80\x80", b"\xff", b"\x80",
+    b"\xc2", b"\xe2\x82", b"\xf0\x9f\x98", b"\xc2\x41", b"\xe2\x28\xa1",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("raw", UTF8_EDGES, ids=range(len(UTF8_EDGES)))
+@pytest.mark.parametrize("pad", [0, 1, 15, 16, 17, 40])
+def test_text_is_read_exactly_as_python_decodes_utf8(raw: bytes, pad: int) -> None:
+    """Every boundary of UTF-8, before, inside and after runs of ASCII of every length
+    around the 16-byte blocks: the C decoder gives exactly ``bytes.decode`` or gives
+    up (and the general decoder then refuses the invalid text)."""
+    for data in (b"x" * pad + raw, raw + b"y" * pad, b"x" * pad + raw + b"y" * pad, raw * 3):
+        item = _text_item(data)
+        got = fast(item)
+        try:
+            want: Any = data.decode("utf-8")
+        except UnicodeDecodeError:
+            assert got is None and general(item) is DecodeError
+            continue
+        assert got is not None and got != DecodeError
+        assert got[0] == want and type(got[0]) is str
+        # The most compact kind, as CPython requires (a concatenation keeps the kinds;
+        # the originals may differ in size by a cached UTF-8 form of a shared 1-char str).
+        assert sys.getsizeof(got[0] + "\0") == sys.getsizeof(want + "\0")
+
+
+@given(st.text(max_size=300), st.binary(max_size=40), st.integers(0, 300))
+def test_any_text_or_bytes_are_read_as_python_decodes_them(text: str, junk: bytes, at: int) -> None:
+    raw = text.encode("utf-8", "surrogatepass")
+    at = min(at, len(raw))
+    for data in (raw, raw[:at] + junk + raw[at:]):
+        item = _text_item(data)
+        got = fast(item)
+        try:
+            want = data.decode("utf-8")
+        except UnicodeDecodeError:
+            assert got is None
+            continue
+        assert got is not None and got != DecodeError and got[0] == want
+        assert sys.getsizeof(got[0] + "\0") == sys.getsizeof(want + "\0")
