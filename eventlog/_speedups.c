@@ -87,8 +87,10 @@ static PyObject *copy_value(PyObject *v, int depth);
 /* take(containers, lens, keys, values, items) -> list or None
  *
  * A copy of the list `items` (as copy() makes it) if unchanged() holds, else None: the
- * check and the copy in one call, during which no other thread can run Python code,
- * so nothing can change the containers between the two.
+ * check and the copy in one call, during which no Python code runs, so nothing can
+ * change the containers between the two.  The collector is off during the copy: on
+ * Python 3.11 an allocation can start a collection there, whose finalizers are
+ * Python code, during which another thread may take the GIL.
  */
 static PyObject *
 take(PyObject *module, PyObject *args)
@@ -105,7 +107,12 @@ take(PyObject *module, PyObject *args)
     if (r == 0) {
         Py_RETURN_NONE;
     }
-    return copy_value(items, 0);
+    int was_enabled = PyGC_Disable();
+    PyObject *out = copy_value(items, 0);
+    if (was_enabled) {
+        PyGC_Enable();
+    }
+    return out;
 }
 
 /* record(entries, containers, lens, keys, values) -> bool

@@ -5,6 +5,8 @@ exactly what it is given, and never what it was not."""
 from __future__ import annotations
 
 import copy
+import gc
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -175,3 +177,54 @@ def test_events_from_another_writer_do_not_move_lent_entries_out_of_reach() -> N
         first["entries"][-1]["message"]["role"] = "edited"
         assert second["entries"][-1] == _entry(29)
         assert a.load("s")["entries"][-1] == _entry(29)  # type: ignore[index]
+
+
+def test_taking_back_lent_entries_cannot_copy_an_edit_made_meanwhile(tmp_path: Path) -> None:
+    """Mirror.take() checks then copies in one C call.  Were a collection to run
+    during the copy (on Python 3.11 an allocation can start one), a finalizer's Python
+    code, or another thread the GIL passes to meanwhile, could edit the lent entries
+    after the check: the edit would be copied into the store's private state without
+    ever being saved, and the next save() of the edited value would write nothing.
+    (Found by a second review.)"""
+    path = str(tmp_path / "s.db")
+    with eventlog.open(path, snapshot_every=0, **TINY) as s:
+        s.save("s", {"entries": [_entry(i) for i in range(300)]})
+    with eventlog.open(path, **TINY) as s:
+        loaded = s.load("s")
+        assert loaded is not None
+        target = loaded["entries"][-1]["message"]  # copied last
+        in_take = []
+
+        class Trap:  # stands for any finalizer / weakref callback, or a GIL switch
+            def __del__(self) -> None:
+                caller = sys._getframe(0).f_back
+                if caller is not None and caller.f_code.co_name == "take":
+                    in_take.append(1)
+                    if len(in_take) == 2:  # surely past the check, inside the copy
+                        target["role"] = "edited by another thread"
+                        return
+                if len(in_take) < 2:
+                    arm()
+
+        def arm() -> None:
+            t = Trap()
+            t.cycle = t  # type: ignore[attr-defined]
+
+        old = gc.get_threshold()
+        gc.collect()
+        gc.set_threshold(50)
+        try:
+            arm()
+            s.fold("s")  # takes the lent entries back (check + copy)
+        finally:
+            gc.set_threshold(*old)
+        gc.collect()
+        if len(in_take) < 2:  # the collector did not run inside take(): the edit lands after it
+            target["role"] = "edited by another thread"
+        # The caller keeps its edit and saves it.
+        assert loaded["entries"][-1]["message"]["role"] == "edited by another thread"
+        s.save("s", loaded)
+    with eventlog.open(path, **TINY) as s:
+        again = s.load("s")
+        assert again is not None
+        assert again["entries"][-1]["message"]["role"] == "edited by another thread"
