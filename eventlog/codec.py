@@ -423,6 +423,38 @@ class Framer:
             raise DecodeError("zstd frame size mismatch")
         return out
 
+    def decompress_all(self, items: list[tuple[int, bytes]], sizes: list[int]) -> list[Any] | None:
+        """:meth:`decompress` of each ``(flags, payload)``, which must come to exactly
+        its ``sizes`` bytes, in one call outside the GIL (zstd's
+        ``multi_decompress_to_buffer``, on one thread); buffers in order.  ``None``
+        when that call is not available or anything is wrong with any item: the
+        caller then decompresses them one by one, which says which and why."""
+        multi = getattr(self._dctx, "multi_decompress_to_buffer", None)
+        packed: list[bytes] = []
+        packed_sizes: list[int] = []
+        for (flags, payload), size in zip(items, sizes, strict=True):
+            if not flags & FLAG_ZSTD:
+                if len(payload) != size:
+                    return None
+                continue
+            try:
+                if zstandard.frame_content_size(payload) != size:
+                    return None
+            except zstandard.ZstdError:
+                return None
+            packed.append(payload)
+            packed_sizes.append(size)
+        if multi is None:
+            return None
+        try:
+            done = iter(multi(packed, decompressed_sizes=struct.pack(f"={len(packed)}Q", *packed_sizes), threads=1))
+            out = [next(done) if flags & FLAG_ZSTD else payload for flags, payload in items]
+        except zstandard.ZstdError:
+            return None
+        if any(len(b) != size for b, size in zip(out, sizes, strict=True)):
+            return None
+        return out
+
     def decompress_into(self, flags: int, payload: bytes, size: int) -> bytes | memoryview:
         """:meth:`decompress` of a payload that must come to exactly ``size`` bytes
         (checked in the frame header before anything is read), into memory this

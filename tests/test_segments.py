@@ -448,3 +448,47 @@ def test_the_layout_of_a_snapshot_being_built_is_the_list_the_ops_make(case: tup
     assert flat == plain.entries and len(layout) == len(plain.entries)
     assert all(type(p) is not range or len(p) > 0 for p in layout.pieces)
     assert len(expanded) == sum(1 for e in plain.entries if type(e) is tuple)
+
+
+@pytest.mark.parametrize("where", ["first", "last"])
+def test_a_large_snapshot_is_decompressed_partly_on_a_worker_and_damage_is_named(
+    monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """A snapshot of many segments has its last three quarters decompressed on a
+    worker thread while the first quarter is decoded; it loads exactly as one by one.
+    A segment whose size does not match its frame is named by index wherever it is."""
+    from eventlog import log as log_module
+
+    monkeypatch.setattr(log_module.os, "cpu_count", lambda: 2)
+    calls: list[int] = []
+    decompress_all = Framer.decompress_all
+
+    def spy(self: Framer, items: Any, sizes: Any) -> Any:
+        calls.append(len(items))
+        return decompress_all(self, items, sizes)
+
+    monkeypatch.setattr(Framer, "decompress_all", spy)
+    path = _path()
+    data = {"entries": [_entry(i, 3000) for i in range(60)]}
+    with eventlog.open(path, snapshot_every=0, **TINY) as store:
+        store.save("s", data)
+        store.compact(retain=0)  # the snapshot is the only copy: its errors surface
+    n = len(_manifest(path)[3])
+    assert n >= log_module.AHEAD_MIN_SEGMENTS
+    with eventlog.open(path, **TINY) as store:
+        assert same(store.load("s"), data)
+    assert calls == [n - n // 4]
+    monkeypatch.setattr(log_module, "AHEAD_MIN_SEGMENTS", 10**9)
+    with eventlog.open(path, **TINY) as store:
+        assert same(store.load("s"), data)  # one by one: the same
+    monkeypatch.setattr(log_module, "AHEAD_MIN_SEGMENTS", 8)
+    index = 0 if where == "first" else n - 1
+
+    def edit(wire: Any) -> None:
+        wire[1][index][2] += 1  # its decompressed size, one more than the frame says
+
+    _reseal(path, edit)
+    with eventlog.open(path, **TINY) as store:
+        with pytest.raises(CorruptionError, match=f"segment {index} .*zstd frame claims") as raised:
+            store.load("s")
+        assert raised.value.session_id == "s"
