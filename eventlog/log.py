@@ -11,6 +11,7 @@ and on reading verifies, decompresses (bounded), decodes and rehydrates.  Every 
 
 from __future__ import annotations
 
+import itertools
 import os
 from bisect import bisect_right
 from collections.abc import Iterator
@@ -53,6 +54,9 @@ class Recording:
 #: A snapshot of at least this many segments has its later ones decompressed on a
 #: worker thread (see :meth:`Log._ahead`).
 AHEAD_MIN_SEGMENTS = 8
+#: Where the worker's runs start and split, in percent of the segments: this thread
+#: decompresses the first tenth itself; the worker a short run, then the rest.
+AHEAD_A, AHEAD_B = 10, 40
 
 
 class _Layout:
@@ -312,13 +316,15 @@ class Log:
             if segmented:
                 fields, segments = self._manifest(wire)
                 entries: list[Any] = []
-                start, ahead = self._ahead(segments) if seen is None else (len(segments), None)
+                ahead = self._ahead(segments) if seen is None else []
+                starts = {start: job for start, job in ahead}
                 done: list[Any] | None = None
+                base = 0
                 try:
                     for i, segment in enumerate(segments):
-                        if i == start and ahead is not None:
-                            done = ahead.result()  # None: one by one, to name what is wrong
-                        body = done[i - start] if done is not None else None
+                        if i in starts:
+                            done, base = starts[i].result(), i  # None: one by one, to name what is wrong
+                        body = done[i - base] if done is not None and i - base < len(done) else None
                         try:
                             part, ok = self._segment(segment, rehydrate, seen, recording, body)
                         except DecodeError as e:
@@ -326,8 +332,7 @@ class Log:
                         entries += part
                         storable = storable and ok
                 finally:
-                    if ahead is not None:
-                        wait([ahead])  # its framer is not to be used by two threads at once
+                    wait([job for _, job in ahead])  # the worker's framer is never used by two threads at once
                 wire = [fields, entries]
             state = fold.state_from_wire(wire, storable)
             if markers != (1 if state.managed else 0):
@@ -349,27 +354,30 @@ class Log:
             raise DecodeError(f"snapshot segments add up to more than the limit of {limit} bytes")
         return wire[0], segments
 
-    def _ahead(self, segments: list[Segment]) -> tuple[int, Future[list[Any] | None] | None]:
-        """With several cores and many segments: ``(start, job)``, the segments from
-        ``start`` on read here and decompressed on a worker thread in one call outside
-        the GIL (into new memory: the page faults land on the worker's core), while
-        this thread decompresses and decodes the first quarter itself (decoding takes
-        about three times as long as decompressing, so the worker is done first).
-        ``(len, None)`` otherwise."""
+    def _ahead(self, segments: list[Segment]) -> list[tuple[int, Future[list[Any] | None]]]:
+        """With several cores and many segments: ``(start, job)`` for runs of the later
+        segments, read here and decompressed on a worker thread, each run in one call
+        outside the GIL (into new memory: the page faults land on the worker's core),
+        while this thread decompresses and decodes the first ones itself.  Each run is
+        handed over as soon as it is read; decoding takes about three times as long as
+        decompressing, so the worker keeps ahead.  Empty otherwise."""
         n = len(segments)
         if n < AHEAD_MIN_SEGMENTS or self.cores < 2:
-            return n, None
-        start = max(1, n // 4)
-        try:
-            items = [(s.flags, self._payload(s, None)) for s in segments[start:]]
-        except DecodeError:
-            return n, None  # read in order instead, to name the damaged segment
+            return []
         if self._worker is None:
             self._worker = Framer()  # zstd contexts are not shared between threads
+        cuts = sorted({max(1, n * AHEAD_A // 100), max(2, n * AHEAD_B // 100), n})
         pool = ThreadPoolExecutor(1, thread_name_prefix="eventlog-zstd")
-        job = pool.submit(self._worker.decompress_all, items, [s.raw for s in segments[start:]])
-        pool.shutdown(wait=False)  # the thread ends with the job
-        return start, job
+        jobs: list[tuple[int, Future[list[Any] | None]]] = []
+        try:
+            for a, b in itertools.pairwise(cuts):
+                items = [(s.flags, self._payload(s, None)) for s in segments[a:b]]
+                jobs.append((a, pool.submit(self._worker.decompress_all, items, [s.raw for s in segments[a:b]])))
+        except DecodeError:
+            pass  # the rest is read in order, to name the damaged segment
+        finally:
+            pool.shutdown(wait=False)  # the thread ends with the jobs
+        return jobs
 
     def _payload(self, segment: Segment, seen: list[Ref] | None) -> bytes:
         """A segment's stored (compressed) bytes, read and verified."""

@@ -115,8 +115,12 @@ class Mirror:
         mirror = cls([], full=True)
         mirror.entries = list(entries)
         mirror.containers, mirror.lens, mirror.keys, mirror.values = lists
-        ids = set(map(id, covered))  # ``covered`` keeps them alive: no id is reused
-        rest = [e for e in entries if id(e) not in ids]
+        n = len(covered)
+        if len(entries) >= n and all(map(is_, entries[:n], covered)):
+            rest = entries[n:]  # nothing since but appends: the usual case
+        else:
+            ids = set(map(id, covered))  # ``covered`` keeps them alive: no id is reused
+            rest = [e for e in entries if id(e) not in ids]
         if rest and not _c_record(rest, mirror.containers, mirror.lens, mirror.keys, mirror.values):
             mirror.full = False
         return mirror
