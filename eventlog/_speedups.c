@@ -124,13 +124,12 @@ take(PyObject *module, PyObject *args)
  * False (the lists then hold part of a record, to be dropped) when a dict has a key
  * that is not an exact str.  No Python code runs during the walk.
  */
+/* Append the dict or list `c` to `containers`, its length to `lens`, and what it holds
+ * to `keys` and `values`: 1, or 0 for a dict key that is not an exact str, or -1 with an
+ * exception set. */
 static int
-record_value(PyObject *c, PyObject *containers, PyObject *lens, PyObject *keys, PyObject *values, int depth)
+record_container(PyObject *c, PyObject *containers, PyObject *lens, PyObject *keys, PyObject *values)
 {
-    if (depth > 10000) {
-        PyErr_SetString(PyExc_RecursionError, "value nested too deeply to record");
-        return -1;
-    }
     int is_dict = PyDict_CheckExact(c);
     Py_ssize_t n = is_dict ? PyDict_GET_SIZE(c) : PyList_GET_SIZE(c);
     PyObject *len = PyLong_FromSsize_t(n);
@@ -150,15 +149,6 @@ record_value(PyObject *c, PyObject *containers, PyObject *lens, PyObject *keys, 
                 return -1;
             }
         }
-        pos = 0;
-        while (PyDict_Next(c, &pos, &k, &v)) {
-            if (PyDict_CheckExact(v) || PyList_CheckExact(v)) {
-                int r = record_value(v, containers, lens, keys, values, depth + 1);
-                if (r <= 0) {
-                    return r;
-                }
-            }
-        }
         return 1;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -166,10 +156,38 @@ record_value(PyObject *c, PyObject *containers, PyObject *lens, PyObject *keys, 
             return -1;
         }
     }
+    return 1;
+}
+
+static int
+record_value(PyObject *c, PyObject *containers, PyObject *lens, PyObject *keys, PyObject *values, int depth)
+{
+    if (depth > 10000) {
+        PyErr_SetString(PyExc_RecursionError, "value nested too deeply to record");
+        return -1;
+    }
+    int r = record_container(c, containers, lens, keys, values);
+    if (r <= 0) {
+        return r;
+    }
+    if (PyDict_CheckExact(c)) {
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(c, &pos, &k, &v)) {
+            if (PyDict_CheckExact(v) || PyList_CheckExact(v)) {
+                r = record_value(v, containers, lens, keys, values, depth + 1);
+                if (r <= 0) {
+                    return r;
+                }
+            }
+        }
+        return 1;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(c);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *v = PyList_GET_ITEM(c, i);
         if (PyDict_CheckExact(v) || PyList_CheckExact(v)) {
-            int r = record_value(v, containers, lens, keys, values, depth + 1);
+            r = record_value(v, containers, lens, keys, values, depth + 1);
             if (r <= 0) {
                 return r;
             }
@@ -397,30 +415,8 @@ record_done(Decoder *d, PyObject *c, int depth)
     if (d->containers == NULL || depth < 1 || d->in_ref) {
         return 0;
     }
-    int is_dict = PyDict_CheckExact(c);
-    Py_ssize_t n = is_dict ? PyDict_GET_SIZE(c) : PyList_GET_SIZE(c);
-    PyObject *len = PyLong_FromSsize_t(n);
-    if (len == NULL || PyList_Append(d->containers, c) < 0 || PyList_Append(d->lens, len) < 0) {
-        Py_XDECREF(len);
-        return -1;
-    }
-    Py_DECREF(len);
-    if (is_dict) {
-        Py_ssize_t pos = 0;
-        PyObject *k, *v;
-        while (PyDict_Next(c, &pos, &k, &v)) {
-            if (PyList_Append(d->keys, k) < 0 || PyList_Append(d->values, v) < 0) {
-                return -1;
-            }
-        }
-        return 0;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (PyList_Append(d->values, PyList_GET_ITEM(c, i)) < 0) {
-            return -1;
-        }
-    }
-    return 0;
+    /* Keys the decoder builds are always exact str: never 0. */
+    return record_container(c, d->containers, d->lens, d->keys, d->values) < 0 ? -1 : 0;
 }
 
 static PyObject *decode_item(Decoder *d, int depth);
