@@ -385,6 +385,21 @@ class _Reader:
 # ----------------------------------------------------------------------------- frames
 
 
+def _check_size(flags: int, payload: bytes, size: int) -> None:
+    """:class:`DecodeError` unless the body of ``(flags, payload)`` is ``size`` bytes:
+    the payload's own length, or what its zstd frame header declares."""
+    if not flags & FLAG_ZSTD:
+        if len(payload) != size:
+            raise DecodeError(f"body of {len(payload)} bytes, not {size}")
+        return
+    try:
+        claimed = zstandard.frame_content_size(payload)
+    except zstandard.ZstdError as e:
+        raise DecodeError(f"bad zstd frame: {e}") from None
+    if claimed != size:
+        raise DecodeError(f"zstd frame claims {claimed} bytes, not {size}")
+
+
 class Framer:
     """Builds and opens frames.  Holds zstd contexts, so one per thread."""
 
@@ -430,22 +445,18 @@ class Framer:
         when that call is not available or anything is wrong with any item: the
         caller then decompresses them one by one, which says which and why."""
         multi = getattr(self._dctx, "multi_decompress_to_buffer", None)
+        if multi is None:
+            return None
         packed: list[bytes] = []
         packed_sizes: list[int] = []
         for (flags, payload), size in zip(items, sizes, strict=True):
-            if not flags & FLAG_ZSTD:
-                if len(payload) != size:
-                    return None
-                continue
             try:
-                if zstandard.frame_content_size(payload) != size:
-                    return None
-            except zstandard.ZstdError:
+                _check_size(flags, payload, size)
+            except DecodeError:
                 return None
-            packed.append(payload)
-            packed_sizes.append(size)
-        if multi is None:
-            return None
+            if flags & FLAG_ZSTD:
+                packed.append(payload)
+                packed_sizes.append(size)
         try:
             done = iter(multi(packed, decompressed_sizes=struct.pack(f"={len(packed)}Q", *packed_sizes), threads=1))
             out = [next(done) if flags & FLAG_ZSTD else payload for flags, payload in items]
@@ -462,16 +473,9 @@ class Framer:
         Decompressing a snapshot's segments one after another into the same memory,
         still in the processor's cache, rather than into new memory each time, spares
         the page faults that were most of the cost of decompressing them."""
+        _check_size(flags, payload, size)
         if not flags & FLAG_ZSTD:
-            if len(payload) != size:
-                raise DecodeError(f"body of {len(payload)} bytes, not {size}")
             return payload
-        try:
-            claimed = zstandard.frame_content_size(payload)
-        except zstandard.ZstdError as e:
-            raise DecodeError(f"bad zstd frame: {e}") from None
-        if claimed != size:
-            raise DecodeError(f"zstd frame claims {claimed} bytes, not {size}")
         if size > REUSED_BYTES:
             buffer = bytearray(size)  # rare (segments are at most half a chunk): not kept
         else:
