@@ -438,34 +438,6 @@ class Framer:
             raise DecodeError("zstd frame size mismatch")
         return out
 
-    def decompress_all(self, items: list[tuple[int, bytes]], sizes: list[int]) -> list[Any] | None:
-        """:meth:`decompress` of each ``(flags, payload)``, which must come to exactly
-        its ``sizes`` bytes, in one call outside the GIL (zstd's
-        ``multi_decompress_to_buffer``, on one thread); buffers in order.  ``None``
-        when that call is not available or anything is wrong with any item: the
-        caller then decompresses them one by one, which says which and why."""
-        multi = getattr(self._dctx, "multi_decompress_to_buffer", None)
-        if multi is None:
-            return None
-        packed: list[bytes] = []
-        packed_sizes: list[int] = []
-        for (flags, payload), size in zip(items, sizes, strict=True):
-            try:
-                _check_size(flags, payload, size)
-            except DecodeError:
-                return None
-            if flags & FLAG_ZSTD:
-                packed.append(payload)
-                packed_sizes.append(size)
-        try:
-            done = iter(multi(packed, decompressed_sizes=struct.pack(f"={len(packed)}Q", *packed_sizes), threads=1))
-            out = [next(done) if flags & FLAG_ZSTD else payload for flags, payload in items]
-        except zstandard.ZstdError:
-            return None
-        if any(len(b) != size for b, size in zip(out, sizes, strict=True)):
-            return None
-        return out
-
     def decompress_into(self, flags: int, payload: bytes, size: int) -> bytes | memoryview:
         """:meth:`decompress` of a payload that must come to exactly ``size`` bytes
         (checked in the frame header before anything is read), into memory this

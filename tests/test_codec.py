@@ -301,24 +301,6 @@ def test_decompress_into_reuses_its_buffer_and_gives_what_decompress_gives() -> 
     assert bytes(kept) == bodies[1] and bytes(bigger) == large
 
 
-def test_decompress_all_is_decompress_of_each_or_nothing() -> None:
-    """All at once outside the GIL, or ``None`` (the caller then goes one by one and
-    names the bad item) when anything about any item is wrong."""
-    framer = Framer()
-    bodies = [bytes([i]) * (1000 * i + 100) for i in range(6)] + [bytes(range(256))]
-    items = [framer.compress(b) for b in bodies]
-    sizes = [len(b) for b in bodies]
-    assert {flags for flags, _ in items} == {0, codec.FLAG_ZSTD}
-    out = framer.decompress_all(items, sizes)
-    assert out is not None and [bytes(o) for o in out] == bodies
-    assert framer.decompress_all(items, [*sizes[:2], sizes[2] - 1, *sizes[3:]]) is None  # a size
-    assert framer.decompress_all([*items[:-1], (0, b"abc")], sizes) is None  # a raw one's size
-    flags, payload = items[2]
-    bad = [*items[:2], (flags, payload[:-3] + bytes(3)), *items[3:]]  # the size is fine, the data is not
-    assert framer.decompress_all(bad, sizes) is None
-    assert framer.decompress_all([*items[:2], (flags, b"not zstd"), *items[3:]], sizes) is None
-
-
 def test_decompress_into_refuses_what_does_not_come_to_the_size() -> None:
     framer = Framer()
     body = bytes(range(200)) * 30
