@@ -7,6 +7,7 @@ import struct
 import sys
 from typing import Any
 
+import cbor2
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -396,3 +397,23 @@ def test_any_text_or_bytes_are_read_as_python_decodes_them(text: str, junk: byte
             continue
         assert got is not None and got != DecodeError and got[0] == want
         assert sys.getsizeof(got[0] + "\0") == sys.getsizeof(want + "\0")
+
+
+@pytest.mark.parametrize("n", [16_383, 16_384, 20_001, 300_000])
+def test_large_text_and_bytes_come_out_whole(n: int) -> None:
+    """Large strings of every kind and large bytes (whose pages the C decoder maps
+    in one call before writing them) are read exactly, next to small ones."""
+    values: list[Any] = [
+        "a" * n,
+        "é" + "a" * n,
+        "→" + "b" * n,
+        "🚀" + "c" * (n - 1) + "🚀",
+        bytes(range(256)) * (n // 256) + b"\x01" * (n % 256),
+        "tail",
+    ]
+    got = fast(cbor2.dumps(values))
+    assert got is not None and got != DecodeError
+    assert got[0] == values
+    assert [type(v) for v in got[0]] == [type(v) for v in values]
+    # The most compact kind (a concatenation drops the UTF-8 form encoding cached).
+    assert [sys.getsizeof(v + "\0") for v in got[0][:4]] == [sys.getsizeof(v + "\0") for v in values[:4]]
