@@ -400,6 +400,45 @@ def _check_size(flags: int, payload: bytes, size: int) -> None:
         raise DecodeError(f"zstd frame claims {claimed} bytes, not {size}")
 
 
+def decompress_run(items: list[tuple[int, bytes]], sizes: list[int]) -> list[Any] | None:
+    """:meth:`Framer.decompress` of each ``(flags, payload)``, which must come to
+    exactly its ``sizes`` bytes: buffers, in order, all decompressed in one call that
+    does not hold the GIL (zstd's ``multi_decompress_to_buffer``), so that another
+    thread can decode meanwhile.  Safe to run on any thread: it shares nothing (its
+    decompression context is its own, made here, and the payloads are immutable).
+    ``None`` when that call is not available or anything about any item is wrong:
+    the caller then decompresses them one by one, which says which and why."""
+    packed: list[bytes] = []
+    packed_sizes: list[int] = []
+    for (flags, payload), size in zip(items, sizes, strict=True):
+        try:
+            _check_size(flags, payload, size)
+        except DecodeError:
+            return None
+        if flags & FLAG_ZSTD:
+            packed.append(payload)
+            packed_sizes.append(size)
+    out: list[Any] = []
+    if packed:
+        multi = getattr(zstandard.ZstdDecompressor(), "multi_decompress_to_buffer", None)
+        if multi is None:
+            return None
+        try:
+            done = multi(packed, decompressed_sizes=struct.pack(f"={len(packed)}Q", *packed_sizes), threads=1)
+            buffers = [done[i] for i in range(len(packed))]
+        except (zstandard.ZstdError, ValueError, IndexError):
+            return None
+        if len(done) != len(packed):
+            return None
+        it = iter(buffers)
+        out = [next(it) if flags & FLAG_ZSTD else payload for flags, payload in items]
+    else:
+        out = [payload for _, payload in items]
+    if any(len(b) != size for b, size in zip(out, sizes, strict=True)):
+        return None
+    return out
+
+
 class Framer:
     """Builds and opens frames.  Holds zstd contexts, so one per thread."""
 

@@ -11,8 +11,11 @@ and on reading verifies, decompresses (bounded), decodes and rehydrates.  Every 
 
 from __future__ import annotations
 
+import itertools
+import os
 from bisect import bisect_right
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any
@@ -46,6 +49,22 @@ class Recording:
         for part in self.lists:
             part.clear()
         self.covered.clear()
+
+
+#: A snapshot of at least this many segments has its later ones decompressed on a
+#: worker thread (see :meth:`Log._ahead`).
+AHEAD_MIN_SEGMENTS = 8
+#: Where the worker's runs start and split, in percent of the segments: this thread
+#: decompresses the first tenth itself; the worker a short run, then the rest.
+AHEAD_A, AHEAD_B = 10, 40
+
+
+def _cores() -> int:
+    """The processors this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 class _Layout:
@@ -120,6 +139,7 @@ class Log:
         # Snapshots a fold found unreadable, ``(sid, seq)``: a new snapshot is not
         # built on them but on a full fold (which rewrites the damaged chunks).
         self.damaged: set[tuple[int, int]] = set()
+        self.cores = _cores()
         self.large_value_bytes = large_value_bytes
         self.max_body_bytes = max_body_bytes
 
@@ -301,13 +321,25 @@ class Log:
             if segmented:
                 fields, segments = self._manifest(wire)
                 entries: list[Any] = []
-                for i, segment in enumerate(segments):
-                    try:
-                        part, ok = self._segment(segment, rehydrate, seen, recording)
-                    except DecodeError as e:
-                        raise DecodeError(f"segment {i} (entries {len(entries)}+): {e}") from None
-                    entries += part
-                    storable = storable and ok
+                ahead = self._ahead(segments) if seen is None else []
+                starts = dict(ahead)
+                done: list[Any] | None = None
+                base = 0
+                try:
+                    for i, segment in enumerate(segments):
+                        if i in starts:
+                            done, base = starts[i].result(), i  # None: one by one, to name what is wrong
+                        body = done[i - base] if done is not None and i - base < len(done) else None
+                        try:
+                            part, ok = self._segment(segment, rehydrate, seen, recording, body)
+                        except DecodeError as e:
+                            raise DecodeError(f"segment {i} (entries {len(entries)}+): {e}") from None
+                        entries += part
+                        storable = storable and ok
+                        if done is not None and i - base < len(done):
+                            done[i - base] = None  # its memory goes back as soon as it is decoded
+                finally:
+                    wait([job for _, job in ahead])  # no worker outlives the load
                 wire = [fields, entries]
             state = fold.state_from_wire(wire, storable)
             if markers != (1 if state.managed else 0):
@@ -329,6 +361,32 @@ class Log:
             raise DecodeError(f"snapshot segments add up to more than the limit of {limit} bytes")
         return wire[0], segments
 
+    def _ahead(self, segments: list[Segment]) -> list[tuple[int, Future[list[Any] | None]]]:
+        """With several cores and many segments: ``(start, job)`` for runs of the later
+        segments, read here and decompressed on a worker thread, each run in one call
+        outside the GIL (:func:`~eventlog.codec.decompress_run`, into new memory: its
+        page faults land on the worker's core), while this thread decompresses and
+        decodes the first ones itself.  Each run is handed over as soon as it is read;
+        decoding takes about three times as long as decompressing, so the worker keeps
+        ahead.  A run shares nothing with this thread (its decompression context is
+        made for it, its payloads are immutable bytes), so it is safe even when this
+        thread stops early.  Empty otherwise."""
+        n = len(segments)
+        if n < AHEAD_MIN_SEGMENTS or self.cores < 2:
+            return []
+        cuts = sorted({max(1, n * AHEAD_A // 100), max(2, n * AHEAD_B // 100), n})
+        pool = ThreadPoolExecutor(1, thread_name_prefix="eventlog-zstd")
+        jobs: list[tuple[int, Future[list[Any] | None]]] = []
+        try:
+            for a, b in itertools.pairwise(cuts):
+                items = [(s.flags, self._payload(s, None)) for s in segments[a:b]]
+                jobs.append((a, pool.submit(codec.decompress_run, items, [s.raw for s in segments[a:b]])))
+        except DecodeError:
+            pass  # the rest is read in order, to name the damaged segment
+        finally:
+            pool.shutdown(wait=False)  # the thread ends with its jobs
+        return jobs
+
     def _payload(self, segment: Segment, seen: list[Ref] | None) -> bytes:
         """A segment's stored (compressed) bytes, read and verified."""
         pointer = segment.pointer()
@@ -345,10 +403,14 @@ class Log:
         rehydrate: bool,
         seen: list[Ref] | None,
         recording: Recording | None = None,
+        body: Any = None,
     ) -> tuple[list[Any], bool]:
         """A segment's entries, read, verified and decoded, and whether they are known
         storable.  It is decompressed into memory the framer reuses (see
-        :meth:`~eventlog.codec.Framer.decompress_into`), and decoded from there."""
+        :meth:`~eventlog.codec.Framer.decompress_into`), and decoded from there,
+        unless ``body`` is given: its bytes already read, verified and decompressed."""
+        if body is not None:
+            return self._segment_entries(segment, body, rehydrate, seen, recording)
         body = self.framer.decompress_into(segment.flags, self._payload(segment, seen), segment.raw)
         try:
             return self._segment_entries(segment, body, rehydrate, seen, recording)

@@ -6,6 +6,7 @@ import contextlib
 import sqlite3
 import struct
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import cbor2
@@ -299,6 +300,38 @@ def test_decompress_into_reuses_its_buffer_and_gives_what_decompress_gives() -> 
     large = bytes(range(256)) * 1000
     bigger = framer.decompress_into(*framer.compress(large), len(large))  # a new buffer: the live view keeps its own
     assert bytes(kept) == bodies[1] and bytes(bigger) == large
+
+
+def test_decompress_run_is_decompress_of_each_or_nothing() -> None:
+    """All at once outside the GIL, or ``None`` (the caller then goes one by one and
+    names the bad item) when anything about any item is wrong."""
+    framer = Framer()
+    bodies = [bytes([i]) * (1000 * i + 100) for i in range(6)] + [bytes(range(256))]
+    items = [framer.compress(b) for b in bodies]
+    sizes = [len(b) for b in bodies]
+    assert {flags for flags, _ in items} == {0, codec.FLAG_ZSTD}
+    out = codec.decompress_run(items, sizes)
+    assert out is not None and [bytes(o) for o in out] == bodies
+    raw = [(0, b) for b in bodies]
+    assert codec.decompress_run(raw, sizes) == bodies  # nothing to decompress
+    assert codec.decompress_run(items, [*sizes[:2], sizes[2] - 1, *sizes[3:]]) is None  # a size
+    assert codec.decompress_run([*items[:-1], (0, b"abc")], sizes) is None  # a raw one's size
+    flags, payload = items[2]
+    bad = [*items[:2], (flags, payload[:-3] + bytes(3)), *items[3:]]  # the size is fine, the data is not
+    assert codec.decompress_run(bad, sizes) is None
+    assert codec.decompress_run([*items[:2], (flags, b"not zstd"), *items[3:]], sizes) is None
+
+
+def test_decompress_run_on_many_threads_at_once() -> None:
+    """It shares nothing between calls, so runs on several threads at once (as loads
+    on several stores do) each get exactly their own bodies."""
+    framer = Framer()
+    bodies = [[bytes([t, i]) * (300 * i + 50 * t + 64) for i in range(12)] for t in range(6)]
+    items = [[framer.compress(b) for b in run] for run in bodies]
+    with ThreadPoolExecutor(6) as pool:
+        for _ in range(5):
+            outs = list(pool.map(lambda t: codec.decompress_run(items[t], [len(b) for b in bodies[t]]), range(6)))
+            assert [[bytes(o) for o in out or []] for out in outs] == bodies
 
 
 def test_decompress_into_refuses_what_does_not_come_to_the_size() -> None:

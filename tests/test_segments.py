@@ -448,3 +448,90 @@ def test_the_layout_of_a_snapshot_being_built_is_the_list_the_ops_make(case: tup
     assert flat == plain.entries and len(layout) == len(plain.entries)
     assert all(type(p) is not range or len(p) > 0 for p in layout.pieces)
     assert len(expanded) == sum(1 for e in plain.entries if type(e) is tuple)
+
+
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+def test_a_large_snapshot_is_decompressed_partly_on_a_worker_and_damage_is_named(
+    monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """A snapshot of many segments has all but its first tenth decompressed on a
+    worker thread, in two runs, while the first ones are decoded; it loads exactly as
+    one by one.
+    A segment whose size does not match its frame is named by index wherever it is."""
+    from eventlog import codec as codec_module
+    from eventlog import log as log_module
+
+    monkeypatch.setattr(log_module, "_cores", lambda: 2)
+    calls: list[int] = []
+    decompress_run = codec_module.decompress_run
+
+    def spy(items: Any, sizes: Any) -> Any:
+        calls.append(len(items))
+        return decompress_run(items, sizes)
+
+    monkeypatch.setattr(codec_module, "decompress_run", spy)
+    path = _path()
+    data = {"entries": [_entry(i, 3000) for i in range(60)]}
+    with eventlog.open(path, snapshot_every=0, **TINY) as store:
+        store.save("s", data)
+        store.compact(retain=0)  # the snapshot is the only copy: its errors surface
+    n = len(_manifest(path)[3])
+    assert n >= log_module.AHEAD_MIN_SEGMENTS
+    with eventlog.open(path, **TINY) as store:
+        assert same(store.load("s"), data)
+    a, b = max(1, n * log_module.AHEAD_A // 100), max(2, n * log_module.AHEAD_B // 100)
+    assert calls == [b - a, n - b]
+    monkeypatch.setattr(log_module, "_cores", lambda: 1)
+    with eventlog.open(path, **TINY) as store:
+        assert same(store.load("s"), data)  # one by one: the same
+    assert calls == [b - a, n - b]
+    monkeypatch.setattr(log_module, "_cores", lambda: 2)
+    index = {"first": 0, "middle": (a + b) // 2, "last": n - 1}[where]  # here, in the short run, in the long one
+
+    def edit(wire: Any) -> None:
+        wire[1][index][2] += 1  # its decompressed size, one more than the frame says
+
+    _reseal(path, edit)
+    with eventlog.open(path, **TINY) as store:
+        with pytest.raises(CorruptionError, match=f"segment {index} .*zstd frame claims") as raised:
+            store.load("s")
+        assert raised.value.session_id == "s"
+
+
+def test_a_load_that_stops_early_waits_for_its_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When a segment fails after runs went to the worker, the load raises only once
+    the worker is done with them: no decompression outlives the load."""
+    import threading
+    import time
+
+    from eventlog import codec as codec_module
+    from eventlog import log as log_module
+
+    monkeypatch.setattr(log_module, "_cores", lambda: 2)
+    runs: list[str] = []
+    decompress_run = codec_module.decompress_run
+
+    def slow(items: Any, sizes: Any) -> Any:
+        runs.append(threading.current_thread().name)
+        time.sleep(0.2)  # still at work when the damaged segment is met
+        out = decompress_run(items, sizes)
+        runs.append("done")
+        return out
+
+    monkeypatch.setattr(codec_module, "decompress_run", slow)
+    path = _path()
+    data = {"entries": [_entry(i, 3000) for i in range(60)]}
+    with eventlog.open(path, snapshot_every=0, **TINY) as store:
+        store.save("s", data)
+        store.compact(retain=0)
+    assert len(_manifest(path)[3]) >= log_module.AHEAD_MIN_SEGMENTS
+
+    def edit(wire: Any) -> None:
+        wire[1][0][2] += 1  # the first segment, which this thread decodes itself
+
+    _reseal(path, edit)
+    with eventlog.open(path, **TINY) as store:
+        with pytest.raises(CorruptionError, match="segment 0 "):
+            store.load("s")
+        assert runs[-1] == "done" and runs.count("done") == 2
+        assert all(r == "done" or r.startswith("eventlog-zstd") for r in runs)
