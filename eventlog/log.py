@@ -369,8 +369,10 @@ class Log:
         decodes the first ones itself.  Each run is handed over as soon as it is read;
         decoding takes about three times as long as decompressing, so the worker keeps
         ahead.  A run shares nothing with this thread (its decompression context is
-        made for it, its payloads are immutable bytes), so it is safe even when this
-        thread stops early.  Empty otherwise."""
+        made for it, its payloads are immutable bytes); still, a load waits for the
+        runs it started before it returns or raises.  Empty otherwise, or as far as it
+        got when no thread can be started (the interpreter shutting down): the rest is
+        read in order."""
         n = len(segments)
         if n < AHEAD_MIN_SEGMENTS or self.cores < 2:
             return []
@@ -380,9 +382,16 @@ class Log:
         try:
             for a, b in itertools.pairwise(cuts):
                 items = [(s.flags, self._payload(s, None)) for s in segments[a:b]]
-                jobs.append((a, pool.submit(codec.decompress_run, items, [s.raw for s in segments[a:b]])))
+                try:
+                    job = pool.submit(codec.decompress_run, items, [s.raw for s in segments[a:b]])
+                except RuntimeError:  # no new thread now: read in order
+                    break
+                jobs.append((a, job))
         except DecodeError:
             pass  # the rest is read in order, to name the damaged segment
+        except BaseException:
+            wait([job for _, job in jobs])
+            raise
         finally:
             pool.shutdown(wait=False)  # the thread ends with its jobs
         return jobs

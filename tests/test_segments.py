@@ -535,3 +535,70 @@ def test_a_load_that_stops_early_waits_for_its_worker(monkeypatch: pytest.Monkey
             store.load("s")
         assert runs[-1] == "done" and runs.count("done") == 2
         assert all(r == "done" or r.startswith("eventlog-zstd") for r in runs)
+
+
+def test_a_load_reads_in_order_when_no_thread_can_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At interpreter shutdown no new thread can start (``submit`` raises
+    RuntimeError): the load reads every segment itself, and gives the same."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from eventlog import log as log_module
+
+    monkeypatch.setattr(log_module, "_cores", lambda: 2)
+    path = _path()
+    data = {"entries": [_entry(i, 3000) for i in range(60)]}
+    with eventlog.open(path, snapshot_every=0, **TINY) as store:
+        store.save("s", data)
+        store.compact(retain=0)
+    assert len(_manifest(path)[3]) >= log_module.AHEAD_MIN_SEGMENTS
+
+    def refuse(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+
+    monkeypatch.setattr(ThreadPoolExecutor, "submit", refuse)
+    with eventlog.open(path, **TINY) as store:
+        assert same(store.load("s"), data)
+
+
+def test_a_storage_error_while_reading_ahead_waits_for_the_run_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A storage error while reading the second run's payloads comes out as itself,
+    once the first run (already on the worker) is done."""
+    import threading
+    import time
+
+    from eventlog import codec as codec_module
+    from eventlog import log as log_module
+    from eventlog.errors import StorageError
+
+    monkeypatch.setattr(log_module, "_cores", lambda: 2)
+    path = _path()
+    data = {"entries": [_entry(i, 3000) for i in range(60)]}
+    with eventlog.open(path, snapshot_every=0, **TINY) as store:
+        store.save("s", data)
+        store.compact(retain=0)
+    n = len(_manifest(path)[3])
+    a, b = max(1, n * log_module.AHEAD_A // 100), max(2, n * log_module.AHEAD_B // 100)
+    runs: list[str] = []
+    decompress_run = codec_module.decompress_run
+
+    def slow(items: Any, sizes: Any) -> Any:
+        runs.append(threading.current_thread().name)
+        time.sleep(0.2)
+        out = decompress_run(items, sizes)
+        runs.append("done")
+        return out
+
+    monkeypatch.setattr(codec_module, "decompress_run", slow)
+    payload = log_module.Log._payload
+    calls = [0]
+
+    def failing(self: Any, segment: Any, seen: Any) -> Any:
+        calls[0] += 1
+        if calls[0] > b - a:  # the first payload of the second run
+            raise StorageError("disk I/O error")
+        return payload(self, segment, seen)
+
+    monkeypatch.setattr(log_module.Log, "_payload", failing)
+    with eventlog.open(path, **TINY) as store, pytest.raises(StorageError, match="disk I/O error"):
+        store.load("s")
+    assert runs == ["eventlog-zstd_0", "done"]
