@@ -513,7 +513,8 @@ ascii_run(const unsigned char *s, Py_ssize_t i, Py_ssize_t n)
  * the whole pages of a large allocation in one madvise(MADV_POPULATE_WRITE) call
  * maps them ~30% faster than faulting them one by one.  It changes no byte (it only
  * maps the pages as a write would); any failure just leaves the pages to fault as
- * before, and a kernel without it (EINVAL) is not asked again. */
+ * before, and a kernel without it (EINVAL), or a sandbox refusing it (ENOSYS, EPERM),
+ * is not asked again. */
 #define PREFAULT_MIN_BYTES (16 * 1024)
 #if defined(__linux__) && defined(MADV_POPULATE_WRITE)
 static int prefault_ok = 1;
@@ -528,7 +529,8 @@ prefault(void *p, size_t n)
     uintptr_t a = ((uintptr_t)p + page_mask) & ~page_mask, b = ((uintptr_t)p + n) & ~page_mask;
     if (b > a) {
         int saved = errno;
-        if (madvise((void *)a, b - a, MADV_POPULATE_WRITE) != 0 && errno == EINVAL) {
+        if (madvise((void *)a, b - a, MADV_POPULATE_WRITE) != 0 &&
+            (errno == EINVAL || errno == ENOSYS || errno == EPERM)) {
             prefault_ok = 0;
         }
         errno = saved;
@@ -591,7 +593,7 @@ decode_utf8(const unsigned char *s, Py_ssize_t n)
             return PyUnicode_FromStringAndSize((const char *)s, n);
         }
         PyObject *a = new_str(n, 0x7f);
-        if (a != NULL) {
+        if (a != NULL) { /* the n bytes were just found ASCII, and no Python code ran since */
             memcpy(PyUnicode_1BYTE_DATA(a), s, (size_t)n);
         }
         return a;

@@ -400,6 +400,27 @@ def _check_size(flags: int, payload: bytes, size: int) -> None:
         raise DecodeError(f"zstd frame claims {claimed} bytes, not {size}")
 
 
+def _one_frame(payload: bytes) -> bool:
+    """Whether ``payload`` is exactly one zstd frame: its header, blocks up to the one
+    marked last, its checksum if it has one, and nothing after (what
+    :meth:`Framer.decompress_into` requires, found from the block headers alone)."""
+    try:
+        pos = zstandard.frame_header_size(payload)
+        checksum = zstandard.get_frame_parameters(payload).has_checksum
+    except zstandard.ZstdError:
+        return False
+    end = len(payload)
+    while pos + 3 <= end:
+        head = payload[pos] | payload[pos + 1] << 8 | payload[pos + 2] << 16
+        kind, size = (head >> 1) & 3, head >> 3
+        if kind == 3:  # reserved
+            return False
+        pos += 3 + (1 if kind == 1 else size)  # an RLE block stores its one byte
+        if head & 1:  # the last block
+            return pos + (4 if checksum else 0) == end
+    return False
+
+
 def decompress_run(items: list[tuple[int, bytes]], sizes: list[int]) -> list[Any] | None:
     """:meth:`Framer.decompress` of each ``(flags, payload)``, which must come to
     exactly its ``sizes`` bytes: buffers, in order, all decompressed in one call that
@@ -414,6 +435,8 @@ def decompress_run(items: list[tuple[int, bytes]], sizes: list[int]) -> list[Any
         try:
             _check_size(flags, payload, size)
         except DecodeError:
+            return None
+        if flags & FLAG_ZSTD and not _one_frame(payload):  # that call ignores what follows a frame
             return None
         if flags & FLAG_ZSTD:
             packed.append(payload)

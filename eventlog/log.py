@@ -337,7 +337,7 @@ class Log:
                         entries += part
                         storable = storable and ok
                         if done is not None and i - base < len(done):
-                            done[i - base] = None  # its memory goes back as soon as it is decoded
+                            done[i - base] = None  # a run's memory goes back as its segments are decoded
                 finally:
                     wait([job for _, job in ahead])  # no worker outlives the load
                 wire = [fields, entries]

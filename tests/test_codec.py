@@ -320,11 +320,25 @@ def test_decompress_run_is_decompress_of_each_or_nothing() -> None:
     bad = [*items[:2], (flags, payload[:-3] + bytes(3)), *items[3:]]  # the size is fine, the data is not
     assert codec.decompress_run(bad, sizes) is None
     assert codec.decompress_run([*items[:2], (flags, b"not zstd"), *items[3:]], sizes) is None
+    # What decompress_into refuses after a whole frame: bytes, another frame; or a cut frame.
+    for tail in (b"\x00", b"\x00junk", payload):
+        assert codec.decompress_run([*items[:2], (flags, payload + tail), *items[3:]], sizes) is None
+        with pytest.raises(DecodeError):
+            framer.decompress_into(flags, payload + tail, sizes[2])
+    assert codec.decompress_run([*items[:2], (flags, payload[:-1]), *items[3:]], sizes) is None
+
+
+@given(st.binary(max_size=3000), st.booleans(), st.integers(-5, 10), st.binary(max_size=8))
+def test_one_frame_is_exactly_a_whole_frame(data: bytes, checksum: bool, level: int, tail: bytes) -> None:
+    frame = zstandard.ZstdCompressor(level=level, write_content_size=True, write_checksum=checksum).compress(data)
+    assert codec._one_frame(frame)
+    assert codec._one_frame(frame + tail) == (tail == b"")
+    assert not codec._one_frame(frame[:-1])
 
 
 def test_decompress_run_on_many_threads_at_once() -> None:
-    """It shares nothing between calls, so runs on several threads at once (as loads
-    on several stores do) each get exactly their own bodies."""
+    """Runs on several threads at once (as loads on several stores make) each get
+    exactly their own bodies."""
     framer = Framer()
     bodies = [[bytes([t, i]) * (300 * i + 50 * t + 64) for i in range(12)] for t in range(6)]
     items = [[framer.compress(b) for b in run] for run in bodies]

@@ -602,3 +602,65 @@ def test_a_storage_error_while_reading_ahead_waits_for_the_run_started(monkeypat
     with eventlog.open(path, **TINY) as store, pytest.raises(StorageError, match="disk I/O error"):
         store.load("s")
     assert runs == ["eventlog-zstd_0", "done"]
+
+
+def _replace_payload(path: str, index: int, payload: bytes) -> None:
+    """Store ``payload`` as chunks (valid addresses) and point segment ``index`` at it."""
+    with eventlog.open(path, **TINY) as store, store._db.write():
+        hashes, _ = store._log.chunks.put(payload)
+
+    def edit(wire: Any) -> None:
+        wire[1][index][3], wire[1][index][4] = len(payload), hashes
+
+    _reseal(path, edit)
+
+
+@pytest.mark.parametrize("where", ["first", "run A", "run B", "last"])
+@pytest.mark.parametrize("damage", ["bytes after", "frame after", "cut", "flipped"])
+def test_a_damaged_segment_payload_is_named_with_or_without_the_worker(
+    monkeypatch: pytest.MonkeyPatch, where: str, damage: str
+) -> None:
+    """A segment whose stored bytes are whole chunks (their addresses check out) but
+    not exactly one good zstd frame of its size fails the load, naming it, whether
+    the worker or this thread decompresses it: a file never loads on two cores and
+    fails on one.  Undamaged, the worker's buffers are what is decoded."""
+    import zstandard
+
+    from eventlog import log as log_module
+
+    path = _path()
+    data = {"entries": [_entry(i, 3000) for i in range(60)]}
+    with eventlog.open(path, snapshot_every=0, **TINY) as store:
+        store.save("s", data)
+        store.compact(retain=0)
+    segments = _manifest(path)[3]
+    n = len(segments)
+    a, b = max(1, n * log_module.AHEAD_A // 100), max(2, n * log_module.AHEAD_B // 100)
+    index = {"first": 0, "run A": a, "run B": b + 1, "last": n - 1}[where]
+    monkeypatch.setattr(log_module, "_cores", lambda: 2)
+    bodies: list[str] = []
+    entries = log_module.Log._segment_entries
+
+    def spy(self: Any, segment: Any, body: Any, *args: Any) -> Any:
+        bodies.append(type(body).__name__)
+        return entries(self, segment, body, *args)
+
+    monkeypatch.setattr(log_module.Log, "_segment_entries", spy)
+    with eventlog.open(path, **TINY) as store:
+        assert same(store.load("s"), data)
+        frame = store._log._payload(segments[index], None)
+    assert bodies == ["memoryview"] * a + ["BufferSegment"] * (n - a)  # the worker's, from a on
+    raw = zstandard.ZstdDecompressor().decompress(frame)
+    whole = zstandard.ZstdCompressor(write_content_size=True).compress(raw)
+    payload = {
+        "bytes after": whole + b"\x00junk",
+        "frame after": whole + zstandard.ZstdCompressor(write_content_size=True).compress(b"more"),
+        "cut": whole[:-5],
+        "flipped": whole[:-20] + bytes(x ^ 0x5A for x in whole[-20:]),
+    }[damage]
+    _replace_payload(path, index, payload)
+    for cores in (1, 2):
+        monkeypatch.setattr(log_module, "_cores", lambda cores=cores: cores)
+        with eventlog.open(path, **TINY) as store, pytest.raises(CorruptionError, match=f"segment {index} ") as raised:
+            store.load("s")
+        assert raised.value.session_id == "s"
