@@ -329,15 +329,15 @@ class Log:
                     for i, segment in enumerate(segments):
                         if i in starts:
                             done, base = starts[i].result(), i  # None: one by one, to name what is wrong
-                        body = done[i - base] if done is not None and i - base < len(done) else None
+                        body = None
+                        if done is not None and i - base < len(done):  # a run's memory goes back as it is decoded
+                            body, done[i - base] = done[i - base], None
                         try:
                             part, ok = self._segment(segment, rehydrate, seen, recording, body)
                         except DecodeError as e:
                             raise DecodeError(f"segment {i} (entries {len(entries)}+): {e}") from None
                         entries += part
                         storable = storable and ok
-                        if done is not None and i - base < len(done):
-                            done[i - base] = None  # a run's memory goes back as its segments are decoded
                 finally:
                     wait([job for _, job in ahead])  # no worker outlives the load
                 wire = [fields, entries]

@@ -450,6 +450,23 @@ def test_the_layout_of_a_snapshot_being_built_is_the_list_the_ops_make(case: tup
     assert len(expanded) == sum(1 for e in plain.entries if type(e) is tuple)
 
 
+def _for_the_worker(monkeypatch: pytest.MonkeyPatch) -> tuple[str, dict[str, Any], int, int, int]:
+    """A store file whose session ``s`` is only a snapshot (its errors surface) of
+    enough segments for the worker thread, on two cores: ``(path, data, segments,
+    a, b)``, where the worker's two runs start at ``a`` and ``b``."""
+    from eventlog import log as log_module
+
+    monkeypatch.setattr(log_module, "_cores", lambda: 2)
+    path = _path()
+    data = {"entries": [_entry(i, 3000) for i in range(60)]}
+    with eventlog.open(path, snapshot_every=0, **TINY) as store:
+        store.save("s", data)
+        store.compact(retain=0)
+    n = len(_manifest(path)[3])
+    assert n >= log_module.AHEAD_MIN_SEGMENTS
+    return path, data, n, max(1, n * log_module.AHEAD_A // 100), max(2, n * log_module.AHEAD_B // 100)
+
+
 @pytest.mark.parametrize("where", ["first", "middle", "last"])
 def test_a_large_snapshot_is_decompressed_partly_on_a_worker_and_damage_is_named(
     monkeypatch: pytest.MonkeyPatch, where: str
@@ -461,7 +478,7 @@ def test_a_large_snapshot_is_decompressed_partly_on_a_worker_and_damage_is_named
     from eventlog import codec as codec_module
     from eventlog import log as log_module
 
-    monkeypatch.setattr(log_module, "_cores", lambda: 2)
+    path, data, n, a, b = _for_the_worker(monkeypatch)
     calls: list[int] = []
     decompress_run = codec_module.decompress_run
 
@@ -470,16 +487,8 @@ def test_a_large_snapshot_is_decompressed_partly_on_a_worker_and_damage_is_named
         return decompress_run(items, sizes)
 
     monkeypatch.setattr(codec_module, "decompress_run", spy)
-    path = _path()
-    data = {"entries": [_entry(i, 3000) for i in range(60)]}
-    with eventlog.open(path, snapshot_every=0, **TINY) as store:
-        store.save("s", data)
-        store.compact(retain=0)  # the snapshot is the only copy: its errors surface
-    n = len(_manifest(path)[3])
-    assert n >= log_module.AHEAD_MIN_SEGMENTS
     with eventlog.open(path, **TINY) as store:
         assert same(store.load("s"), data)
-    a, b = max(1, n * log_module.AHEAD_A // 100), max(2, n * log_module.AHEAD_B // 100)
     assert calls == [b - a, n - b]
     monkeypatch.setattr(log_module, "_cores", lambda: 1)
     with eventlog.open(path, **TINY) as store:
@@ -505,9 +514,8 @@ def test_a_load_that_stops_early_waits_for_its_worker(monkeypatch: pytest.Monkey
     import time
 
     from eventlog import codec as codec_module
-    from eventlog import log as log_module
 
-    monkeypatch.setattr(log_module, "_cores", lambda: 2)
+    path, *_ = _for_the_worker(monkeypatch)
     runs: list[str] = []
     decompress_run = codec_module.decompress_run
 
@@ -519,12 +527,6 @@ def test_a_load_that_stops_early_waits_for_its_worker(monkeypatch: pytest.Monkey
         return out
 
     monkeypatch.setattr(codec_module, "decompress_run", slow)
-    path = _path()
-    data = {"entries": [_entry(i, 3000) for i in range(60)]}
-    with eventlog.open(path, snapshot_every=0, **TINY) as store:
-        store.save("s", data)
-        store.compact(retain=0)
-    assert len(_manifest(path)[3]) >= log_module.AHEAD_MIN_SEGMENTS
 
     def edit(wire: Any) -> None:
         wire[1][0][2] += 1  # the first segment, which this thread decodes itself
@@ -542,15 +544,7 @@ def test_a_load_reads_in_order_when_no_thread_can_start(monkeypatch: pytest.Monk
     RuntimeError): the load reads every segment itself, and gives the same."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from eventlog import log as log_module
-
-    monkeypatch.setattr(log_module, "_cores", lambda: 2)
-    path = _path()
-    data = {"entries": [_entry(i, 3000) for i in range(60)]}
-    with eventlog.open(path, snapshot_every=0, **TINY) as store:
-        store.save("s", data)
-        store.compact(retain=0)
-    assert len(_manifest(path)[3]) >= log_module.AHEAD_MIN_SEGMENTS
+    path, data, *_ = _for_the_worker(monkeypatch)
 
     def refuse(*_: Any, **__: Any) -> Any:
         raise RuntimeError("cannot schedule new futures after interpreter shutdown")
@@ -570,14 +564,7 @@ def test_a_storage_error_while_reading_ahead_waits_for_the_run_started(monkeypat
     from eventlog import log as log_module
     from eventlog.errors import StorageError
 
-    monkeypatch.setattr(log_module, "_cores", lambda: 2)
-    path = _path()
-    data = {"entries": [_entry(i, 3000) for i in range(60)]}
-    with eventlog.open(path, snapshot_every=0, **TINY) as store:
-        store.save("s", data)
-        store.compact(retain=0)
-    n = len(_manifest(path)[3])
-    a, b = max(1, n * log_module.AHEAD_A // 100), max(2, n * log_module.AHEAD_B // 100)
+    path, _, _, a, b = _for_the_worker(monkeypatch)
     runs: list[str] = []
     decompress_run = codec_module.decompress_run
 
@@ -628,16 +615,9 @@ def test_a_damaged_segment_payload_is_named_with_or_without_the_worker(
 
     from eventlog import log as log_module
 
-    path = _path()
-    data = {"entries": [_entry(i, 3000) for i in range(60)]}
-    with eventlog.open(path, snapshot_every=0, **TINY) as store:
-        store.save("s", data)
-        store.compact(retain=0)
+    path, data, n, a, b = _for_the_worker(monkeypatch)
     segments = _manifest(path)[3]
-    n = len(segments)
-    a, b = max(1, n * log_module.AHEAD_A // 100), max(2, n * log_module.AHEAD_B // 100)
     index = {"first": 0, "run A": a, "run B": b + 1, "last": n - 1}[where]
-    monkeypatch.setattr(log_module, "_cores", lambda: 2)
     bodies: list[str] = []
     entries = log_module.Log._segment_entries
 
