@@ -436,12 +436,12 @@ def decompress_run(items: list[tuple[int, bytes]], sizes: list[int]) -> list[Any
             _check_size(flags, payload, size)
         except DecodeError:
             return None
-        if flags & FLAG_ZSTD and not _one_frame(payload):  # that call ignores what follows a frame
-            return None
         if flags & FLAG_ZSTD:
+            if not _one_frame(payload):  # that call ignores what follows a frame
+                return None
             packed.append(payload)
             packed_sizes.append(size)
-    out: list[Any] = []
+    buffers: list[Any] = []
     if packed:
         multi = getattr(zstandard.ZstdDecompressor(), "multi_decompress_to_buffer", None)
         if multi is None:
@@ -453,10 +453,8 @@ def decompress_run(items: list[tuple[int, bytes]], sizes: list[int]) -> list[Any
             return None
         if len(done) != len(packed):
             return None
-        it = iter(buffers)
-        out = [next(it) if flags & FLAG_ZSTD else payload for flags, payload in items]
-    else:
-        out = [payload for _, payload in items]
+    it = iter(buffers)
+    out = [next(it) if flags & FLAG_ZSTD else payload for flags, payload in items]
     if any(len(b) != size for b, size in zip(out, sizes, strict=True)):
         return None
     return out
