@@ -33,7 +33,11 @@ from the file); peak Python memory, from a second run of the same workload on a
 fresh file under tracemalloc (after all timing is done, in two worker processes):
 while writing, minus the peak of that run against a system that stores nothing (the
 workload's own data), and while reopening and loading (above what was allocated
-before, the loaded session included; for **cold**, in the fresh process).  Ratios
+before, the loaded session included; for **cold**, in the fresh process).  Python's
+allocations leave out native memory (SQLite's page cache, zstd's buffers), so for
+**cold** the fresh process also reports how far its resident memory rose over open
+and load (high-water mark minus resident at the open, the least over the runs; Linux
+only).  Ratios
 are to eventlog in the same run (``save()``; ``append()`` for bulk).  Best of three
 runs, the systems taking turns, for **bulk**, and of seven for **cold** (each well
 under a second, and a fresh process is the noisiest thing measured here); one run
@@ -484,6 +488,8 @@ def cold(keys: list[str], tmp: Path, sync: str, sizes: Sizes) -> list[Run]:
                 continue
             if out["open"] + out["load"] < run.metrics.get("cold", float("inf")):
                 run.metrics.update(cold=out["open"] + out["load"], open=out["open"], load=out["load"])
+            if "rss" in out:
+                run.metrics["rss_load"] = min(out["rss"], run.metrics.get("rss_load", out["rss"]))
     for run in runs:
         path = str(tmp / f"cold-{run.key}.db")
         if run.status == "ok":
@@ -587,7 +593,8 @@ def columns(workload: str, n_saves: int) -> list[Column]:
         return [*head, ("build", _m("build", _t)),
                 ("open + load, fresh process (x eventlog)", _m("cold", _t, ratio=True)),
                 ("open", _m("open", _t)), ("load", _m("load", _t)), *stored,
-                ("peak memory, open + load (x eventlog)", _m("peak_load", _b, ratio=True))]  # fmt: skip
+                ("peak memory, open + load (x eventlog)", _m("peak_load", _b, ratio=True)),
+                ("peak RSS growth, open + load (x eventlog)", _m("rss_load", _b, ratio=True))]  # fmt: skip
     body: list[Column] = [("total (x eventlog)", _m("total", _t, ratio=True))]
     if workload == "bulk":
         body.append(("entries/s", _m("rate", lambda v: f"{v:,.0f}")))

@@ -545,15 +545,39 @@ def digest(value: Any) -> str:
     return hashlib.blake2b(json.dumps(value, sort_keys=True).encode(), digest_size=16).hexdigest()
 
 
+def _resident() -> int | None:
+    """This process's resident memory now, in bytes (Linux only)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _high_water() -> int | None:
+    """The most resident memory this process has had, in bytes (Linux only)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def cold_load_main(argv: list[str]) -> int:
     """In a fresh process: open system ``argv[0]`` on file ``argv[1]`` (synchronous
     ``argv[2]``), load session ``argv[3]``; print JSON ``{open, load, entries,
-    digest}`` (seconds), or with ``--trace`` ``{peak}``: tracemalloc's peak over open
-    and load, the loaded session included."""
+    digest, rss}`` (seconds; ``rss``: the process's high-water resident memory after
+    the load minus its resident memory before the open, native memory included, on
+    Linux), or with ``--trace`` ``{peak}``: tracemalloc's peak over open and load,
+    the loaded session included."""
     key, path, sync, sid = argv[:4]
     trace = "--trace" in argv
     if trace:
         tracemalloc.start()
+    before = _resident()
     t0 = time.perf_counter()
     system = make(key, path, sync, create=False)
     t1 = time.perf_counter()
@@ -566,6 +590,9 @@ def cold_load_main(argv: list[str]) -> int:
     else:
         entries = data["entries"] if data else []
         out = {"open": t1 - t0, "load": t2 - t1, "entries": len(entries), "digest": digest(data)}
+        high = _high_water()
+        if before is not None and high is not None:
+            out["rss"] = max(0, high - before)
     system.close()
     print(json.dumps(out))
     return 0
