@@ -449,9 +449,7 @@ def decompress_run(items: list[tuple[int, bytes]], sizes: list[int]) -> list[Any
         try:
             done = multi(packed, decompressed_sizes=struct.pack(f"={len(packed)}Q", *packed_sizes), threads=1)
             buffers = [done[i] for i in range(len(packed))]
-        except (zstandard.ZstdError, ValueError, IndexError):
-            return None
-        if len(done) != len(packed):
+        except (zstandard.ZstdError, ValueError, IndexError):  # IndexError: fewer buffers than frames
             return None
     it = iter(buffers)
     out = [next(it) if flags & FLAG_ZSTD else payload for flags, payload in items]
