@@ -202,11 +202,16 @@ class EventlogSession:
             return item
 
     async def clear_session(self) -> None:
-        """Delete the conversation (:meth:`eventlog.Store.delete`, so its bytes are
-        reclaimed by ``compact()``, and sessions created with it as ``parent_id`` go
-        with it).  Adding items afterwards starts a new, empty one."""
+        """Remove every item of this conversation, and only them: the session is
+        deleted on its own (:meth:`eventlog.Store.delete` with ``tree=False``), so
+        ``get_items()`` is ``[]`` and the items' bytes are reclaimed by the next
+        ``compact()`` (images no other session uses included), while the sessions
+        created with it as ``parent_id`` (sub-agents) stay, linked to it by id.
+        Adding items afterwards starts a new, empty conversation with the same id,
+        which those sessions are then children of.  To delete the conversation with
+        its sub-agents, use ``store.delete(session_id)``."""
         self._failed.clear()
-        await self.store.delete(self.session_id)
+        await self.store.delete(self.session_id, tree=False)
 
     # ------------------------------------------------------------------ lifecycle
 

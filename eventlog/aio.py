@@ -282,10 +282,10 @@ class AsyncStore:
             lambda s: s.append(session_id, entries, expected_seq=expected_seq, parent_id=parent_id)
         )
 
-    async def delete(self, session_id: str) -> list[str]:
-        """:meth:`eventlog.Store.delete`: delete the session and its live descendants
-        in one transaction; the ids deleted."""
-        return await self._write(lambda s: s.delete(session_id))
+    async def delete(self, session_id: str, *, tree: bool = True) -> list[str]:
+        """:meth:`eventlog.Store.delete`: delete the session and (unless
+        ``tree=False``) its live descendants in one transaction; the ids deleted."""
+        return await self._write(lambda s: s.delete(session_id, tree=tree))
 
     async def snapshot(self, session_id: str) -> int:
         """:meth:`eventlog.Store.snapshot`: snapshot the head now; its sequence number."""

@@ -686,7 +686,7 @@ class Store:
             level = [r.name for r in found]
         return out
 
-    def delete(self, session_id: str) -> list[str]:
+    def delete(self, session_id: str, *, tree: bool = True) -> list[str]:
         """Delete the session and every live descendant (see :meth:`tree`) in one
         transaction; return the ids deleted, the session's first (``[]`` when there
         was nothing to delete).
@@ -694,16 +694,29 @@ class Store:
         Each deleted session's log ends with a tombstone event.  From then on
         :meth:`load` returns ``None`` for each of them, :meth:`events` and
         :meth:`fold` raise :class:`NotFoundError`, and saving the same id starts a
-        new, empty session.  Their bytes stay in the file until :meth:`compact`.
+        new, empty session.  Their bytes stay in the file until :meth:`compact`,
+        which removes them (chunks no live session uses included).
+
+        With ``tree=False`` only the session itself is deleted (``[session_id]``, or
+        ``[]``): its children stay, and so do their parent links.  Links are by id,
+        so they then name whatever session has that id: none until the id is written
+        again, and from then on the new session, whose children they are (what
+        :meth:`children`, :meth:`tree` and a later ``delete()`` of the id see).
+        This is how a conversation is cleared and started over while the sessions
+        it spawned live on (:meth:`eventlog.agents.EventlogSession.clear_session`).
         """
         _check_id(session_id)
+        if type(tree) is not bool:
+            raise InvalidValueError("tree must be True or False", session_id=session_id)
         with self._lock:
             self._writable("delete")
             db, log = self._db, self._log
             now = _now_ms()
             with db.write():
                 root = db.session(session_id)
-                rows = ([root] if root is not None else []) + self._descendants(session_id)
+                rows = [root] if root is not None else []
+                if tree:
+                    rows += self._descendants(session_id)
                 tomb = ops_to_wire([Tombstone(session_id)])
                 for row in rows:
                     frame, _, size = log.frame(EVENT, row.sid, row.seq + 1, tomb, now)

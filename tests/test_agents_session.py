@@ -260,6 +260,40 @@ def test_clear_session(db_path: str) -> None:
     run(main)
 
 
+def test_clear_session_keeps_the_sub_agent_sessions(db_path: str) -> None:
+    """clear_session() removes this conversation's items and nothing else: the
+    sessions spawned from it stay, with their items and their link to it, and the
+    cleared items' bytes are reclaimed by compact().  store.delete() still takes the
+    whole tree."""
+
+    async def main() -> None:
+        async with EventlogSession("conv", db_path) as session:
+            store = session.store
+            await session.add_items([user("plan"), image_item(1, 100_000), reply(1)])
+            sub = EventlogSession("conv/sub-1", store, parent_id="conv")
+            await sub.add_items([user("research"), image_item(2, 100_000), reply(2)])
+            subsub = EventlogSession("conv/sub-1/a", store, parent_id="conv/sub-1")
+            await subsub.add_items([user("deeper")])
+            await session.clear_session()
+            assert await session.get_items() == []
+            assert await sub.get_items() == [user("research"), image_item(2, 100_000), reply(2)]
+            assert await subsub.get_items() == [user("deeper")]
+            assert await store.children("conv") == ["conv/sub-1"]
+            assert await store.tree("conv") == ["conv/sub-1", "conv/sub-1/a"]
+            assert await store.parent("conv/sub-1") == "conv"
+            report = await store.compact()
+            assert report.sessions_removed == 1 and report.chunks_freed >= 1  # image 1 went
+            assert await sub.get_items() == [user("research"), image_item(2, 100_000), reply(2)]
+            await session.add_items([user("start over")])
+            assert await session.get_items() == [user("start over")]
+            assert await store.children("conv") == ["conv/sub-1"]  # the children of the new one
+            assert (await store.verify()).ok
+            assert await store.delete("conv") == ["conv", "conv/sub-1", "conv/sub-1/a"]
+            assert await sub.get_items() == []
+
+    run(main)
+
+
 def test_large_images_go_to_chunks(tmp_path: Path) -> None:
     """A conversation with 16 MB of inline base64 images (data URLs of 2 MB images):
     no cell over the budget, and an image sent again is stored once."""
