@@ -25,6 +25,7 @@ from typing import Any
 from .aio import AsyncStore, open_async
 from .errors import ConflictError, InvalidValueError, NotFoundError
 from .fold import Insert
+from .store import check_path
 
 #: Failed ``add_items`` batches remembered for recognising their retries.
 MAX_REMEMBERED_FAILURES = 16
@@ -46,7 +47,8 @@ class EventlogSession:
     """The conversation history of one ``session_id``, for the OpenAI Agents SDK.
 
     ``store`` is an :class:`~eventlog.AsyncStore` (shared: several sessions may use
-    one, and it stays open when this closes) or a path, opened with
+    one, and it stays open when this closes) or a path (``str`` or ``os.PathLike``;
+    anything else is an :class:`~eventlog.InvalidValueError`), opened with
     :func:`eventlog.open_async` and ``options``, and closed by :meth:`close`.
     ``session_settings`` is the SDK's ``SessionSettings`` (a dict is turned into one):
     its ``limit`` is the default of :meth:`get_items`.  ``parent_id`` records the
@@ -73,7 +75,7 @@ class EventlogSession:
                 raise TypeError("store options are for a path; this AsyncStore is already configured")
             self.store, self._owns_store = store, False
         else:
-            self.store, self._owns_store = open_async(os.fspath(store), **options), True
+            self.store, self._owns_store = open_async(check_path(store, "store"), **options), True
         self.session_id = session_id
         self.session_settings: Any = _settings(session_settings)
         self.parent_id = parent_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -122,6 +123,22 @@ def _check_id(session_id: Any, what: str = "session id") -> str:
     return session_id
 
 
+def check_path(path: Any, what: str = "path") -> str:
+    """``path`` (a ``str`` or an ``os.PathLike`` giving one) as a ``str``; else
+    :class:`InvalidValueError` naming ``what``.  Bytes paths are refused: the store's
+    messages and SQLite's URIs are text (``os.fsdecode`` turns one into a ``str``)."""
+    if isinstance(path, os.PathLike):
+        try:
+            path = os.fspath(path)
+        except TypeError as e:  # its __fspath__ gave neither str nor bytes
+            raise InvalidValueError(f"{what}: {e}") from None
+    if isinstance(path, str):
+        return path if type(path) is str else str.__str__(path)
+    if isinstance(path, bytes):
+        raise InvalidValueError(f"{what} must be a str or os.PathLike, not bytes (decode it with os.fsdecode())")
+    raise InvalidValueError(f"{what} must be a str or os.PathLike, not {type(path).__name__}")
+
+
 def _check_ids(session_id: Any, parent_id: Any) -> None:
     _check_id(session_id)
     if parent_id is not None:
@@ -140,7 +157,7 @@ class Store:
 
     def __init__(
         self,
-        path: str,
+        path: str | os.PathLike[str],
         *,
         max_cell_bytes: int = 2_000_000,
         synchronous: str = "FULL",
@@ -154,6 +171,7 @@ class Store:
         chunk_key: bytes | None = None,
         readonly: bool = False,
     ) -> None:
+        path = check_path(path)
         chunk_key = chunks.check_key(chunk_key)
         if type(readonly) is not bool:
             raise InvalidValueError("readonly must be True or False")
@@ -803,9 +821,11 @@ class Store:
             return out
 
 
-def open(path: str, **options: Any) -> Store:
-    """Open (creating if needed) the eventlog store at ``path`` (``":memory:"`` for a
-    private in-memory store).  Options are those of :class:`Store`:
+def open(path: str | os.PathLike[str], **options: Any) -> Store:
+    """Open (creating if needed) the eventlog store at ``path``, a ``str`` or any
+    ``os.PathLike`` such as a ``pathlib.Path`` (``":memory:"`` for a private in-memory
+    store; bytes paths and other types raise :class:`InvalidValueError`).  Options are
+    those of :class:`Store`:
 
     ``max_cell_bytes`` (2,000,000): no cell or row is ever larger; SQLite's own
     length limit is set to it.  ``synchronous`` ("FULL"): SQLite's setting (OFF,

@@ -42,6 +42,19 @@ def image_item(seed: int, raw_bytes: int) -> dict[str, Any]:
     return {"role": "user", "content": [{"type": "input_image", "image_url": url, "detail": "auto"}]}
 
 
+def test_the_store_may_be_a_path_like(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with EventlogSession("conv", tmp_path / "a.db") as session:
+            await session.add_items([user("a")])
+        async with EventlogSession("conv", tmp_path / "a.db") as session:
+            assert await session.get_items() == [user("a")]
+        for bad in (None, 3, b"a.db"):
+            with pytest.raises(eventlog.InvalidValueError, match=r"^store must be"):
+                EventlogSession("conv", bad)  # type: ignore[arg-type]
+
+    run(main)
+
+
 def test_items_in_order_and_the_latest_limit(db_path: str) -> None:
     async def main() -> None:
         async with EventlogSession("conv", db_path) as session:
