@@ -127,7 +127,12 @@ class EventlogSession:
         event at that position does not already hold them.  (Only a retry through the
         same object is recognised: two calls with equal items that both succeed are
         two batches, as a user may well say the same thing twice.)
+
+        ``items`` must be a ``list`` (as the SDK passes): anything else is an
+        :class:`~eventlog.InvalidValueError` and nothing is written.
         """
+        if type(items) is not list:
+            raise InvalidValueError(f"items must be a list, not {type(items).__name__}", session_id=self.session_id)
         batch = list(items)
         if not batch:
             return

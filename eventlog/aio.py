@@ -37,7 +37,7 @@ import inspect
 import os
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from itertools import islice
@@ -273,13 +273,14 @@ class AsyncStore:
     async def append(
         self,
         session_id: str,
-        entries: Iterable[Any],
+        entries: list[Any],
         *,
         expected_seq: int | None = None,
         parent_id: str | None = None,
     ) -> int:
-        """:meth:`eventlog.Store.append`: append ``entries`` as one event; the new
-        sequence number.  ``ConflictError`` as for :meth:`save`."""
+        """:meth:`eventlog.Store.append`: append ``entries`` (a ``list``, else
+        ``InvalidValueError``) as one event; the new sequence number.
+        ``ConflictError`` as for :meth:`save`."""
         return await self._write(
             lambda s: s.append(session_id, entries, expected_seq=expected_seq, parent_id=parent_id)
         )

@@ -6,7 +6,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
@@ -298,18 +298,28 @@ class Store:
     def append(
         self,
         session_id: str,
-        entries: Iterable[Any],
+        entries: list[Any],
         *,
         expected_seq: int | None = None,
         parent_id: str | None = None,
     ) -> int:
-        """Append ``entries`` (stored as given) as one event; return the new sequence
-        number.  The session's ``leafId`` moves to the last entry's ``id`` (when it is
-        a dict with an ``id``).  A new session starts as ``{"entries": [...],
-        "leafId": ...}``.  Raises :class:`ConflictError` when ``expected_seq`` is given
-        and is not the current sequence number (0: the session must not exist)."""
+        """Append ``entries``, a ``list`` of entries (each stored as given), as one
+        event; return the new sequence number.  The session's ``leafId`` moves to the
+        last entry's ``id`` (when it is a dict with an ``id``).  A new session starts
+        as ``{"entries": [...], "leafId": ...}``.  Raises :class:`ConflictError` when
+        ``expected_seq`` is given and is not the current sequence number (0: the
+        session must not exist).
+
+        ``entries`` must be a ``list`` (``[]`` appends an event with no entries):
+        anything else, a dict, a str, a tuple, a generator, is an
+        :class:`InvalidValueError` and nothing is written (a dict or a str would
+        otherwise be taken apart into its keys or its letters)."""
         self._writable("append")
         _check_ids(session_id, parent_id)
+        if type(entries) is not list:
+            raise InvalidValueError(
+                f"entries must be a list of entries, not {type(entries).__name__}", session_id=session_id
+            )
         batch = list(entries)
 
         def ops(c: _Cached) -> list[Op]:

@@ -136,6 +136,18 @@ class LostAcknowledgement:
         raise eventlog.StorageError("connection lost")
 
 
+@pytest.mark.parametrize("items", [{"role": "user"}, "hello", (user("a"),), None, iter([user("a")])])
+def test_add_items_takes_only_a_list(db_path: str, items: Any) -> None:
+    async def main() -> None:
+        async with EventlogSession("conv", db_path) as session:
+            await session.add_items([user("a")])
+            with pytest.raises(eventlog.InvalidValueError, match="items must be a list"):
+                await session.add_items(items)
+            assert await session.get_items() == [user("a")] and await session.store.seq("conv") == 1
+
+    run(main)
+
+
 @pytest.mark.parametrize("committed", [True, False])
 def test_a_retried_batch_is_stored_once(db_path: str, committed: bool) -> None:
     async def main() -> None:

@@ -9,9 +9,12 @@ import sqlite3
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import eventlog
 from eventlog.samples import SessionBuilder, coding_session
+from eventlog.testing import json_values
 
 from .helpers import CODEC_PATHS, codec_path, dump, largest_cell_and_row
 
@@ -166,6 +169,63 @@ def test_append_to_non_list_entries_is_refused(store: eventlog.Store) -> None:
     with pytest.raises(eventlog.InvalidValueError):
         store.append("s", [{"id": "a"}])
     assert store.seq("s") == 1
+
+
+class EntryList(list[Any]):
+    """A list subclass: refused like the other non-lists (values are exact types)."""
+
+
+NOT_LISTS: list[Any] = [
+    {"id": "x"}, "hello", b"ab", ({"id": "x"},), None, 3, {"a"}, range(2), {"id": "x"}.keys(),
+    EntryList([{"id": "x"}]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("entries", NOT_LISTS, ids=lambda v: type(v).__name__)
+def test_append_takes_only_a_list(store: eventlog.Store, entries: Any) -> None:
+    """append("s", {"id": "x"}) stored the entries ['id'], append("s", "hello") five
+    one-letter entries: anything but a list is refused, and nothing is written."""
+    store.append("s", [{"id": "a"}])
+    for sid in ("s", "new"):
+        with pytest.raises(eventlog.InvalidValueError, match="entries must be a list") as e:
+            store.append(sid, entries)
+        assert e.value.session_id == sid
+    assert store.load("s") == {"entries": [{"id": "a"}], "leafId": "a"} and store.seq("s") == 1
+    assert store.sessions() == ["s"] and store.stats()["events"]["rows"] == 1
+
+
+def test_append_does_not_consume_a_generator(store: eventlog.Store) -> None:
+    taken: list[int] = []
+
+    def gen() -> Any:
+        for i in range(3):
+            taken.append(i)
+            yield {"id": str(i)}
+
+    with pytest.raises(eventlog.InvalidValueError):
+        store.append("s", gen())
+    assert taken == [] and store.sessions() == []
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    entries=(
+        json_values(4).filter(lambda v: type(v) is not list)
+        | st.tuples(json_values(3))
+        | st.frozensets(st.text(max_size=3))
+        | st.builds(iter, st.lists(json_values(2), max_size=3))
+        | st.builds(lambda v: v.values(), st.dictionaries(st.text(max_size=3), json_values(2), max_size=3))
+    )
+)
+def test_append_refuses_any_non_list_and_leaves_the_store_unchanged(entries: Any) -> None:
+    with eventlog.open(":memory:") as store:
+        store.save("s", {"entries": [{"id": "a"}], "leafId": "a", "title": "t"})
+        before = (store.load("s"), store.seq("s"), store.stats()["events"], store.stats()["chunks"])
+        for sid in ("s", "new"):
+            with pytest.raises(eventlog.InvalidValueError):
+                store.append(sid, entries)
+        assert (store.load("s"), store.seq("s"), store.stats()["events"], store.stats()["chunks"]) == before
+        assert store.sessions() == ["s"]
 
 
 @pytest.mark.parametrize(
