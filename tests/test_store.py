@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import eventlog
 from eventlog.samples import SessionBuilder, coding_session
-from eventlog.testing import json_values
+from eventlog.testing import BASE64_FORMS, base64_text, json_values
 
 from .helpers import CODEC_PATHS, codec_path, dump, largest_cell_and_row
 
@@ -333,6 +333,29 @@ def test_identical_images_are_stored_once(store: eventlog.Store) -> None:
     store.save("c", {"url": "data:image/png;base64," + b64, "raw": raw})
     assert store.stats()["chunks"]["rows"] == chunks
     assert store.load("c") == {"url": "data:image/png;base64," + b64, "raw": raw}
+
+
+def test_one_image_in_every_base64_form_is_stored_once(db_path: str) -> None:
+    """The same image sent as canonical base64, MIME lines (LF and CRLF), PEM lines,
+    base64url without padding and with a final newline, bare or in a data URL: each
+    is stored decoded, so its chunks are written once, and each comes back as the
+    very text it was sent as."""
+    raw = random.Random(9).randbytes(1_500_000)
+    texts = [base64_text(raw, **args) for args in BASE64_FORMS.values()]
+    texts += ["data:image/png;base64," + t for t in texts]
+    with eventlog.open(db_path, synchronous="NORMAL") as store:
+        store.save("first", {"entries": [{"id": "1", "data": base64.b64encode(raw).decode()}]})
+        before = store.stats()["chunks"]
+        for i, text in enumerate(texts):
+            store.save(f"s{i}", {"entries": [{"id": "1", "data": text}]})
+        after = store.stats()["chunks"]
+        assert (after["rows"], after["raw_bytes"]) == (before["rows"], before["raw_bytes"])
+        assert after["referenced_raw_bytes"] == (len(texts) + 1) * before["raw_bytes"]
+    with eventlog.open(db_path) as store:
+        for i, text in enumerate(texts):
+            assert store.load(f"s{i}") == {"entries": [{"id": "1", "data": text}]}
+            assert store.events(f"s{i}").__next__().ops[0].entries == [{"id": "1", "data": text}]
+        assert store.verify().ok
 
 
 def test_non_canonical_base64_is_kept_exactly(store: eventlog.Store) -> None:
