@@ -952,7 +952,8 @@ decode(PyObject *module, PyObject *args)
  * exact dicts with str keys, lists, tuples, str, bytes, bool, None, floats (doubles;
  * NaN and infinities as cbor2 writes them, in half precision) and integers of up to
  * 64 bits; an instance of `ref_type` (eventlog's Ref) as REF_TAG over [kind, length,
- * hashes] (and prefix when not empty), appended to the list `refs`; the object
+ * hashes] (and prefix when not empty; prefix and form when the form is not 0),
+ * appended to the list `refs`; the object
  * `entries` as ENTRIES_TAG over null.  Gives up (None) on anything else: bigger
  * integers, other types, str that is not valid Unicode, nesting over 1000; the caller
  * then encodes with cbor2, which raises the errors.
@@ -1042,10 +1043,10 @@ encode_str(Encoder *e, PyObject *v)
 static int
 encode_ref(Encoder *e, PyObject *v, int depth)
 {
-    static const char *names[] = {"kind", "length", "hashes", "prefix"};
-    PyObject *fields[4] = {NULL, NULL, NULL, NULL};
+    static const char *names[] = {"kind", "length", "hashes", "prefix", "form"};
+    PyObject *fields[5] = {NULL, NULL, NULL, NULL, NULL};
     int r = 0;
-    for (int i = 0; i < 4 && r == 0; i++) {
+    for (int i = 0; i < 5 && r == 0; i++) {
         fields[i] = PyObject_GetAttrString(v, names[i]);
         if (fields[i] == NULL) {
             r = -1;
@@ -1054,8 +1055,17 @@ encode_ref(Encoder *e, PyObject *v, int depth)
     if (r == 0 && !PyUnicode_Check(fields[3])) {
         r = 1;
     }
+    int has_form = 0;
     if (r == 0) {
-        Py_ssize_t n = PyUnicode_GET_LENGTH(fields[3]) ? 4 : 3;
+        has_form = PyObject_IsTrue(fields[4]);
+        if (has_form < 0) {
+            r = -1;
+        }
+    }
+    if (r == 0) {
+        /* As codec._general_dumps: the form (and then the prefix, even empty) only
+         * when the form is not the canonical 0; the prefix only when not empty. */
+        Py_ssize_t n = has_form ? 5 : PyUnicode_GET_LENGTH(fields[3]) ? 4 : 3;
         r = put_head(e, 6, 59501);
         if (r == 0) {
             r = put_head(e, 4, (uint64_t)n);
@@ -1067,7 +1077,7 @@ encode_ref(Encoder *e, PyObject *v, int depth)
             r = PyList_Append(e->refs, v);
         }
     }
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         Py_XDECREF(fields[i]);
     }
     return r;

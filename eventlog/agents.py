@@ -25,6 +25,7 @@ from typing import Any
 from .aio import AsyncStore, open_async
 from .errors import ConflictError, InvalidValueError, NotFoundError
 from .fold import Insert
+from .store import check_path
 
 #: Failed ``add_items`` batches remembered for recognising their retries.
 MAX_REMEMBERED_FAILURES = 16
@@ -46,7 +47,8 @@ class EventlogSession:
     """The conversation history of one ``session_id``, for the OpenAI Agents SDK.
 
     ``store`` is an :class:`~eventlog.AsyncStore` (shared: several sessions may use
-    one, and it stays open when this closes) or a path, opened with
+    one, and it stays open when this closes) or a path (``str`` or ``os.PathLike``;
+    anything else is an :class:`~eventlog.InvalidValueError`), opened with
     :func:`eventlog.open_async` and ``options``, and closed by :meth:`close`.
     ``session_settings`` is the SDK's ``SessionSettings`` (a dict is turned into one):
     its ``limit`` is the default of :meth:`get_items`.  ``parent_id`` records the
@@ -73,7 +75,7 @@ class EventlogSession:
                 raise TypeError("store options are for a path; this AsyncStore is already configured")
             self.store, self._owns_store = store, False
         else:
-            self.store, self._owns_store = open_async(os.fspath(store), **options), True
+            self.store, self._owns_store = open_async(check_path(store, "store"), **options), True
         self.session_id = session_id
         self.session_settings: Any = _settings(session_settings)
         self.parent_id = parent_id
@@ -125,7 +127,12 @@ class EventlogSession:
         event at that position does not already hold them.  (Only a retry through the
         same object is recognised: two calls with equal items that both succeed are
         two batches, as a user may well say the same thing twice.)
+
+        ``items`` must be a ``list`` (as the SDK passes): anything else is an
+        :class:`~eventlog.InvalidValueError` and nothing is written.
         """
+        if type(items) is not list:
+            raise InvalidValueError(f"items must be a list, not {type(items).__name__}", session_id=self.session_id)
         batch = list(items)
         if not batch:
             return
@@ -202,11 +209,16 @@ class EventlogSession:
             return item
 
     async def clear_session(self) -> None:
-        """Delete the conversation (:meth:`eventlog.Store.delete`, so its bytes are
-        reclaimed by ``compact()``, and sessions created with it as ``parent_id`` go
-        with it).  Adding items afterwards starts a new, empty one."""
+        """Remove every item of this conversation, and only them: the session is
+        deleted on its own (:meth:`eventlog.Store.delete` with ``tree=False``), so
+        ``get_items()`` is ``[]`` and the items' bytes are reclaimed by the next
+        ``compact()`` (images no other session uses included), while the sessions
+        created with it as ``parent_id`` (sub-agents) stay, linked to it by id.
+        Adding items afterwards starts a new, empty conversation with the same id,
+        which those sessions are then children of.  To delete the conversation with
+        its sub-agents, use ``store.delete(session_id)``."""
         self._failed.clear()
-        await self.store.delete(self.session_id)
+        await self.store.delete(self.session_id, tree=False)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -34,9 +34,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from itertools import islice
@@ -46,7 +47,7 @@ from typing import Any, TypeVar
 from .compaction import CompactReport
 from .errors import InvalidValueError, StoreClosedError
 from .fold import Event
-from .store import SessionInfo, Store
+from .store import SessionInfo, Store, check_path
 from .verify import VerifyReport
 
 T = TypeVar("T")
@@ -113,7 +114,8 @@ class AsyncStore:
     to open it again.
     """
 
-    def __init__(self, path: str, *, readers: int = 2, **options: Any) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, readers: int = 2, **options: Any) -> None:
+        path = check_path(path)
         if type(readers) is not int or readers < 0:
             raise ValueError("readers must be a non-negative int")
         inspect.signature(Store).bind(path, **options)  # unknown options fail here, not later
@@ -271,21 +273,22 @@ class AsyncStore:
     async def append(
         self,
         session_id: str,
-        entries: Iterable[Any],
+        entries: list[Any],
         *,
         expected_seq: int | None = None,
         parent_id: str | None = None,
     ) -> int:
-        """:meth:`eventlog.Store.append`: append ``entries`` as one event; the new
-        sequence number.  ``ConflictError`` as for :meth:`save`."""
+        """:meth:`eventlog.Store.append`: append ``entries`` (a ``list``, else
+        ``InvalidValueError``) as one event; the new sequence number.
+        ``ConflictError`` as for :meth:`save`."""
         return await self._write(
             lambda s: s.append(session_id, entries, expected_seq=expected_seq, parent_id=parent_id)
         )
 
-    async def delete(self, session_id: str) -> list[str]:
-        """:meth:`eventlog.Store.delete`: delete the session and its live descendants
-        in one transaction; the ids deleted."""
-        return await self._write(lambda s: s.delete(session_id))
+    async def delete(self, session_id: str, *, tree: bool = True) -> list[str]:
+        """:meth:`eventlog.Store.delete`: delete the session and (unless
+        ``tree=False``) its live descendants in one transaction; the ids deleted."""
+        return await self._write(lambda s: s.delete(session_id, tree=tree))
 
     async def snapshot(self, session_id: str) -> int:
         """:meth:`eventlog.Store.snapshot`: snapshot the head now; its sequence number."""
@@ -393,11 +396,12 @@ class _Events(AsyncIterator[Event]):
         self._done = len(page) < EVENTS_PAGE
 
 
-def open_async(path: str, *, readers: int = 2, **options: Any) -> AsyncStore:
-    """The :class:`AsyncStore` for the eventlog store at ``path`` (created if
-    needed).  Options are those of :func:`eventlog.open`; ``readers`` (2) is the
-    number of reader threads and connections (0: every call on the writer thread;
-    always 0 for ``":memory:"``).
+def open_async(path: str | os.PathLike[str], *, readers: int = 2, **options: Any) -> AsyncStore:
+    """The :class:`AsyncStore` for the eventlog store at ``path`` (a ``str`` or any
+    ``os.PathLike``, as for :func:`eventlog.open`; created if needed).  Options are
+    those of :func:`eventlog.open`; ``readers`` (2) is the number of reader threads
+    and connections (0: every call on the writer thread; always 0 for
+    ``":memory:"``).
 
     Not a coroutine: the file is opened on first use, by ``await`` or by
     ``async with``::
@@ -405,6 +409,7 @@ def open_async(path: str, *, readers: int = 2, **options: Any) -> AsyncStore:
         async with eventlog.open_async("sessions.db") as store:
             seq = await store.save(session_id, data)
 
-    An unknown option raises ``TypeError`` here.
+    An unknown option raises ``TypeError`` here, a path that is not a ``str`` or an
+    ``os.PathLike`` of one :class:`~eventlog.InvalidValueError`.
     """
     return AsyncStore(path, readers=readers, **options)

@@ -4,7 +4,8 @@ Two layers, both pure (no SQLite, no I/O):
 
 * **CBOR bodies.**  Values are CBOR (``cbor2``).  A large string or bytes value is
   replaced by a :class:`Ref` (CBOR tag :data:`REF_TAG`) naming the BLAKE3 chunks that
-  hold it; the entries list inside a session's top-level fields is the marker
+  hold it (base64 text, in any of the common forms, as its decoded bytes: see
+  :func:`split_large`); the entries list inside a session's top-level fields is the marker
   :data:`ENTRIES` (tag :data:`ENTRIES_TAG`).  Decoding refuses every other tag that
   could build something other than a storable value (dates, sets, shared and cyclic
   references, ...), bounds nesting, and raises :class:`DecodeError` on any damage.
@@ -56,7 +57,20 @@ ENTRIES_TAG = 59502
 #: Ref kinds: how the chunk bytes turn back into the value.
 KIND_BYTES = 0
 KIND_STR = 1
-KIND_BASE64 = 2  # str that is canonical base64 of the stored bytes, after ``prefix``
+KIND_BASE64 = 2  # str that is base64 of the stored bytes, after ``prefix``, in ``form``
+
+#: The form of a :data:`KIND_BASE64` string (:attr:`Ref.form`): 0 is canonical, what
+#: ``base64.b64encode`` writes (standard alphabet, padded, one line).  Otherwise the
+#: low byte holds flags and the rest the line length (0: no line breaks but maybe a
+#: final one).  A ref with flags this release does not know is refused on reading.
+FORM_URLSAFE = 1  # "-" and "_" instead of "+" and "/"
+FORM_UNPADDED = 2  # no "=" at the end
+FORM_CRLF = 4  # line breaks are "\r\n" (else "\n")
+FORM_FINAL_BREAK = 8  # a line break after the last line too
+FORM_FLAGS = FORM_URLSAFE | FORM_UNPADDED | FORM_CRLF | FORM_FINAL_BREAK
+FORM_LINE_SHIFT = 8
+#: Shortest line of base64 kept as such when broken into lines (MIME has 76, PEM 64).
+MIN_LINE = 16
 
 #: Largest body accepted when decoding, whatever a frame claims (hostile sizes).
 MAX_BODY_BYTES = 1 << 30
@@ -73,12 +87,17 @@ class DecodeError(Exception):
 class Ref:
     """A large value stored as chunks: ``kind``, its stored ``length`` in bytes, the
     concatenated 32-byte BLAKE3 ``hashes`` of its chunks, and for base64 strings the
-    text ``prefix`` before the base64 (``"data:image/png;base64,"`` or ``""``)."""
+    text ``prefix`` before the base64 (``"data:image/png;base64,"`` or ``""``) and
+    its ``form`` (0: canonical; see :data:`FORM_URLSAFE`).
+
+    In CBOR: tag :data:`REF_TAG` over ``[kind, length, hashes]``, then ``prefix``
+    when it is not empty, or ``prefix, form`` when the form is not 0."""
 
     kind: int
     length: int
     hashes: bytes
     prefix: str = ""
+    form: int = 0
 
     def chunk_hashes(self) -> list[bytes]:
         h = self.hashes
@@ -109,30 +128,115 @@ ENTRIES = _EntriesMarker()
 # ----------------------------------------------------------------------------- values
 
 
-def split_large(value: str | bytes) -> tuple[int, bytes, str]:
-    """How a large value is stored: ``(kind, raw bytes, prefix)``.
+def split_large(value: str | bytes) -> tuple[int, bytes, str, int]:
+    """How a large value is stored: ``(kind, raw bytes, prefix, form)``.
 
-    A string that is canonical base64 (optionally after a ``data:...;base64,``
-    prefix) is stored as the decoded bytes, a quarter smaller, so one image dedups
-    however it was sent; only when re-encoding reproduces the exact text.
-    Raises ``UnicodeEncodeError`` for strings that are not valid Unicode text.
+    A string that is base64 (optionally after a ``data:...;base64,`` prefix) is
+    stored as the decoded bytes, a quarter smaller, so one image dedups however it
+    was sent: canonical base64 (form 0, the fast path), or base64 in another
+    :data:`form <FORM_URLSAFE>` (URL-safe alphabet, no padding, lines of any one
+    length from :data:`MIN_LINE` with ``\\n`` or ``\\r\\n``, a final line break).
+    Only when re-encoding in that form gives back the exact text; any other string
+    is stored as its UTF-8 bytes.  Raises ``UnicodeEncodeError`` for strings that
+    are not valid Unicode text.
     """
     if isinstance(value, bytes):
-        return KIND_BYTES, value, ""
+        return KIND_BYTES, value, "", 0
     prefix = ""
     body = value
     if value.startswith("data:"):
         cut = value.find(";base64,", 0, 512)
         if cut > 0:
             prefix, body = value[: cut + 8], value[cut + 8 :]
-    if len(body) % 4 == 0 and body.isascii() and body:
-        try:
-            raw = binascii.a2b_base64(body, strict_mode=True)
-        except binascii.Error:
-            raw = None
-        if raw is not None and base64.b64encode(raw) == body.encode("ascii"):
-            return KIND_BASE64, raw, prefix
-    return KIND_STR, value.encode("utf-8"), ""
+    if body and body.isascii():
+        if len(body) % 4 == 0:
+            try:
+                raw = binascii.a2b_base64(body, strict_mode=True)
+            except binascii.Error:
+                raw = None
+            if raw is not None and base64.b64encode(raw) == body.encode("ascii"):
+                return KIND_BASE64, raw, prefix, 0
+        found = _base64_form(body)
+        if found is not None:
+            return KIND_BASE64, found[0], prefix, found[1]
+    return KIND_STR, value.encode("utf-8"), "", 0
+
+
+#: What base64 text of any form is made of (the check of its start).
+_BASE64_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_=\r\n"
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def _base64_form(body: str) -> tuple[bytes, int] | None:
+    """``(decoded bytes, form)`` of ASCII ``body`` if it is base64 in a form other
+    than canonical that :func:`encode_form` gives back exactly, else ``None``."""
+    if body[:256].encode("ascii").translate(None, _BASE64_CHARS):
+        return None  # prose, JSON, ...: not even its start is base64
+    text = orig = body.encode("ascii")
+    form = 0
+    lf = text.find(b"\n")
+    if lf >= 0:
+        crlf = lf > 0 and text[lf - 1] == 13
+        sep = b"\r\n" if crlf else b"\n"
+        line = lf - 1 if crlf else lf
+        if crlf:
+            form |= FORM_CRLF
+        if text.endswith(sep):
+            form |= FORM_FINAL_BREAK
+        if lf + 1 < len(text):  # a break before the end: lines of ``line`` characters
+            if line < MIN_LINE:
+                return None
+            form |= line << FORM_LINE_SHIFT
+        text = text.replace(sep, b"")
+    if b"-" in text or b"_" in text:
+        form |= FORM_URLSAFE
+        text = text.translate(_TO_STANDARD)
+    missing = -len(text) % 4
+    if missing:
+        if missing == 3:
+            return None
+        form |= FORM_UNPADDED
+        text += b"=" * missing
+    if not form or not text:
+        return None
+    try:
+        raw = binascii.a2b_base64(text, strict_mode=True)
+    except binascii.Error:
+        return None
+    if not raw or encode_form(raw, form) != orig:
+        return None
+    return raw, form
+
+
+def encode_form(raw: bytes, form: int) -> bytes:
+    """Base64 of ``raw`` in ``form`` (a valid one: see :func:`check_form`)."""
+    text = binascii.b2a_base64(raw, newline=False)
+    if form & FORM_URLSAFE:
+        text = text.translate(_TO_URLSAFE)
+    if form & FORM_UNPADDED:
+        text = text.rstrip(b"=")
+    sep = b"\r\n" if form & FORM_CRLF else b"\n"
+    line = form >> FORM_LINE_SHIFT
+    if line and len(text) > line:
+        text = sep.join([text[i : i + line] for i in range(0, len(text), line)])
+    if form & FORM_FINAL_BREAK:
+        text += sep
+    return text
+
+
+def check_form(kind: int, form: int) -> None:
+    """:class:`DecodeError` unless ``form`` is one this release writes for ``kind``
+    (:class:`VersionError` for flags it does not know: a newer release wrote it)."""
+    if form == 0:
+        return
+    if type(form) is not int or form < 0 or kind != KIND_BASE64:
+        raise DecodeError("malformed large-value reference")
+    if form & 0xFF & ~FORM_FLAGS:
+        raise VersionError(f"a base64 value in form {form:#x}, unknown to this release")
+    line = form >> FORM_LINE_SHIFT
+    if (line and line < MIN_LINE) or (form & FORM_CRLF and not line and not form & FORM_FINAL_BREAK):
+        raise DecodeError(f"malformed large-value reference (base64 form {form:#x})")
 
 
 def join_large(ref: Ref, raw: bytes) -> str | bytes:
@@ -147,6 +251,9 @@ def join_large(ref: Ref, raw: bytes) -> str | bytes:
         except UnicodeDecodeError as e:
             raise DecodeError(f"large string is not UTF-8: {e}") from None
     if ref.kind == KIND_BASE64:
+        if ref.form:
+            check_form(ref.kind, ref.form)
+            return ref.prefix + encode_form(raw, ref.form).decode("ascii")
         return ref.prefix + base64.b64encode(raw).decode("ascii")
     raise DecodeError(f"unknown large-value kind {ref.kind}")
 
@@ -195,7 +302,9 @@ def _general_dumps(value: Any, found: list[Ref]) -> bytes:
         if type(value) is Ref:
             found.append(value)
             fields: list[Any] = [value.kind, value.length, value.hashes]
-            if value.prefix:
+            if value.form:
+                fields += [value.prefix, value.form]
+            elif value.prefix:
                 fields.append(value.prefix)
             encoder.encode(cbor2.CBORTag(REF_TAG, fields))
         else:
@@ -217,10 +326,10 @@ _SEMANTIC: dict[int, Any] = {tag: _reject for tag in _FOREIGN_TAGS}
 
 
 def _ref_from_tag(value: Any) -> Ref:
-    if type(value) not in (list, tuple) or len(value) not in (3, 4):
+    if type(value) not in (list, tuple) or len(value) not in (3, 4, 5):
         raise DecodeError("malformed large-value reference")
     kind, length, hashes = value[0], value[1], value[2]
-    prefix = value[3] if len(value) == 4 else ""
+    prefix = value[3] if len(value) >= 4 else ""
     if (
         type(kind) is not int
         or type(length) is not int
@@ -231,7 +340,13 @@ def _ref_from_tag(value: Any) -> Ref:
         or (not hashes and length)
     ):
         raise DecodeError("malformed large-value reference")
-    return Ref(kind, length, hashes, prefix)
+    if len(value) < 5:
+        return Ref(kind, length, hashes, prefix)
+    form = value[4]
+    if type(form) is not int or form == 0:  # the canonical form is not written
+        raise DecodeError("malformed large-value reference")
+    check_form(kind, form)
+    return Ref(kind, length, hashes, prefix, form)
 
 
 def loads(data: bytes, resolve: Callable[[Ref], Any] | None = None) -> tuple[Any, int]:

@@ -147,13 +147,13 @@ class Log:
 
     def _externalise(self, value: str | bytes) -> Ref:
         try:
-            kind, raw, prefix = codec.split_large(value)
+            kind, raw, prefix, form = codec.split_large(value)
         except UnicodeEncodeError as e:
             raise InvalidValueError(f"string is not valid Unicode text: {e}") from None
         if len(raw) > self.max_body_bytes:
             raise InvalidValueError(f"a value of {len(raw)} bytes is over the limit of {self.max_body_bytes}")
         hashes, _ = self.chunks.put(raw)
-        return Ref(kind, len(raw), hashes, prefix)
+        return Ref(kind, len(raw), hashes, prefix, form)
 
     def encodable(self, value: Any) -> Any:
         """A caller's value, validated, with its large strings and bytes now stored
@@ -334,8 +334,8 @@ class Log:
                             body, done[i - base] = done[i - base], None
                         try:
                             part, ok = self._segment(segment, rehydrate, seen, recording, body)
-                        except DecodeError as e:
-                            raise DecodeError(f"segment {i} (entries {len(entries)}+): {e}") from None
+                        except DecodeError as e:  # (a VersionError stays one)
+                            raise type(e)(f"segment {i} (entries {len(entries)}+): {e}") from None
                         entries += part
                         storable = storable and ok
                 finally:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
@@ -122,6 +123,22 @@ def _check_id(session_id: Any, what: str = "session id") -> str:
     return session_id
 
 
+def check_path(path: Any, what: str = "path") -> str:
+    """``path`` (a ``str`` or an ``os.PathLike`` giving one) as a ``str``; else
+    :class:`InvalidValueError` naming ``what``.  Bytes paths are refused: the store's
+    messages and SQLite's URIs are text (``os.fsdecode`` turns one into a ``str``)."""
+    if isinstance(path, os.PathLike):
+        try:
+            path = os.fspath(path)
+        except TypeError as e:  # its __fspath__ gave neither str nor bytes
+            raise InvalidValueError(f"{what}: {e}") from None
+    if isinstance(path, str):
+        return path if type(path) is str else str.__str__(path)
+    if isinstance(path, bytes):
+        raise InvalidValueError(f"{what} must be a str or os.PathLike, not bytes (decode it with os.fsdecode())")
+    raise InvalidValueError(f"{what} must be a str or os.PathLike, not {type(path).__name__}")
+
+
 def _check_ids(session_id: Any, parent_id: Any) -> None:
     _check_id(session_id)
     if parent_id is not None:
@@ -140,7 +157,7 @@ class Store:
 
     def __init__(
         self,
-        path: str,
+        path: str | os.PathLike[str],
         *,
         max_cell_bytes: int = 2_000_000,
         synchronous: str = "FULL",
@@ -154,6 +171,7 @@ class Store:
         chunk_key: bytes | None = None,
         readonly: bool = False,
     ) -> None:
+        path = check_path(path)
         chunk_key = chunks.check_key(chunk_key)
         if type(readonly) is not bool:
             raise InvalidValueError("readonly must be True or False")
@@ -280,18 +298,28 @@ class Store:
     def append(
         self,
         session_id: str,
-        entries: Iterable[Any],
+        entries: list[Any],
         *,
         expected_seq: int | None = None,
         parent_id: str | None = None,
     ) -> int:
-        """Append ``entries`` (stored as given) as one event; return the new sequence
-        number.  The session's ``leafId`` moves to the last entry's ``id`` (when it is
-        a dict with an ``id``).  A new session starts as ``{"entries": [...],
-        "leafId": ...}``.  Raises :class:`ConflictError` when ``expected_seq`` is given
-        and is not the current sequence number (0: the session must not exist)."""
+        """Append ``entries``, a ``list`` of entries (each stored as given), as one
+        event; return the new sequence number.  The session's ``leafId`` moves to the
+        last entry's ``id`` (when it is a dict with an ``id``).  A new session starts
+        as ``{"entries": [...], "leafId": ...}``.  Raises :class:`ConflictError` when
+        ``expected_seq`` is given and is not the current sequence number (0: the
+        session must not exist).
+
+        ``entries`` must be a ``list`` (``[]`` appends an event with no entries):
+        anything else, a dict, a str, a tuple, a generator, is an
+        :class:`InvalidValueError` and nothing is written (a dict or a str would
+        otherwise be taken apart into its keys or its letters)."""
         self._writable("append")
         _check_ids(session_id, parent_id)
+        if type(entries) is not list:
+            raise InvalidValueError(
+                f"entries must be a list of entries, not {type(entries).__name__}", session_id=session_id
+            )
         batch = list(entries)
 
         def ops(c: _Cached) -> list[Op]:
@@ -686,7 +714,7 @@ class Store:
             level = [r.name for r in found]
         return out
 
-    def delete(self, session_id: str) -> list[str]:
+    def delete(self, session_id: str, *, tree: bool = True) -> list[str]:
         """Delete the session and every live descendant (see :meth:`tree`) in one
         transaction; return the ids deleted, the session's first (``[]`` when there
         was nothing to delete).
@@ -694,16 +722,29 @@ class Store:
         Each deleted session's log ends with a tombstone event.  From then on
         :meth:`load` returns ``None`` for each of them, :meth:`events` and
         :meth:`fold` raise :class:`NotFoundError`, and saving the same id starts a
-        new, empty session.  Their bytes stay in the file until :meth:`compact`.
+        new, empty session.  Their bytes stay in the file until :meth:`compact`,
+        which removes them (chunks no live session uses included).
+
+        With ``tree=False`` only the session itself is deleted (``[session_id]``, or
+        ``[]``): its children stay, and so do their parent links.  Links are by id,
+        so they then name whatever session has that id: none until the id is written
+        again, and from then on the new session, whose children they are (what
+        :meth:`children`, :meth:`tree` and a later ``delete()`` of the id see).
+        This is how a conversation is cleared and started over while the sessions
+        it spawned live on (:meth:`eventlog.agents.EventlogSession.clear_session`).
         """
         _check_id(session_id)
+        if type(tree) is not bool:
+            raise InvalidValueError("tree must be True or False", session_id=session_id)
         with self._lock:
             self._writable("delete")
             db, log = self._db, self._log
             now = _now_ms()
             with db.write():
                 root = db.session(session_id)
-                rows = ([root] if root is not None else []) + self._descendants(session_id)
+                rows = [root] if root is not None else []
+                if tree:
+                    rows += self._descendants(session_id)
                 tomb = ops_to_wire([Tombstone(session_id)])
                 for row in rows:
                     frame, _, size = log.frame(EVENT, row.sid, row.seq + 1, tomb, now)
@@ -790,9 +831,11 @@ class Store:
             return out
 
 
-def open(path: str, **options: Any) -> Store:
-    """Open (creating if needed) the eventlog store at ``path`` (``":memory:"`` for a
-    private in-memory store).  Options are those of :class:`Store`:
+def open(path: str | os.PathLike[str], **options: Any) -> Store:
+    """Open (creating if needed) the eventlog store at ``path``, a ``str`` or any
+    ``os.PathLike`` such as a ``pathlib.Path`` (``":memory:"`` for a private in-memory
+    store; bytes paths and other types raise :class:`InvalidValueError`).  Options are
+    those of :class:`Store`:
 
     ``max_cell_bytes`` (2,000,000): no cell or row is ever larger; SQLite's own
     length limit is set to it.  ``synchronous`` ("FULL"): SQLite's setting (OFF,

@@ -25,7 +25,17 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-__all__ = ["big_strings", "entries", "histories", "images", "json_values", "mutate", "sessions"]
+__all__ = [
+    "BASE64_FORMS",
+    "base64_text",
+    "big_strings",
+    "entries",
+    "histories",
+    "images",
+    "json_values",
+    "mutate",
+    "sessions",
+]
 
 _IDS = st.text("0123456789abcdef", min_size=8, max_size=8)
 _TEXT = st.text(
@@ -62,11 +72,50 @@ def _seeded_bytes(seed: int, size: int) -> bytes:
     return random.Random(seed).randbytes(size)
 
 
+def base64_text(
+    raw: bytes,
+    *,
+    urlsafe: bool = False,
+    padded: bool = True,
+    line: int = 0,
+    crlf: bool = False,
+    final_break: bool = False,
+) -> str:
+    """Base64 of ``raw`` as it is sent in the wild: the URL-safe alphabet (``-_``),
+    without ``=`` padding, cut into lines of ``line`` characters (0: one line)
+    ending with ``\\r\\n`` or ``\\n``, with or without a line break at the end."""
+    text = (base64.urlsafe_b64encode if urlsafe else base64.b64encode)(raw).decode("ascii")
+    if not padded:
+        text = text.rstrip("=")
+    sep = "\r\n" if crlf else "\n"
+    if line:
+        text = sep.join(text[i : i + line] for i in range(0, len(text), line))
+    return text + sep if final_break else text
+
+
+#: Forms of base64 common in the wild, as :func:`base64_text` arguments.
+BASE64_FORMS: dict[str, dict[str, Any]] = {
+    "canonical": {},  # base64.b64encode, JSON APIs
+    "mime": {"line": 76, "final_break": True},  # base64.encodebytes, the base64 command
+    "mime-crlf": {"line": 76, "crlf": True},  # an e-mail body (RFC 2045)
+    "pem": {"line": 64, "final_break": True},  # openssl base64, PEM
+    "urlsafe": {"urlsafe": True, "padded": False},  # base64url (RFC 4648 section 5), JWT
+    "final-newline": {"final_break": True},  # base64 -w0 in a shell's $(...) then echo
+}
+
+
 def images(max_bytes: int = 3_000_000) -> st.SearchStrategy[str]:
     """Base64 text of random "image" bytes (incompressible, like PNG), mostly small,
-    sometimes several MB; a few seeds so identical images recur."""
+    sometimes several MB; a few seeds so identical images recur, mostly canonical
+    and sometimes in another of the :data:`BASE64_FORMS`."""
     sizes = st.one_of(st.integers(0, 3000), st.integers(0, max_bytes), st.sampled_from([max_bytes]))
-    return st.builds(lambda seed, n: base64.b64encode(_seeded_bytes(seed, n)).decode(), st.integers(0, 3), sizes)
+    forms = st.just("canonical") | st.sampled_from(sorted(BASE64_FORMS))
+    return st.builds(
+        lambda seed, n, form: base64_text(_seeded_bytes(seed, n), **BASE64_FORMS[form]),
+        st.integers(0, 3),
+        sizes,
+        forms,
+    )
 
 
 def big_strings(max_bytes: int = 5_000_000) -> st.SearchStrategy[str]:

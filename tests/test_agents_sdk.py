@@ -164,6 +164,33 @@ def test_runner_with_a_history_limit(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
+def test_runner_after_clear_session_with_a_sub_agent(tmp_path: Path) -> None:
+    """A conversation and a sub-agent's session spawned from it, both run by the
+    Runner; clearing the conversation leaves the sub-agent's history, and the Runner
+    goes on with an empty history, as with the SDK's own SQLiteSession."""
+
+    async def main() -> None:
+        async with eventlog.open_async(str(tmp_path / "clear.db")) as store:
+            ours, sub = EventlogSession("conv", store), EventlogSession("conv:sub", store, parent_id="conv")
+            reference = SQLiteSession("conv")
+            await converse(ours, ["hello", "what's the weather?"], ScriptedModel())
+            await converse(reference, ["hello", "what's the weather?"], ScriptedModel())
+            await converse(sub, ["look it up"], ScriptedModel())
+            sub_items = await sub.get_items()
+            await ours.clear_session()
+            await reference.clear_session()
+            assert await ours.get_items() == [] == await reference.get_items()
+            assert await sub.get_items() == sub_items and await store.children("conv") == ["conv:sub"]
+            model, ref_model = ScriptedModel(), ScriptedModel()
+            assert await converse(ours, ["again"], model) == await converse(reference, ["again"], ref_model)
+            assert model.inputs == ref_model.inputs == [[{"role": "user", "content": "again"}]]
+            assert await ours.get_items() == await reference.get_items()
+            assert await sub.get_items() == sub_items
+        reference.close()
+
+    asyncio.run(main())
+
+
 def test_sessions_of_many_conversations_at_once(tmp_path: Path) -> None:
     async def main() -> None:
         async with eventlog.open_async(str(tmp_path / "many.db"), synchronous="NORMAL") as store:

@@ -42,6 +42,19 @@ def image_item(seed: int, raw_bytes: int) -> dict[str, Any]:
     return {"role": "user", "content": [{"type": "input_image", "image_url": url, "detail": "auto"}]}
 
 
+def test_the_store_may_be_a_path_like(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with EventlogSession("conv", tmp_path / "a.db") as session:
+            await session.add_items([user("a")])
+        async with EventlogSession("conv", tmp_path / "a.db") as session:
+            assert await session.get_items() == [user("a")]
+        for bad in (None, 3, b"a.db"):
+            with pytest.raises(eventlog.InvalidValueError, match=r"^store must be"):
+                EventlogSession("conv", bad)  # type: ignore[arg-type]
+
+    run(main)
+
+
 def test_items_in_order_and_the_latest_limit(db_path: str) -> None:
     async def main() -> None:
         async with EventlogSession("conv", db_path) as session:
@@ -121,6 +134,18 @@ class LostAcknowledgement:
         if self.commit:
             await self.real(*args, **kwargs)
         raise eventlog.StorageError("connection lost")
+
+
+@pytest.mark.parametrize("items", [{"role": "user"}, "hello", (user("a"),), None, iter([user("a")])])
+def test_add_items_takes_only_a_list(db_path: str, items: Any) -> None:
+    async def main() -> None:
+        async with EventlogSession("conv", db_path) as session:
+            await session.add_items([user("a")])
+            with pytest.raises(eventlog.InvalidValueError, match="items must be a list"):
+                await session.add_items(items)
+            assert await session.get_items() == [user("a")] and await session.store.seq("conv") == 1
+
+    run(main)
 
 
 @pytest.mark.parametrize("committed", [True, False])
@@ -256,6 +281,40 @@ def test_clear_session(db_path: str) -> None:
             assert await other.get_items() == [user("keep me")]
             report = await session.store.compact()
             assert report.sessions_removed == 1 and report.chunks_freed >= 1
+
+    run(main)
+
+
+def test_clear_session_keeps_the_sub_agent_sessions(db_path: str) -> None:
+    """clear_session() removes this conversation's items and nothing else: the
+    sessions spawned from it stay, with their items and their link to it, and the
+    cleared items' bytes are reclaimed by compact().  store.delete() still takes the
+    whole tree."""
+
+    async def main() -> None:
+        async with EventlogSession("conv", db_path) as session:
+            store = session.store
+            await session.add_items([user("plan"), image_item(1, 100_000), reply(1)])
+            sub = EventlogSession("conv/sub-1", store, parent_id="conv")
+            await sub.add_items([user("research"), image_item(2, 100_000), reply(2)])
+            subsub = EventlogSession("conv/sub-1/a", store, parent_id="conv/sub-1")
+            await subsub.add_items([user("deeper")])
+            await session.clear_session()
+            assert await session.get_items() == []
+            assert await sub.get_items() == [user("research"), image_item(2, 100_000), reply(2)]
+            assert await subsub.get_items() == [user("deeper")]
+            assert await store.children("conv") == ["conv/sub-1"]
+            assert await store.tree("conv") == ["conv/sub-1", "conv/sub-1/a"]
+            assert await store.parent("conv/sub-1") == "conv"
+            report = await store.compact()
+            assert report.sessions_removed == 1 and report.chunks_freed >= 1  # image 1 went
+            assert await sub.get_items() == [user("research"), image_item(2, 100_000), reply(2)]
+            await session.add_items([user("start over")])
+            assert await session.get_items() == [user("start over")]
+            assert await store.children("conv") == ["conv/sub-1"]  # the children of the new one
+            assert (await store.verify()).ok
+            assert await store.delete("conv") == ["conv", "conv/sub-1", "conv/sub-1/a"]
+            assert await sub.get_items() == []
 
     run(main)
 

@@ -12,6 +12,7 @@ import base64
 import os
 import random
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -151,6 +152,47 @@ def test_options_are_checked(db_path: str, open_store: Open) -> None:
         open_store(db_path, max_cell_bytes=10)
     with pytest.raises(TypeError):
         open_store(db_path, no_such_option=1)
+
+
+class FsPath:
+    """An os.PathLike of someone else's making, giving ``value`` as its path."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __fspath__(self) -> Any:
+        return self.value
+
+
+def test_a_path_may_be_any_path_like(tmp_path: Path, open_store: Open) -> None:
+    """pathlib.Path or any os.PathLike of a str opens the file named; readonly too."""
+    first = open_store(tmp_path / "a.db")
+    first.save("s", {"entries": [{"id": "a"}]})
+    first.close()
+    for path in (tmp_path / "a.db", FsPath(str(tmp_path / "a.db"))):
+        s = open_store(path)
+        assert s.load("s") == {"entries": [{"id": "a"}]}
+        s.close()
+    s = open_store(tmp_path / "a.db", readonly=True)
+    assert s.load("s") == {"entries": [{"id": "a"}]}
+    s.close()
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm"))) == ["a.db"]
+
+
+BAD_PATHS = [
+    *(None, 3, 1.5, b"store.db", bytearray(b"store.db"), ["store.db"]),
+    *(FsPath(b"store.db"), FsPath(3), FsPath(Path("x"))),
+]
+
+
+@pytest.mark.parametrize("path", BAD_PATHS, ids=lambda p: type(p).__name__ + repr(getattr(p, "value", "")))
+def test_a_path_of_another_type_is_refused_naming_it(
+    tmp_path: Path, open_store: Open, path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # a bytes path that got through would make a file here
+    with pytest.raises(eventlog.InvalidValueError, match=r"^path must be a str or os.PathLike|^path: "):
+        open_store(path)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_not_an_eventlog_file(tmp_path: Any, open_store: Open) -> None:

@@ -157,8 +157,21 @@ def agrees(data: bytes) -> bool:
 
 
 REF = Ref(codec.KIND_BASE64, 64, bytes(range(32)) * 2, "data:image/png;base64,")
+#: Refs to base64 in other forms (a fifth field), with and without a prefix.
+FORM_REFS = st.builds(
+    Ref,
+    st.just(codec.KIND_BASE64),
+    st.integers(0, 1 << 40),
+    st.just(bytes(range(32))),
+    st.sampled_from(["", "data:image/png;base64,"]),
+    st.builds(
+        lambda flags, line: flags | line << codec.FORM_LINE_SHIFT,
+        st.integers(0, codec.FORM_FLAGS),
+        st.just(0) | st.integers(codec.MIN_LINE, 1 << 20),
+    ).filter(lambda f: f and (f & codec.FORM_CRLF == 0 or f >> 8 or f & codec.FORM_FINAL_BREAK)),
+)
 wire_values = st.recursive(
-    json_values() | st.binary(max_size=40) | st.just(REF) | st.just(codec.ENTRIES),
+    json_values() | st.binary(max_size=40) | st.just(REF) | FORM_REFS | st.just(codec.ENTRIES),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=40), inner, max_size=4),
     max_leaves=30,
 )
@@ -245,6 +258,7 @@ ODD: list[Any] = [
     1 << 64, -(1 << 64) - 1, (1 << 63), -(1 << 63) - 1, 1 << 200, float("nan"), float("inf"), float("-inf"), -0.0,
     "\ud800", {"k": "\udfff"}, (1, "two", [3.0]), {1: "int key"}, {Text("k"): 1}, Text("s"), bytearray(b"x"),
     nested(999), nested(1001), [REF, REF, codec.ENTRIES], Ref(codec.KIND_STR, 1, b"\0" * 32),
+    Ref(codec.KIND_BASE64, 1, b"\0" * 32, "", 1 << 70), Ref(codec.KIND_BASE64, 1, b"\0" * 32, "", True),
 ]  # fmt: skip
 
 

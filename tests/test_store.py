@@ -9,9 +9,12 @@ import sqlite3
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import eventlog
 from eventlog.samples import SessionBuilder, coding_session
+from eventlog.testing import BASE64_FORMS, base64_text, json_values
 
 from .helpers import CODEC_PATHS, codec_path, dump, largest_cell_and_row
 
@@ -168,6 +171,63 @@ def test_append_to_non_list_entries_is_refused(store: eventlog.Store) -> None:
     assert store.seq("s") == 1
 
 
+class EntryList(list[Any]):
+    """A list subclass: refused like the other non-lists (values are exact types)."""
+
+
+NOT_LISTS: list[Any] = [
+    {"id": "x"}, "hello", b"ab", ({"id": "x"},), None, 3, {"a"}, range(2), {"id": "x"}.keys(),
+    EntryList([{"id": "x"}]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("entries", NOT_LISTS, ids=lambda v: type(v).__name__)
+def test_append_takes_only_a_list(store: eventlog.Store, entries: Any) -> None:
+    """append("s", {"id": "x"}) stored the entries ['id'], append("s", "hello") five
+    one-letter entries: anything but a list is refused, and nothing is written."""
+    store.append("s", [{"id": "a"}])
+    for sid in ("s", "new"):
+        with pytest.raises(eventlog.InvalidValueError, match="entries must be a list") as e:
+            store.append(sid, entries)
+        assert e.value.session_id == sid
+    assert store.load("s") == {"entries": [{"id": "a"}], "leafId": "a"} and store.seq("s") == 1
+    assert store.sessions() == ["s"] and store.stats()["events"]["rows"] == 1
+
+
+def test_append_does_not_consume_a_generator(store: eventlog.Store) -> None:
+    taken: list[int] = []
+
+    def gen() -> Any:
+        for i in range(3):
+            taken.append(i)
+            yield {"id": str(i)}
+
+    with pytest.raises(eventlog.InvalidValueError):
+        store.append("s", gen())
+    assert taken == [] and store.sessions() == []
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    entries=(
+        json_values(4).filter(lambda v: type(v) is not list)
+        | st.tuples(json_values(3))
+        | st.frozensets(st.text(max_size=3))
+        | st.builds(iter, st.lists(json_values(2), max_size=3))
+        | st.builds(lambda v: v.values(), st.dictionaries(st.text(max_size=3), json_values(2), max_size=3))
+    )
+)
+def test_append_refuses_any_non_list_and_leaves_the_store_unchanged(entries: Any) -> None:
+    with eventlog.open(":memory:") as store:
+        store.save("s", {"entries": [{"id": "a"}], "leafId": "a", "title": "t"})
+        before = (store.load("s"), store.seq("s"), store.stats()["events"], store.stats()["chunks"])
+        for sid in ("s", "new"):
+            with pytest.raises(eventlog.InvalidValueError):
+                store.append(sid, entries)
+        assert (store.load("s"), store.seq("s"), store.stats()["events"], store.stats()["chunks"]) == before
+        assert store.sessions() == ["s"]
+
+
 @pytest.mark.parametrize(
     "bad",
     [
@@ -273,6 +333,29 @@ def test_identical_images_are_stored_once(store: eventlog.Store) -> None:
     store.save("c", {"url": "data:image/png;base64," + b64, "raw": raw})
     assert store.stats()["chunks"]["rows"] == chunks
     assert store.load("c") == {"url": "data:image/png;base64," + b64, "raw": raw}
+
+
+def test_one_image_in_every_base64_form_is_stored_once(db_path: str) -> None:
+    """The same image sent as canonical base64, MIME lines (LF and CRLF), PEM lines,
+    base64url without padding and with a final newline, bare or in a data URL: each
+    is stored decoded, so its chunks are written once, and each comes back as the
+    very text it was sent as."""
+    raw = random.Random(9).randbytes(1_500_000)
+    texts = [base64_text(raw, **args) for args in BASE64_FORMS.values()]
+    texts += ["data:image/png;base64," + t for t in texts]
+    with eventlog.open(db_path, synchronous="NORMAL") as store:
+        store.save("first", {"entries": [{"id": "1", "data": base64.b64encode(raw).decode()}]})
+        before = store.stats()["chunks"]
+        for i, text in enumerate(texts):
+            store.save(f"s{i}", {"entries": [{"id": "1", "data": text}]})
+        after = store.stats()["chunks"]
+        assert (after["rows"], after["raw_bytes"]) == (before["rows"], before["raw_bytes"])
+        assert after["referenced_raw_bytes"] == (len(texts) + 1) * before["raw_bytes"]
+    with eventlog.open(db_path) as store:
+        for i, text in enumerate(texts):
+            assert store.load(f"s{i}") == {"entries": [{"id": "1", "data": text}]}
+            assert store.events(f"s{i}").__next__().ops[0].entries == [{"id": "1", "data": text}]
+        assert store.verify().ok
 
 
 def test_non_canonical_base64_is_kept_exactly(store: eventlog.Store) -> None:

@@ -102,6 +102,40 @@ def test_delete_of_nothing_returns_nothing_but_reaches_orphans(store: eventlog.S
     assert store.delete("nobody") == ["orphan"]
 
 
+def test_delete_without_the_tree_leaves_children_linked_by_id(store: eventlog.Store, db_path: str) -> None:
+    """``tree=False`` tombstones the session alone; its children stay, still naming
+    it, and become the children of the next session written under that id."""
+    store.save("root", session({"id": "r", "big": blob(3, 100_000)}))
+    store.save("child", session({"id": "c"}), parent_id="root")
+    store.save("grandchild", session({"id": "g"}), parent_id="child")
+    assert store.delete("root", tree=False) == ["root"]
+    assert store.load("root") is None and store.seq("root") == 0
+    assert store.sessions() == ["child", "grandchild"]
+    assert store.load("child") == session({"id": "c"}) and store.load("grandchild") == session({"id": "g"})
+    assert store.parent("child") == "root" and store.children("root") == ["child"]
+    assert store.tree("root") == ["child", "grandchild"]
+    assert store.delete("root", tree=False) == []  # nothing left to delete of it alone
+    # A new incarnation of the id: the links attach to it.
+    assert store.save("root", session({"id": "new"})) == 1
+    assert store.children("root") == ["child"] and store.tree("root") == ["child", "grandchild"]
+    # The old incarnation's bytes go at the next compact; the children's stay.
+    report = store.compact()
+    assert report.sessions_removed == 1 and report.chunks_freed >= 1
+    assert store.load("child") == session({"id": "c"}) and store.verify().ok
+    # And delete() of the id still takes the whole tree.
+    assert store.delete("root") == ["root", "child", "grandchild"]
+    assert store.sessions() == []
+
+
+@pytest.mark.parametrize("tree", [None, 0, 1, "no"])
+def test_delete_tree_must_be_a_bool(store: eventlog.Store, tree: Any) -> None:
+    store.save("root", session({"id": "r"}))
+    store.save("child", session({"id": "c"}), parent_id="root")
+    with pytest.raises(eventlog.InvalidValueError):
+        store.delete("root", tree=tree)
+    assert store.sessions() == ["root", "child"]
+
+
 def test_a_deleted_id_starts_over_empty(store: eventlog.Store, db_path: str) -> None:
     store.save("s", session({"id": "old", "big": blob(1, 100_000)}))
     store.save("s", session({"id": "old", "big": blob(1, 100_000)}, {"id": "old2"}))
