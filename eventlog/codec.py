@@ -239,6 +239,22 @@ def check_form(kind: int, form: int) -> None:
         raise DecodeError(f"malformed large-value reference (base64 form {form:#x})")
 
 
+def value_bytes(ref: Ref) -> int:
+    """Size of the value ``ref`` stands for, a str counted in UTF-8 bytes, without
+    reading its chunks (for base64, the length of the text it is written as)."""
+    if ref.kind != KIND_BASE64:
+        return ref.length
+    n = ref.length
+    form = ref.form
+    chars = (4 * n + 2) // 3 if form & FORM_UNPADDED else 4 * ((n + 2) // 3)
+    sep = 2 if form & FORM_CRLF else 1
+    line = form >> FORM_LINE_SHIFT
+    breaks = (chars - 1) // line if line and chars else 0
+    if form & FORM_FINAL_BREAK:
+        breaks += 1
+    return len(ref.prefix.encode("utf-8", "surrogatepass")) + chars + breaks * sep
+
+
 def join_large(ref: Ref, raw: bytes) -> str | bytes:
     """The value ``ref`` stands for, from its stored bytes (inverse of :func:`split_large`)."""
     if len(raw) != ref.length:

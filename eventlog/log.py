@@ -146,12 +146,24 @@ class Log:
     # ------------------------------------------------------------------ writing
 
     def _externalise(self, value: str | bytes) -> Ref:
+        limit = self.max_body_bytes
+        # The value as the caller sees it (a str in UTF-8 bytes, base64 as text) is
+        # what max_body_bytes bounds, so that what is read back is bounded too.
+        size = len(value)
+        if type(value) is str and not value.isascii():
+            if size > limit:
+                raise InvalidValueError(f"a str of {size} characters is over the limit of {limit} bytes (max_body_bytes)")
+            if 4 * size > limit:
+                try:
+                    size = len(value.encode("utf-8"))
+                except UnicodeEncodeError as e:
+                    raise InvalidValueError(f"string is not valid Unicode text: {e}") from None
+        if size > limit:
+            raise InvalidValueError(f"a value of {size} bytes is over the limit of {limit} (max_body_bytes)")
         try:
             kind, raw, prefix, form = codec.split_large(value)
         except UnicodeEncodeError as e:
             raise InvalidValueError(f"string is not valid Unicode text: {e}") from None
-        if len(raw) > self.max_body_bytes:
-            raise InvalidValueError(f"a value of {len(raw)} bytes is over the limit of {self.max_body_bytes}")
         hashes, _ = self.chunks.put(raw)
         return Ref(kind, len(raw), hashes, prefix, form)
 
@@ -270,6 +282,9 @@ class Log:
         return self.chunks.get(ref.chunk_hashes(), ref.length)
 
     def _rehydrate(self, ref: Ref) -> str | bytes:
+        size = codec.value_bytes(ref)
+        if size > self.max_body_bytes:
+            raise DecodeError(f"a large value of {size} bytes is over the limit of {self.max_body_bytes}")
         return codec.join_large(ref, self._read_large(ref))
 
     def event(

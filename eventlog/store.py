@@ -848,7 +848,10 @@ def open(path: str | os.PathLike[str], **options: Any) -> Store:
     ``large_value_bytes`` (32 KiB): strings and bytes this large go to chunks.
     ``chunk_bytes`` (1 MiB, or less under a small budget): size of a chunk (a
     snapshot segment holds about half as many bytes of entries).
-    ``max_body_bytes`` (256 MiB): largest value and largest single write.
+    ``max_body_bytes`` (256 MiB): the largest single value (a str counted in UTF-8
+    bytes, base64 as the text it is, though stored decoded) and the largest encoded
+    write; a write over it raises :class:`InvalidValueError`, and a value or body read
+    back over it (written under a larger setting) raises :class:`CorruptionError`.
     ``cache_sessions`` (16): sessions kept folded in memory.  ``busy_timeout`` (10 s):
     how long a write waits for another writer.
 

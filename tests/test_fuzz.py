@@ -308,7 +308,8 @@ def test_the_largest_body_read_is_max_body_bytes(tmp_path: Any) -> None:
         ) as e:
             s.load("s")
         assert e.value.session_id == "s" and e.value.seq == 1
-        with pytest.raises(eventlog.CorruptionError, match="large value claims 75000 bytes, over the limit of 50000"):
+        # "z" * 100_000 is base64 (75,000 bytes decoded), bounded as the text it is read back as
+        with pytest.raises(eventlog.CorruptionError, match="large value of 100000 bytes is over the limit of 50000"):
             s.load("v")
         with pytest.raises(eventlog.InvalidValueError, match="over the limit of 50000"):
             s.save("t", {"entries": [{"t": f"entry {i}"} for i in range(5000)]})
@@ -325,6 +326,28 @@ def test_the_largest_accepted_write_is_max_body_bytes() -> None:
         with pytest.raises(eventlog.InvalidValueError, match="a value of 300000 bytes is over the limit"):
             s.save("huge", {"blob": b"x" * 300_000})  # one large value, stored as chunks
         assert s.sessions() == ["ok"]
+
+
+@pytest.mark.parametrize("form", [0, codec.FORM_URLSAFE | codec.FORM_FINAL_BREAK | (76 << codec.FORM_LINE_SHIFT)])
+def test_max_body_bytes_bounds_a_base64_value_as_the_text_it_is(tmp_path: Any, form: int) -> None:
+    """A base64 value is stored decoded (a quarter smaller) but given back as text: the
+    limit holds for the text, on the way in and on the way out."""
+    text = "data:image/png;base64," + codec.encode_form(bytes(range(256)) * 180, form).decode()  # ~61-63 KB
+    assert 45_000 < 180 * 256 < 50_000 < len(text)
+    with eventlog.open(":memory:", max_body_bytes=50_000) as s:
+        with pytest.raises(eventlog.InvalidValueError, match=f"a value of {len(text)} bytes is over the limit"):
+            s.save("s", {"image": text})
+        assert s.sessions() == []
+    path = str(tmp_path / "s.db")
+    with eventlog.open(path) as s:
+        s.save("s", {"image": text})
+        assert s.load("s") == {"image": text}
+    with eventlog.open(path, max_body_bytes=50_000) as s:
+        with pytest.raises(eventlog.CorruptionError, match=f"large value of {len(text)} bytes is over") as e:
+            s.load("s")
+        assert (e.value.session_id, e.value.seq) == ("s", 1)
+    with eventlog.open(path, max_body_bytes=len(text)) as s:
+        assert s.load("s") == {"image": text}
 
 
 def test_cbor_nesting_is_bounded() -> None:
@@ -372,7 +395,7 @@ def test_a_large_value_claiming_more_than_max_body_bytes_is_refused() -> None:
     sample = next(s for s in c.frames if s.what == "event" and s.name == "images")
     ref = cbor2.CBORTag(codec.REF_TAG, [codec.KIND_BYTES, 1 << 40, b"\x00" * 32])
     body = cbor2.dumps([[0, 0, [{"blob": ref}]]])
-    with pytest.raises(eventlog.CorruptionError, match="claims 1099511627776 bytes, over the limit"):
+    with pytest.raises(eventlog.CorruptionError, match="1099511627776 bytes is over the limit"):
         c.decode(sample, fuzzing.reseal(c, sample, body, compress=False))
 
 
