@@ -490,6 +490,25 @@ def test_reading_a_store_in_a_directory_the_reader_cannot_write(state: str, shar
     assert listing(store_dir) == before
 
 
+def test_a_side_file_the_reader_may_not_read_is_named(shared: Path, other_user: None) -> None:
+    """SQLite's own message is "unable to open database file"; the error names the
+    file the reader may not read, and nothing is changed."""
+    store_dir = shared / "store"
+    path = store_dir / "store.db"
+    prepare(path, "unmerged")
+    shm = Path(f"{path}-shm")
+    forbid_writes(store_dir)
+    before = listing(store_dir)
+    shm.chmod(0o600 if IS_ROOT else 0o000)  # root's: nobody may not read it
+    res = as_reader([sys.executable, "-m", "eventlog", "sessions", str(path)])
+    assert res.returncode == 1 and res.stdout == "", res.stdout
+    assert res.stderr == f"eventlog: cannot read {str(path)!r}: this process may not read {str(shm)!r} " + (
+        "(SQLite reads a store with its -wal and -shm files)\n"
+    )
+    shm.chmod(0o644)
+    assert listing(store_dir) == before
+
+
 _READ_ONLY_MOUNT = """
 mount --bind "$1" "$1" || exit 97
 mount -o remount,bind,ro "$1" || exit 97
