@@ -365,6 +365,12 @@ def _file_state(path: str) -> FileState:
     return (s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns)
 
 
+def _store_files(path: str) -> tuple[FileState, FileState]:
+    """The state of the store file and of its ``-wal`` (SQLite names the side files
+    after the store file's real path, symbolic links resolved)."""
+    return _file_state(path), _file_state(os.path.realpath(path) + "-wal")
+
+
 def _may_make_side_files(path: str) -> bool:
     """Whether a read-only open may let SQLite make the store's ``-wal`` and ``-shm``
     files: only where this process could write the store itself (as any writer of it
@@ -403,9 +409,10 @@ def _readonly_uri(path: str) -> tuple[str, bool]:
     writes but no ``-shm`` cannot be read there, and the store file alone would be
     missing those writes: :class:`StorageError`."""
     uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro"
-    wal, shm = path + "-wal", path + "-shm"
+    real = os.path.realpath(path)
+    wal, shm = real + "-wal", real + "-shm"
     uses: tuple[str, ...] = (path, wal, shm)
-    if _may_make_side_files(path):
+    if _may_make_side_files(real):
         immutable = False
     else:
         state = _file_state(wal)
@@ -466,7 +473,7 @@ class Database:
         self._files: tuple[FileState, FileState] | None = None
         self._busy_timeout = busy_timeout
         if readonly:
-            files = (_file_state(path), _file_state(path + "-wal"))
+            files = _store_files(path)
             target, self.immutable = _readonly_uri(path)
         else:
             target = path
@@ -634,7 +641,7 @@ class Database:
         """Before a read of an immutable open: open the store again if a writer came
         since; the store file's state, or ``None`` when it is no longer immutable."""
         assert self._files is not None
-        now = (_file_state(self.path), _file_state(self.path + "-wal"))
+        now = _store_files(self.path)
         if now != self._files:
             _log.debug("%r changed since it was opened immutable: opening it again", self.path)
             fresh = Database(

@@ -658,3 +658,22 @@ def test_an_unlocked_read_during_which_the_file_changed_is_refused(db_path: str)
             assert not os.path.exists(db_path + "-wal")
         assert reader.load("late") == LATE
         assert reader.load("root") == expected["root"]
+
+
+@pytest.mark.parametrize("state", ["unmerged", "unmerged-no-shm"])
+def test_a_store_read_through_a_symbolic_link(state: str, tmp_path: Path) -> None:
+    """SQLite names the side files after the store file's real path: those are the
+    ones looked at (a ``-wal`` next to the link would not be the store's)."""
+    (tmp_path / "real").mkdir()
+    path = tmp_path / "real" / "store.db"
+    expected = prepare(path, state)
+    unwritable(str(path))
+    link = tmp_path / "link.db"
+    link.symlink_to(path)
+    if state == "unmerged-no-shm":
+        with pytest.raises(eventlog.StorageError, match="not yet merged"):
+            eventlog.open(str(link), readonly=True)
+    else:
+        with eventlog.open(str(link), readonly=True) as store:
+            assert {n: store.load(n) for n in store.sessions()} == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.db", "real"]
