@@ -405,9 +405,11 @@ def _readonly_uri(path: str) -> tuple[str, bool]:
     is everything, and it is opened ``immutable=1`` (no side files, no locks; see
     :meth:`Database.read`); a ``-wal`` with writes in it is read through the
     existing ``-shm`` opened read-only (``readonly_shm=1``; SQLite then rebuilds the
-    index in its own memory unless a writer keeps it up to date).  A ``-wal`` with
-    writes but no ``-shm`` cannot be read there, and the store file alone would be
-    missing those writes: :class:`StorageError`."""
+    index in its own memory unless a writer keeps it up to date).  A non-empty
+    ``-wal`` without a ``-shm`` cannot be read there, and the store file alone could
+    be missing the writes in it: :class:`StorageError` (a ``-wal`` whose writes were
+    all merged already, by a checkpoint that did not truncate it, is refused too:
+    telling the two apart needs the index)."""
     uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro"
     real = os.path.realpath(path)
     wal, shm = real + "-wal", real + "-shm"
@@ -422,11 +424,11 @@ def _readonly_uri(path: str) -> tuple[str, bool]:
             uri, immutable = uri + "&readonly_shm=1", False
         else:
             raise StorageError(
-                f"cannot read {path!r} here: its -wal file holds writes not yet merged into the store file "
-                "(its last writer did not close it), and reading them needs a -shm file, which cannot be made "
-                "here (this process may not write the store or its directory); read without them, the store "
-                "would be missing those writes. Open it once where it can be written (eventlog.open() and "
-                "close(), or any command that writes), which merges them"
+                f"cannot read {path!r} here: its -wal file is not empty, so it may hold writes not yet merged "
+                "into the store file (its last writer did not close it), and reading them needs a -shm file, "
+                "which cannot be made here (this process may not write the store or its directory); read "
+                "without them, the store could be missing those writes. Open it once where it can be written "
+                "(eventlog.open() and close(), or any command that writes), which merges them"
             )
     effective = os.access in os.supports_effective_ids
     for name in uses:
