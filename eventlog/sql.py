@@ -31,8 +31,10 @@ transaction, so a chunk without refs is garbage and a chunk with refs is in use.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
+import stat
 import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -346,6 +348,96 @@ def advance(cursor: int, last: Any, table: str) -> int:
     return last
 
 
+_log = logging.getLogger(__name__)
+
+#: What is checked of a file to see whether it changed: device, inode, size and
+#: modification time (``None``: there is no such file).
+FileState = tuple[int, int, int, int] | None
+
+
+def _file_state(path: str) -> FileState:
+    try:
+        s = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise StorageError(f"cannot read {path!r}: {e.strerror}") from None
+    return (s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns)
+
+
+def _store_files(path: str) -> tuple[FileState, FileState]:
+    """The state of the store file and of its ``-wal`` (SQLite names the side files
+    after the store file's real path, symbolic links resolved)."""
+    return _file_state(path), _file_state(os.path.realpath(path) + "-wal")
+
+
+def _may_make_side_files(path: str) -> bool:
+    """Whether a read-only open may let SQLite make the store's ``-wal`` and ``-shm``
+    files: only where this process could write the store itself (as any writer of it
+    would make them).  SQLite makes them with the store file's mode and, when run by
+    root, gives them the store file's owner: of a store file its owner may not write
+    (0444) they would be files its owner may not write either, which keep every
+    writer out even after the store file is made writable again, hence the check of
+    the owner's write bit."""
+    effective = os.access in os.supports_effective_ids
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    directory = os.path.dirname(os.path.abspath(path))
+    return (
+        bool(mode & stat.S_IWUSR)
+        and os.access(path, os.W_OK, effective_ids=effective)
+        and os.access(directory, os.W_OK | os.X_OK, effective_ids=effective)
+    )
+
+
+def _readonly_uri(path: str) -> tuple[str, bool]:
+    """The URI a read-only open of ``path`` uses, and whether it is ``immutable``.
+
+    SQLite reads a WAL store with its ``-wal`` file (the writes not yet merged into
+    the store file) and its ``-shm`` index, makes them when they are missing, and
+    writes the ``-shm`` (and gives an empty ``-wal`` the store file's mode) where it
+    may.  Where this process may make them (:func:`_may_make_side_files`), the open
+    is plain ``mode=ro``, as a writer of the store would open it.  Elsewhere (a
+    directory or a store file this process may not write, a read-only mount) it
+    touches neither: without a ``-wal``, or with an empty one, the store file alone
+    is everything, and it is opened ``immutable=1`` (no side files, no locks; see
+    :meth:`Database.read`); a ``-wal`` with writes in it is read through the
+    existing ``-shm`` opened read-only (``readonly_shm=1``; SQLite then rebuilds the
+    index in its own memory unless a writer keeps it up to date).  A non-empty
+    ``-wal`` without a ``-shm`` cannot be read there, and the store file alone could
+    be missing the writes in it: :class:`StorageError` (a ``-wal`` whose writes were
+    all merged already, by a checkpoint that did not truncate it, is refused too:
+    telling the two apart needs the index)."""
+    uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro"
+    real = os.path.realpath(path)
+    wal, shm = real + "-wal", real + "-shm"
+    uses: tuple[str, ...] = (path, wal, shm)
+    if _may_make_side_files(real):
+        immutable = False
+    else:
+        state = _file_state(wal)
+        if state is None or state[2] == 0:
+            uri, uses, immutable = uri + "&immutable=1", (path,), True
+        elif _file_state(shm) is not None:
+            uri, immutable = uri + "&readonly_shm=1", False
+        else:
+            raise StorageError(
+                f"cannot read {path!r} here: its -wal file is not empty, so it may hold writes not yet merged "
+                "into the store file (its last writer did not close it), and reading them needs a -shm file, "
+                "which cannot be made here (this process may not write the store or its directory); read "
+                "without them, the store could be missing those writes. Open it once where it can be written "
+                "(eventlog.open() and close(), or any command that writes), which merges them"
+            )
+    effective = os.access in os.supports_effective_ids
+    for name in uses:
+        if os.path.exists(name) and not os.access(name, os.R_OK, effective_ids=effective):
+            also = "" if name == path else " (SQLite reads a store with its -wal and -shm files)"
+            raise StorageError(f"cannot read {path!r}: this process may not read {name!r}{also}")
+    return uri, immutable
+
+
 class Database:
     """One SQLite connection, its schema and every query eventlog makes."""
 
@@ -365,7 +457,9 @@ class Database:
 
         With ``readonly`` the file is opened read-only (``mode=ro``): it must exist,
         nothing is created or upgraded (an older file is shown as the current schema
-        through :data:`READ_SHIMS`), and every write raises :class:`ReadOnlyError`."""
+        through :data:`READ_SHIMS`), and every write raises :class:`ReadOnlyError`.
+        Where SQLite's ``-wal`` and ``-shm`` files cannot be made, it is opened
+        ``immutable`` (:attr:`immutable`; see :func:`_readonly_uri` and :meth:`read`)."""
         if type(synchronous) is not str or synchronous.upper() not in SYNCHRONOUS:
             raise InvalidValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}, not {synchronous!r:.40}")
         memory = path in (":memory:", "") or path.startswith("file::memory:")
@@ -375,7 +469,16 @@ class Database:
             raise StorageError(f"no store file at {path!r} (a read-only open creates nothing)")
         self.path = path
         self.readonly = readonly
-        target = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro" if readonly else path
+        #: Opened ``immutable=1``: read without locks or side files.
+        self.immutable = False
+        # An immutable open: the store file and its -wal as they were when it was opened.
+        self._files: tuple[FileState, FileState] | None = None
+        self._busy_timeout = busy_timeout
+        if readonly:
+            files = _store_files(path)
+            target, self.immutable = _readonly_uri(path)
+        else:
+            target = path
         try:
             con = sqlite3.connect(
                 target, isolation_level=None, timeout=busy_timeout, check_same_thread=False, uri=readonly
@@ -397,6 +500,9 @@ class Database:
             con.execute(f"PRAGMA synchronous={synchronous.upper()}")
             if readonly:
                 self._shim()
+                if self.immutable:
+                    _log.debug("%r opened immutable: its -wal and -shm cannot be made here", path)
+                    self._files = files
             else:
                 self._migrate(new_meta or {})
         except _ERRORS as e:
@@ -507,16 +613,57 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[None]:
-        """A read transaction: one consistent view of the file (WAL snapshot)."""
+        """A read transaction: one consistent view of the file (WAL snapshot).
+
+        An :attr:`immutable` open holds no lock, so nothing keeps a writer (another
+        user, root) from changing the file meanwhile.  Before each read, if the store
+        file or its ``-wal`` changed since it was opened, it is opened again, as a
+        read-only open would be now (so the read sees what was written); after the
+        read, if the store file changed during it (its size, modification time or
+        inode), what was read is discarded: :class:`StorageError`."""
         con = self.con
         if con.in_transaction:
             yield
             return
+        seen = self._unlocked_start() if self._files is not None else None
+        con = self.con
         con.execute("BEGIN")
         try:
             yield
+        except Exception as e:
+            if seen is not None and _file_state(self.path) != seen:
+                raise self._changed() from e
+            raise
         finally:
             con.rollback()
+        if seen is not None and _file_state(self.path) != seen:
+            raise self._changed()
+
+    def _unlocked_start(self) -> FileState:
+        """Before a read of an immutable open: open the store again if a writer came
+        since; the store file's state, or ``None`` when it is no longer immutable."""
+        assert self._files is not None
+        now = _store_files(self.path)
+        if now != self._files:
+            _log.debug("%r changed since it was opened immutable: opening it again", self.path)
+            fresh = Database(
+                self.path, max_cell_bytes=self.max_cell_bytes, busy_timeout=self._busy_timeout, readonly=True
+            )
+            if fresh.meta != self.meta:
+                fresh.close()
+                raise StorageError(f"{self.path!r} was replaced by another store while it was open")
+            self.con.close()
+            self.con, self.immutable, self._files = fresh.con, fresh.immutable, fresh._files
+            if self._files is None:
+                return None
+            now = self._files
+        return now[0]
+
+    def _changed(self) -> StorageError:
+        return StorageError(
+            f"{self.path!r} changed while it was read without locks (it was opened immutable, as its -wal and "
+            "-shm files cannot be made here): what was read is discarded; read again"
+        )
 
     def _q(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         try:
@@ -525,6 +672,9 @@ class Database:
             raise _translate(e, "running a query") from None
 
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        if self._files is not None and not self.con.in_transaction:  # immutable: each read checked
+            with self.read():
+                return self._all(sql, params)
         try:
             return self.con.execute(sql, params).fetchall()
         except _ERRORS as e:

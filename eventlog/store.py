@@ -865,7 +865,18 @@ def open(path: str | os.PathLike[str], **options: Any) -> Store:
 
     ``readonly`` (False): open an existing file read-only (SQLite ``mode=ro``).
     Reads work as usual; ``save``, ``append``, ``delete``, ``snapshot`` and
-    ``compact`` raise :class:`ReadOnlyError`.  Nothing is created, and a file from
-    an older eventlog is read as it is, not upgraded.  Not for ``":memory:"``.
+    ``compact`` raise :class:`ReadOnlyError`.  The store is never changed, and a
+    file from an older eventlog is read as it is, not upgraded.  Not for
+    ``":memory:"``.  Where this process may write the store file and its directory,
+    SQLite may leave an empty ``-wal`` and the ``-shm`` index next to it, as a writer
+    would (with the store file's mode and owner).  Elsewhere (a directory or a store
+    file this process may not write, a read-only mount) nothing is created or
+    changed: without a ``-wal``, or with an empty one, the file is opened
+    ``immutable`` and read without locks (before each read, if the store file or its
+    ``-wal`` changed, it is opened again and the read sees the new writes; a read
+    during which the store file changed raises :class:`StorageError` instead of
+    returning); a ``-wal`` holding writes is read through its ``-shm``, opened
+    read-only; a ``-wal`` holding writes without a ``-shm`` cannot be read there:
+    :class:`StorageError` (open the store once where it can be written).
     """
     return Store(path, **options)
