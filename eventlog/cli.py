@@ -31,7 +31,7 @@ from . import render
 from .chunks import KEY_BYTES
 from .errors import EventLogError, KeyMismatchError, NotFoundError
 from .progress import Progress
-from .store import Store
+from .store import SessionInfo, Store
 from .store import open as open_store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -381,19 +381,16 @@ def sessions(path: str, tree: bool, as_json: bool) -> None:
     _write_table(("session", "parent", "entries", "events", "bytes", "updated"), lines, right=(2, 3, 4))
 
 
-R = TypeVar("R")
-
-
-def _tree_order(rows: list[tuple[Any, R]], depth: dict[str, int]) -> list[tuple[Any, R]]:
-    """``rows`` (of ``(SessionInfo, ...)``) depth first under their parents, each
+def _tree_order(rows: list[tuple[SessionInfo, int]], depth: dict[str, int]) -> list[tuple[SessionInfo, int]]:
+    """``rows`` (``(info, entries)``) depth first under their parents, each
     session's level in ``depth``.  Iterative, so a chain of any depth is fine;
     sessions whose parent links loop come last."""
     names = {info.session_id for info, _ in rows}
-    kids: dict[str | None, list[tuple[Any, R]]] = {}
+    kids: dict[str | None, list[tuple[SessionInfo, int]]] = {}
     for row in rows:
         parent = row[0].parent_id
         kids.setdefault(parent if parent in names else None, []).append(row)
-    order: list[tuple[Any, R]] = []
+    order: list[tuple[SessionInfo, int]] = []
     stack = [(row, 0) for row in reversed(kids.get(None, []))]
     while stack:
         row, level = stack.pop()

@@ -491,6 +491,24 @@ def test_verify_reports_a_wrong_recorded_count(tmp_path: Path) -> None:
     assert "1 session, 1 event, 0 snapshots, 0 chunks" in res.stdout  # plurals
 
 
+def test_the_async_store_lists_infos_and_reports_progress(tmp_path: Path) -> None:
+    import asyncio
+
+    async def go() -> tuple[list[Any], list[tuple[str, int, int | None]]]:
+        calls: list[tuple[str, int, int | None]] = []
+        async with eventlog.open_async(str(tmp_path / "s.db")) as store:
+            await store.append("a", [{"id": "1"}, {"id": "2"}])
+            await store.save("b", {"entries": [{"id": "x"}]}, parent_id="a")
+            infos = await store.session_infos()
+            await store.verify(progress=lambda *c: calls.append(c))
+            await store.compact(progress=lambda *c: calls.append(c))
+        return infos, calls
+
+    infos, calls = asyncio.run(go())
+    assert [(i.session_id, i.parent_id, i.entries) for i in infos] == [("a", None, 2), ("b", "a", 1)]
+    assert ("sessions", 2, 2) in calls and calls[-1][0] == "chunks"
+
+
 # ----------------------------------------------------------------------------- progress
 
 
