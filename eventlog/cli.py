@@ -16,7 +16,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 from typing import Any, NoReturn, TypeVar
@@ -137,6 +137,23 @@ def _json(value: Any, *, allow_nan: bool = False) -> None:
     except ValueError:
         _fail(_non_finite(value))
     click.echo(text)
+
+
+def _json_rows(rows: Iterable[dict[str, Any]]) -> None:
+    """Print a list as :func:`_json` does (the same text), encoding one row at a
+    time rather than building every row first (for long lists of plain rows)."""
+    out = sys.stdout
+    parts: list[str] = []
+    for row in rows:
+        parts.append("  " + json.dumps(row, ensure_ascii=False, indent=2, allow_nan=False).replace("\n", "\n  "))
+    if not parts:
+        out.write("[]\n")
+        return
+    out.write("[\n")
+    for i in range(0, len(parts), 2000):
+        out.write(",\n".join(parts[i : i + 2000]) + (",\n" if i + 2000 < len(parts) else "\n"))
+    out.write("]\n")
+    out.flush()
 
 
 def _json_default(value: Any) -> Any:
@@ -363,12 +380,12 @@ def sessions(path: str, tree: bool, as_json: bool) -> None:
                         tell("counting entries", done, len(unknown))
     rows = [(info, n) for info, n in zip(infos, counts, strict=True) if n is not None]
     if as_json:
-        _json([
+        _json_rows(
             {"id": info.session_id, "parent": info.parent_id, "entries": n, "events": info.seq,
              "bytes": info.stored_bytes, "created": _time(info.created_ms), "updated": _time(info.updated_ms),
              "created_ms": info.created_ms, "updated_ms": info.updated_ms, "history_start": info.history_start}
             for info, n in rows
-        ])  # fmt: skip
+        )  # fmt: skip
         return
     depth: dict[str, int] = {}
     if tree:

@@ -610,6 +610,17 @@ def test_the_table_writer_aligns_columns() -> None:
     assert runner.invoke(table).stdout.splitlines() == ["a       n  z", "x       1  end", "日本  100"]
 
 
+@pytest.mark.parametrize("rows", [[], [{"a": 1}], [{"a": [1, {"b": "x\ny", "é": None}]}, {}, {"c": []}] * 1500])
+def test_rows_are_written_as_json_dumps_writes_the_list(rows: list[dict[str, Any]]) -> None:
+    from eventlog import cli as cli_module
+
+    @click.command()
+    def listing() -> None:
+        cli_module._json_rows(iter(rows))
+
+    assert CliRunner().invoke(listing).stdout == json.dumps(rows, ensure_ascii=False, indent=2) + "\n"
+
+
 # ----------------------------------------------------------------------------- scale and odd values
 
 
