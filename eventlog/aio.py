@@ -47,6 +47,7 @@ from typing import Any, TypeVar
 from .compaction import CompactReport
 from .errors import InvalidValueError, StoreClosedError
 from .fold import Event
+from .progress import Progress
 from .store import SessionInfo, Store, check_path
 from .verify import VerifyReport
 
@@ -294,10 +295,15 @@ class AsyncStore:
         """:meth:`eventlog.Store.snapshot`: snapshot the head now; its sequence number."""
         return await self._write(lambda s: s.snapshot(session_id))
 
-    async def compact(self, *, retain: int | None = None, vacuum: bool = False, batch: int = 500) -> CompactReport:
+    async def compact(
+        self, *, retain: int | None = None, vacuum: bool = False, batch: int = 500, progress: Progress | None = None
+    ) -> CompactReport:
         """:meth:`eventlog.Store.compact`, on the writer thread; reads wait for it (so
-        the WAL can be truncated), writes queue behind it."""
-        return await self._write(lambda s: s.compact(retain=retain, vacuum=vacuum, batch=batch), exclusive=True)
+        the WAL can be truncated), writes queue behind it.  ``progress`` is called on
+        that thread, not on the event loop."""
+        return await self._write(
+            lambda s: s.compact(retain=retain, vacuum=vacuum, batch=batch, progress=progress), exclusive=True
+        )
 
     # ------------------------------------------------------------------ reading
 
@@ -337,6 +343,11 @@ class AsyncStore:
         """:meth:`eventlog.Store.info`: a session's bookkeeping without folding it."""
         return await self._read(lambda s: s.info(session_id))
 
+    async def session_infos(self) -> list[SessionInfo]:
+        """:meth:`eventlog.Store.session_infos`: every session's bookkeeping, in one
+        query."""
+        return await self._read(lambda s: s.session_infos())
+
     async def children(self, session_id: str) -> list[str]:
         """:meth:`eventlog.Store.children`: live sessions created with this parent."""
         return await self._read(lambda s: s.children(session_id))
@@ -345,10 +356,11 @@ class AsyncStore:
         """:meth:`eventlog.Store.tree`: every live descendant, level by level."""
         return await self._read(lambda s: s.tree(session_id))
 
-    async def verify(self) -> VerifyReport:
+    async def verify(self, *, progress: Progress | None = None) -> VerifyReport:
         """:meth:`eventlog.Store.verify`: check the whole store (in one read
-        transaction, on a reader: writes go on meanwhile)."""
-        return await self._read(lambda s: s.verify())
+        transaction, on a reader: writes go on meanwhile).  ``progress`` is called on
+        the reader's thread, not on the event loop."""
+        return await self._read(lambda s: s.verify(progress=progress))
 
     async def stats(self) -> dict[str, Any]:
         """:meth:`eventlog.Store.stats`: rows, bytes and largest cell per table."""

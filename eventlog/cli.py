@@ -2,8 +2,10 @@
 
 Built on ``click`` (commands, options, help) and ``rich`` (tables, colour, progress),
 over the same public :class:`~eventlog.Store` API a program uses.  Every read
-command takes ``--json`` for scripts; colour is off when the output is not a
-terminal (and with ``NO_COLOR``).  Bad paths, unknown sessions and damaged files get
+command takes ``--json`` for scripts: data (values as stored, strict JSON), never
+display strings; colour is off when the output is not a terminal (and with
+``NO_COLOR``).  Long operations show progress on stderr, and only when it is a
+terminal, so output can be piped.  Bad paths, unknown sessions and damaged files get
 one line on stderr and exit status 1, never a traceback.
 """
 
@@ -11,22 +13,25 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from datetime import datetime, timedelta
+from typing import Any, NoReturn, TypeVar
 
 import click
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from . import render
 from .chunks import KEY_BYTES
-from .errors import EventLogError, KeyMismatchError
-from .store import Store
+from .errors import EventLogError, KeyMismatchError, NotFoundError
+from .progress import Progress
+from .store import SessionInfo, Store
 from .store import open as open_store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -37,7 +42,7 @@ def _out() -> Console:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 100_000)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(f"eventlog: {message}", err=True)
     sys.exit(1)
 
@@ -96,12 +101,24 @@ def _chunk_key() -> bytes | None:
     return key
 
 
+def _check_path(path: str) -> None:
+    """One line and exit status 1 unless ``path`` is a file that can be a store (the
+    store itself says if it is not one)."""
+    if path == ":memory:":
+        return
+    if not os.path.exists(path):
+        _fail(f"no such store file: {path}")
+    if os.path.isdir(path):
+        _fail(f"{path} is a directory, not a store file")
+    if not os.path.isfile(path):
+        _fail(f"{path} is not a regular file (a device, pipe or socket), not a store file")
+
+
 @contextmanager
 def _store(path: str, *, readonly: bool = True) -> Iterator[Store]:
     """An existing store (never create one by mistake from a typo), read-only unless
     the command writes: reading never changes the file, not even to upgrade it."""
-    if path != ":memory:" and not os.path.isfile(path):
-        _fail(f"no such store file: {path}")
+    _check_path(path)
     key = _chunk_key()
     try:
         store = open_store(path, chunk_key=key, readonly=readonly and path != ":memory:")
@@ -112,18 +129,148 @@ def _store(path: str, *, readonly: bool = True) -> Iterator[Store]:
         yield store
 
 
-def _json(value: Any) -> None:
-    click.echo(json.dumps(value, ensure_ascii=False, indent=2, default=_json_default))
+def _json(value: Any, *, allow_nan: bool = False) -> None:
+    """Print ``value`` as JSON: strict (a NaN or infinity fails, naming where it is,
+    unless ``allow_nan``), bytes as ``{"$bytes": "<hex>"}``."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, indent=2, default=_json_default, allow_nan=allow_nan)
+    except ValueError:
+        _fail(_non_finite(value))
+    click.echo(text)
+
+
+def _json_rows(rows: Iterable[dict[str, Any]]) -> None:
+    """Print a list as :func:`_json` does (the same text), encoding one row at a
+    time rather than building every row first (for long lists of plain rows)."""
+    out = sys.stdout
+    parts: list[str] = []
+    for row in rows:
+        parts.append("  " + json.dumps(row, ensure_ascii=False, indent=2, allow_nan=False).replace("\n", "\n  "))
+    if not parts:
+        out.write("[]\n")
+        return
+    out.write("[\n")
+    for i in range(0, len(parts), 2000):
+        out.write(",\n".join(parts[i : i + 2000]) + (",\n" if i + 2000 < len(parts) else "\n"))
+    out.write("]\n")
+    out.flush()
 
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, bytes):
-        return {"$bytes": value.hex()} if len(value) <= 64 else {"$bytes": f"{len(value)} bytes"}
+        return {"$bytes": value.hex()}
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
+def _find(value: Any, wanted: Callable[[Any], bool]) -> tuple[list[str | int], Any] | None:
+    """The path to the first value (in JSON order) for which ``wanted`` is true, and
+    that value; ``None`` when there is none.  Iterative: any depth."""
+    stack: list[tuple[list[str | int], Any]] = [([], value)]
+    while stack:
+        path, v = stack.pop()
+        if wanted(v):
+            return path, v
+        if type(v) is dict:
+            stack.extend(([*path, k], x) for k, x in reversed(v.items()))
+        elif type(v) in (list, tuple):
+            stack.extend(([*path, i], x) for i, x in reversed(list(enumerate(v))))
+    return None
+
+
+def _where(path: Sequence[str | int], session: Any = None) -> str:
+    """A JSON path (``$.entries[3].message["a b"]``), and, for a path into a
+    session's entries, the entry's index and id."""
+    out = "$"
+    for p in path:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        else:
+            out += f".{p}" if p.isidentifier() else f"[{json.dumps(p, ensure_ascii=False)}]"
+    if session is not None and len(path) > 1 and path[0] == "entries" and type(path[1]) is int:
+        entry = session["entries"][path[1]]
+        ident = entry.get("id") if type(entry) is dict else None
+        out += f" (entry {path[1]}" + (f", id {ident!r})" if type(ident) is str else ")")
+    return out
+
+
+def _non_finite(value: Any, session: Any = None) -> str:
+    found = _find(value, lambda v: type(v) is float and not math.isfinite(v))
+    where, v = (_where(found[0], session), found[1]) if found else ("$", "?")
+    return f"{where} is {v}, which strict JSON cannot carry (--allow-nan writes it as NaN or Infinity)"
+
+
+_EPOCH = datetime(1970, 1, 1)  # naive: the times are UTC, as the Z after them says
+
+
 def _time(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+    """A Unix time in ms as UTC text; one outside the calendar (years 1 to 9999) as
+    the number."""
+    try:
+        return (_EPOCH + timedelta(milliseconds=ms)).isoformat(" ", "milliseconds") + "Z"
+    except (OverflowError, ValueError, TypeError):
+        return f"{ms} ms (out of range)"
+
+
+def _n(count: int, noun: str, plural: str | None = None) -> str:
+    """``1 session``, ``2 sessions``."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
+@contextmanager
+def _progress() -> Iterator[Progress | None]:
+    """A progress callback (see :mod:`eventlog.progress`) drawing bars on stderr
+    while it is a terminal (``None`` otherwise); the bars go when it ends."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import Progress as Bars
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("eta"), TimeRemainingColumn())  # fmt: skip
+    with Bars(*columns, console=Console(stderr=True), transient=True) as bars:
+        tasks: dict[str, Any] = {}
+
+        def tell(step: str, done: int, total: int | None) -> None:
+            if step not in tasks:
+                tasks[step] = bars.add_task(step, total=total)
+            bars.update(tasks[step], completed=done, total=total)
+
+        yield tell
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped, so one value stays on one line."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _write_table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> None:
+    """Aligned columns, written as plain lines: the widths in one pass over the rows,
+    then the lines in batches (a rich table of 100,000 rows takes minutes and
+    hundreds of MB).  Numbers in the ``right`` columns are right-aligned."""
+    widths = [cell_len(h) for h in header]
+    for row in rows:
+        for i, cell in enumerate(row):
+            n = len(cell) if cell.isascii() else cell_len(cell)
+            if n > widths[i]:
+                widths[i] = n
+    last = len(header) - 1
+
+    def line(row: Sequence[str]) -> str:
+        cells = []
+        for i, cell in enumerate(row):
+            pad = " " * (widths[i] - (len(cell) if cell.isascii() else cell_len(cell)))
+            cells.append(pad + cell if i in right else (cell if i == last else cell + pad))
+        return "  ".join(cells).rstrip()
+
+    title = line(header)
+    if sys.stdout.isatty() and not os.environ.get("NO_COLOR"):
+        title = click.style(title, bold=True)
+    out = sys.stdout
+    out.write(title + "\n")
+    for i in range(0, len(rows), 2000):
+        out.write("".join(line(row) + "\n" for row in rows[i : i + 2000]))
+    out.flush()
 
 
 def _table(*columns: str) -> Table:
@@ -142,27 +289,61 @@ def _print(renderable: Any) -> None:
     click.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
 
 
-json_option = click.option("--json", "as_json", is_flag=True, help="machine-readable JSON output")
+json_option = click.option("--json", "as_json", is_flag=True, help="machine-readable JSON output (data, strict JSON)")
+allow_nan_option = click.option(
+    "--allow-nan", is_flag=True, help="write NaN and infinite floats as NaN/Infinity (not strict JSON)"
+)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Lists each command with the whole first sentence of its help (wrapped),
+    where click would cut it off to fit a line."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=10_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="eventlog")
 def main() -> None:
-    """A durable, event-sourced store for AI-agent sessions."""
+    """A durable, event-sourced store for AI-agent sessions.
+
+    Read commands (sessions, log, show, replay, diff, export, stats, view, verify)
+    open the store read-only and never change it.  Exit status: 0 on success; 1 on
+    an error (one line on stderr), or when verify finds a problem; 2 on a usage
+    error.  Run "eventlog COMMAND --help" for a command's options.
+    """
 
 
 # ----------------------------------------------------------------------------- demo
 
 
 @main.command()
-@click.option("--path", default="eventlog-demo.db", show_default=True, help="database file to write")
-@click.option("--entries", default=600, show_default=True, help="entries in the demo session")
+@click.option("--path", default="eventlog-demo.db", show_default=True, help="the store file to create")
+@click.option(
+    "--entries", type=click.IntRange(min=1), default=600, show_default=True, help="entries in the demo session"
+)
+@click.option("--replace", is_flag=True, help="replace the store at --path if an earlier demo made it")
 @_handled
-def demo(path: str, entries: int) -> None:
-    """Persist a session larger than the 2 MB cell limit, then replay it."""
+def demo(path: str, entries: int, replace: bool) -> None:
+    """Store a session too big for one JSON row, then replay it.
+
+    Saves a coding-agent session with multi-MB screenshots after every entry under
+    a 2 MB cell limit: first as one JSON row (which fails), then in eventlog at
+    --path (which stores it all), then reloads and compares it.  The path must not
+    exist, unless --replace is given and it holds a store an earlier demo made;
+    nothing else is ever deleted.  Exit status 1 if the reloaded session differs.
+    """
     from .demo import run
 
-    sys.exit(0 if run(path, entries=entries) else 1)
+    sys.exit(0 if run(path, entries=entries, replace=replace) else 1)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -175,92 +356,118 @@ def demo(path: str, entries: int) -> None:
 @key_option
 @_handled
 def sessions(path: str, tree: bool, as_json: bool) -> None:
-    """List sessions: id, parent, entries, events, bytes, last update."""
+    """List the sessions in a store.
+
+    One line per session: id, parent, entries, events, stored bytes, last update.
+    The counts come from the store's bookkeeping (no session is replayed), except
+    for sessions last written by an eventlog older than schema version 4, which are
+    folded to count their entries.
+
+    \b
+    --json: a list of {"id", "parent", "entries", "events", "bytes", "created",
+    "updated", "created_ms", "updated_ms", "history_start"}, oldest first.
+    """
     with _store(path) as store:
-        rows: list[dict[str, Any]] = []
-        for name in store.sessions():
-            info = store.info(name)
-            data = store.load(name) or {}
-            rows.append(
-                {
-                    "id": name,
-                    "parent": info.parent_id,
-                    "entries": len(render.entries_of(data)),
-                    "events": info.seq,
-                    "bytes": info.stored_bytes,
-                    "updated": _time(info.updated_ms),
-                }
-            )
+        infos = store.session_infos()
+        counts = [info.entries for info in infos]
+        unknown = [i for i, n in enumerate(counts) if n is None]
+        if unknown:
+            with _progress() as tell:
+                for done, i in enumerate(unknown, 1):
+                    with suppress(NotFoundError):  # deleted since it was listed
+                        counts[i] = len(render.entries_of(store.fold(infos[i].session_id)))
+                    if tell:
+                        tell("counting entries", done, len(unknown))
+    rows = [(info, n) for info, n in zip(infos, counts, strict=True) if n is not None]
     if as_json:
-        _json(rows)
+        _json_rows(
+            {"id": info.session_id, "parent": info.parent_id, "entries": n, "events": info.seq,
+             "bytes": info.stored_bytes, "created": _time(info.created_ms), "updated": _time(info.updated_ms),
+             "created_ms": info.created_ms, "updated_ms": info.updated_ms, "history_start": info.history_start}
+            for info, n in rows
+        )  # fmt: skip
         return
-    names = {r["id"] for r in rows}
-    order, depth = rows, dict.fromkeys(names, 0)
+    depth: dict[str, int] = {}
     if tree:
-        kids: dict[str | None, list[dict[str, Any]]] = {}
-        for r in rows:
-            kids.setdefault(r["parent"] if r["parent"] in names else None, []).append(r)
-        order, placed = [], set()
+        rows = _tree_order(rows, depth)
+    lines = [
+        ("  " * depth.get(info.session_id, 0) + _printable(info.session_id), _printable(info.parent_id or ""),
+         str(n), str(info.seq), render.human_bytes(info.stored_bytes), _time(info.updated_ms))
+        for info, n in rows
+    ]  # fmt: skip
+    _write_table(("session", "parent", "entries", "events", "bytes", "updated"), lines, right=(2, 3, 4))
 
-        def walk(parent: str | None, level: int) -> None:
-            for r in kids.get(parent, []):
-                if r["id"] not in placed:
-                    placed.add(r["id"])
-                    depth[r["id"]] = level
-                    order.append(r)
-                    walk(r["id"], level + 1)
 
-        walk(None, 0)
-        order += [r for r in rows if r["id"] not in placed]  # parent links that loop
-    table = _table("session", "parent", "entries", "events", "bytes", "updated")
-    for r in order:
-        table.add_row(
-            escape("  " * depth[r["id"]] + r["id"]),
-            escape(r["parent"] or ""),
-            str(r["entries"]),
-            str(r["events"]),
-            render.human_bytes(r["bytes"]),
-            r["updated"],
-        )
-    _print(table)
+def _tree_order(rows: list[tuple[SessionInfo, int]], depth: dict[str, int]) -> list[tuple[SessionInfo, int]]:
+    """``rows`` (``(info, entries)``) depth first under their parents, each
+    session's level in ``depth``.  Iterative, so a chain of any depth is fine;
+    sessions whose parent links loop come last."""
+    names = {info.session_id for info, _ in rows}
+    kids: dict[str | None, list[tuple[SessionInfo, int]]] = {}
+    for row in rows:
+        parent = row[0].parent_id
+        kids.setdefault(parent if parent in names else None, []).append(row)
+    order: list[tuple[SessionInfo, int]] = []
+    stack = [(row, 0) for row in reversed(kids.get(None, []))]
+    while stack:
+        row, level = stack.pop()
+        name = row[0].session_id
+        if name in depth:
+            continue
+        depth[name] = level
+        order.append(row)
+        stack.extend((kid, level + 1) for kid in reversed(kids.get(name, [])))
+    return order + [row for row in rows if row[0].session_id not in depth]
 
 
 @main.command()
 @click.argument("path")
 @click.argument("session")
-@click.option("--since", default=0, show_default=True, help="start after this sequence number")
+@click.option(
+    "--since", type=click.IntRange(min=0), default=None,
+    help="start after this sequence number (default: the start of the session's history)",
+)  # fmt: skip
 @json_option
+@allow_nan_option
 @key_option
 @_handled
-def log(path: str, session: str, since: int, as_json: bool) -> None:
-    """The event timeline: sequence, time, kind, entry type, size, summary."""
+def log(path: str, session: str, since: int | None, as_json: bool, allow_nan: bool) -> None:
+    """A session's events: seq, time, kind, entry type, size, summary.
+
+    Starts at the start of the session's history: the first event, or the first
+    one kept by "compact --retain".
+
+    \b
+    --json: a list of events {"seq", "position", "time", "timestamp_ms", "ops"},
+    each op one of {"op": "insert", "index", "entries"}, {"op": "replace",
+    "index", "entry"}, {"op": "delete", "index", "count"}, {"op": "fields",
+    "set", "order"} (a field set to {"$entries": true} is the entries list) or
+    {"op": "tombstone", "root"}, values whole.
+    """
     with _store(path) as store:
-        rows: list[dict[str, Any]] = [
-            {
-                "seq": event.seq,
-                "time": _time(event.timestamp_ms),
-                "kind": line.kind,
-                "index": line.index,
-                "entry": line.entry_kind,
-                "size": line.size,
-                "summary": line.summary,
-            }
-            for event in store.events(session, since=since)
-            for line in render.event_lines(event)
-        ]
+        start = store.info(session).history_start if since is None else since
+        events = list(store.events(session, since=start))
     if as_json:
-        _json(rows)
+        rows = [
+            {"seq": e.seq, "position": e.position, "time": _time(e.timestamp_ms), "timestamp_ms": e.timestamp_ms,
+             "ops": [render.op_data(op) for op in e.ops]}
+            for e in events
+        ]  # fmt: skip
+        _json(rows, allow_nan=allow_nan)
         return
+    if since is None and start:
+        click.echo(f"(events up to seq {start} were compacted away: the history starts there)")
     table = _table("seq", "time", "kind", "entry", "size", "summary")
-    for r in rows:
-        table.add_row(
-            str(r["seq"]),
-            r["time"],
-            r["kind"],
-            escape(r["entry"]),
-            render.human_bytes(r["size"]) if r["size"] else "",
-            escape(r["summary"]),
-        )
+    for event in events:
+        for line in render.event_lines(event):
+            table.add_row(
+                str(event.seq),
+                _time(event.timestamp_ms),
+                line.kind,
+                escape(line.entry_kind),
+                render.human_bytes(line.size) if line.size else "",
+                escape(line.summary),
+            )
     _print(table)
 
 
@@ -269,15 +476,20 @@ def log(path: str, session: str, since: int, as_json: bool) -> None:
 @click.argument("session")
 @click.option("--at", type=int, default=None, help="sequence number (default: the latest)")
 @json_option
+@allow_nan_option
 @key_option
 @_handled
-def show(path: str, session: str, at: int | None, as_json: bool) -> None:
-    """The session as it was at a point: fields and entries."""
+def show(path: str, session: str, at: int | None, as_json: bool, allow_nan: bool) -> None:
+    """A session's fields and entries at a point.
+
+    --json: the session itself (as load() or fold() returns it; bytes as
+    {"$bytes": "<hex>"}).
+    """
     with _store(path) as store:
         data = store.fold(session, at=at)
         seq = at if at is not None else store.seq(session)
     if as_json:
-        _json(data)
+        _json(data, allow_nan=allow_nan)
         return
     out = _out()
     out.print(f"[bold]{escape(session)}[/bold] at seq {seq}")
@@ -307,23 +519,43 @@ def show(path: str, session: str, at: int | None, as_json: bool) -> None:
 @main.command()
 @click.argument("path")
 @click.argument("session")
-@click.option("--from", "start", type=int, default=0, show_default=True, help="show what came after this seq")
-@click.option("--to", "end", type=int, default=None, help="the session as of this seq (default: the latest)")
-@click.option("--full", is_flag=True, help="do not shorten long text")
+@click.option(
+    "--from", "start", type=click.IntRange(min=0), default=0, show_default=True, help="show what came after this seq"
+)
+@click.option(
+    "--to", "end", type=click.IntRange(min=0), default=None, help="the session as of this seq (default: the latest)"
+)
+@click.option("--full", is_flag=True, help="do not shorten long text or tool-call arguments")
 @json_option
+@allow_nan_option
 @key_option
 @_handled
-def replay(path: str, session: str, start: int, end: int | None, full: bool, as_json: bool) -> None:
-    """The conversation on the active path as a transcript, tool calls included."""
+def replay(path: str, session: str, start: int, end: int | None, full: bool, as_json: bool, allow_nan: bool) -> None:
+    """A session's conversation on its active path, as a transcript.
+
+    Messages, thinking, tool calls with their arguments, tool results and images
+    (as a note), from the root to the session's leaf; with --from, only what came
+    after that seq.  Long text is shortened unless --full.
+
+    
+    --json: a list of items, one per block, nothing shortened: {"index" (of the
+    entry), "entry" (its id), "role", "kind"} and by kind: "text", "thinking",
+    "error": "text"; "tool_call": "tool", "tool_call_id", "arguments";
+    "tool_result": "text", "tool", "tool_call_id", "is_error"; "image":
+    "mime_type", "bytes"; "entry" (not a message): "type", "text".
+    """
+    if end is not None and start > end:
+        _fail(f"--from {start} is after --to {end}: nothing comes after it")
     with _store(path) as store:
         data = store.fold(session, at=end)
         before = store.fold(session, at=start) if start else {}
     known = {json.dumps(e, sort_keys=True, default=repr) for e in render.entries_of(before)}
     path_entries = [e for e in render.active_path(data) if json.dumps(e, sort_keys=True, default=repr) not in known]
-    lines = render.transcript(path_entries, full=full)
     if as_json:
-        _json([{"speaker": s, "text": t} for s, t in lines])
+        index = {id(e): i for i, e in enumerate(render.entries_of(data))}
+        _json(render.transcript_items([(index[id(e)], e) for e in path_entries]), allow_nan=allow_nan)
         return
+    lines = render.transcript(path_entries, full=full)
     out = _out()
     styles = {"user": "bold cyan", "assistant": "bold green"}
     for speaker, text in lines:
@@ -337,14 +569,25 @@ def replay(path: str, session: str, start: int, end: int | None, full: bool, as_
 @click.argument("a", type=int)
 @click.argument("b", type=int)
 @json_option
+@allow_nan_option
 @key_option
 @_handled
-def diff(path: str, session: str, a: int, b: int, as_json: bool) -> None:
-    """What changed in the session between seq A and seq B."""
+def diff(path: str, session: str, a: int, b: int, as_json: bool, allow_nan: bool) -> None:
+    """What changed in a session between seq A and seq B.
+
+    Entries added, removed or changed (matched by id, else by position) and
+    top-level fields set, removed or changed.
+
+    
+    --json: a list of {"kind": "added" | "removed" | "changed" | "field", "key"
+    (the entry's id, "#index" without one, or the field's name), "index" (entries:
+    the position in B, in A for a removal), "before", "after"}; "before" is left
+    out for what B added and "after" for what B removed; values whole.
+    """
     with _store(path) as store:
         changes = render.diff_sessions(store.fold(session, at=a), store.fold(session, at=b))
     if as_json:
-        _json([{"kind": c.kind, "key": c.key, "summary": c.summary} for c in changes])
+        _json([c.data() for c in changes], allow_nan=allow_nan)
         return
     out = _out()
     if not changes:
@@ -360,16 +603,27 @@ def diff(path: str, session: str, a: int, b: int, as_json: bool) -> None:
 @click.option("--at", type=int, default=None, help="sequence number (default: the latest)")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="file to write (default: stdout)")
 @click.option("--json", "as_json", is_flag=True, hidden=True, help="accepted for symmetry: the output is JSON")
+@allow_nan_option
 @key_option
 @_handled
-def export(path: str, session: str, at: int | None, output: str | None, as_json: bool) -> None:
-    """The session as JSON, images inline, identical to load()."""
+def export(path: str, session: str, at: int | None, output: str | None, as_json: bool, allow_nan: bool) -> None:
+    """Write a session as JSON, images inline, equal to load().
+
+    The output is strict JSON (json.dumps of the session, key order kept).  A
+    NaN or infinite float fails, naming where it is, unless --allow-nan (which
+    writes NaN, Infinity, as Python's json does); a bytes value fails (JSON has
+    none: use "show --json", which writes {"$bytes": "<hex>"}).
+    """
     with _store(path) as store:
         data = store.fold(session, at=at)
     try:
-        text = json.dumps(data, ensure_ascii=False)
+        text = json.dumps(data, ensure_ascii=False, allow_nan=allow_nan)
+    except ValueError:
+        _fail(_non_finite(data, data))
     except TypeError:
-        _fail("the session holds bytes values, which JSON cannot carry")
+        found = _find(data, lambda v: type(v) is bytes)
+        where = _where(found[0], data) if found else "$"
+        _fail(f'{where} is a bytes value, which JSON cannot carry ("show --json" writes it as hex)')
     if output is None:
         click.echo(text)
     else:
@@ -383,7 +637,11 @@ def export(path: str, session: str, at: int | None, output: str | None, as_json:
 @key_option
 @_handled
 def stats(path: str, as_json: bool) -> None:
-    """Bytes by table, chunks, dedup, largest cell, snapshot coverage."""
+    """Rows, bytes, chunks and dedup of a store.
+
+    Bytes by table, chunks and their dedup ratio, the largest cell against the
+    budget, and how many events loads replay after the newest snapshots.
+    """
     with _store(path) as store:
         st = store.stats()
     chunks = st["chunks"]
@@ -417,8 +675,11 @@ def stats(path: str, as_json: bool) -> None:
 @key_option
 @_handled
 def view(path: str, session: str, output: str) -> None:
-    """Write one self-contained HTML page that replays the session, with a timeline
-    slider (open it in any browser; no network needed)."""
+    """Write an HTML page that replays a session.
+
+    One self-contained file with a timeline slider: open it in any browser, no
+    network needed.
+    """
     from .viewer import page
 
     with _store(path) as store:
@@ -479,9 +740,18 @@ def import_(path: str, files: tuple[str, ...], replace: bool, as_json: bool) -> 
 @key_option
 @_handled
 def verify(path: str, as_json: bool) -> None:
-    """Check a store; exit 1 if anything is wrong."""
-    with _store(path) as store:
-        report = store.verify()
+    """Check a store; exit 1 if anything is wrong.
+
+    Checks the SQLite file, every chunk against its address, every reference, and
+    replays every session (see eventlog.verify).  Progress on stderr when it is a
+    terminal.
+
+    \b
+    --json: {"ok", "problems": [{"what", "session", "seq"}], "sessions", "events",
+    "snapshots", "chunks", "garbage_chunks"}.
+    """
+    with _store(path) as store, _progress() as tell:
+        report = store.verify(progress=tell)
     if as_json:
         _json(
             {
@@ -498,8 +768,8 @@ def verify(path: str, as_json: bool) -> None:
         for problem in report.problems:
             click.echo(str(problem))
         click.echo(
-            f"{'ok' if report.ok else 'PROBLEMS: ' + str(len(report.problems))}: {report.sessions} sessions, "
-            f"{report.events} events, {report.snapshots} snapshots, {report.chunks} chunks "
+            f"{'ok' if report.ok else 'PROBLEMS: ' + str(len(report.problems))}: {_n(report.sessions, 'session')}, "
+            f"{_n(report.events, 'event')}, {_n(report.snapshots, 'snapshot')}, {_n(report.chunks, 'chunk')} "
             f"({report.garbage_chunks} unreferenced, freed by compact)"
         )
     sys.exit(0 if report.ok else 1)
@@ -512,15 +782,21 @@ def verify(path: str, as_json: bool) -> None:
 @key_option
 @_handled
 def compact(path: str, retain: int | None, vacuum: bool) -> None:
-    """Remove deleted sessions and free unreferenced chunks."""
-    with _store(path, readonly=False) as store:
-        c = store.compact(retain=retain, vacuum=vacuum)
+    """Remove deleted sessions and free unreferenced chunks.
+
+    Runs in small transactions (writers go on meanwhile; an interrupted run leaves
+    a consistent store) and truncates the WAL.  With --retain N each session keeps
+    only its last N events (load() is unchanged; earlier points are gone).
+    Progress on stderr when it is a terminal.
+    """
+    with _store(path, readonly=False) as store, _progress() as tell:
+        c = store.compact(retain=retain, vacuum=vacuum, progress=tell)
     for skipped in c.skipped:
         click.echo(f"history kept (cannot be folded): {skipped}")
     click.echo(
-        f"removed {c.sessions_removed} deleted sessions, {c.events_removed} events, "
-        f"{c.snapshots_removed} snapshots; freed {c.chunks_freed} chunks ({c.bytes_freed} bytes); "
-        f"{c.sessions_truncated} histories truncated; "
+        f"removed {_n(c.sessions_removed, 'deleted session')}, {_n(c.events_removed, 'event')}, "
+        f"{_n(c.snapshots_removed, 'snapshot')}; freed {_n(c.chunks_freed, 'chunk')} "
+        f"({render.human_bytes(c.bytes_freed)}); {_n(c.sessions_truncated, 'history', 'histories')} truncated; "
         + ("WAL truncated" if c.checkpointed else "WAL not truncated (another reader holds it)")
         + ("; vacuumed" if c.vacuumed else "")
     )
@@ -532,12 +808,16 @@ def compact(path: str, retain: int | None, vacuum: bool) -> None:
 @key_option
 @_handled
 def delete(path: str, session: str) -> None:
-    """Delete a session and its whole tree of sub-agent sessions."""
+    """Delete a session and its sub-agent sessions.
+
+    Deletes the session and its whole tree of descendants in one transaction
+    (exit status 1 if there is no such session); "compact" reclaims the space.
+    """
     with _store(path, readonly=False) as store:
         gone = store.delete(session)
     if not gone:
         _fail(f"no such session: {session!r}")
-    click.echo(f"deleted {len(gone)} sessions: {', '.join(gone)} (run compact to reclaim space)")
+    click.echo(f"deleted {_n(len(gone), 'session')}: {', '.join(gone)} (run compact to reclaim space)")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from .codec import Ref
 from .errors import CorruptionError, EventLogError
 from .log import Log
+from .progress import Progress
 from .sql import EVENT_REF, SNAPSHOT_REF, Database, SessionRow, advance
 
 #: Everything, as a sequence number bound.
@@ -58,6 +59,10 @@ class CompactReport:
 Transaction = Callable[[], AbstractContextManager[None]]
 
 
+def _silent(step: str, done: int, total: int | None) -> None:
+    pass
+
+
 def compact(
     db: Database,
     log: Log,
@@ -66,30 +71,47 @@ def compact(
     *,
     retain: int | None,
     batch: int,
+    progress: Progress | None = None,
 ) -> CompactReport:
     """Steps 1 to 4 of compaction (then :func:`finish`); ``write()`` and ``read()``
-    open one write or read transaction (holding whatever lock the caller needs)."""
+    open one write or read transaction (holding whatever lock the caller needs).
+    ``progress`` (see :mod:`eventlog.progress`) is told of the steps ``"deleted
+    sessions"``, ``"sessions"`` (the live ones, their history shortened with
+    ``retain``) and ``"chunks"`` (looked at for freeing)."""
     report = CompactReport()
-    _remove_deleted(db, write, read, batch, report)
+    tell = progress or _silent
+    live = dead = chunks = 0
+    if progress:
+        with read():
+            live, dead, chunks = db.counts()
+    tell("deleted sessions", 0, dead)
+    _remove_deleted(db, write, read, batch, report, tell, dead)
     if report.sessions_removed:
         with write():
             db.rebuild_sessions()
     _own_refs(db, log, write, read, report)
-    _truncate_history(db, log, write, read, retain, batch, report)
-    _free_chunks(db, write, batch, report)
+    tell("sessions", 0, live)
+    _truncate_history(db, log, write, read, retain, batch, report, tell, live)
+    tell("chunks", 0, chunks)
+    _free_chunks(db, write, batch, report, tell, chunks)
     return report
 
 
-def finish(db: Database, report: CompactReport, *, vacuum: bool) -> None:
+def finish(db: Database, report: CompactReport, *, vacuum: bool, progress: Progress | None = None) -> None:
     """The last step: checkpoint and truncate the WAL, and VACUUM if asked (outside
-    any transaction)."""
+    any transaction); ``progress`` is told of the step ``"vacuum"`` (no total)."""
     if vacuum:
+        tell = progress or _silent
+        tell("vacuum", 0, None)
         db.vacuum()
         report.vacuumed = True
+        tell("vacuum", 1, 1)
     report.checkpointed = db.checkpoint()
 
 
-def _remove_deleted(db: Database, write: Transaction, read: Transaction, batch: int, report: CompactReport) -> None:
+def _remove_deleted(
+    db: Database, write: Transaction, read: Transaction, batch: int, report: CompactReport, tell: Progress, total: int
+) -> None:
     done: list[int] = []
     while True:
         with read():
@@ -110,6 +132,7 @@ def _remove_deleted(db: Database, write: Transaction, read: Transaction, batch: 
                 report.snapshots_removed += snapshots
                 if not events and not snapshots:
                     report.sessions_removed += 1
+                    tell("deleted sessions", report.sessions_removed, max(total, report.sessions_removed))
                     break
 
 
@@ -159,8 +182,11 @@ def _truncate_history(
     retain: int | None,
     batch: int,
     report: CompactReport,
+    tell: Progress,
+    total: int,
 ) -> None:
-    for row in _sessions(read, db.live_sessions):
+    for done, row in enumerate(_sessions(read, db.live_sessions), 1):
+        tell("sessions", done, max(total, done))
         floor = row.base_seq
         if retain is not None and row.seq - retain > floor:
             try:
@@ -193,10 +219,15 @@ def _new_floor(db: Database, log: Log, write: Transaction, row: SessionRow, floo
     return True
 
 
-def _free_chunks(db: Database, write: Transaction, batch: int, report: CompactReport) -> None:
+def _free_chunks(
+    db: Database, write: Transaction, batch: int, report: CompactReport, tell: Progress, total: int
+) -> None:
     cursor: int | None = 0
+    looked = 0
     while cursor is not None:
         with write():
             cursor, freed, size = db.free_chunks(cursor, batch)
         report.chunks_freed += freed
         report.bytes_freed += size
+        looked = total if cursor is None else min(looked + batch, total)  # each call looks at `batch` chunks
+        tell("chunks", looked, total)

@@ -9,33 +9,56 @@ under the same 2 MB-per-cell limit that Cloudflare Durable Objects enforce:
 2. in eventlog, which stores it all;
 
 then reopens the eventlog file, checks the loaded session equals what was saved
-byte for byte (as JSON), and prints what was stored and a short replay.
+byte for byte (as JSON), and prints what was stored, a short replay and the
+commands to try next.
+
+The demo never deletes what it did not make.  The store's path must not exist:
+the file is created exclusively, and removed again only if the demo fails before
+it is done.  With ``replace=True`` an existing path is replaced only if it holds a
+store an earlier demo made (an eventlog store whose one session is
+:data:`SESSION`).  The one-JSON-row store lives in a temporary directory next to
+it, removed at the end.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import sqlite3
+import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import open as open_store
+from .errors import EventLogError, InvalidValueError
 from .samples import SessionBuilder, json_size
+from .sql import APPLICATION_ID, SQLITE_MAGIC
 
 LIMIT = 2_000_000
-SHOT = 2_400_000  # raw bytes of one screenshot: 3.2 MB as base64
+SHOT = 2_400_000  # bytes of one screenshot (a PNG of noise): about 3.2 MB as base64
+#: The id of the demo's session, plain so it can be typed in a shell; it also marks
+#: a store as the demo's (see :func:`made_by_demo`).
+SESSION = "eventlog-demo"
+_SUFFIXES = ("", "-wal", "-shm")
+
+
+class DemoPathError(EventLogError):
+    """The demo's path exists and is not to be replaced (nothing was changed)."""
 
 
 def _grow(entries: int, seed: int) -> Iterator[dict[str, Any]]:
     """The session after every entry (one dict, grown in place as runtimes do), with
-    screenshots at three turns, the last one a resend of the one before."""
-    b = SessionBuilder(seed)
+    screenshots (valid PNGs) at up to three turns, the third a resend of the
+    second."""
+    b = SessionBuilder(seed, real_images=True)
     b.user("Open the dashboard, take a screenshot, and fix the layout bug you see. 🖥️")
     yield b.data
     turns = entries // 2
-    shots = {turns // 4: False, turns // 2: False, (3 * turns) // 4: True}  # True: resend
+    shots = {turns // 4: False, turns // 2: False}
+    shots.setdefault((3 * turns) // 4, True)  # True: resend (with few turns, fewer distinct turns)
     for turn in range(turns):
         if b.rng.random() < 0.05:
             b.user()
@@ -51,7 +74,6 @@ class _OneJsonRow:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._remove()
         self.con = sqlite3.connect(path, isolation_level=None)
         self.con.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, LIMIT)
         self.con.execute("PRAGMA journal_mode=WAL")
@@ -71,14 +93,8 @@ class _OneJsonRow:
         self.saves += 1
         self.written += len(text.encode())
 
-    def _remove(self) -> None:
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(self.path + suffix):
-                os.remove(self.path + suffix)
-
     def close(self) -> None:
         self.con.close()
-        self._remove()
 
 
 def _summary(entry: dict[str, Any]) -> str:
@@ -100,28 +116,119 @@ def _summary(entry: dict[str, Any]) -> str:
     return f"{role:>10}: {text[:90]}{'…' if len(text) > 90 else ''}"
 
 
-def run(path: str = "eventlog-demo.db", entries: int = 600, seed: int = 7, out: Callable[[str], None] = print) -> bool:
-    """Run the demo with a store at ``path``; returns whether the replay matched."""
-    sid = 'agent-session:["inst-1","default","default"]'
-    for suffix in ("", "-wal", "-shm"):
-        if os.path.exists(path + suffix):
-            os.remove(path + suffix)
-    baseline = _OneJsonRow(path + ".json-row.db")
+def made_by_demo(path: str) -> bool:
+    """Whether ``path`` holds a store the demo made: an eventlog store whose only
+    session is :data:`SESSION`.  Read without SQLite's WAL machinery
+    (``immutable``), so looking creates no ``-wal`` or ``-shm`` file beside
+    anything; an unclean store whose session is only in its WAL is not
+    recognised (and so not replaced)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(72)
+    except OSError:
+        return False
+    if head[:16] != SQLITE_MAGIC or head[68:72] != APPLICATION_ID.to_bytes(4, "big"):
+        return False
+    uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro&immutable=1"
+    try:
+        con = sqlite3.connect(uri, uri=True)
+        try:
+            rows = con.execute("SELECT name FROM sessions WHERE deleted_ms IS NULL AND seq > 0").fetchall()
+        finally:
+            con.close()
+    except (sqlite3.Error, UnicodeDecodeError):
+        return False
+    return rows == [(SESSION,)]
+
+
+def _claim(path: str, replace: bool) -> None:
+    """Create ``path`` as a new empty file, or fail with :class:`DemoPathError`; with
+    ``replace``, first remove a store an earlier demo made there (and its ``-wal``
+    and ``-shm``), and nothing else."""
+    existing = [path + s for s in _SUFFIXES if os.path.lexists(path + s)]
+    if existing:
+        ours = made_by_demo(path)
+        if not replace:
+            hint = ", or --replace to replace it (an earlier demo made it)" if ours else ""
+            raise DemoPathError(f"{existing[0]} exists: the demo writes a new store; give another --path{hint}")
+        if not ours:
+            raise DemoPathError(f"{path} exists and is not a store an earlier demo made: not replacing it")
+        for name in existing:
+            os.remove(name)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except FileExistsError:
+        raise DemoPathError(f"{path} exists: the demo writes a new store; give another --path") from None
+
+
+def _images(data: dict[str, Any]) -> list[str]:
+    """The base64 text of every image block in the session, in order."""
+    out = []
+    for entry in data["entries"]:
+        content = (entry.get("message") or {}).get("content")
+        for block in content if isinstance(content, list) else []:
+            if block.get("type") == "image":
+                out.append(block["data"])
+    return out
+
+
+def run(
+    path: str = "eventlog-demo.db",
+    entries: int = 600,
+    seed: int = 7,
+    out: Callable[[str], None] = print,
+    *,
+    replace: bool = False,
+) -> bool:
+    """Run the demo with a new store at ``path``; returns whether the replay matched.
+
+    Raises :class:`DemoPathError` if ``path`` exists (unless ``replace`` and an
+    earlier demo made it: see :func:`made_by_demo`), and
+    :class:`~eventlog.InvalidValueError` unless ``entries`` (about how many entries
+    the session gets) is at least 1."""
+    if type(entries) is not int or entries < 1:
+        raise InvalidValueError(f"entries must be an int of at least 1, not {entries!r:.40}")
+    _claim(path, replace)
+    try:
+        return _run(path, entries, seed, out)
+    except BaseException:
+        for suffix in _SUFFIXES:  # all made by this run: the path did not exist before it
+            if os.path.lexists(path + suffix):
+                os.remove(path + suffix)
+        raise
+
+
+def _run(path: str, entries: int, seed: int, out: Callable[[str], None]) -> bool:
+    sid = SESSION
     spent = 0.0
     saves = 0
-    with open_store(path, max_cell_bytes=LIMIT, synchronous="NORMAL") as store:
-        for data in _grow(entries, seed):
-            baseline.save(data)
-            t0 = time.perf_counter()
-            store.save(sid, data)
-            spent += time.perf_counter() - t0
-            saves += 1
-        st = store.stats()
-    baseline.close()
+    with tempfile.TemporaryDirectory(prefix=".eventlog-demo-", dir=os.path.dirname(os.path.abspath(path))) as tmp:
+        baseline = _OneJsonRow(os.path.join(tmp, "one-json-row.db"))
+        try:
+            with open_store(path, max_cell_bytes=LIMIT, synchronous="NORMAL") as store:
+                for data in _grow(entries, seed):
+                    baseline.save(data)
+                    t0 = time.perf_counter()
+                    store.save(sid, data)
+                    spent += time.perf_counter() - t0
+                    saves += 1
+                st = store.stats()
+        finally:
+            baseline.close()
     final = json.dumps(data)
+    images = _images(data)
+    sent = sum(len(i) for i in images)
+    if images:
+        distinct = len(set(images))
+        again = len(images) - distinct
+        shots = (
+            f"{len(images)} screenshot{'s' if len(images) > 1 else ''} of {sent / len(images) / 1e6:.1f} MB base64 "
+            f"(PNG): {distinct} distinct" + (f", {again} sent again" if again else "")
+        )
+    else:
+        shots = "no screenshots (too few entries for one)"
     out(
-        f"Session: {len(data['entries'])} entries, {json_size(data) / 1e6:.1f} MB as JSON "
-        f"(screenshots of {SHOT * 4 // 3 / 1e6:.1f} MB base64: two distinct, one sent again), "
+        f"Session: {len(data['entries'])} entries, {json_size(data) / 1e6:.1f} MB as JSON, {shots}; "
         f"saved after every entry under a {LIMIT:,}-byte cell limit."
     )
     out(f"\n1. One JSON row per session (INSERT OR REPLACE): {baseline.error or 'stored everything'}")
@@ -129,10 +236,13 @@ def run(path: str = "eventlog-demo.db", entries: int = 600, seed: int = 7, out: 
     ev, ch = st["events"], st["chunks"]
     out(f"\n2. eventlog: stored all {saves} saves in {spent:.2f} s -> {path}")
     out(f"   events: {ev['rows']} rows, {ev['bytes'] / 1e6:.2f} MB (zstd CBOR, one row per save)")
-    out(
-        f"   chunks: {ch['rows']} rows, {ch['bytes'] / 1e6:.2f} MB for the "
-        f"{3 * SHOT * 4 // 3 / 1e6:.1f} MB of base64 images sent (decoded, each image stored once)"
-    )
+    if images:
+        out(
+            f"   chunks: {ch['rows']} rows, {ch['bytes'] / 1e6:.2f} MB for the "
+            f"{sent / 1e6:.1f} MB of base64 images sent (decoded, each image stored once)"
+        )
+    else:
+        out(f"   chunks: {ch['rows']} rows, {ch['bytes'] / 1e6:.2f} MB (large values, each stored once)")
     out(f"   snapshots: {st['snapshots']['rows']} rows; file: {st['file_bytes'] / 1e6:.1f} MB")
     out(f"   largest cell: {st['largest_cell']:,} bytes (limit {LIMIT:,})")
 
@@ -150,7 +260,16 @@ def run(path: str = "eventlog-demo.db", entries: int = 600, seed: int = 7, out: 
     out("   replay (first and last entries):")
     for e in es[:3]:
         out("   " + _summary(e))
-    out("   " + "⋮".rjust(12))
-    for e in es[-3:]:
-        out("   " + _summary(e))
+    if len(es) > 3:
+        out("   " + "⋮".rjust(12))
+        for e in es[max(3, len(es) - 3) :]:
+            out("   " + _summary(e))
+    p, s = shlex.quote(path), shlex.quote(sid)
+    page = shlex.quote(os.path.splitext(os.path.basename(path))[0] + ".html")
+    out("\nTry next:")
+    out(f"   eventlog sessions {p}")
+    out(f"   eventlog replay {p} {s}")
+    out(f"   eventlog log {p} {s}")
+    out(f"   eventlog view {p} {s} -o {page}    # then open {page} in a browser")
+    out(f"   eventlog verify {p}")
     return same

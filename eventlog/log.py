@@ -152,7 +152,9 @@ class Log:
         size = len(value)
         if type(value) is str and not value.isascii():
             if size > limit:
-                raise InvalidValueError(f"a str of {size} characters is over the limit of {limit} bytes (max_body_bytes)")
+                raise InvalidValueError(
+                    f"a str of {size} characters is over the limit of {limit} bytes (max_body_bytes)"
+                )
             if 4 * size > limit:
                 try:
                     size = len(value.encode("utf-8"))

@@ -36,6 +36,7 @@ def size_of(value: Any) -> int:
 
 
 def human_bytes(n: int) -> str:
+    """``n`` bytes in decimal units: ``512 B``, ``1.5 KB``, ``632.0 MB``."""
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -82,14 +83,32 @@ def content_summary(content: Any, limit: int = 60) -> str:
         elif kind == "thinking":
             parts.append("(thinking)")
         elif kind == "toolCall":
-            parts.append(f"{block.get('name', '?')}({words(_args(block.get('arguments')), 40)})")
+            parts.append(f"{block.get('name', '?')}({words(arguments_text(block.get('arguments'), 30), 40)})")
     return " ".join(p for p in parts if p)
 
 
-def _args(args: Any) -> str:
+def value_text(value: Any) -> str:
+    """A value as a person reads it: a string as it is, anything else as JSON (bytes
+    as their length)."""
+    if type(value) is str:
+        return value
+    if value is ENTRIES:
+        return "[entries]"
+    try:
+        return json.dumps(value, ensure_ascii=False, default=lambda b: f"<{len(b)} bytes>")
+    except (TypeError, ValueError):  # pragma: no cover - nothing storable gets here
+        return repr(value)
+
+
+def arguments_text(args: Any, limit: int | None = None) -> str:
+    """A tool call's arguments as ``key=value, ...``, each value cut to ``limit``
+    characters on one line, or whole (newlines kept) when ``limit`` is ``None``."""
     if type(args) is dict:
-        return ", ".join(f"{k}={words(v if type(v) is str else repr(v), 30)}" for k, v in args.items())
-    return "" if args is None else words(repr(args), 40)
+        shown = ((k, value_text(v)) for k, v in args.items())
+        return ", ".join(f"{k}={v if limit is None else words(v, limit)}" for k, v in shown)
+    if args is None:
+        return ""
+    return value_text(args) if limit is None else words(value_text(args), limit)
 
 
 def entry_kind(entry: Any) -> str:
@@ -151,14 +170,26 @@ def op_lines(op: Op) -> Iterator[OpLine]:
 
 
 def _short(value: Any, limit: int = 32) -> str:
-    if value is ENTRIES:
-        return "[entries]"
-    if type(value) is str:
-        return words(value, limit)
-    try:
-        return words(json.dumps(value, ensure_ascii=False, default=lambda b: f"<{len(b)} bytes>"), limit)
-    except (TypeError, ValueError):
-        return words(repr(value), limit)
+    return words(value_text(value), limit)
+
+
+def op_data(op: Op) -> dict[str, Any]:
+    """An operation as data (for ``eventlog log --json``): ``{"op": "insert",
+    "index", "entries"}``, ``{"op": "replace", "index", "entry"}``, ``{"op":
+    "delete", "index", "count"}``, ``{"op": "fields", "set", "order"}`` (a field
+    set to ``{"$entries": true}`` is the entries list, which the other operations
+    build) or ``{"op": "tombstone", "root"}``."""
+    if type(op) is Insert:
+        return {"op": "insert", "index": op.index, "entries": op.entries}
+    if type(op) is Replace:
+        return {"op": "replace", "index": op.index, "entry": op.entry}
+    if type(op) is Delete:
+        return {"op": "delete", "index": op.index, "count": op.count}
+    if type(op) is SetFields:
+        changed = {k: {"$entries": True} if v is ENTRIES else v for k, v in op.changed.items()}
+        return {"op": "fields", "set": changed, "order": op.order}
+    assert isinstance(op, Tombstone)
+    return {"op": "tombstone", "root": op.root}
 
 
 def event_lines(event: Event) -> list[OpLine]:
@@ -192,36 +223,90 @@ def active_path(session: dict[str, Any]) -> list[dict[str, Any]]:
     return path[::-1]
 
 
-def transcript(entries: list[dict[str, Any]], *, full: bool = False, width: int = 400) -> list[tuple[str, str]]:
-    """``(speaker, text)`` lines for a list of entries: messages, tool calls and
-    results (long text shortened unless ``full``), images as a note."""
-    out: list[tuple[str, str]] = []
-    limit = 10**9 if full else width
-    for entry in entries:
+def transcript_items(entries: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The transcript of ``(index, entry)`` pairs as data (``eventlog replay
+    --json``), one item per block of a message, nothing shortened.  Every item has
+    ``index`` (the entry's position in ``entries``), ``entry`` (its ``id`` or
+    ``None``), ``role`` (the message's, ``None`` for an entry that is not a message)
+    and ``kind``:
+
+    * ``"text"``: ``text``; ``"thinking"``: ``text``;
+    * ``"tool_call"``: ``tool``, ``tool_call_id``, ``arguments`` (as stored);
+    * ``"tool_result"``: a text block of a tool result: ``text``, ``tool``,
+      ``tool_call_id``, ``is_error``;
+    * ``"image"``: ``mime_type``, ``bytes`` (decoded size; the data is left out: see
+      ``eventlog export``), and for a tool result's image ``tool``;
+    * ``"error"``: an assistant message's ``errorMessage`` as ``text``;
+    * ``"entry"``: an entry that is not a message: ``type`` and ``text`` (its
+      summary, text or label, whole; ``None`` when it has none).
+    """
+    out: list[dict[str, Any]] = []
+    for index, entry in entries:
+        ident = entry.get("id")
+        base: dict[str, Any] = {"index": index, "entry": ident if type(ident) is str else None}
         message = entry.get("message")
         if type(message) is not dict:
-            out.append((entry_kind(entry), entry_summary(entry, limit) or "(no text)"))
+            text = next((entry[k] for k in ("summary", "text", "content", "customType", "label")
+                         if type(entry.get(k)) is str), None)  # fmt: skip
+            out.append({**base, "role": None, "kind": "entry", "type": entry.get("type"), "text": text})
             continue
-        role = str(message.get("role", "?"))
-        speaker = {"toolResult": f"result {message.get('toolName', '?')}"}.get(role, role)
-        if message.get("isError"):
-            speaker += " (error)"
+        role = message.get("role")
+        base["role"] = role if type(role) is str else None
+        result: dict[str, Any] = {}
+        if role == "toolResult":
+            result = {"tool": message.get("toolName"), "tool_call_id": message.get("toolCallId"),
+                      "is_error": bool(message.get("isError"))}  # fmt: skip
         for block in _blocks(message.get("content")):
             if type(block) is not dict:
                 continue
             kind = block.get("type")
             if kind == "text" and type(block.get("text")) is str:
-                text = block["text"] if full else _shorten(block["text"], limit)
-                out.append((speaker, text))
+                out.append({**base, "kind": "tool_result" if result else "text", "text": block["text"], **result})
             elif kind == "thinking" and type(block.get("thinking")) is str:
-                out.append((f"{speaker} thinking", _shorten(block["thinking"], limit)))
+                out.append({**base, "kind": "thinking", "text": block["thinking"]})
             elif kind == "toolCall":
-                out.append((f"{speaker} → {block.get('name', '?')}", _args(block.get("arguments"))))
+                out.append({**base, "kind": "tool_call", "tool": block.get("name"), "tool_call_id": block.get("id"),
+                            "arguments": block.get("arguments")})  # fmt: skip
             elif kind == "image":
-                out.append((speaker, f"[image {block.get('mimeType', '?')}, {human_bytes(image_size(block))}]"))
+                image = {"mime_type": block.get("mimeType"), "bytes": image_size(block)}
+                out.append({**base, "kind": "image", **image, **({"tool": result["tool"]} if result else {})})
         if message.get("errorMessage"):
-            out.append((f"{speaker} error", str(message["errorMessage"])))
+            out.append({**base, "kind": "error", "text": str(message["errorMessage"])})
     return out
+
+
+def transcript(entries: list[dict[str, Any]], *, full: bool = False, width: int = 400) -> list[tuple[str, str]]:
+    """``(speaker, text)`` lines for a list of entries, for people: messages, tool
+    calls and results, long text (and each tool-call argument) shortened unless
+    ``full``, images as a note."""
+    out: list[tuple[str, str]] = []
+    limit = None if full else width
+    errors = {i: bool(e["message"].get("isError")) for i, e in enumerate(entries) if type(e.get("message")) is dict}
+    for item in transcript_items(list(enumerate(entries))):
+        kind, text = item["kind"], str(item.get("text") or "")
+        if kind == "entry":
+            out.append((entry_kind(entries[item["index"]]), text or "(no text)"))
+            continue
+        role = str(item["role"] if item["role"] is not None else "?")
+        speaker = f"result {_name(item.get('tool'))}" if role == "toolResult" else role
+        if errors.get(item["index"]):
+            speaker += " (error)"
+        if kind in ("text", "tool_result"):
+            out.append((speaker, text if limit is None else _shorten(text, limit)))
+        elif kind == "thinking":
+            out.append((f"{speaker} thinking", text if limit is None else _shorten(text, limit)))
+        elif kind == "tool_call":
+            args = item["arguments"]
+            out.append((f"{speaker} → {_name(item['tool'])}", arguments_text(args, None if full else 30)))
+        elif kind == "image":
+            out.append((speaker, f"[image {_name(item['mime_type'])}, {human_bytes(item['bytes'])}]"))
+        elif kind == "error":
+            out.append((f"{speaker} error", text))
+    return out
+
+
+def _name(value: Any) -> str:
+    return value if type(value) is str else "?"
 
 
 def _shorten(text: str, limit: int) -> str:
@@ -233,11 +318,47 @@ def _shorten(text: str, limit: int) -> str:
 # ----------------------------------------------------------------------------- diff
 
 
+#: The side of a :class:`Change` that does not exist (an entry added has no before).
+ABSENT: Any = object()
+
+
 @dataclass(frozen=True)
 class Change:
-    kind: str  # added, removed, changed, field
-    key: str  # entry id (or #index) or field name
-    summary: str
+    """One difference between two states of a session: ``kind`` is ``added``,
+    ``removed`` or ``changed`` (an entry) or ``field`` (a top-level field); ``key``
+    the entry's ``id`` (``#index`` without one) or the field's name; ``before`` and
+    ``after`` the values (:data:`ABSENT` on the side where there is none); ``index``
+    the entry's position (in the later state, the earlier one for a removal)."""
+
+    kind: str
+    key: str
+    before: Any = ABSENT
+    after: Any = ABSENT
+    index: int | None = None
+
+    @property
+    def summary(self) -> str:
+        """The change on one line, for people."""
+        if self.kind != "field":
+            entry = self.before if self.after is ABSENT else self.after
+            return f"{entry_kind(entry)}: {entry_summary(entry)}"
+        if self.after is ABSENT:
+            return "removed"
+        if self.before is ABSENT:
+            return f"set to {_short(self.after, 60)}"
+        return f"{_short(self.before, 28)} → {_short(self.after, 28)}"
+
+    def data(self) -> dict[str, Any]:
+        """The change as data (``eventlog diff --json``): ``kind``, ``key``,
+        ``index`` (entries only), and ``before`` and ``after`` where they exist."""
+        out: dict[str, Any] = {"kind": self.kind, "key": self.key}
+        if self.index is not None:
+            out["index"] = self.index
+        if self.before is not ABSENT:
+            out["before"] = self.before
+        if self.after is not ABSENT:
+            out["after"] = self.after
+        return out
 
 
 def diff_sessions(a: dict[str, Any], b: dict[str, Any]) -> list[Change]:
@@ -245,29 +366,29 @@ def diff_sessions(a: dict[str, Any], b: dict[str, Any]) -> list[Change]:
     by ``id``, else by position) and top-level fields."""
     changes: list[Change] = []
     old, new = _keyed(entries_of(a)), _keyed(entries_of(b))
-    for key, entry in new.items():
+    for key, (i, entry) in new.items():
         if key not in old:
-            changes.append(Change("added", key, f"{entry_kind(entry)}: {entry_summary(entry)}"))
-        elif not same(old[key], entry):
-            changes.append(Change("changed", key, f"{entry_kind(entry)}: {entry_summary(entry)}"))
-    for key, entry in old.items():
+            changes.append(Change("added", key, after=entry, index=i))
+        elif not same(old[key][1], entry):
+            changes.append(Change("changed", key, old[key][1], entry, index=i))
+    for key, (i, entry) in old.items():
         if key not in new:
-            changes.append(Change("removed", key, f"{entry_kind(entry)}: {entry_summary(entry)}"))
+            changes.append(Change("removed", key, before=entry, index=i))
     for field in dict.fromkeys([*a, *b]):
         if field == "entries" and type(a.get(field)) is list and type(b.get(field)) is list:
             continue
         if field not in b:
-            changes.append(Change("field", field, "removed"))
+            changes.append(Change("field", field, before=a[field]))
         elif field not in a:
-            changes.append(Change("field", field, f"set to {words(repr(b[field]), 60)}"))
+            changes.append(Change("field", field, after=b[field]))
         elif not same(a[field], b[field]):
-            changes.append(Change("field", field, f"{words(repr(a[field]), 28)} → {words(repr(b[field]), 28)}"))
+            changes.append(Change("field", field, a[field], b[field]))
     return changes
 
 
-def _keyed(entries: list[Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _keyed(entries: list[Any]) -> dict[str, tuple[int, Any]]:
+    out: dict[str, tuple[int, Any]] = {}
     for i, e in enumerate(entries):
         key = e.get("id") if type(e) is dict and type(e.get("id")) is str else None
-        out[key if key is not None and key not in out else f"#{i}"] = e
+        out[key if key is not None and key not in out else f"#{i}"] = (i, e)
     return out

@@ -14,6 +14,8 @@ import base64
 import json
 import math
 import random
+import struct
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -59,15 +61,54 @@ def _size(rng: random.Random, median: float, p90: float, cap: int) -> int:
 
 
 def screenshot(rng: random.Random, nbytes: int) -> str:
-    """Base64 text of ``nbytes`` of incompressible "image" bytes (like a PNG)."""
+    """Base64 text of ``nbytes`` of incompressible "image" bytes (like a PNG, but
+    not one: what benchmarks store; see :func:`png` for an image a viewer shows)."""
     return base64.b64encode(rng.randbytes(nbytes)).decode("ascii")
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png(rng: random.Random, nbytes: int) -> bytes:
+    """A valid PNG (8-bit RGB) of about ``nbytes``: a dark-to-light gradient under
+    random noise.  The noise keeps it as incompressible as a real screenshot (PNG
+    has already compressed its pixels), so it stays about as large as asked."""
+    width = 1000 if nbytes >= 300_000 else 100
+    height = max(1, nbytes * 8 // 7 // (3 * width))  # 7 bits of noise a byte: zlib keeps about 7/8
+    row = 3 * width
+    noise = rng.randbytes(height * row)
+    tables: dict[int, bytes] = {}
+    rows = []
+    for y in range(height):
+        base = 128 * y // height
+        table = tables.get(base)
+        if table is None:
+            table = tables[base] = bytes(base + (b >> 1) for b in range(256))
+        rows.append(b"\x00" + noise[y * row : (y + 1) * row].translate(table))  # filter type 0 (none)
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, not interlaced
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(b"".join(rows), 1))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def png_screenshot(rng: random.Random, nbytes: int) -> str:
+    """Base64 text of :func:`png`, as a runtime sends a screenshot."""
+    return base64.b64encode(png(rng, nbytes)).decode("ascii")
 
 
 class SessionBuilder:
     """Builds one session entry by entry, the way a runtime grows ``SessionData``."""
 
-    def __init__(self, seed: int = 0, *, name: str = "default") -> None:
+    def __init__(self, seed: int = 0, *, name: str = "default", real_images: bool = False) -> None:
+        """``real_images``: screenshots are valid PNGs (:func:`png`) rather than
+        random bytes (:func:`screenshot`, the default, which keeps the sessions
+        benchmarks store byte for byte as they were)."""
         self.rng = random.Random(seed)
+        self._image = png_screenshot if real_images else screenshot
         self.clock = 1_795_000_000_000 + self.rng.randrange(10**6)
         self.data: dict[str, Any] = {
             "version": 5,
@@ -153,7 +194,7 @@ class SessionBuilder:
         content: list[dict[str, Any]] = [{"type": "text", "text": _text(rng, _size(rng, 1000, 5000, 116_000))}]
         if image_bytes:
             if not (repeat_image and self._last_image):
-                self._last_image = screenshot(rng, image_bytes)
+                self._last_image = self._image(rng, image_bytes)
             content.append({"type": "image", "data": self._last_image, "mimeType": "image/png"})
         return self._entry(
             {

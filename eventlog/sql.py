@@ -7,13 +7,15 @@ schema and its migrations, and the translation of ``sqlite3`` errors into eventl
 hierarchy.  No statement binds more than 100 parameters or is longer than 100 KB,
 the limits of a Cloudflare Durable Object.
 
-Schema (version 3)::
+Schema (version 4)::
 
     sessions(sid PK AUTOINCREMENT, name, parent, seq, created_ms, updated_ms,
-             snap_seq, snap_bytes, snap_bytes_since, base_seq, deleted_ms)
+             snap_seq, snap_bytes, snap_bytes_since, base_seq, deleted_ms, entries)
         -- one row per incarnation of a session id; seq = head; name unique among
         -- live rows (deleted_ms IS NULL); events at or below base_seq were folded
-        -- into the snapshot at base_seq (history compaction)
+        -- into the snapshot at base_seq (history compaction); entries = the number
+        -- of entries at the head, written with every event (NULL: not known, a row
+        -- last written before version 4)
     events(pos PK AUTOINCREMENT, sid, seq, ts_ms, frame, UNIQUE(sid, seq))
     snapshots(id PK AUTOINCREMENT, sid, seq, frame, UNIQUE(sid, seq))
     chunks(cid PK, hash UNIQUE, flags, size, data)   -- size = raw length
@@ -50,7 +52,7 @@ from .errors import (
 )
 
 #: Schema version this release writes; ``PRAGMA user_version`` holds the file's.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: ``PRAGMA application_id`` of an eventlog file ("EvLg").
 APPLICATION_ID = 0x45764C67
 #: Most parameters bound in one statement (Durable Object limit).
@@ -99,7 +101,8 @@ _SCHEMA_V1 = (
     "CREATE INDEX refs_cid ON refs(cid)",
 )
 
-_SESSION_COLUMNS = """
+# The sessions table as version 2 made it (the v1 -> v2 migration builds it so).
+_SESSION_COLUMNS_V2 = """
         sid INTEGER PRIMARY KEY AUTOINCREMENT,
         name TEXT NOT NULL,
         parent TEXT,
@@ -112,6 +115,8 @@ _SESSION_COLUMNS = """
         base_seq INTEGER NOT NULL DEFAULT 0,
         deleted_ms INTEGER
 """
+#: The sessions table as this version makes it (when rebuilding it).
+_SESSION_COLUMNS = _SESSION_COLUMNS_V2 + ",\n        entries INTEGER\n"
 _SESSION_INDEXES = (
     "CREATE UNIQUE INDEX sessions_name ON sessions(name) WHERE deleted_ms IS NULL",
     "CREATE INDEX sessions_parent ON sessions(parent) WHERE parent IS NOT NULL AND deleted_ms IS NULL",
@@ -119,7 +124,7 @@ _SESSION_INDEXES = (
 )
 
 _V1_TO_V2 = (
-    f"CREATE TABLE sessions_v2 ({_SESSION_COLUMNS})",
+    f"CREATE TABLE sessions_v2 ({_SESSION_COLUMNS_V2})",
     "INSERT INTO sessions_v2(sid, name, parent, seq, created_ms, updated_ms, snap_seq, snap_bytes, "
     "snap_bytes_since) SELECT sid, name, parent, seq, created_ms, updated_ms, snap_seq, snap_bytes, "
     "snap_bytes_since FROM sessions",
@@ -156,8 +161,12 @@ _V2_TO_V3 = (
     "INSERT INTO meta(name, value) VALUES ('chunk_hash', 'blake3')",
 )
 
+# Each session's number of entries, kept with its head, so listing sessions needs no
+# fold; rows from before are NULL (not known) until the session is next written.
+_V3_TO_V4 = ("ALTER TABLE sessions ADD COLUMN entries INTEGER",)
+
 #: ``MIGRATIONS[v]`` upgrades a file from schema version ``v`` to ``v + 1``.
-MIGRATIONS: dict[int, tuple[str, ...]] = {0: _SCHEMA_V1, 1: _V1_TO_V2, 2: _V2_TO_V3}
+MIGRATIONS: dict[int, tuple[str, ...]] = {0: _SCHEMA_V1, 1: _V1_TO_V2, 2: _V2_TO_V3, 3: _V3_TO_V4}
 
 #: Kinds of holder in ``refs``.
 EVENT_REF, SNAPSHOT_REF, SESSION_REF = 0, 1, 2
@@ -165,11 +174,13 @@ EVENT_REF, SNAPSHOT_REF, SESSION_REF = 0, 1, 2
 #: ``READ_SHIMS[v]`` shows a version ``v`` file as version ``v + 1`` to a read-only
 #: connection without writing to it: TEMP views and tables, which shadow the file's
 #: own tables of the same name (SQLite looks in ``temp`` first), made the way
-#: ``MIGRATIONS[v]`` would.
+#: ``MIGRATIONS[v]`` would.  A view cannot be altered, so the sessions view of
+#: version 1 files already has the ``entries`` column version 4 adds, and version
+#: 3's shim makes the view only where there is none.
 READ_SHIMS: dict[int, tuple[str, ...]] = {
     1: (
         "CREATE TEMP VIEW sessions AS SELECT sid, name, parent, seq, created_ms, updated_ms, snap_seq, "
-        "snap_bytes, snap_bytes_since, 0 AS base_seq, NULL AS deleted_ms FROM main.sessions",
+        "snap_bytes, snap_bytes_since, 0 AS base_seq, NULL AS deleted_ms, NULL AS entries FROM main.sessions",
         "CREATE TEMP VIEW snapshots AS SELECT rowid AS id, sid, seq, frame FROM main.snapshots",
         f"CREATE TEMP VIEW refs AS SELECT {SESSION_REF} AS kind, sid AS holder, cid FROM main.refs",
     ),
@@ -177,6 +188,7 @@ READ_SHIMS: dict[int, tuple[str, ...]] = {
         "CREATE TEMP TABLE meta (name TEXT PRIMARY KEY, value NOT NULL)",
         "INSERT INTO temp.meta(name, value) VALUES ('chunk_hash', 'blake3')",
     ),
+    3: ("CREATE TEMP VIEW IF NOT EXISTS sessions AS SELECT *, NULL AS entries FROM main.sessions",),
 }
 
 SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
@@ -201,6 +213,30 @@ def _translate(e: sqlite3.Error | UnicodeDecodeError, what: str) -> EventLogErro
     if name == "SQLITE_TOOBIG":
         return StorageError(f"a cell was over the length limit while {what} (eventlog bug): {e}")
     return StorageError(f"SQLite failed while {what}: {e}")
+
+
+#: The first bytes of every SQLite database file.
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def not_sqlite(path: str) -> bool:
+    """Whether ``path`` is a regular file with bytes in it that do not start as an
+    SQLite database does (a text file, an image): not an eventlog store, rather than
+    a damaged one.  ``False`` when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(SQLITE_MAGIC))
+    except OSError:
+        return False
+    return bool(head) and head != SQLITE_MAGIC
+
+
+def _opening_error(e: sqlite3.Error | UnicodeDecodeError, path: str) -> EventLogError:
+    """An error of SQLite's while opening ``path``: :class:`UnsupportedVersionError`
+    for a file that is not an SQLite database at all, else as :func:`_translate`."""
+    if getattr(e, "sqlite_errorname", "") == "SQLITE_NOTADB" and not_sqlite(path):
+        return UnsupportedVersionError(f"{path!r} is not an eventlog store (not an SQLite database file)")
+    return _translate(e, f"opening {path!r}")
 
 
 Schema = dict[str, tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]]
@@ -267,6 +303,7 @@ _EXPECTED_SCHEMA: Schema = {
             ("snap_bytes_since", "INTEGER", 1, "0", 0),
             ("base_seq", "INTEGER", 1, "0", 0),
             ("deleted_ms", "INTEGER", 0, None, 0),
+            ("entries", "INTEGER", 0, None, 0),
         ],
         [(0, 1, ("parent",)), (0, 1, ("sid",)), (1, 1, ("name",))],
     ),
@@ -467,6 +504,8 @@ class Database:
             raise InvalidValueError(f"readonly=True needs a store file, not {path!r}")
         if readonly and not os.path.isfile(path):
             raise StorageError(f"no store file at {path!r} (a read-only open creates nothing)")
+        if not memory and not_sqlite(path):  # SQLite would take a file of a few bytes for an empty one
+            raise UnsupportedVersionError(f"{path!r} is not an eventlog store (not an SQLite database file)")
         self.path = path
         self.readonly = readonly
         #: Opened ``immutable=1``: read without locks or side files.
@@ -507,7 +546,7 @@ class Database:
                 self._migrate(new_meta or {})
         except _ERRORS as e:
             con.close()
-            raise _translate(e, f"opening {path!r}") from None
+            raise _opening_error(e, path) from None
         except EventLogError:
             con.close()
             raise
@@ -716,18 +755,43 @@ class Database:
 
     def session_info(self, name: str) -> tuple[Any, ...] | None:
         """``(parent, seq, created_ms, updated_ms, base_seq, event bytes, snapshot
-        bytes)`` of the live session ``name``."""
+        bytes, entries)`` of the live session ``name`` (``entries`` as in
+        :meth:`session_list`)."""
         row = self._one(
             "SELECT parent, seq, created_ms, updated_ms, base_seq, "
             "(SELECT coalesce(sum(length(frame)), 0) FROM events e WHERE e.sid = s.sid), "
-            "(SELECT coalesce(sum(length(frame)), 0) FROM snapshots n WHERE n.sid = s.sid) "
+            "(SELECT coalesce(sum(length(frame)), 0) FROM snapshots n WHERE n.sid = s.sid), entries "
             "FROM sessions s WHERE name = ? AND deleted_ms IS NULL AND seq > 0",
             (name,),
         )
         if row is not None:
-            _check_types(row[1:], int, "sessions")
+            _check_types(row[1:7], int, "sessions")
             _check_types(row[:1], (str, type(None)), "sessions")
+            _check_types(row[7:], (int, type(None)), "sessions")
         return row  # type: ignore[no-any-return]
+
+    def session_list(self) -> list[tuple[Any, ...]]:
+        """``(name, parent, seq, created_ms, updated_ms, base_seq, event bytes,
+        snapshot bytes, entries)`` of every live session with at least one event,
+        oldest first, in one query (``entries`` is ``None`` where not recorded)."""
+        rows = self._all(
+            "SELECT name, parent, seq, created_ms, updated_ms, base_seq, "
+            "(SELECT coalesce(sum(length(frame)), 0) FROM events e WHERE e.sid = s.sid), "
+            "(SELECT coalesce(sum(length(frame)), 0) FROM snapshots n WHERE n.sid = s.sid), entries "
+            "FROM sessions s WHERE seq > 0 AND deleted_ms IS NULL ORDER BY sid"
+        )
+        for row in rows:
+            _check_types(row[:1], str, "sessions")
+            _check_types(row[1:2], (str, type(None)), "sessions")
+            _check_types(row[2:8], int, "sessions")
+            _check_types(row[8:], (int, type(None)), "sessions")
+        return rows
+
+    def recorded_entries(self, sid: int) -> Any:
+        """The number of entries recorded with the session's head (``None``: not
+        recorded; anything else read from a damaged row as it is)."""
+        row = self._one("SELECT entries FROM sessions WHERE sid = ?", (sid,))
+        return None if row is None else row[0]
 
     def children(self, parents: Sequence[str]) -> list[SessionRow]:
         """The live sessions whose parent is one of ``parents`` (batched), oldest first
@@ -786,7 +850,7 @@ class Database:
         q = self._q
         q(f"CREATE TABLE sessions_new ({_SESSION_COLUMNS})")
         q("INSERT INTO sessions_new SELECT sid, name, parent, seq, created_ms, updated_ms, snap_seq, snap_bytes, "
-          "snap_bytes_since, base_seq, deleted_ms FROM sessions")  # fmt: skip
+          "snap_bytes_since, base_seq, deleted_ms, entries FROM sessions")  # fmt: skip
         q("DELETE FROM sqlite_sequence WHERE name = 'sessions_new'")
         q("INSERT INTO sqlite_sequence(name, seq) "
           "SELECT 'sessions_new', seq FROM sqlite_sequence WHERE name = 'sessions'")  # fmt: skip
@@ -801,14 +865,15 @@ class Database:
 
     # ------------------------------------------------------------------ events
 
-    def append_event(self, sid: int, seq: int, ts_ms: int, frame: bytes, size: int) -> int:
+    def append_event(self, sid: int, seq: int, ts_ms: int, frame: bytes, size: int, entries: int | None = None) -> int:
         """Insert event ``seq`` of session ``sid`` and advance its head, adding
-        ``size`` (its stored bytes) to the bytes since the last snapshot; returns the
-        global position.  The head moves only if it was ``seq - 1``."""
+        ``size`` (its stored bytes) to the bytes since the last snapshot and recording
+        ``entries``, the number of entries at the new head (``None``: not known);
+        returns the global position.  The head moves only if it was ``seq - 1``."""
         cur = self._q(
-            "UPDATE sessions SET seq = ?, updated_ms = ?, snap_bytes_since = snap_bytes_since + ? "
+            "UPDATE sessions SET seq = ?, updated_ms = ?, snap_bytes_since = snap_bytes_since + ?, entries = ? "
             "WHERE sid = ? AND seq = ?",
-            (seq, ts_ms, size, sid, seq - 1),
+            (seq, ts_ms, size, entries, sid, seq - 1),
         )
         if cur.rowcount != 1:
             raise StorageError("session head moved during a write (eventlog bug)", seq=seq)
@@ -1053,6 +1118,15 @@ class Database:
                 " + (SELECT count(*) FROM snapshots n WHERE NOT EXISTS (SELECT 1 FROM sessions s WHERE s.sid = n.sid))"
             )[0]
         )
+
+    def counts(self) -> tuple[int, int, int]:
+        """``(live sessions, deleted sessions still stored, chunks)``: the totals
+        progress is reported against."""
+        row = self._one(
+            "SELECT (SELECT count(*) FROM sessions WHERE deleted_ms IS NULL), "
+            "(SELECT count(*) FROM sessions WHERE deleted_ms IS NOT NULL), (SELECT count(*) FROM chunks)"
+        )
+        return int(row[0]), int(row[1]), int(row[2])
 
     def unreferenced_chunks(self) -> int:
         return int(

@@ -41,6 +41,7 @@ from .fold import (
 )
 from .log import EVENT, Log, Recording
 from .mirror import Mirror
+from .progress import Progress
 from .snapshots import SnapshotPolicy
 from .sql import EVENT_REF, Database, SessionRow
 from .values import copy, gc_paused
@@ -84,8 +85,11 @@ class _Cached:
 class SessionInfo:
     """A session's bookkeeping: ``seq`` (its head), when it was created and last
     written (Unix ms), ``history_start`` (the first position :meth:`Store.fold` can
-    reach back to, 0 unless compacted with ``retain``), and ``stored_bytes`` (its
-    event and snapshot rows; chunks are shared and not counted)."""
+    reach back to, 0 unless compacted with ``retain``), ``stored_bytes`` (its
+    event and snapshot rows; chunks are shared and not counted), and ``entries``:
+    the number of entries at its head (the length of its ``entries`` list, 0 when
+    it has none), recorded with every write; ``None`` for a session last written by
+    an eventlog before schema version 4, until its next write (fold it to count)."""
 
     session_id: str
     parent_id: str | None
@@ -94,6 +98,7 @@ class SessionInfo:
     updated_ms: int
     history_start: int
     stored_bytes: int
+    entries: int | None = None
 
 
 @contextmanager
@@ -368,11 +373,12 @@ class Store:
                     else:
                         c = self._cached(row, full=full)
                     ops = make_ops(c)
+                    shape = self._shape_after(c, ops)
                     wire, private = self._prepare(ops, copies=full)
                     seq += 1
                     ts = _now_ms()
                     frame, cids, size = log.frame(EVENT, c.sid, seq, ops_to_wire(wire), ts)
-                    pos = db.append_event(c.sid, seq, ts, frame, size)
+                    pos = db.append_event(c.sid, seq, ts, frame, size, entries=shape[0])
                     db.add_refs(EVENT_REF, pos, cids)
                     snap_seq, snap_bytes, since = (
                         (row.snap_seq, row.snap_bytes, row.snap_bytes_since) if row else (0, 0, 0)
@@ -388,7 +394,7 @@ class Store:
                 c.entries, c.managed, c.has_fields = len(c.state.entries), c.state.managed, bool(c.state.fields)
             else:
                 c.mirror = None
-                c.entries, c.managed, c.has_fields = self._shape_after(c, ops)
+                c.entries, c.managed, c.has_fields = shape
             c.seq = seq
             self._remember(name, c)
             if snap:
@@ -678,8 +684,20 @@ class Store:
             row = self._db.session_info(session_id)
         if row is None:
             raise NotFoundError("no such session", session_id=session_id)
-        parent, seq, created, updated, base, event_bytes, snapshot_bytes = row
-        return SessionInfo(session_id, parent, seq, created, updated, base, event_bytes + snapshot_bytes)
+        parent, seq, created, updated, base, event_bytes, snapshot_bytes, entries = row
+        return SessionInfo(session_id, parent, seq, created, updated, base, event_bytes + snapshot_bytes, entries)
+
+    def session_infos(self) -> list[SessionInfo]:
+        """:meth:`info` of every stored session, oldest first (the order of
+        :meth:`sessions`), read in one query: nothing is folded, so this is fast
+        however large the sessions are."""
+        with self._lock:
+            self._open()
+            rows = self._db.session_list()
+        return [
+            SessionInfo(name, parent, seq, created, updated, base, event_bytes + snapshot_bytes, entries)
+            for name, parent, seq, created, updated, base, event_bytes, snapshot_bytes, entries in rows
+        ]
 
     # ------------------------------------------------------------------ trees
 
@@ -763,7 +781,9 @@ class Store:
             with self._db.write() if write else self._db.read():
                 yield
 
-    def compact(self, *, retain: int | None = None, vacuum: bool = False, batch: int = 500) -> CompactReport:
+    def compact(
+        self, *, retain: int | None = None, vacuum: bool = False, batch: int = 500, progress: Progress | None = None
+    ) -> CompactReport:
         """Reclaim space; see :mod:`eventlog.compaction` for the steps.
 
         Removes the events, snapshots and refs of deleted sessions, then frees every
@@ -781,6 +801,11 @@ class Store:
         Runs as many small transactions of at most ``batch`` rows; writers are not
         blocked for long, and an interrupted run (even ``kill -9``) leaves a
         consistent store that the next run finishes.
+
+        ``progress`` (optional): a callback told how far each step has got, as
+        ``progress(step, done, total)`` with the steps ``"deleted sessions"``,
+        ``"sessions"``, ``"chunks"`` and, with ``vacuum``, ``"vacuum"`` (see
+        :mod:`eventlog.progress`).
         """
         if retain is not None and (type(retain) is not int or retain < 0):
             raise ValueError("retain must be a non-negative int or None")
@@ -795,18 +820,23 @@ class Store:
             lambda: self._transaction(False),
             retain=retain,
             batch=batch,
+            progress=progress,
         )
         with self._lock:
             self._open()
-            compaction.finish(self._db, report, vacuum=vacuum)
+            compaction.finish(self._db, report, vacuum=vacuum, progress=progress)
         return report
 
-    def verify(self) -> VerifyReport:
+    def verify(self, *, progress: Progress | None = None) -> VerifyReport:
         """Check the whole store; see :mod:`eventlog.verify`.  Never raises for what
-        it finds: every problem is in the report, naming session and position."""
+        it finds: every problem is in the report, naming session and position.
+
+        ``progress`` (optional): a callback told how far the check has got, as
+        ``progress(step, done, total)`` with the steps ``"integrity"``, ``"chunks"``
+        and ``"sessions"`` (see :mod:`eventlog.progress`)."""
         with self._lock:
             self._open()
-            return verification.verify(self._db, self._log)
+            return verification.verify(self._db, self._log, progress)
 
     def stats(self) -> dict[str, Any]:
         """Rows, bytes and largest cell per table, the file size, and:

@@ -17,7 +17,8 @@ Checked, in one read transaction (a consistent view even while others write):
   floor) to its head and no further, event by event, each event's recorded refs
   being exactly the chunks it uses, each large value's chunks adding up to its
   length, and each snapshot decoding to the state that replay reaches at its
-  position.
+  position; the number of entries recorded with its head (what ``eventlog
+  sessions`` lists) is the number replay ends with.
 
 Damage SQLite reports while reading (a page it cannot parse) ends the check with
 one problem saying so; ``verify`` itself never raises for what it finds.
@@ -44,6 +45,7 @@ from .codec import DecodeError, Ref
 from .errors import CorruptionError, EventLogError
 from .fold import State, apply
 from .log import Log
+from .progress import Progress
 from .sql import EVENT_REF, SESSION_REF, SNAPSHOT_REF, Database, SessionRow, advance
 from .values import same
 
@@ -88,16 +90,22 @@ class VerifyReport:
             self.problems.append(Problem(what, session_id, seq))
 
 
-def verify(db: Database, log: Log) -> VerifyReport:
-    """Check everything listed in the module docstring."""
+def verify(db: Database, log: Log, progress: Progress | None = None) -> VerifyReport:
+    """Check everything listed in the module docstring.  ``progress`` (see
+    :mod:`eventlog.progress`) is told of the steps ``"integrity"`` (SQLite's check
+    of the file, no total), ``"chunks"`` and ``"sessions"``."""
     report = VerifyReport()
+    tell = progress or _silent
     with db.read():
         try:
+            sessions, _, chunks = db.counts() if progress else (0, 0, 0)
+            tell("integrity", 0, None)
             for problem in db.integrity_problems(_MAX_REPORTED):
                 report.add(f"the SQLite file is damaged: {problem}")
             for problem in db.counter_problems():
                 report.add(problem)
-            damaged = _chunks(db, log, report)
+            tell("chunks", 0, chunks)
+            damaged = _chunks(db, log, report, tell, chunks)
             for kind, holder, cid in db.dangling_refs(_MAX_REPORTED):
                 what = ("event", "snapshot", "session")[kind] if kind in (0, 1, 2) else f"kind {kind!r}"
                 report.add(f"ref from {what} {holder} to chunk {cid}: its chunk or holder is missing")
@@ -107,17 +115,23 @@ def verify(db: Database, log: Log) -> VerifyReport:
             if orphans:
                 report.add(f"{orphans} events or snapshots belong to no session")
             report.garbage_chunks = db.unreferenced_chunks()
+            tell("sessions", 0, sessions)
             after = 0
             while rows := db.live_sessions(after, 100):
                 for row in rows:
                     _session(db, log, row, damaged, report)
+                    tell("sessions", report.sessions, max(sessions, report.sessions))
                 after = advance(after, rows[-1].sid, "sessions")
         except EventLogError as e:  # SQLite could not read on: the file is damaged
             report.add(f"checking stopped: {e.message}", e.session_id, e.seq)
     return report
 
 
-def _chunks(db: Database, log: Log, report: VerifyReport) -> set[int]:
+def _silent(step: str, done: int, total: int | None) -> None:
+    pass
+
+
+def _chunks(db: Database, log: Log, report: VerifyReport, tell: Progress, total: int) -> set[int]:
     """Check every chunk; returns the ids of the damaged ones."""
     damaged: set[int] = set()
     after = 0
@@ -129,6 +143,7 @@ def _chunks(db: Database, log: Log, report: VerifyReport) -> set[int]:
             except DecodeError as e:
                 damaged.add(cid)
                 report.add(f"chunk {cid}: {e}")
+        tell("chunks", report.chunks, max(total, report.chunks))
         after = advance(after, page[-1][0], "chunks")
     return damaged
 
@@ -180,6 +195,11 @@ def _session(db: Database, log: Log, row: SessionRow, damaged: set[int], report:
         return
     if expected != row.seq + 1:
         report.add("the log ends before the session's head", name, expected)
+        return
+    recorded = db.recorded_entries(sid)
+    if recorded is not None and (type(recorded) is not int or recorded != len(state.entries)):
+        report.add(f"the entry count recorded with the head reads {recorded!r:.40}, the log folds to "
+                   f"{len(state.entries)} entries", name, row.seq)  # fmt: skip
 
 
 def _snapshot(

@@ -55,3 +55,13 @@ def codec_path(name: str) -> Iterator[None]:
         yield
     finally:
         codec._c_decode, codec._c_encode = saved
+
+
+def to_version_3(path: str) -> None:
+    """Make a closed store file into a version 3 one, as the eventlog before schema
+    version 4 wrote it: no ``entries`` column in the sessions table."""
+    con = sqlite3.connect(path)
+    try:
+        con.executescript("ALTER TABLE sessions DROP COLUMN entries; PRAGMA user_version = 3;")
+    finally:
+        con.close()

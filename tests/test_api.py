@@ -28,7 +28,7 @@ Open = Callable[..., Any]
 
 #: Every method of the Store API; the async store has each as a coroutine.
 METHODS = [
-    *("save", "append", "load", "fold", "events", "seq", "sessions", "parent", "info"),
+    *("save", "append", "load", "fold", "events", "seq", "sessions", "parent", "info", "session_infos"),
     *("children", "tree", "delete", "compact", "verify", "snapshot", "stats", "close"),
 ]
 

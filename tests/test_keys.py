@@ -19,7 +19,7 @@ from eventlog.sql import SCHEMA_VERSION
 from eventlog.testing import histories
 from eventlog.values import same
 
-from .helpers import dump
+from .helpers import dump, to_version_3
 
 KEY_A = bytes(range(32))
 KEY_B = bytes(range(1, 33))
@@ -206,6 +206,7 @@ def test_files_from_before_keys_are_unkeyed(tmp_path: Path) -> None:
     """A version 2 file recorded no addressing: it is opened (and upgraded) as an
     unkeyed store, and refuses a key."""
     path = store_with(str(tmp_path / "v2.db"), None)
+    to_version_3(path)
     con = sqlite3.connect(path)
     con.executescript("DROP TABLE meta; PRAGMA user_version = 2;")
     con.close()

@@ -22,6 +22,7 @@ import pytest
 import eventlog
 from eventlog.sql import SCHEMA_VERSION
 
+from .helpers import to_version_3
 from .test_cli import run
 from .test_trees import to_version_1
 
@@ -65,18 +66,21 @@ def fill(path: str, **options: Any) -> dict[str, dict[str, Any]]:
 
 
 def to_version_2(path: str) -> None:
+    to_version_3(path)
     con = sqlite3.connect(path)
     con.executescript("DROP TABLE meta; PRAGMA user_version = 2;")
     con.close()
 
 
-@pytest.fixture(params=[SCHEMA_VERSION, 2, 1])
+@pytest.fixture(params=[SCHEMA_VERSION, 3, 2, 1])
 def old_or_new(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict[str, dict[str, Any]], int]:
-    """A store file at the current schema version, or made into a version 2 or 1 one."""
+    """A store file at the current schema version, or made into a version 3, 2 or 1 one."""
     path = str(tmp_path / "store.db")
     expected = fill(path)
     version: int = request.param
-    if version == 2:
+    if version == 3:
+        to_version_3(path)
+    elif version == 2:
         to_version_2(path)
     elif version == 1:
         to_version_1(path)
@@ -205,7 +209,7 @@ def test_read_commands_leave_the_file_unchanged(
         assert res.returncode == 0, f"{args}: {res.stdout}{res.stderr}"
         assert digest(path) == before, f"{command[0]} changed the file"
     assert user_version(path) == version
-    assert run("verify", path).stdout.startswith("ok: 2 sessions, 4 events, 1 snapshots, 1 chunks")
+    assert run("verify", path).stdout.startswith("ok: 2 sessions, 4 events, 1 snapshot, 1 chunk")
     exported = json.loads((tmp_path / "export.json").read_text())
     assert exported["entries"][1] == expected["root"]["entries"][1]
     # the writing commands still upgrade it

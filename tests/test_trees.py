@@ -361,7 +361,7 @@ def test_cli_verify_and_compact(filled: str) -> None:
     with eventlog.open(filled) as store:
         store.delete("s")
     done = run("compact", filled)
-    assert done.returncode == 0 and "removed 1 deleted sessions" in done.stdout, done.stdout + done.stderr
+    assert done.returncode == 0 and "removed 1 deleted session," in done.stdout, done.stdout + done.stderr
     con = sqlite3.connect(filled)
     con.execute("UPDATE events SET frame = x'00' WHERE sid = (SELECT sid FROM sessions WHERE name = 't')")
     con.commit()

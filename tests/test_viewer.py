@@ -176,3 +176,22 @@ def test_the_screenshot_is_painted_only_once_reached(page: tuple[Path, dict[str,
         counts[seq] = magenta_pixels(shot.read_bytes())
     assert counts[2] == 0
     assert counts[3] > 320 * 200 * 0.5  # the image, at (about) its size
+
+
+def test_the_demo_screenshots_show_as_images(tmp_path: Path) -> None:
+    """The demo's screenshots are real PNGs: the page paints them (noise under a
+    gradient: many thousands of colours), not a broken-image icon."""
+    db = tmp_path / "demo.db"
+    res = subprocess.run([sys.executable, "-m", "eventlog", "demo", "--path", str(db), "--entries", "6"],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    out = tmp_path / "demo.html"
+    res = subprocess.run([sys.executable, "-m", "eventlog", "view", str(db), "eventlog-demo", "-o", str(out)],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    shot = tmp_path / "shot.png"
+    res2 = chromium(f"--screenshot={shot}", url=f"{out.as_uri()}#seq=3", tmp=tmp_path)  # the first screenshot's
+    assert res2.returncode == 0 and shot.exists(), res2.stderr.decode(errors="replace")[-2000:]
+    _, _, channels, data = pixels(shot.read_bytes())
+    colours = {data[i : i + 3] for i in range(0, len(data), channels)}
+    assert len(colours) > 20_000
