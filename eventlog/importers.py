@@ -261,6 +261,43 @@ class _Bad(Exception):
     """A problem in a value, worded; the caller says where."""
 
 
+#: What parsing JSON may take in memory beyond its text, per container (``{``,
+#: ``[``) and per item (``,``): a generous estimate of Python's objects, so that
+#: a session of many tiny values ("[[],[],...]", 28 times its text) is refused
+#: before it is parsed.  A session may take :data:`_BUDGET_FACTOR` times
+#: ``max_session_bytes`` so estimated.
+_CONTAINER_COST, _ITEM_COST, _BUDGET_FACTOR = 80, 24, 4
+
+#: Longest id read from a Flue file (the store takes at most 4,096 bytes).
+_ID_BYTES = 4096
+
+#: The image chunks of a session's entries (parameters: the session id twice).
+_SESSION_CHUNKS = (
+    "owner_kind = 'session_entry' AND owner_id = ? "
+    "AND owner_part IN (SELECT entry_id FROM flue_session_entries WHERE session_id = ?)"
+)
+
+
+class _Budget:
+    """The memory one session may take once parsed, spent as its JSON is parsed."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.total = self.left = _BUDGET_FACTOR * limits.max_session_bytes
+
+    def charge(self, n: int) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise _Bad(
+                f"so many small JSON values that reading them would take over {_size(self.total)} of memory "
+                f"({_BUDGET_FACTOR} times the limit for one session)"
+            )
+
+    def parse(self, text: str) -> None:
+        """Charge for parsing ``text``, before it is parsed."""
+        containers = text.count("{") + text.count("[")
+        self.charge(len(text) + _CONTAINER_COST * containers + _ITEM_COST * text.count(","))
+
+
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj = dict(pairs)
     if len(obj) != len(pairs):
@@ -283,7 +320,9 @@ def _decode(raw: bytes) -> str:
         raise _Bad(f"not UTF-8 text (byte {e.start}: {raw[e.start : e.start + 1]!r})") from None
 
 
-def _parse(text: str, allow_nan: bool) -> Any:
+def _parse(text: str, allow_nan: bool, budget: _Budget | None = None) -> Any:
+    if budget is not None:
+        budget.parse(text)
     try:
         return json.loads(text, object_pairs_hook=_pairs, parse_constant=None if allow_nan else _no_constant)
     except json.JSONDecodeError as e:
@@ -549,7 +588,7 @@ class ImportFile:
             size = len(raw)
             text = _decode(raw)
             del raw
-            data = _parse(text, self.limits.allow_nan)
+            data = _parse(text, self.limits.allow_nan, _Budget(self.limits))
             del text
             if type(data) is not dict or type(data.get("entries")) is not list:
                 raise _Bad("not a session (a JSON object with an entries list)")
@@ -565,6 +604,7 @@ class ImportFile:
         cap, total = limits.max_session_bytes, 0
         if self.size is not None and self.size > cap:
             raise self._error(f"{_size(self.size)}, over the limit of {_size(cap)} for one session")
+        budget = _Budget(limits)
         header: dict[str, Any] | None = None
         sid: str | None = None
         entries: list[Any] = []
@@ -586,7 +626,7 @@ class ImportFile:
                     text = _decode(line)
                     if not text.strip():
                         continue
-                    value = _parse(text, limits.allow_nan)
+                    value = _parse(text, limits.allow_nan, budget)
                 except _Bad as e:
                     raise _Bad(f"line {n}: {e}") from None
                 if header is None:
@@ -716,7 +756,7 @@ class ImportFile:
     def _flue(self) -> Iterator[Imported | Unreadable]:
         con = self._con
         assert con is not None
-        id_cap = 4096
+        id_cap = _ID_BYTES
         try:
             rows = con.execute(
                 "SELECT rowid, typeof(id), CASE WHEN length(CAST(id AS BLOB)) <= ? THEN id END FROM flue_sessions "
@@ -767,26 +807,36 @@ class ImportFile:
     def _flue_session(self, rowid: int, sid: str) -> tuple[dict[str, Any], int]:
         limits = self.limits
         cap = limits.max_session_bytes
+        budget = _Budget(limits)
         kind, n = self._one("SELECT typeof(data), length(CAST(data AS BLOB)) FROM flue_sessions WHERE rowid = ?",
                             (rowid,))  # fmt: skip
         if _text(kind) != "text":
             raise _Bad(f"data is {_kind(_text(kind))}, not text")
         if n > cap:
             raise _Bad(f"data of {_size(n)} is over the limit of {_size(cap)} for one session")
-        entries_rows = images = None
         declared = n
+        entry_rows = image_rows = 0
         if "flue_session_entries" in self._tables:
-            count, total, largest = self._one(
+            # What the session's rows declare, summed by SQL (nothing fetched, no sort).
+            entry_rows, total, largest, longest_id = self._one(
                 "SELECT count(*), coalesce(sum(length(CAST(data AS BLOB))), 0), "
-                "coalesce(max(length(CAST(data AS BLOB))), 0) FROM flue_session_entries WHERE session_id = ?",
+                "coalesce(max(length(CAST(data AS BLOB))), 0), coalesce(max(length(CAST(entry_id AS BLOB))), 0) "
+                "FROM flue_session_entries WHERE session_id = ?",
                 (sid,),
             )
             if largest > limits.max_value_bytes:
                 raise _Bad(f"an entry of {_size(largest)} is over the limit of {_size(limits.max_value_bytes)}")
+            if longest_id > _ID_BYTES:
+                raise _Bad(f"an entry_id of {_size(longest_id)} (entry ids are short)")
+            budget.charge(entry_rows * _CONTAINER_COST)
             declared += total
-            entries_rows = count
-            images = self._image_groups(sid) if "flue_image_chunks" in self._tables else {}
-            declared += sum(size for entry in images.values() for _, size in entry.values())
+            if "flue_image_chunks" in self._tables:
+                image_rows, total = self._one(
+                    f"SELECT count(*), coalesce(sum(length(CAST(data AS BLOB))), 0) FROM flue_image_chunks "
+                    f"WHERE {_SESSION_CHUNKS}",
+                    (sid, sid),
+                )
+                declared += total
         if declared > cap:
             raise _Bad(f"{_size(declared)} of rows and image chunks, over the limit of {_size(cap)} for one session")
         row = self._one("SELECT data FROM flue_sessions WHERE rowid = ?", (rowid,))
@@ -794,13 +844,13 @@ class ImportFile:
             raise _Bad("data changed while it was read")
         text = _decode(row[0])
         del row
-        data = _parse(text, limits.allow_nan)
+        data = _parse(text, limits.allow_nan, budget)
         del text
         self._progress(n)
         if type(data) is not dict:
             raise _Bad("data is not a JSON object")
-        if entries_rows is not None and images is not None:
-            data = self._with_entries(sid, data, entries_rows, images, cap - n)
+        if "flue_session_entries" in self._tables:
+            data = self._with_entries(sid, data, entry_rows, image_rows, cap - n, budget)
         if type(data.get("entries")) is not list:
             raise _Bad("no entries list")
         _check_session(data, _entry_name)
@@ -810,67 +860,55 @@ class ImportFile:
         if self._on_bytes is not None and self._spool is None:  # a spooled copy was counted as it was read
             self._on_bytes(n)
 
-    def _image_groups(self, sid: str) -> dict[str, dict[str, tuple[int, int]]]:
-        """The image chunk groups of the session's entries, by entry id and image id:
-        their number of rows and total bytes, from SQL, before any chunk is read."""
-        assert self._con is not None
-        groups: dict[str, dict[str, tuple[int, int]]] = {}
-        rows = self._con.execute(
-            "SELECT typeof(owner_part), owner_part, typeof(image_id), image_id, count(*), "
-            "coalesce(sum(length(CAST(data AS BLOB))), 0) FROM flue_image_chunks "
-            "WHERE owner_kind = 'session_entry' AND owner_id = ? "
-            "AND owner_part IN (SELECT entry_id FROM flue_session_entries WHERE session_id = ?) "
-            "GROUP BY owner_part, image_id",
-            (sid, sid),
-        )
-        for part_kind, part, image_kind, image, count, total in rows:
-            where = f"entry {_show(part)}, image {_show(image)}"
-            if _text(image_kind) != "text" or _text(part_kind) != "text":
-                raise _Bad(f"{where}: image_id is {_kind(_text(image_kind))}, not text")
-            if total > self.limits.max_value_bytes:
-                raise _Bad(f"{where}: {_size(total)} of chunks, over the limit of "
-                           f"{_size(self.limits.max_value_bytes)} for one value")  # fmt: skip
-            groups.setdefault(_decode(part), {})[_decode(image)] = (count, total)
-        return groups
-
     def _with_entries(
-        self, sid: str, data: dict[str, Any], count: int, images: dict[str, dict[str, tuple[int, int]]], room: int
+        self, sid: str, data: dict[str, Any], count: int, image_rows: int, room: int, budget: _Budget
     ) -> dict[str, Any]:
-        """Flue 0.11.1: the session's entries from their own rows, images rejoined."""
+        """Flue 0.11.1: the session's entries from their own rows, images rejoined.
+
+        Rows are put in order by rowid first, then fetched one at a time, so no
+        sort ever holds their data; every size is checked before it is fetched."""
         assert self._con is not None
+        query = "SELECT rowid FROM flue_session_entries WHERE session_id = ? ORDER BY position, entry_id"
+        order = [r for (r,) in self._con.execute(query, (sid,))]
+        if len(order) != count:
+            raise _Bad("the entries changed while they were read")
         entries: list[Any] = []
-        total = 0
-        rows = self._con.execute(
-            "SELECT typeof(entry_id), entry_id, typeof(data), data FROM flue_session_entries WHERE session_id = ? "
-            "ORDER BY position, entry_id",
-            (sid,),
-        )
-        for i, (id_kind, raw_id, data_kind, raw) in enumerate(rows):
+        used: set[tuple[str, str]] = set()
+        total = used_rows = 0
+        for i, row in enumerate(order):
+            id_kind, raw_id, data_kind, n = self._one(
+                "SELECT typeof(entry_id), entry_id, typeof(data), length(CAST(data AS BLOB)) "
+                "FROM flue_session_entries WHERE rowid = ?",
+                (row,),
+            )
             if _text(id_kind) != "text":
                 raise _Bad(f"entry #{i}: entry_id is {_kind(_text(id_kind))}, not text")
             entry_id = _decode(raw_id)
             where = f"entry {entry_id!r:.80}"
             if _text(data_kind) != "text":
                 raise _Bad(f"{where}: data is {_kind(_text(data_kind))}, not text")
-            total += len(raw)
-            self._progress(len(raw))
+            total += n
             if total > room:
                 raise _Bad(f"{where}: the entries grew past the limit of {_size(self.limits.max_session_bytes)} "
                            "for one session while they were read")  # fmt: skip
+            (raw,) = self._one("SELECT data FROM flue_session_entries WHERE rowid = ?", (row,))
+            if type(raw) is not bytes or len(raw) != n:
+                raise _Bad(f"{where}: changed while it was read")
+            self._progress(n)
             try:
                 text = _decode(raw)
                 del raw
-                entry = _parse(text, self.limits.allow_nan)
+                entry = _parse(text, self.limits.allow_nan, budget)
                 del text
-                total += self._rejoin_images(sid, entry_id, entry, images.get(entry_id, {}))
+                for image, rows, size in self._rejoin_images(sid, entry_id, entry, room - total):
+                    used.add((entry_id, image))
+                    used_rows += rows
+                    total += size
             except _Bad as e:
                 raise _Bad(f"{where}: {e}") from None
-            if total > room:
-                raise _Bad(f"{where}: the session grew past the limit of {_size(self.limits.max_session_bytes)} "
-                           "while it was read")  # fmt: skip
             entries.append(entry)
-        if len(entries) != count:
-            raise _Bad("the entries changed while they were read")
+        if used_rows != image_rows:
+            raise _Bad(self._unmarked(sid, used))
         if "entries" in data:
             if entries:
                 raise _Bad("entries both inline and in flue_session_entries")
@@ -885,9 +923,26 @@ class ImportFile:
         out.setdefault("entries", entries)
         return out
 
-    def _rejoin_images(self, sid: str, entry_id: str, entry: Any, groups: dict[str, tuple[int, int]]) -> int:
+    def _unmarked(self, sid: str, used: set[tuple[str, str]]) -> str:
+        """Words for image chunks that no marker asked for (Flue refuses those too)."""
+        assert self._con is not None
+        rows = self._con.execute(
+            f"SELECT typeof(owner_part), owner_part, typeof(image_id), image_id FROM flue_image_chunks "
+            f"WHERE {_SESSION_CHUNKS}",
+            (sid, sid),
+        )
+        for part_kind, part, image_kind, image in rows:
+            if _text(part_kind) != "text" or _text(image_kind) != "text":
+                return f"entry {_show(part)}: image_id is {_kind(_text(image_kind))}, not text"
+            key = (part.decode("utf-8", "replace"), image.decode("utf-8", "replace"))
+            if key not in used:
+                return f"entry {key[0]!r:.80}: image chunks {key[1]!r:.40} have no marker in the entry"
+        return "the image chunks changed while they were read"
+
+    def _rejoin_images(self, sid: str, entry_id: str, entry: Any, room: int) -> Iterator[tuple[str, int, int]]:
         """Put each image's chunks back in place of its marker, as Flue's reader does
-        (image blocks of user and toolResult messages); return the bytes read."""
+        (image blocks of user and toolResult messages); yield each image's id, number
+        of chunks and bytes."""
         markers: list[tuple[dict[str, Any], str]] = []
         message = entry.get("message") if type(entry) is dict and entry.get("type") == "message" else None
         content = message.get("content") if type(message) is dict else None
@@ -900,55 +955,69 @@ class ImportFile:
         named = [image for _, image in markers]
         if len(set(named)) != len(named):
             raise _Bad("an image marker appears twice")
-        if set(named) != set(groups):
-            unmarked = sorted(set(groups) - set(named))
-            if unmarked:
-                raise _Bad(f"image chunks {', '.join(map(repr, unmarked))} have no marker in the entry")
-            raise _Bad(f"image {sorted(set(named) - set(groups))[0]!r} has no chunks")
-        total = 0
         for block, image in markers:
-            text = self._image(sid, entry_id, image, groups[image][0])
-            total += len(text)
+            text, rows = self._image(sid, entry_id, image, room)
+            room -= len(text)
             block["data"] = text
-        return total
+            yield image, rows, len(text)
 
-    def _image(self, sid: str, entry_id: str, image: str, rows: int) -> str:
+    def _image(self, sid: str, entry_id: str, image: str, room: int) -> tuple[str, int]:
         assert self._con is not None
-        cap = self.limits.max_value_bytes
         where = f"image {image!r:.40}"
+        if "flue_image_chunks" not in self._tables:
+            raise _Bad(f"{where} has no chunks (the file has no flue_image_chunks table)")
+        cap = self.limits.max_value_bytes
+        params = (sid, entry_id, image)
+        chunks = "FROM flue_image_chunks WHERE owner_kind = 'session_entry' AND owner_id = ? AND owner_part = ? " \
+                 "AND image_id = ?"  # fmt: skip
+        rows, declared = self._one(f"SELECT count(*), coalesce(sum(length(CAST(data AS BLOB))), 0) {chunks}", params)
+        if rows == 0:
+            odd = self._one(
+                "SELECT typeof(image_id) FROM flue_image_chunks WHERE owner_kind = 'session_entry' AND owner_id = ? "
+                "AND owner_part = ? AND typeof(image_id) <> 'text' LIMIT 1",
+                params[:2],
+            )
+            if odd is not None:
+                raise _Bad(f"{where} has no chunks: the entry's chunks have an image_id that is {_kind(_text(odd[0]))}")
+            raise _Bad(f"{where} has no chunks")
+        if declared > cap:
+            raise _Bad(f"{where}: {_size(declared)} of chunks, over the limit of {_size(cap)} for one value")
+        if declared > room:
+            raise _Bad(f"{where}: the session grew past the limit of {_size(self.limits.max_session_bytes)} "
+                       "while it was read")  # fmt: skip
+        order = self._con.execute(
+            f"SELECT rowid, typeof(chunk_index), chunk_index, typeof(chunk_count), chunk_count {chunks} "
+            "ORDER BY chunk_index",
+            params,
+        ).fetchall()
         parts: list[bytes] = []
         n = 0
         count = None
-        cursor = self._con.execute(
-            "SELECT typeof(chunk_index), chunk_index, typeof(chunk_count), chunk_count, typeof(data), data "
-            "FROM flue_image_chunks WHERE owner_kind = 'session_entry' AND owner_id = ? AND owner_part = ? "
-            "AND image_id = ? ORDER BY chunk_index",
-            (sid, entry_id, image),
-        )
-        for i, (index_kind, index, count_kind, declared, data_kind, data) in enumerate(cursor):
+        for i, (row, index_kind, index, count_kind, declared_count) in enumerate(order):
             if _text(index_kind) != "integer" or _text(count_kind) != "integer":
                 bad = "chunk_index" if _text(index_kind) != "integer" else "chunk_count"
                 kind = index_kind if bad == "chunk_index" else count_kind
                 raise _Bad(f"{where}, chunk #{i}: {bad} is {_kind(_text(kind))}, not an integer")
             if count is None:
-                count = declared
+                count = declared_count
                 if count < 1 or count != rows:
                     raise _Bad(f"{where}: {rows} of its {count} chunks")
-            if declared != count:
-                raise _Bad(f"{where}, chunk {index}: chunk_count {declared} where chunk 0 says {count}")
+            if declared_count != count:
+                raise _Bad(f"{where}, chunk {index}: chunk_count {declared_count} where chunk 0 says {count}")
             if index != i:
                 raise _Bad(f"{where}: chunk {i} is missing" if index > i else f"{where}: chunk {index} appears twice")
+            data_kind, data = self._one("SELECT typeof(data), data FROM flue_image_chunks WHERE rowid = ?", (row,))
             if _text(data_kind) != "text":
                 raise _Bad(f"{where}, chunk {index}: data is {_kind(_text(data_kind))}, not text")
             n += len(data)
-            if n > cap:
-                raise _Bad(f"{where}: the chunks grew past the limit of {_size(cap)} while they were read")
+            if n > declared:
+                raise _Bad(f"{where}: the chunks changed while they were read")
             parts.append(data)
-        if count is None or len(parts) != count:
+        if count is None or len(parts) != count or n != declared:
             raise _Bad(f"{where}: the chunks changed while they were read")
         self._progress(n)
         try:
-            return _decode(b"".join(parts))
+            return _decode(b"".join(parts)), rows
         except _Bad as e:
             raise _Bad(f"{where}: {e}") from None
 

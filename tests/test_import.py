@@ -519,7 +519,7 @@ HOSTILE_SESSIONS = {
                                "chunk_index, chunk_count) VALUES ('QUFB', 'session_entry', ?, ?, '7', 0, 1)",
                                (ROOT, root_entry(0))), "image chunks '7' have no marker"),
     "BLOB image_id": ("UPDATE flue_image_chunks SET image_id = CAST(image_id AS BLOB)",
-                      "image_id is a BLOB, not text"),
+                      "image '0' has no chunks: the entry's chunks have an image_id that is a BLOB"),
 }  # fmt: skip
 
 
@@ -641,8 +641,13 @@ def test_sizes_are_checked_before_anything_is_assembled(tmp_path: Path) -> None:
     """The declared sizes (SQL length() sums) refuse a session over the limits
     before one chunk is fetched."""
     path = big_images_file(tmp_path, 3, 1_500_000)  # three images of 2 MB of base64
-    never = mock.Mock(side_effect=AssertionError("assembled"))
-    with mock.patch.object(importers.ImportFile, "_image", never):
+    one = importers.ImportFile._one
+
+    def no_chunk_fetched(self: importers.ImportFile, sql: str, params: tuple[Any, ...]) -> Any:
+        assert not sql.startswith("SELECT typeof(data), data FROM flue_image_chunks"), "a chunk was fetched"
+        return one(self, sql, params)
+
+    with mock.patch.object(importers.ImportFile, "_one", no_chunk_fetched):
         [item] = importers.read(path, limits=Limits(max_session_bytes=5 << 20))
         assert isinstance(item, Unreadable) and "over the limit of 5.0 MiB for one session" in str(item.error)
         [item] = importers.read(path, limits=Limits(max_value_bytes=1 << 20))
@@ -694,7 +699,7 @@ def hostile_flue(path: str, case: str) -> None:
 
 
 def run_measured(*args: str) -> tuple[int, str, str, int]:
-    """``python -m eventlog ARGS`` under a 2 GiB address-space limit (so that a
+    """``python ARGS`` under a 2 GiB address-space limit (so that a
     runaway import fails rather than exhausting the machine); returns the exit
     status, stdout, stderr and the peak resident memory in MiB."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -702,7 +707,7 @@ def run_measured(*args: str) -> tuple[int, str, str, int]:
         def limit() -> None:
             resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
 
-        p = subprocess.Popen([sys.executable, "-m", "eventlog", *args], stdout=out, stderr=err, preexec_fn=limit)
+        p = subprocess.Popen([sys.executable, *args], stdout=out, stderr=err, preexec_fn=limit)
         deadline = time.monotonic() + 300
         while True:
             pid, status, usage = os.wait4(p.pid, os.WNOHANG)
@@ -723,10 +728,58 @@ def test_hostile_sizes_take_little_memory(tmp_path: Path, case: str) -> None:
     source = str(tmp_path / "hostile.db")
     hostile_flue(source, case)
     assert os.path.getsize(source) < 1 << 20
-    status, _, err, peak = run_measured("import", str(tmp_path / "s.db"), source)
+    status, _, err, peak = run_measured("-m", "eventlog", "import", str(tmp_path / "s.db"), source)
     assert status == 1 and "Traceback" not in err and "is a generated column, not data Flue wrote" in err, err
     assert peak < 300, f"{peak} MiB"
     assert not (tmp_path / "s.db").exists()
+
+
+#: The import command with generated columns let through, as if they were stored.
+GENERATED_LET_THROUGH = """
+import sys
+from eventlog import importers
+from eventlog.cli import main
+check = importers.ImportFile._check_tables
+def let_through(self, kinds):
+    con = self._con
+    class Stored:
+        def execute(self, sql, *args):
+            rows = con.execute(sql, *args)
+            return [r[:6] + (0,) for r in rows] if sql.startswith("PRAGMA table_xinfo") else rows
+    self._con = Stored()
+    try:
+        check(self, kinds)
+    finally:
+        self._con = con
+importers.ImportFile._check_tables = let_through
+main(sys.argv[1:], prog_name="eventlog")
+"""
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("2 GB of image chunks", "2.0 GiB of rows and image chunks, over the limit of 256.0 MiB for one session"),
+        ("1 GB image", "1.0 GiB of rows and image chunks, over the limit of 256.0 MiB for one session"),
+    ],
+)
+def test_declared_sizes_alone_bound_memory(tmp_path: Path, case: str, message: str) -> None:
+    """Even data that is there (here: generated columns let through) is refused
+    from its declared size, summed by SQL, before any of it is fetched."""
+    source = str(tmp_path / "hostile.db")
+    hostile_flue(source, case)
+    status, _, err, peak = run_measured("-c", GENERATED_LET_THROUGH, "import", str(tmp_path / "s.db"), source)
+    assert status == 1 and "Traceback" not in err and message in err, err
+    assert peak < 300, f"{peak} MiB"
+
+
+def test_many_tiny_json_values_are_refused_before_parsing(tmp_path: Path) -> None:
+    """[[],[],...] takes ~28 times its text once parsed: refused from an estimate."""
+    source = tmp_path / "tiny.json"
+    source.write_text('{"entries": [' + ",".join(["[]"] * 300_000) + "]}")
+    res = run("import", str(tmp_path / "s.db"), str(source), "--max-session-size", "1M")
+    one_line_error(res, "so many small JSON values that reading them would take over 4.0 MiB of memory")
+    assert run("import", str(tmp_path / "s.db"), str(source), "--max-session-size", "8M").returncode == 0
 
 
 # ----------------------------------------------------------------------------- pipes and FIFOs
