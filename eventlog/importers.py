@@ -876,10 +876,13 @@ class ImportFile:
         used: set[tuple[str, str]] = set()
         total = used_rows = 0
         for i, row in enumerate(order):
-            id_kind, raw_id, data_kind, n = self._one(
-                "SELECT typeof(entry_id), entry_id, typeof(data), length(CAST(data AS BLOB)) "
+            # The data comes only if it fits what is left (a row can change between
+            # the sums and now): its length is checked in SQL before it is fetched.
+            id_kind, raw_id, data_kind, n, raw = self._one(
+                "SELECT typeof(entry_id), entry_id, typeof(data), length(CAST(data AS BLOB)), "
+                "CASE WHEN typeof(data) = 'text' AND length(CAST(data AS BLOB)) <= ? THEN data END "
                 "FROM flue_session_entries WHERE rowid = ?",
-                (row,),
+                (room - total, row),
             )
             if _text(id_kind) != "text":
                 raise _Bad(f"entry #{i}: entry_id is {_kind(_text(id_kind))}, not text")
@@ -888,12 +891,9 @@ class ImportFile:
             if _text(data_kind) != "text":
                 raise _Bad(f"{where}: data is {_kind(_text(data_kind))}, not text")
             total += n
-            if total > room:
+            if total > room or type(raw) is not bytes:
                 raise _Bad(f"{where}: the entries grew past the limit of {_size(self.limits.max_session_bytes)} "
                            "for one session while they were read")  # fmt: skip
-            (raw,) = self._one("SELECT data FROM flue_session_entries WHERE rowid = ?", (row,))
-            if type(raw) is not bytes or len(raw) != n:
-                raise _Bad(f"{where}: changed while it was read")
             self._progress(n)
             try:
                 text = _decode(raw)
@@ -985,15 +985,17 @@ class ImportFile:
         if declared > room:
             raise _Bad(f"{where}: the session grew past the limit of {_size(self.limits.max_session_bytes)} "
                        "while it was read")  # fmt: skip
-        order = self._con.execute(
-            f"SELECT rowid, typeof(chunk_index), chunk_index, typeof(chunk_count), chunk_count {chunks} "
+        # At most ``declared`` bytes, checked above: in order (a sort of at most one
+        # image when the file has no index), fetched one row at a time.
+        cursor = self._con.execute(
+            f"SELECT typeof(chunk_index), chunk_index, typeof(chunk_count), chunk_count, typeof(data), data {chunks} "
             "ORDER BY chunk_index",
             params,
-        ).fetchall()
+        )
         parts: list[bytes] = []
         n = 0
         count = None
-        for i, (row, index_kind, index, count_kind, declared_count) in enumerate(order):
+        for i, (index_kind, index, count_kind, declared_count, data_kind, data) in enumerate(cursor):
             if _text(index_kind) != "integer" or _text(count_kind) != "integer":
                 bad = "chunk_index" if _text(index_kind) != "integer" else "chunk_count"
                 kind = index_kind if bad == "chunk_index" else count_kind
@@ -1006,7 +1008,6 @@ class ImportFile:
                 raise _Bad(f"{where}, chunk {index}: chunk_count {declared_count} where chunk 0 says {count}")
             if index != i:
                 raise _Bad(f"{where}: chunk {i} is missing" if index > i else f"{where}: chunk {index} appears twice")
-            data_kind, data = self._one("SELECT typeof(data), data FROM flue_image_chunks WHERE rowid = ?", (row,))
             if _text(data_kind) != "text":
                 raise _Bad(f"{where}, chunk {index}: data is {_kind(_text(data_kind))}, not text")
             n += len(data)

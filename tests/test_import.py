@@ -641,13 +641,24 @@ def test_sizes_are_checked_before_anything_is_assembled(tmp_path: Path) -> None:
     """The declared sizes (SQL length() sums) refuse a session over the limits
     before one chunk is fetched."""
     path = big_images_file(tmp_path, 3, 1_500_000)  # three images of 2 MB of base64
-    one = importers.ImportFile._one
+    opened = importers.ImportFile._open_sqlite
 
-    def no_chunk_fetched(self: importers.ImportFile, sql: str, params: tuple[Any, ...]) -> Any:
-        assert not sql.startswith("SELECT typeof(data), data FROM flue_image_chunks"), "a chunk was fetched"
-        return one(self, sql, params)
+    def no_chunk_fetched(self: importers.ImportFile) -> None:
+        opened(self)
+        con = self._con
+        assert con is not None
 
-    with mock.patch.object(importers.ImportFile, "_one", no_chunk_fetched):
+        class Spy:
+            def execute(self, sql: str, *args: Any) -> Any:
+                assert "typeof(data), data FROM flue_image_chunks" not in sql, "a chunk was fetched"
+                return con.execute(sql, *args)  # type: ignore[union-attr]
+
+            def close(self) -> None:
+                con.close()  # type: ignore[union-attr]
+
+        self._con = Spy()  # type: ignore[assignment]
+
+    with mock.patch.object(importers.ImportFile, "_open_sqlite", no_chunk_fetched):
         [item] = importers.read(path, limits=Limits(max_session_bytes=5 << 20))
         assert isinstance(item, Unreadable) and "over the limit of 5.0 MiB for one session" in str(item.error)
         [item] = importers.read(path, limits=Limits(max_value_bytes=1 << 20))
