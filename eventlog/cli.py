@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
@@ -30,6 +30,9 @@ from .chunks import KEY_BYTES
 from .errors import EventLogError, KeyMismatchError
 from .store import Store
 from .store import open as open_store
+
+if TYPE_CHECKING:
+    from .importers import Limits
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -654,8 +657,9 @@ class _ImportReport:
 @click.argument("files", nargs=-1, required=True)
 @click.option("--replace", is_flag=True, help="save over sessions that already exist (default: skip them)")
 @click.option("--keep-going", is_flag=True, help="go on after a file or session that fails (default: stop there)")
-@click.option("--id", "session_id", default=None, help="the session id of a session JSON read from a pipe (one FILE)")
-@click.option("--max-session-size", default="256M", show_default=True, callback=_size_option,
+@click.option("--id", "session_id", default=None, metavar="SESSION",
+              help="the session id of a session JSON read from a pipe (one FILE)")  # fmt: skip
+@click.option("--max-session-size", default="256M", show_default=True, callback=_size_option, metavar="SIZE",
               help="largest session to read, in bytes or with K, M, G")  # fmt: skip
 @click.option("--allow-nan", is_flag=True, help="read NaN and Infinity (not JSON) as floats, not as an error")
 @json_option
@@ -667,31 +671,52 @@ def import_(path: str, files: tuple[str, ...], replace: bool, keep_going: bool, 
     files into the store at PATH (created if missing).
 
     Each session is saved in one transaction; sessions already in the store are
-    skipped unless --replace.  FILE may be a pipe or a FIFO (- for standard input).
+    skipped unless --replace.  A FILE may be a pipe or FIFO (- for standard input).
     Reports every file and session on stdout and ends with a summary; progress goes
     to stderr.  Exit status: 0 if nothing failed, 1 if a file or session failed
     (the import stops at the first unless --keep-going), 130 if interrupted.  A
     store this command created is removed again if nothing was imported into it.
     """
-    from .importers import Imported, ImportFormatError, Limits, open_file, pi_sessions
+    from .importers import Limits
 
     if session_id is not None and len(files) != 1:
         raise click.UsageError("--id names the session of one file: give one FILE")
     limits = Limits(max_session_bytes=max_session_size, allow_nan=allow_nan)
     target = _ImportTarget(path)
-    pi_ids = pi_sessions(files)
     key = _chunk_key()
+    progress = _ImportProgress(files)
+    report = _ImportReport(path, as_json, progress)
     try:
         store = open_store(path, chunk_key=key)
+    except KeyboardInterrupt:
+        target.remove_made()
+        report.interrupted = True
+        sys.exit(report.finish())
     except BaseException:
         target.remove_made()
         raise
     target.note_made()
-    progress = _ImportProgress(files)
-    report = _ImportReport(path, as_json, progress)
-    current: tuple[dict[str, Any], Imported, int] | None = None
     empty = False
     try:
+        _import_files(store, files, limits, session_id, replace, keep_going, report, progress)
+    finally:
+        with contextlib.suppress(EventLogError):
+            empty = report.counts["imported"] + report.counts["replaced"] == 0 and not store.sessions()
+        store.close()
+        if target.new and empty:
+            target.remove_made()
+    sys.exit(report.finish())
+
+
+def _import_files(store: Store, files: tuple[str, ...], limits: Limits, session_id: str | None, replace: bool,
+                  keep_going: bool, report: _ImportReport, progress: _ImportProgress) -> None:  # fmt: skip
+    """Import ``files`` into ``store``, reporting each file and session; on Ctrl-C,
+    record what the save under way did and return (the caller prints the summary)."""
+    from .importers import Imported, ImportFormatError, open_file, pi_sessions
+
+    current: tuple[dict[str, Any], Imported, int] | None = None
+    try:
+        pi_ids = pi_sessions(files)
         with progress:
             for index, name in enumerate(files):
                 entry = report.file(name)
@@ -726,20 +751,13 @@ def import_(path: str, files: tuple[str, ...], replace: bool, keep_going: bool, 
         report.interrupted = True
         if current is not None:  # the save under way either committed or rolled back: say which
             entry, item, before = current
-            if store.seq(item.session_id) > before:
-                status = "imported" if before == 0 else "replaced"
-                report.session(entry, status, item.session_id, parent=item.parent_id,
-                               entries=len(item.data["entries"]), size=item.size, note=item.note)  # fmt: skip
+            with contextlib.suppress(EventLogError):
+                if store.seq(item.session_id) > before:
+                    report.session(entry, "imported" if before == 0 else "replaced", item.session_id,
+                                   parent=item.parent_id, entries=len(item.data["entries"]), size=item.size,
+                                   note=item.note)  # fmt: skip
         if report.files and report.files[-1]["status"] == "ok":
             report.files[-1]["status"] = "interrupted"
-    finally:
-        try:
-            empty = report.counts["imported"] + report.counts["replaced"] == 0 and not store.sessions()
-        finally:
-            store.close()
-    if target.new and empty:
-        target.remove_made()
-    sys.exit(report.finish())
 
 
 def _save_imported(store: Store, item: Any, replace: bool) -> tuple[str, str | None]:

@@ -441,6 +441,8 @@ def _open_input(name: str, on_wait: Callable[[str], None] | None) -> tuple[IO[by
     """Open ``name`` for reading without hanging silently on a FIFO with no writer."""
     if name == "-":
         fd = os.dup(0)
+        if os.isatty(fd) and on_wait is not None:
+            on_wait("reading a file from the terminal (standard input): end it with Ctrl-D")
     else:
         try:
             st = os.stat(name)
