@@ -70,8 +70,11 @@ FLUE_KEY_PREFIX = "agent-session:"
 #: the store takes.
 MAX_VALUE_BYTES = 256 << 20
 
-#: Largest session read (everything one session is assembled from).  Importing a
-#: session takes about three times its size in memory at its peak.
+#: Largest session read (everything one session is assembled from).  Reading a
+#: session takes about twice its size in memory at its peak when its parts are in
+#: separate rows (Flue 0.11.1), and up to six times when it is one JSON text that
+#: holds a character outside the Basic Multilingual Plane (an emoji): Python then
+#: keeps the whole text at four bytes a character while it is parsed.
 MAX_SESSION_BYTES = 256 << 20
 
 #: Largest SQLite file copied from a pipe to a temporary file.
@@ -87,9 +90,9 @@ _PI_HEADER_BYTES = 1 << 20
 class ImportFormatError(EventLogError):
     """A file to import is not in a known format, is damaged or is over a limit.
 
-    The message is one line naming the file, the session (when known) and where
-    (``line 7``, ``entry 'ab12cd34', image 0``); they are also attributes: ``file``,
-    ``session_id``, ``where``."""
+    The message is one line naming the file, the session (when known) and where in
+    it (``line 7``, ``entry 'ab12cd34': image '0', chunk 1``).  The file and the
+    session are also the attributes ``file`` and ``session_id``."""
 
     def __init__(self, message: str, *, file: str | None = None, session_id: str | None = None,
                  where: str | None = None) -> None:  # fmt: skip
@@ -106,9 +109,11 @@ class ImportFormatError(EventLogError):
 
 @dataclass(frozen=True)
 class Limits:
-    """What one import accepts.  ``max_value_bytes``: one value (a Flue entry row or
-    session row, one image, a pi line); ``max_session_bytes``: one session, everything
-    it is assembled from; ``max_spool_bytes``: an SQLite file read from a pipe;
+    """What one import accepts.  ``max_value_bytes``: one value (a Flue entry row,
+    one image, a pi line); ``max_session_bytes``: one session, everything it is
+    assembled from (a session's JSON may also take at most four times this in
+    memory once parsed, estimated from its count of brackets and commas before it
+    is parsed); ``max_spool_bytes``: an SQLite file read from a pipe;
     ``allow_nan``: accept ``NaN``, ``Infinity`` and ``-Infinity`` (not JSON, but
     Python's ``json`` writes them) as floats instead of refusing the session."""
 
@@ -620,9 +625,7 @@ class ImportFile:
                 total += len(line)
                 if total > cap:
                     raise _Bad(f"line {n}: over the limit of {_size(cap)} for one session")
-                if len(line) > limits.max_value_bytes + 1 or (
-                    len(line) == limits.max_value_bytes + 2 and not line.endswith(b"\n")
-                ):
+                if len(line) - line.endswith(b"\n") > limits.max_value_bytes:
                     raise _Bad(f"line {n}: over the limit of {_size(limits.max_value_bytes)} for one value")
                 try:
                     text = _decode(line)
@@ -758,35 +761,31 @@ class ImportFile:
     def _flue(self) -> Iterator[Imported | Unreadable]:
         con = self._con
         assert con is not None
-        id_cap = _ID_BYTES
+        # One read transaction: every query sees the same state of the file, even
+        # one that Flue is writing to.  Ids are streamed (never all held), twice:
+        # first to find parents whose keys are not in Flue's exact form.
+        ids = "SELECT rowid, typeof(id), CASE WHEN length(CAST(id AS BLOB)) <= ? THEN id END FROM flue_sessions " \
+              "ORDER BY rowid"  # fmt: skip
+        known: dict[tuple[str, str, str], str] = {}
         try:
-            rows = con.execute(
-                "SELECT rowid, typeof(id), CASE WHEN length(CAST(id AS BLOB)) <= ? THEN id END FROM flue_sessions "
-                "ORDER BY rowid",
-                (id_cap,),
-            ).fetchall()
+            con.execute("BEGIN")
+            for _, kind, raw in con.execute(ids, (_ID_BYTES,)):
+                key = _session_key(kind, raw)[0]
+                identity = flue_identity(key) if key is not None else None
+                if key is not None and identity is not None and flue_key(*identity) != key:
+                    known.setdefault(identity, key)
+            rows = con.execute(ids, (_ID_BYTES,))
         except sqlite3.Error as e:
             raise self._error(f"reading flue_sessions: {e}") from None
-        ids: list[tuple[int, str | None, str | None]] = []  # rowid, id, what is wrong with it
-        known: dict[tuple[str, str, str], str] = {}
-        for rowid, kind, raw in rows:
-            kind = _text(kind)
-            if kind != "text":
-                ids.append((rowid, None, f"id is {_kind(kind)}, not text"))
-            elif raw is None:
-                ids.append((rowid, None, f"id over {id_cap} bytes"))
-            else:
-                try:
-                    sid = _decode(raw)
-                except _Bad as e:
-                    ids.append((rowid, None, f"id {e}"))
-                    continue
-                ids.append((rowid, sid, None))
-                identity = flue_identity(sid)
-                if identity is not None:
-                    known.setdefault(identity, sid)
-        del rows
-        for rowid, maybe_sid, wrong in ids:
+        while True:
+            try:
+                row = rows.fetchone()
+            except sqlite3.Error as e:
+                raise self._error(f"reading flue_sessions: {e}") from None
+            if row is None:
+                return
+            rowid, kind, raw = row
+            maybe_sid, wrong = _session_key(kind, raw)
             if maybe_sid is None:
                 yield Unreadable(None, self._error(wrong or "", where=f"flue_sessions row {rowid}"), self.name)
                 continue
@@ -1023,6 +1022,19 @@ class ImportFile:
             return _decode(b"".join(parts)), rows
         except _Bad as e:
             raise _Bad(f"{where}: {e}") from None
+
+
+def _session_key(kind: Any, raw: Any) -> tuple[str | None, str | None]:
+    """A Flue session id read as ``typeof(id)`` and the id (NULL when too long),
+    or ``None`` and what is wrong with it."""
+    if _text(kind) != "text":
+        return None, f"id is {_kind(_text(kind))}, not text"
+    if raw is None:
+        return None, f"id over {_ID_BYTES} bytes"
+    try:
+        return _decode(raw), None
+    except _Bad as e:
+        return None, f"id {e}"
 
 
 def _text(value: Any) -> str:
