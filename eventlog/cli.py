@@ -722,6 +722,7 @@ def _import_files(store: Store, files: tuple[str, ...], limits: Limits, session_
                 entry = report.file(name)
                 progress.start_file(index)
                 read = 0
+                broke = False  # out of a file with more sessions, maybe
                 try:
                     with open_file(name, limits=limits, session_id=session_id, pi_ids=pi_ids,
                                    on_wait=progress.notice, on_bytes=progress.bytes) as f:  # fmt: skip
@@ -731,6 +732,7 @@ def _import_files(store: Store, files: tuple[str, ...], limits: Limits, session_
                             if not isinstance(item, Imported):
                                 report.session(entry, "failed", item.session_id, error=str(item.error))
                                 if not keep_going:
+                                    broke = True
                                     break
                                 continue
                             current = (entry, item, store.seq(item.session_id))
@@ -740,12 +742,15 @@ def _import_files(store: Store, files: tuple[str, ...], limits: Limits, session_
                                            entries=len(item.data["entries"]), size=item.size, error=error,
                                            note=item.note)  # fmt: skip
                             if status == "failed" and not keep_going:
+                                broke = True
                                 break
                 except ImportFormatError as e:
                     report.file_failed(entry, str(e))
                 progress.end_file(index, read)
                 if entry["status"] == "failed" and not keep_going:
-                    report.stopped = True
+                    # "stopped" when something was left unread: other files, or
+                    # other sessions of a Flue file (the others hold one each)
+                    report.stopped = index + 1 < len(files) or (broke and str(entry["format"]).startswith("Flue"))
                     break
     except KeyboardInterrupt:
         report.interrupted = True

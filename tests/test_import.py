@@ -267,6 +267,7 @@ def test_a_failed_import_into_a_new_path_leaves_nothing(tmp_path: Path) -> None:
     res = run("import", str(tmp_path / "new.db"), str(tmp_path / "bad.json"))
     one_line_error(res, "bad.json", "not JSON")
     assert sorted(os.listdir(tmp_path)) == ["bad.json"]
+    assert res.stdout.splitlines()[-1].endswith("(1 with failures) into " + str(tmp_path / "new.db"))  # nothing left
     # also when the store cannot take the session (a value it cannot store)
     (tmp_path / "odd.json").write_text('{"entries": [{"id": "a", "text": "\\ud800"}]}')
     res = run("import", str(tmp_path / "new.db"), str(tmp_path / "odd.json"))
