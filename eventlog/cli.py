@@ -511,6 +511,7 @@ class _ImportProgress:
         self.task = self.progress.add_task("importing", total=total)
         self.done_bytes = 0
         self.sessions = 0
+        self.file = ""
 
     def __enter__(self) -> _ImportProgress:
         self.progress.start()
