@@ -11,15 +11,17 @@ one line on stderr and exit status 1, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
 import os
+import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 from rich.cells import cell_len
@@ -33,6 +35,9 @@ from .errors import EventLogError, KeyMismatchError, NotFoundError
 from .progress import Progress
 from .store import SessionInfo, Store
 from .store import open as open_store
+
+if TYPE_CHECKING:
+    from .importers import Limits
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -689,46 +694,350 @@ def view(path: str, session: str, output: str) -> None:
     click.echo(f"wrote {output} ({render.human_bytes(len(text.encode('utf-8')))})")
 
 
+def _size_option(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    """A size in bytes, or with K, M or G (KiB, MiB, GiB)."""
+    text = value.strip().upper().removesuffix("B").removesuffix("I")
+    shift = {"K": 10, "M": 20, "G": 30}.get(text[-1:], 0)
+    try:
+        n = int(text[:-1] if shift else text) << shift
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a size (bytes, or a number with K, M or G)") from None
+    if n < 1:
+        raise click.BadParameter("must be at least 1 byte")
+    return n
+
+
+class _ImportTarget:
+    """The store file and its companions as they were before the import, so that a
+    store the import created and left empty is removed, and nothing else ever is."""
+
+    def __init__(self, path: str) -> None:
+        self.paths = [path] + ([path + s for s in ("-wal", "-shm", "-journal")] if path != ":memory:" else [])
+        self.before = {p for p in self.paths if os.path.lexists(p)}
+        self.new = path != ":memory:" and path not in self.before
+        self.made: dict[str, tuple[int, int]] = {}
+
+    def note_made(self) -> None:
+        """Record the identity of the files the open just created."""
+        for p in self.paths:
+            if p not in self.before:
+                with contextlib.suppress(OSError):
+                    st = os.lstat(p)
+                    self.made[p] = (st.st_dev, st.st_ino)
+
+    def remove_made(self) -> None:
+        """Remove the files this import created (the same files, by identity)."""
+        self.note_made()  # companions that appeared later (-wal, -shm) are the store's too
+        for p, ident in self.made.items():
+            with contextlib.suppress(OSError):
+                st = os.lstat(p)
+                if (st.st_dev, st.st_ino) == ident:
+                    os.unlink(p)
+
+
+class _ImportProgress:
+    """Progress on stderr, when it is a terminal: sessions, bytes and an ETA, also
+    within one big file.  Notices (a FIFO waited on) go to stderr in any case."""
+
+    def __init__(self, files: tuple[str, ...]) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.files = files
+        self.sizes: list[int | None] = []
+        for name in files:
+            try:
+                st = os.stat(name) if name != "-" else None
+                self.sizes.append(st.st_size if st is not None and stat.S_ISREG(st.st_mode) else None)
+            except OSError:
+                self.sizes.append(0)
+        total = None if None in self.sizes else sum(s or 0 for s in self.sizes)
+        self.live = sys.stderr.isatty()
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(binary_units=True),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+            disable=not self.live,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
+        self.task = self.progress.add_task("importing", total=total)
+        self.done_bytes = 0
+        self.sessions = 0
+        self.file = ""
+
+    def __enter__(self) -> _ImportProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def start_file(self, index: int) -> None:
+        name = os.path.basename(self.files[index]) or self.files[index]
+        self.file = f"{index + 1}/{len(self.files)} {name[:40]}"
+        self.progress.update(self.task, completed=self.done_bytes, description=self._description())
+
+    def _description(self) -> str:
+        return f"{self.file}: {self.sessions} session{'' if self.sessions == 1 else 's'}"
+
+    def bytes(self, n: int) -> None:
+        self.progress.advance(self.task, n)
+
+    def session(self) -> None:
+        self.sessions += 1
+        self.progress.update(self.task, description=self._description())
+
+    def end_file(self, index: int, read: int) -> None:
+        size = self.sizes[index]
+        self.done_bytes += size if size is not None else read
+        self.progress.update(self.task, completed=self.done_bytes)
+
+    def line(self, text: str) -> None:
+        """A report line on stdout (above the progress bar when both are the terminal)."""
+        if self.live and sys.stdout.isatty():
+            self.progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        else:
+            click.echo(text)
+
+    def notice(self, text: str) -> None:
+        if self.live:
+            self.progress.console.print(f"eventlog: {text}", markup=False, highlight=False, soft_wrap=True)
+        else:
+            click.echo(f"eventlog: {text}", err=True)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+class _ImportReport:
+    """What happened to every file and session, printed as it happens (unless
+    ``--json``, which prints it all at the end)."""
+
+    def __init__(self, path: str, as_json: bool, progress: _ImportProgress) -> None:
+        self.path = path
+        self.as_json = as_json
+        self.progress = progress
+        self.files: list[dict[str, Any]] = []
+        self.counts = dict.fromkeys(("imported", "replaced", "skipped", "failed"), 0)
+        self.failures: list[str] = []
+        self.stopped = self.interrupted = False
+
+    def _line(self, text: str) -> None:
+        if not self.as_json:
+            self.progress.line(text)
+
+    def file(self, name: str) -> dict[str, Any]:
+        entry: dict[str, Any] = {"file": name, "format": None, "status": "ok", "error": None, "sessions": []}
+        self.files.append(entry)
+        return entry
+
+    def opened(self, entry: dict[str, Any], fmt: str) -> None:
+        entry["format"] = fmt
+        self._line(f"{entry['file']} ({fmt})")
+
+    def file_failed(self, entry: dict[str, Any], error: str) -> None:
+        entry["status"], entry["error"] = "failed", error
+        self.counts["failed"] += 1
+        self.failures.append(error)
+        if entry["format"] is None:
+            self._line(entry["file"])
+        self._line(f"  failed    {error}")
+
+    def session(self, entry: dict[str, Any], status: str, session: str | None, *, parent: str | None = None,
+                entries: int | None = None, size: int = 0, error: str | None = None,
+                note: str | None = None) -> None:  # fmt: skip
+        entry["sessions"].append({"session": session, "status": status, "parent": parent, "entries": entries,
+                                  "bytes": size, "error": error, "note": note})  # fmt: skip
+        self.counts[status] += 1
+        if status == "failed":
+            entry["status"] = "failed"
+            self.failures.append(error or "")
+            self._line(f"  failed    {error}")
+            return
+        self.progress.session()
+        if status == "skipped":
+            self._line(f"  skipped   {session}: already in the store (--replace saves over it)")
+            return
+        what = f"{entries} {'entry' if entries == 1 else 'entries'}"
+        if parent:
+            what += f", child of {parent}"
+        if note:
+            what += f" (parent not linked: {note})" if not parent else f" ({note})"
+        self._line(f"  {status:<9} {session}: {what}")
+
+    def finish(self) -> int:
+        c = self.counts
+        failed_files = sum(1 for f in self.files if f["status"] == "failed")
+        if self.as_json:
+            _json(
+                {
+                    "store": self.path,
+                    "files": self.files,
+                    "summary": {**c, "files": len(self.files), "files_failed": failed_files},
+                    "stopped": self.stopped,
+                    "interrupted": self.interrupted,
+                }
+            )
+        else:
+            imported = c["imported"] + c["replaced"]
+            text = f"imported {_plural(imported, 'session')}"
+            if c["replaced"]:
+                text += f" ({c['replaced']} replaced)"
+            text += f", skipped {c['skipped']}, failed {c['failed']}, from {_plural(len(self.files), 'file')}"
+            if failed_files:
+                text += f" ({failed_files} with failures)"
+            text += f" into {self.path}"
+            if self.interrupted:
+                text += " (interrupted)"
+            elif self.stopped:
+                text += " (stopped at the first failure; --keep-going goes on past it)"
+            click.echo(text)
+        if self.interrupted:
+            click.echo("eventlog: import interrupted", err=True)
+            return 130
+        if self.failures:
+            first = self.failures[0]
+            many = len(self.failures) > 1
+            click.echo(f"eventlog: {len(self.failures)} failures, the first: {first}" if many else f"eventlog: {first}",
+                       err=True)  # fmt: skip
+            return 1
+        return 0
+
+
 @main.command(name="import")
 @click.argument("path")
 @click.argument("files", nargs=-1, required=True)
 @click.option("--replace", is_flag=True, help="save over sessions that already exist (default: skip them)")
+@click.option("--keep-going", is_flag=True, help="go on after a file or session that fails (default: stop there)")
+@click.option("--id", "session_id", default=None, metavar="SESSION",
+              help="the session id of a session JSON read from a pipe (one FILE)")  # fmt: skip
+@click.option("--max-session-size", default="256M", show_default=True, callback=_size_option, metavar="SIZE",
+              help="largest session to read, in bytes or with K, M, G")  # fmt: skip
+@click.option("--allow-nan", is_flag=True, help="read NaN and Infinity (not JSON) as floats, not as an error")
 @json_option
 @key_option
 @_handled
-def import_(path: str, files: tuple[str, ...], replace: bool, as_json: bool) -> None:
+def import_(path: str, files: tuple[str, ...], replace: bool, keep_going: bool, session_id: str | None,
+            max_session_size: int, allow_nan: bool, as_json: bool) -> None:  # fmt: skip
     """Import session JSON files, Flue databases (0.11.0 and 0.11.1) and pi JSONL
-    files into the store at PATH (created if missing)."""
-    from rich.progress import Progress
+    files into the store at PATH (created if missing).
 
-    from .errors import ConflictError
-    from .importers import read
+    Each session is saved in one transaction; sessions already in the store are
+    skipped unless --replace.  A FILE may be a pipe or FIFO (- for standard input).
+    Reports every file and session on stdout and ends with a summary; progress goes
+    to stderr.  Exit status: 0 if nothing failed, 1 if a file or session failed
+    (the import stops at the first unless --keep-going), 130 if interrupted.  A
+    store this command created is removed again if nothing was imported into it.
+    """
+    from .importers import Limits
 
-    done: list[dict[str, Any]] = []
-    with (
-        open_store(path, chunk_key=_chunk_key()) as store,
-        Progress(transient=True, disable=not sys.stderr.isatty()) as progress,
-    ):
-        task = progress.add_task("importing", total=None)
-        for file in files:
-            for item in read(file):
+    if session_id is not None and len(files) != 1:
+        raise click.UsageError("--id names the session of one file: give one FILE")
+    limits = Limits(max_session_bytes=max_session_size, allow_nan=allow_nan)
+    target = _ImportTarget(path)
+    key = _chunk_key()
+    progress = _ImportProgress(files)
+    report = _ImportReport(path, as_json, progress)
+    try:
+        store = open_store(path, chunk_key=key)
+    except KeyboardInterrupt:
+        target.remove_made()
+        report.interrupted = True
+        sys.exit(report.finish())
+    except BaseException:
+        target.remove_made()
+        raise
+    target.note_made()
+    empty = False
+    try:
+        _import_files(store, files, limits, session_id, replace, keep_going, report, progress)
+    finally:
+        with contextlib.suppress(EventLogError):
+            empty = report.counts["imported"] + report.counts["replaced"] == 0 and not store.sessions()
+        store.close()
+        if target.new and empty:
+            target.remove_made()
+    sys.exit(report.finish())
+
+
+def _import_files(store: Store, files: tuple[str, ...], limits: Limits, session_id: str | None, replace: bool,
+                  keep_going: bool, report: _ImportReport, progress: _ImportProgress) -> None:  # fmt: skip
+    """Import ``files`` into ``store``, reporting each file and session; on Ctrl-C,
+    record what the save under way did and return (the caller prints the summary)."""
+    from .importers import Imported, ImportFormatError, open_file, pi_sessions
+
+    current: tuple[dict[str, Any], Imported, int] | None = None
+    try:
+        pi_ids = pi_sessions(files)
+        with progress:
+            for index, name in enumerate(files):
+                entry = report.file(name)
+                progress.start_file(index)
+                read = 0
+                broke = False  # out of a file with more sessions, maybe
                 try:
-                    seq = store.save(item.session_id, item.data, parent_id=item.parent_id,
-                                     expected_seq=None if replace else 0)  # fmt: skip
-                    status = "imported" if seq == 1 else "replaced"
-                except ConflictError:
-                    status = "exists (skipped; --replace to save over it)"
-                done.append({"session": item.session_id, "parent": item.parent_id, "source": item.source,
-                             "entries": len(render.entries_of(item.data)), "status": status})  # fmt: skip
-                progress.update(task, advance=1, description=f"importing {item.session_id[:40]}")
-    if as_json:
-        _json(done)
-        return
-    for d in done:
-        parent = f" (child of {d['parent']})" if d["parent"] else ""
-        click.echo(f"{d['status']}: {d['session']}{parent}, {d['entries']} entries, from {d['source']}")
-    imported = sum(1 for d in done if d["status"] in ("imported", "replaced"))
-    click.echo(f"{imported} of {len(done)} sessions imported into {path}")
+                    with open_file(name, limits=limits, session_id=session_id, pi_ids=pi_ids,
+                                   on_wait=progress.notice, on_bytes=progress.bytes) as f:  # fmt: skip
+                        report.opened(entry, f.format)
+                        for item in f:
+                            read += item.size
+                            if not isinstance(item, Imported):
+                                report.session(entry, "failed", item.session_id, error=str(item.error))
+                                if not keep_going:
+                                    broke = True
+                                    break
+                                continue
+                            current = (entry, item, store.seq(item.session_id))
+                            status, error = _save_imported(store, item, replace)
+                            current = None
+                            report.session(entry, status, item.session_id, parent=item.parent_id,
+                                           entries=len(item.data["entries"]), size=item.size, error=error,
+                                           note=item.note)  # fmt: skip
+                            if status == "failed" and not keep_going:
+                                broke = True
+                                break
+                except ImportFormatError as e:
+                    report.file_failed(entry, str(e))
+                progress.end_file(index, read)
+                if entry["status"] == "failed" and not keep_going:
+                    # "stopped" when something was left unread: other files, or
+                    # other sessions of a Flue file (the others hold one each)
+                    report.stopped = index + 1 < len(files) or (broke and str(entry["format"]).startswith("Flue"))
+                    break
+    except KeyboardInterrupt:
+        report.interrupted = True
+        if current is not None:  # the save under way either committed or rolled back: say which
+            entry, item, before = current
+            with contextlib.suppress(EventLogError):
+                if store.seq(item.session_id) > before:
+                    report.session(entry, "imported" if before == 0 else "replaced", item.session_id,
+                                   parent=item.parent_id, entries=len(item.data["entries"]), size=item.size,
+                                   note=item.note)  # fmt: skip
+        if report.files and report.files[-1]["status"] == "ok":
+            report.files[-1]["status"] = "interrupted"
+
+
+def _save_imported(store: Store, item: Any, replace: bool) -> tuple[str, str | None]:
+    """Save one imported session in one transaction: its status and what failed."""
+    from .errors import ConflictError
+
+    try:
+        seq = store.save(item.session_id, item.data, parent_id=item.parent_id, expected_seq=None if replace else 0)
+    except ConflictError:
+        return "skipped", None
+    except EventLogError as e:
+        return "failed", f"{item.source}: session {item.session_id!r}: cannot store it: {e.message}"
+    return ("imported" if seq == 1 else "replaced"), None
 
 
 # ----------------------------------------------------------------------------- maintenance
