@@ -22,6 +22,7 @@ from .errors import (
     EventLogError,
     InvalidValueError,
     NotFoundError,
+    OutcomeUnknownError,
     ReadOnlyError,
     StoreClosedError,
 )
@@ -135,7 +136,7 @@ class Store:
 
     Use :func:`eventlog.open` to make one.  A store is a context manager; it may be
     shared between threads (calls are serialised) and several processes may open the
-    same file (writes are serialised by SQLite; see ``expected_seq``).
+    same file (writes take turns, see :mod:`eventlog.turnstile`; see ``expected_seq``).
     """
 
     def __init__(
@@ -218,6 +219,20 @@ class Store:
         self._open()
         if self.readonly:
             raise ReadOnlyError(f"{what}() on a store opened with readonly=True")
+
+    @contextmanager
+    def _committing(self, session_id: str | None = None) -> Iterator[None]:
+        """A write transaction (about ``session_id``).  When its outcome is unknown
+        (the commit failed at the disk; the connection was reopened) the cached
+        sessions are dropped: the write may yet turn out to be in the file."""
+        try:
+            with self._db.write():
+                yield
+        except OutcomeUnknownError as e:
+            self._cache.clear()
+            if session_id is None:
+                raise
+            raise OutcomeUnknownError(e.message, session_id=session_id) from None
 
     # ------------------------------------------------------------------ writing
 
@@ -329,10 +344,11 @@ class Store:
         with self._lock:
             self._open()
             log, db = self._log, self._db
+            head: int | None = None
             try:
-                with _naming(name), db.write():
+                with _naming(name), self._committing():
                     row = db.session(name)
-                    seq = 0 if row is None else row.seq
+                    seq = head = 0 if row is None else row.seq
                     if expected_seq is not None and expected_seq != seq:
                         raise ConflictError(f"expected seq {expected_seq}, found {seq}", session_id=name, seq=seq)
                     if row is None:
@@ -350,6 +366,10 @@ class Store:
                         (row.snap_seq, row.snap_bytes, row.snap_bytes_since) if row else (0, 0, 0)
                     )
                     snap = self._policy.due(seq, snap_seq, snap_bytes, since + size)
+            except OutcomeUnknownError as e:
+                raise OutcomeUnknownError(
+                    e.message, session_id=name, seq=None if head is None else head + 1, expected_seq=head
+                ) from None
             except BaseException:
                 self._cache.pop(name, None)
                 raise
@@ -516,7 +536,7 @@ class Store:
     def _snapshot(self, name: str, sid: int, seq: int) -> None:
         log, db = self._log, self._db
         try:
-            with db.write():
+            with self._committing():
                 row = db.session(name)
                 if row is None or row.sid != sid or row.seq != seq:
                     return  # someone wrote meanwhile; the next write will try again
@@ -701,7 +721,7 @@ class Store:
             self._writable("delete")
             db, log = self._db, self._log
             now = _now_ms()
-            with db.write():
+            with self._committing(session_id):
                 root = db.session(session_id)
                 rows = ([root] if root is not None else []) + self._descendants(session_id)
                 tomb = ops_to_wire([Tombstone(session_id)])
@@ -719,7 +739,7 @@ class Store:
     def _transaction(self, write: bool) -> Iterator[None]:
         with self._lock:
             self._open()
-            with self._db.write() if write else self._db.read():
+            with self._committing() if write else self._db.read():
                 yield
 
     def compact(self, *, retain: int | None = None, vacuum: bool = False, batch: int = 500) -> CompactReport:
@@ -807,7 +827,9 @@ def open(path: str, **options: Any) -> Store:
     snapshot segment holds about half as many bytes of entries).
     ``max_body_bytes`` (256 MiB): largest value and largest single write.
     ``cache_sessions`` (16): sessions kept folded in memory.  ``busy_timeout`` (10 s):
-    how long a write waits for another writer.
+    how long a write waits for its turn while other writers write (writers take
+    turns through the file ``PATH-lock``, see :mod:`eventlog.turnstile`; one that
+    waits longer raises :class:`StorageError`).
 
     ``chunk_key`` (None): a secret of exactly 32 bytes (e.g. ``os.urandom(32)``,
     else :class:`InvalidValueError`).  A store created with a key addresses its
