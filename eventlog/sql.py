@@ -453,6 +453,7 @@ class Database:
         self._turnstile: Turnstile | None = None
         self._turns = not memory and not readonly  # False once turns turned out impossible
         self._stale = False  # the connection is closed and must be reopened before use
+        self._settled = False  # the WAL was emptied after the files turned out replaced
         made = None if readonly or memory else _create(self._file)
         target = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro" if readonly else path
         try:
@@ -593,6 +594,8 @@ class Database:
 
     def close(self) -> None:
         if hasattr(self, "con"):
+            if not self._stale and not self._files_ok():
+                self._settle()
             self.con.close()
         if self._turnstile is not None:
             self._turnstile.close()
@@ -637,18 +640,40 @@ class Database:
             "nothing was written: reopen the store"
         )
 
+    def _files_ok(self) -> bool:
+        """Whether the store file and its ``-wal`` are still the ones this
+        connection opened (a ``-wal`` made since is recorded now)."""
+        if self._identity is None:
+            return True
+        if _identity(self._file) != self._identity:
+            return False
+        wal = _identity(self._real + "-wal")
+        if self._wal_identity is None:
+            self._wal_identity = wal
+        return wal == self._wal_identity
+
+    def _settle(self) -> None:
+        """The store file was replaced (or its ``-wal`` deleted) under this
+        connection: checkpoint the WAL it uses into the file it belongs to (the old
+        one, wherever it is now) and empty it, once.  Otherwise SQLite, which finds
+        the WAL by name, would apply its pages to whatever file is at the path when
+        that is next opened, mixing the two.  (A connection that has opened the new
+        file through the old ``-wal`` meanwhile is past helping: do not replace the
+        file of an open store.)"""
+        if self._settled:
+            return
+        self._settled = True
+        try:
+            with self._turn():
+                self.con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except (*_ERRORS, EventLogError):
+            pass  # best effort: the write is refused either way
+
     def _check_files(self) -> None:
         """Inside a write transaction: the store file and its ``-wal`` must be the
         ones this connection opened.  A file renamed over the store, or a ``-wal``
         deleted under it, would take the write where no later open reads it."""
-        if self._identity is None:
-            return
-        if _identity(self._file) != self._identity:
-            raise StorageError(self._replaced())
-        wal = _identity(self._real + "-wal")
-        if self._wal_identity is None:
-            self._wal_identity = wal
-        elif wal != self._wal_identity:
+        if not self._files_ok():
             raise StorageError(self._replaced())
 
     def _turnstile_(self) -> Turnstile | None:
@@ -664,6 +689,9 @@ class Database:
         """Hold this writer's turn (see :mod:`eventlog.turnstile`), waiting up to the
         busy timeout for it."""
         turnstile = self._turnstile_()
+        if turnstile is not None and turnstile.held:  # taken already, further up
+            yield
+            return
         if turnstile is not None:
             try:
                 turnstile.acquire(self._busy_timeout)
@@ -719,6 +747,11 @@ class Database:
             raise _translate(e, "starting a write") from None
         try:
             self._check_files()
+        except StorageError:
+            self._rollback()
+            self._settle()
+            raise
+        try:
             yield
         except BaseException:
             self._rollback()
@@ -727,7 +760,9 @@ class Database:
             con.execute("COMMIT")
         except _ERRORS as e:
             self._rollback()
-            if not (self.wal and _may_have_committed(e)):
+            # (While the store is being opened, a failed creation or upgrade is an
+            # error of the opening: the next open looks at the file afresh.)
+            if not (self.wal and _may_have_committed(e)) or self._identity is None:
                 raise _translate(e, "committing") from None
             message = f"the commit failed at the disk ({e}); the write may or may not be in the file"
             try:
