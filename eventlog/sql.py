@@ -642,7 +642,9 @@ class Database:
 
     def _files_ok(self) -> bool:
         """Whether the store file and its ``-wal`` are still the ones this
-        connection opened (a ``-wal`` made since is recorded now)."""
+        connection opened (a ``-wal`` made since is recorded now).  Checked in each
+        write transaction: a file renamed over the store, or a ``-wal`` deleted
+        under it, would take the write where no later open reads it."""
         if self._identity is None:
             return True
         if _identity(self._file) != self._identity:
@@ -669,13 +671,6 @@ class Database:
         except (*_ERRORS, EventLogError):
             pass  # best effort: the write is refused either way
 
-    def _check_files(self) -> None:
-        """Inside a write transaction: the store file and its ``-wal`` must be the
-        ones this connection opened.  A file renamed over the store, or a ``-wal``
-        deleted under it, would take the write where no later open reads it."""
-        if not self._files_ok():
-            raise StorageError(self._replaced())
-
     def _turnstile_(self) -> Turnstile | None:
         """The store's turnstile, opened on first use (a read-only open or a store
         only read never makes the ``-lock`` file)."""
@@ -684,32 +679,39 @@ class Database:
             self._turns = self._turnstile is not None
         return self._turnstile
 
+    def _take_turn(self) -> Turnstile | None:
+        """Take this writer's turn (see :mod:`eventlog.turnstile`), waiting up to
+        the busy timeout for it; the turnstile to give it back to, or ``None`` (no
+        turns here, or the turn is held already, further up)."""
+        turnstile = self._turnstile_()
+        if turnstile is None or turnstile.held:
+            return None
+        try:
+            turnstile.acquire(self._busy_timeout)
+        except TurnTimeout:
+            raise StorageError(
+                f"other writers kept the store busy for longer than busy_timeout ({self._busy_timeout:g} s)"
+            ) from None
+        except OSError as e:  # the lock file stopped working: go on without turns
+            self._no_turns(e)
+            return None
+        return turnstile
+
+    def _give_turn(self, turnstile: Turnstile) -> None:
+        try:
+            turnstile.release()
+        except OSError as e:
+            self._no_turns(e)
+
     @contextmanager
     def _turn(self) -> Iterator[None]:
-        """Hold this writer's turn (see :mod:`eventlog.turnstile`), waiting up to the
-        busy timeout for it."""
-        turnstile = self._turnstile_()
-        if turnstile is not None and turnstile.held:  # taken already, further up
-            yield
-            return
-        if turnstile is not None:
-            try:
-                turnstile.acquire(self._busy_timeout)
-            except TurnTimeout:
-                raise StorageError(
-                    f"other writers kept the store busy for longer than busy_timeout ({self._busy_timeout:g} s)"
-                ) from None
-            except OSError as e:  # the lock file stopped working: go on without turns
-                self._no_turns(e)
-                turnstile = None
+        """Hold this writer's turn."""
+        turnstile = self._take_turn()
         try:
             yield
         finally:
             if turnstile is not None:
-                try:
-                    turnstile.release()
-                except OSError as e:
-                    self._no_turns(e)
+                self._give_turn(turnstile)
 
     def _no_turns(self, e: OSError) -> None:
         logging.getLogger(__name__).warning(
@@ -734,28 +736,43 @@ class Database:
         file holds."""
         if self.readonly:
             raise ReadOnlyError(f"{self.path!r} was opened read-only")
-        with self._turn(), self._transaction():
-            yield
+        turnstile = self._take_turn()
+        try:  # (one generator rather than nested ones: this is on every write's path)
+            con = self._begin()
+            try:
+                yield
+            except BaseException:
+                self._rollback()
+                raise
+            self._commit(con)
+        finally:
+            if turnstile is not None:
+                self._give_turn(turnstile)
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
         """``BEGIN IMMEDIATE`` ... ``COMMIT`` (the caller holds the turn)."""
-        con = self._live()
-        try:
-            con.execute("BEGIN IMMEDIATE")
-        except _ERRORS as e:
-            raise _translate(e, "starting a write") from None
-        try:
-            self._check_files()
-        except StorageError:
-            self._rollback()
-            self._settle()
-            raise
+        con = self._begin()
         try:
             yield
         except BaseException:
             self._rollback()
             raise
+        self._commit(con)
+
+    def _begin(self) -> sqlite3.Connection:
+        con = self._live()
+        try:
+            con.execute("BEGIN IMMEDIATE")
+        except _ERRORS as e:
+            raise _translate(e, "starting a write") from None
+        if not self._files_ok():
+            self._rollback()
+            self._settle()
+            raise StorageError(self._replaced())
+        return con
+
+    def _commit(self, con: sqlite3.Connection) -> None:
         try:
             con.execute("COMMIT")
         except _ERRORS as e:

@@ -81,6 +81,7 @@ _GIVE_TURN = _flock(_UN, _TURN)
 _JOIN_QUEUE = _flock(_RD, _QUEUE)
 _LEAVE_QUEUE = _flock(_UN, _QUEUE)
 _ASK_QUEUE = _flock(_WR, _QUEUE)
+_FREE = struct.pack("@h", _UN)  # l_type of what F_OFD_GETLK returns when nothing is in the way
 _BUSY = (errno.EAGAIN, errno.EACCES)
 
 
@@ -157,7 +158,7 @@ class Turnstile:
         """Take the turn, waiting up to ``timeout`` seconds (else :class:`TurnTimeout`)."""
         fd = self.fd
         # Whether anyone holds a lock on the queue byte (our own locks never conflict).
-        queued = struct.unpack_from("@h", fcntl.fcntl(fd, fcntl.F_OFD_GETLK, _ASK_QUEUE))[0] != _UN
+        queued = fcntl.fcntl(fd, fcntl.F_OFD_GETLK, _ASK_QUEUE)[:2] != _FREE
         if not queued and self._try():
             return
         deadline = time.monotonic() + timeout
