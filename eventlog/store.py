@@ -258,7 +258,8 @@ class Store:
         session's current sequence number is that (0: the session must not exist),
         else :class:`ConflictError`; without it the save replaces whatever is stored.
         Raises :class:`InvalidValueError` (nothing written) for values that cannot be
-        stored exactly.
+        stored exactly, and :class:`OutcomeUnknownError` when the commit fails at the
+        disk (the write may be stored or not: see its retry).
         """
         self._writable("save")
         _check_ids(session_id, parent_id)
@@ -304,7 +305,9 @@ class Store:
         number.  The session's ``leafId`` moves to the last entry's ``id`` (when it is
         a dict with an ``id``).  A new session starts as ``{"entries": [...],
         "leafId": ...}``.  Raises :class:`ConflictError` when ``expected_seq`` is given
-        and is not the current sequence number (0: the session must not exist)."""
+        and is not the current sequence number (0: the session must not exist), and
+        :class:`OutcomeUnknownError` when the commit fails at the disk (the entries may
+        be stored or not: retry with ``expected_seq=err.expected_seq``, never plainly)."""
         self._writable("append")
         _check_ids(session_id, parent_id)
         batch = list(entries)

@@ -10,6 +10,7 @@ of the current schema takes no write lock at all.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import sqlite3
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import eventlog
 from eventlog import turnstile
@@ -324,3 +327,46 @@ def test_the_lock_file_takes_the_store_files_permissions(tmp_path: Path) -> None
     with eventlog.open(str(path)) as store:
         store.append("s", [{"id": 1}])
     assert os.stat(str(path) + "-lock").st_mode & 0o777 == 0o660
+
+
+@given(st.lists(st.tuples(st.sampled_from(["take", "give", "wait", "leave"]), st.integers(0, 2)), max_size=40))
+def test_turns_are_exclusive_and_nobody_barges(
+    tmp_path_factory: pytest.TempPathFactory,
+    ops: list[tuple[str, int]],
+) -> None:
+    """Three turnstiles on one file, in any order of operations: at most one holds
+    the turn; a writer takes a free turn at once unless someone is queued (then it
+    queues too, and with no time to wait, fails); giving back the turn or leaving
+    the queue lets the next one in."""
+    path = str(tmp_path_factory.mktemp("turns") / "x")
+    gates = [Turnstile.open(path) for _ in range(3)]
+    assert all(g is not None for g in gates)
+    holder: int | None = None
+    queued: set[int] = set()
+    try:
+        for op, i in ops:
+            g = gates[i]
+            assert g is not None
+            if op == "take" and holder != i and i not in queued:
+                should = holder is None and not queued
+                try:
+                    g.acquire(0)
+                    got = True
+                except TurnTimeout:
+                    got = False
+                assert got == should, (op, i, holder, queued)
+                if got:
+                    holder = i
+            elif op == "give" and holder == i:
+                g.release()
+                holder = None
+            elif op == "wait" and holder != i and i not in queued:  # queue by hand, as a waiter does
+                fcntl.fcntl(g.fd, fcntl.F_OFD_SETLK, turnstile._JOIN_QUEUE)
+                queued.add(i)
+            elif op == "leave" and i in queued:
+                fcntl.fcntl(g.fd, fcntl.F_OFD_SETLK, turnstile._LEAVE_QUEUE)
+                queued.discard(i)
+    finally:
+        for g in gates:
+            if g is not None:
+                g.close()
