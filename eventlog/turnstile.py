@@ -36,8 +36,12 @@ without turns and rely on SQLite's busy handler alone, as before (logged once, a
 WARNING when the file is the problem).  Programs other than eventlog that write to
 the file do not take turns; SQLite's busy timeout still covers them.
 
-The ``-lock`` file is never deleted (deleting it while writers have it open would
-let two writers hold "the" turn at once); it holds no data.
+The ``-lock`` file is an empty file that writers use to take turns; it holds no
+data and eventlog never deletes it (deleted while stores have it open, later
+writers would make a new one and two writers could hold "the" turn at once: no
+data is at risk, SQLite still lets one writer in at a time, but the turns are no
+longer fair).  With the store closed everywhere it can go with the store's other
+files.  Writable opens make it on their first write; read-only opens never do.
 """
 
 from __future__ import annotations
