@@ -85,6 +85,7 @@ _GIVE_TURN = _flock(_UN, _TURN)
 _JOIN_QUEUE = _flock(_RD, _QUEUE)
 _LEAVE_QUEUE = _flock(_UN, _QUEUE)
 _ASK_QUEUE = _flock(_WR, _QUEUE)
+_ASK_TURN = _flock(_WR, _TURN)
 _FREE = struct.pack("@h", _UN)  # l_type of what F_OFD_GETLK returns when nothing is in the way
 _BUSY = (errno.EAGAIN, errno.EACCES)
 
@@ -168,17 +169,29 @@ class Turnstile:
         deadline = time.monotonic() + timeout
         fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _JOIN_QUEUE)
         try:
-            pause = YIELD if queued else random.uniform(POLL_MIN, POLL_MAX)
+            if queued:
+                self._let_others_first(deadline)
             while True:
                 now = time.monotonic()
                 if now >= deadline:
                     raise TurnTimeout
-                time.sleep(min(pause, deadline - now))
+                time.sleep(min(random.uniform(POLL_MIN, POLL_MAX), deadline - now))
                 if self._try():
                     return
-                pause = random.uniform(POLL_MIN, POLL_MAX)
         finally:
             fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _LEAVE_QUEUE)
+
+    def _let_others_first(self, deadline: float) -> None:
+        """Found others queued: stay out of the way until one of them has the turn
+        (or :data:`YIELD` has passed: they may have gone, or been quicker than a look)."""
+        end = min(time.monotonic() + YIELD, deadline)
+        while True:
+            now = time.monotonic()
+            if now >= end:
+                return
+            time.sleep(min(POLL_MIN, end - now))
+            if fcntl.fcntl(self.fd, fcntl.F_OFD_GETLK, _ASK_TURN)[:2] != _FREE:
+                return
 
     def _try(self) -> bool:
         try:
