@@ -88,13 +88,17 @@ class OutcomeUnknownError(StorageError):
     ``session_id`` is the session written, ``seq`` the sequence number the write
     would have had, and ``expected_seq`` the session's head before it (``seq`` and
     ``expected_seq`` are ``None`` for a write that is not one session's event, such
-    as a batch of :meth:`~eventlog.Store.compact`).  A plain retry of an
-    ``append()`` may store its entries twice; retry with
+    as a batch of :meth:`~eventlog.Store.compact`).
+
+    A plain retry of an ``append()`` may store its entries twice.  Retry with
     ``expected_seq=err.expected_seq`` instead: the write then happens exactly once,
     or raises :class:`ConflictError`, in which case the session moved past
     ``expected_seq``: if nothing else writes to it, ``store.seq(session_id) >=
-    err.seq`` means the first attempt was committed.  ``delete()``, ``snapshot()``
-    and ``compact()`` can simply be called again.
+    err.seq`` means the first attempt was committed.  ``save()`` is idempotent by
+    content: saving the same data again leaves the session as wanted either way
+    (one event more if the first attempt was committed), and the same
+    ``expected_seq`` retry makes it exactly once.  ``delete()``, ``snapshot()`` and
+    ``compact()`` can simply be called again.
     """
 
     def __init__(
