@@ -31,6 +31,9 @@ from eventlog.turnstile import Turnstile, TurnTimeout
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Turns need Linux's open-file-description locks; elsewhere writers go without them.
+pytestmark = pytest.mark.skipif(not turnstile._OFD, reason="no open-file-description locks here")
+
 #: A writer in a tight loop: each append encodes 1,000 entries inside its
 #: transaction, so it holds SQLite's write lock nearly all the time.
 HOT = """
