@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from . import chunking, compare, core, durability, trees
+from . import chunking, compare, contention, core, durability, trees
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -19,7 +19,11 @@ RESULTS = Path(__file__).parent / "results"
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
-        "suite", nargs="?", default="all", choices=["all", "core", "chunking", "trees", "durability", "compare"]
+        "suite",
+        nargs="?",
+        default="all",
+        choices=["all", "core", "chunking", "trees", "durability", "compare", "contention"],
+        help="which benchmarks (contention runs only when named)",
     )
     parser.add_argument("--quick", action="store_true", help="smaller workloads (well under a minute)")
     parser.add_argument("--synchronous", default="NORMAL", choices=["OFF", "NORMAL", "FULL"],
@@ -44,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         ok = _core(args, started, suffix)
     if args.suite in ("all", "compare"):
         ok = _compare(args, suffix) and ok
+    if args.suite == "contention":
+        machine = f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, {platform.machine()}"
+        text = f"{machine}\n\n{_table(contention.run(args.quick))}"
+        print(text)
+        (RESULTS / f"contention{suffix}.md").write_text(text + "\n")
     return 0 if ok else 1
 
 

@@ -33,6 +33,7 @@ from . import render
 from .chunks import KEY_BYTES
 from .errors import EventLogError, KeyMismatchError, NotFoundError
 from .progress import Progress
+from .sql import SIDECARS
 from .store import SessionInfo, Store
 from .store import open as open_store
 
@@ -712,7 +713,7 @@ class _ImportTarget:
     store the import created and left empty is removed, and nothing else ever is."""
 
     def __init__(self, path: str) -> None:
-        self.paths = [path] + ([path + s for s in ("-wal", "-shm", "-journal")] if path != ":memory:" else [])
+        self.paths = [path] + ([path + s for s in SIDECARS] if path != ":memory:" else [])
         self.before = {p for p in self.paths if os.path.lexists(p)}
         self.new = path != ":memory:" and path not in self.before
         self.made: dict[str, tuple[int, int]] = {}
@@ -727,7 +728,7 @@ class _ImportTarget:
 
     def remove_made(self) -> None:
         """Remove the files this import created (the same files, by identity)."""
-        self.note_made()  # companions that appeared later (-wal, -shm) are the store's too
+        self.note_made()  # companions that appeared later (-wal, -shm, -lock) are the store's too
         for p, ident in self.made.items():
             with contextlib.suppress(OSError):
                 st = os.lstat(p)

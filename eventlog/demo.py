@@ -35,14 +35,14 @@ from typing import Any
 from . import open as open_store
 from .errors import EventLogError, InvalidValueError
 from .samples import SessionBuilder, json_size
-from .sql import APPLICATION_ID, SQLITE_MAGIC
+from .sql import APPLICATION_ID, SIDECARS, SQLITE_MAGIC
 
 LIMIT = 2_000_000
 SHOT = 2_400_000  # bytes of one screenshot (a PNG of noise): about 3.2 MB as base64
 #: The id of the demo's session, plain so it can be typed in a shell; it also marks
 #: a store as the demo's (see :func:`made_by_demo`).
 SESSION = "eventlog-demo"
-_SUFFIXES = ("", "-wal", "-shm")
+_SUFFIXES = ("", *SIDECARS)
 
 
 class DemoPathError(EventLogError):

@@ -74,7 +74,43 @@ class StoreClosedError(EventLogError):
 
 class StorageError(EventLogError):
     """SQLite failed for a reason that is not corruption (disk full, I/O error,
-    still locked after the busy timeout).  The transaction was rolled back."""
+    still busy with other writers after the busy timeout, the store file replaced
+    under an open store).  The transaction was rolled back, except for
+    :class:`OutcomeUnknownError`, a subclass raised when the commit itself failed."""
+
+
+class OutcomeUnknownError(StorageError):
+    """The write's commit failed at the disk (an I/O error or a full disk while the
+    WAL was written or synced), so it may or may not be in the file: the same
+    process may not see it now, and it may be there after a crash or a reopening.
+    The store has reopened its connection and dropped its cached sessions.
+
+    ``session_id`` is the session written, ``seq`` the sequence number the write
+    would have had, and ``expected_seq`` the session's head before it (``seq`` and
+    ``expected_seq`` are ``None`` for a write that is not one session's event, such
+    as a batch of :meth:`~eventlog.Store.compact`).
+
+    A plain retry of an ``append()`` may store its entries twice.  Retry with
+    ``expected_seq=err.expected_seq`` instead: the write then happens exactly once,
+    or raises :class:`ConflictError`, in which case the session moved past
+    ``expected_seq``: if nothing else writes to it, ``store.seq(session_id) >=
+    err.seq`` means the first attempt was committed.  ``save()`` is idempotent by
+    content: saving the same data again leaves the session as wanted either way
+    (one event more if the first attempt was committed), and the same
+    ``expected_seq`` retry makes it exactly once.  ``delete()``, ``snapshot()`` and
+    ``compact()`` can simply be called again.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        session_id: str | None = None,
+        seq: int | None = None,
+        expected_seq: int | None = None,
+    ) -> None:
+        super().__init__(message, session_id=session_id, seq=seq)
+        self.expected_seq = expected_seq
 
 
 class ReadOnlyError(StorageError):

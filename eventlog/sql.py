@@ -39,17 +39,19 @@ import sqlite3
 import stat
 import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, NamedTuple
 
 from .errors import (
     CorruptionError,
     EventLogError,
     InvalidValueError,
+    OutcomeUnknownError,
     ReadOnlyError,
     StorageError,
     UnsupportedVersionError,
 )
+from .turnstile import Turnstile, TurnTimeout
 
 #: Schema version this release writes; ``PRAGMA user_version`` holds the file's.
 SCHEMA_VERSION = 4
@@ -210,6 +212,8 @@ def _translate(e: sqlite3.Error | UnicodeDecodeError, what: str) -> EventLogErro
         return CorruptionError(f"database file is damaged while {what}: {e}")
     if name.startswith("SQLITE_READONLY"):
         return ReadOnlyError(f"the store cannot be written while {what}: {e}")
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return StorageError(f"another connection kept the store locked for longer than busy_timeout while {what}")
     if name == "SQLITE_TOOBIG":
         return StorageError(f"a cell was over the length limit while {what} (eventlog bug): {e}")
     return StorageError(f"SQLite failed while {what}: {e}")
@@ -240,6 +244,56 @@ def _opening_error(e: sqlite3.Error | UnicodeDecodeError, path: str) -> EventLog
 
 
 Schema = dict[str, tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]]
+
+
+def _may_have_committed(e: sqlite3.Error | UnicodeDecodeError) -> bool:
+    """Whether a failed ``COMMIT`` may have left the transaction in the file: an I/O
+    error or a full disk while its frames were written to the WAL or synced (the
+    commit frame may be on disk, and comes back after a crash or a reopening)."""
+    name = getattr(e, "sqlite_errorname", "")
+    return name.startswith("SQLITE_IOERR") or name == "SQLITE_FULL"
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """``(st_dev, st_ino)`` of the file at ``path``, ``None`` if there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+#: Files next to a store that SQLite (and :mod:`eventlog.turnstile`) make.
+#: The files next to a store file that belong to it (SQLite's and the writers'
+#: turnstile's), named by appending these to the store file's path.
+SIDECARS = ("-wal", "-shm", "-journal", "-lock")
+
+
+def _create(path: str) -> tuple[tuple[int, int], list[str]] | None:
+    """Create the store file if there is none: ``(its identity, the files next to it
+    that do not exist yet)``, which are what a failed setup removes; ``None`` when
+    the file was there (or cannot be made: SQLite then says why)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    real = os.path.realpath(path)
+    return (st.st_dev, st.st_ino), [real + s for s in SIDECARS if not os.path.lexists(real + s)]
+
+
+def _remove_created(path: str, made: tuple[tuple[int, int], list[str]]) -> None:
+    """Remove a store file that :func:`_create` made (if it is still that file) and
+    the files next to it that were not there before."""
+    identity, sidecars = made
+    if _identity(path) != identity:
+        return  # replaced meanwhile: not ours any more
+    for name in (*sidecars, path):
+        with suppress(OSError):
+            os.unlink(name)
 
 
 def _schema(con: sqlite3.Connection, tables: Iterable[str]) -> Schema:
@@ -476,7 +530,13 @@ def _readonly_uri(path: str) -> tuple[str, bool]:
 
 
 class Database:
-    """One SQLite connection, its schema and every query eventlog makes."""
+    """One SQLite connection, its schema and every query eventlog makes.
+
+    Every write transaction first takes its turn at the store's ``-lock`` file
+    (:mod:`eventlog.turnstile`), so a writer that writes back to back cannot starve
+    the others, and checks that the files it was opened on are still the store's
+    (a file renamed over it, or its ``-wal`` deleted, would take the write where
+    nobody reads it)."""
 
     def __init__(
         self,
@@ -491,6 +551,11 @@ class Database:
         """Open ``path``, creating or upgrading its schema.  ``new_meta`` is recorded
         in the ``meta`` table when the file is created (in the same transaction);
         :attr:`meta` is the file's, whether just recorded or found.
+
+        Opening a file of the current schema takes no write lock (it reads it in a
+        read transaction); only creating or upgrading one does.  A new file is made
+        by this open, and removed again with what SQLite made next to it if setting
+        it up fails (a full disk): a file that was there before is never removed.
 
         With ``readonly`` the file is opened read-only (``mode=ro``): it must exist,
         nothing is created or upgraded (an older file is shown as the current schema
@@ -512,83 +577,130 @@ class Database:
         self.immutable = False
         # An immutable open: the store file and its -wal as they were when it was opened.
         self._files: tuple[FileState, FileState] | None = None
+        self.max_cell_bytes = max_cell_bytes
+        self.meta: dict[str, str | bytes] = {}
+        self.wal = not memory
+        self._synchronous = synchronous.upper()
         self._busy_timeout = busy_timeout
+        # The files the connection works on: the store file (by its path, as opened)
+        # and the -wal and -lock files (SQLite names the -wal after the real path).
+        self._file = "" if memory else os.path.abspath(path)
+        self._real = "" if memory else os.path.realpath(path)
+        self._identity: tuple[int, int] | None = None
+        self._wal_identity: tuple[int, int] | None = None
+        self._turnstile: Turnstile | None = None
+        self._turns = not memory and not readonly  # False once turns turned out impossible
+        self._stale = False  # the connection is closed and must be reopened before use
+        self._settled = False  # the WAL was emptied after the files turned out replaced
+        made = None if readonly or memory else _create(self._file)
         if readonly:
             files = _store_files(path)
             target, self.immutable = _readonly_uri(path)
         else:
             target = path
         try:
-            con = sqlite3.connect(
-                target, isolation_level=None, timeout=busy_timeout, check_same_thread=False, uri=readonly
-            )
-        except _ERRORS as e:
-            raise _translate(e, f"opening {path!r}") from None
-        self.con = con
-        self.max_cell_bytes = max_cell_bytes
-        self.meta: dict[str, str | bytes] = {}
-        self.wal = not memory
-        try:
-            con.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, max_cell_bytes)
-            con.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, SQL_LENGTH_LIMIT)
-            con.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, MAX_PARAMS)
-            if self.wal and not readonly:
-                con.execute("PRAGMA journal_mode=WAL")
-            # Deleted content is overwritten with zeros, not left in free pages.
-            con.execute("PRAGMA secure_delete=ON")
-            con.execute(f"PRAGMA synchronous={synchronous.upper()}")
-            if readonly:
-                self._shim()
-                if self.immutable:
-                    _log.debug("%r opened immutable: its -wal and -shm cannot be made here", path)
-                    self._files = files
-            else:
-                self._migrate(new_meta or {})
-        except _ERRORS as e:
-            con.close()
-            raise _opening_error(e, path) from None
-        except EventLogError:
-            con.close()
+            try:
+                con = sqlite3.connect(
+                    target, isolation_level=None, timeout=busy_timeout, check_same_thread=False, uri=readonly
+                )
+            except _ERRORS as e:
+                raise _translate(e, f"opening {path!r}") from None
+            self.con = con
+            try:
+                self._configure(con)
+                if readonly:
+                    self._shim()
+                    if self.immutable:
+                        _log.debug("%r opened immutable: its -wal and -shm cannot be made here", path)
+                        self._files = files
+                else:
+                    self._setup(new_meta or {})
+            except _ERRORS as e:
+                raise _opening_error(e, path) from None
+        except BaseException:
+            self.close()
+            if made is not None:
+                _remove_created(self._file, made)
             raise
 
     # ------------------------------------------------------------------ lifecycle
 
-    def _migrate(self, new_meta: dict[str, str | bytes]) -> None:
+    def _configure(self, con: sqlite3.Connection) -> None:
+        """The settings of a new connection (its own, nothing written)."""
+        con.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, self.max_cell_bytes)
+        con.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, SQL_LENGTH_LIMIT)
+        con.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, MAX_PARAMS)
+        # Deleted content is overwritten with zeros, not left in free pages.
+        con.execute("PRAGMA secure_delete=ON")
+        con.execute(f"PRAGMA synchronous={self._synchronous}")
+
+    def _setup(self, new_meta: dict[str, str | bytes]) -> None:
+        """Check the file in a read transaction; only if it must be created or
+        upgraded (or put in WAL mode), take the turn and do so (checking again)."""
         con = self.con
-        with self.write():
-            app_id, version = (
-                con.execute("PRAGMA application_id").fetchone()[0],
-                con.execute("PRAGMA user_version").fetchone()[0],
-            )
-            created = version == 0
+        with self.read():
+            app_id = con.execute("PRAGMA application_id").fetchone()[0]
+            version = con.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
-                tables = con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-                if tables:
-                    raise UnsupportedVersionError(f"{self.path!r} is an SQLite file but not an eventlog store")
-                con.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                self._check_empty()
             self._check_version(app_id, version)
-            while version < SCHEMA_VERSION:
-                try:
-                    for statement in MIGRATIONS[version]:
-                        con.execute(statement)
-                except sqlite3.Error as e:
-                    if getattr(e, "sqlite_errorname", "") != "SQLITE_ERROR":
-                        raise
-                    # A statement of the migration does not fit the file's tables.
-                    raise CorruptionError(
-                        f"{self.path!r} says schema version {version}, but its tables are not that version's: {e}"
-                    ) from None
-                version += 1
-                con.execute(f"PRAGMA user_version={version}")
-            # A flipped byte in the schema text can rename a column or change a type or
-            # default and still parse: refuse such a file now, not at some later query.
-            problem = _schema_problem(con)
-            if problem:
-                raise CorruptionError(f"the schema of {self.path!r} is damaged: {problem}")
-            if created:
-                for name, value in new_meta.items():
-                    con.execute("INSERT OR REPLACE INTO meta(name, value) VALUES (?, ?)", (name, value))
-            self.meta = dict(con.execute("SELECT name, value FROM meta").fetchall())
+            if version == SCHEMA_VERSION:
+                self._check_schema()
+                self.meta = dict(con.execute("SELECT name, value FROM meta").fetchall())
+        wal = not self.wal or con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        if version != SCHEMA_VERSION or not wal:
+            with self._turn():
+                if not wal:
+                    con.execute("PRAGMA journal_mode=WAL")
+                with self._transaction():
+                    self._migrate(new_meta)
+        if self.wal:
+            self._identity = _identity(self._file)
+            self._wal_identity = _identity(self._real + "-wal")
+
+    def _migrate(self, new_meta: dict[str, str | bytes]) -> None:
+        """Inside a write transaction: create or upgrade the schema (whatever another
+        connection may have done since the file was first read)."""
+        con = self.con
+        app_id, version = (
+            con.execute("PRAGMA application_id").fetchone()[0],
+            con.execute("PRAGMA user_version").fetchone()[0],
+        )
+        created = version == 0
+        if version == 0:
+            self._check_empty()
+            con.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        self._check_version(app_id, version)
+        while version < SCHEMA_VERSION:
+            try:
+                for statement in MIGRATIONS[version]:
+                    con.execute(statement)
+            except sqlite3.Error as e:
+                if getattr(e, "sqlite_errorname", "") != "SQLITE_ERROR":
+                    raise
+                # A statement of the migration does not fit the file's tables.
+                raise CorruptionError(
+                    f"{self.path!r} says schema version {version}, but its tables are not that version's: {e}"
+                ) from None
+            version += 1
+            con.execute(f"PRAGMA user_version={version}")
+        self._check_schema()
+        if created:
+            for name, value in new_meta.items():
+                con.execute("INSERT OR REPLACE INTO meta(name, value) VALUES (?, ?)", (name, value))
+        self.meta = dict(con.execute("SELECT name, value FROM meta").fetchall())
+
+    def _check_empty(self) -> None:
+        """A file of schema version 0 must have no tables (a new file)."""
+        if self.con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            raise UnsupportedVersionError(f"{self.path!r} is an SQLite file but not an eventlog store")
+
+    def _check_schema(self) -> None:
+        # A flipped byte in the schema text can rename a column or change a type or
+        # default and still parse: refuse such a file now, not at some later query.
+        problem = _schema_problem(self.con)
+        if problem:
+            raise CorruptionError(f"the schema of {self.path!r} is damaged: {problem}")
 
     def _check_version(self, app_id: int, version: int) -> None:
         if version != 0 and app_id != APPLICATION_ID:
@@ -626,29 +738,210 @@ class Database:
             self.meta = dict(con.execute("SELECT name, value FROM meta").fetchall())
 
     def close(self) -> None:
-        self.con.close()
+        if hasattr(self, "con"):
+            if not self._stale and not self._files_ok():
+                self._settle()
+            self.con.close()
+        if self._turnstile is not None:
+            self._turnstile.close()
+            self._turnstile = None
+
+    def _reopen(self) -> None:
+        """Replace the connection (closed when a commit failed at the disk, see
+        :meth:`write`) with a new one on the same file; until that succeeds every
+        use tries again."""
+        self._stale = True
+        with suppress(*_ERRORS):
+            self.con.close()
+        try:
+            con = sqlite3.connect(self._file, isolation_level=None, timeout=self._busy_timeout, check_same_thread=False)
+        except _ERRORS as e:
+            raise _translate(e, f"reopening {self.path!r}") from None
+        self.con = con
+        self._stale = False
+        try:
+            self._configure(con)
+            with self.read():
+                con.execute("PRAGMA user_version").fetchone()  # opens the -wal
+        except (*_ERRORS, EventLogError) as e:
+            self._stale = True
+            con.close()
+            raise e if isinstance(e, EventLogError) else _translate(e, f"reopening {self.path!r}") from None
+        if _identity(self._file) != self._identity:
+            self._stale = True
+            con.close()
+            raise StorageError(self._replaced())
+        self._wal_identity = _identity(self._real + "-wal")
+
+    def _live(self) -> sqlite3.Connection:
+        """The connection, reopened first if it was closed after a failed commit."""
+        if self._stale:
+            self._reopen()
+        return self.con
+
+    def _replaced(self) -> str:
+        return (
+            f"the store file {self.path!r} was replaced or its -wal deleted since it was opened; "
+            "nothing was written: reopen the store"
+        )
+
+    def _files_ok(self) -> bool:
+        """Whether the store file and its ``-wal`` are still the ones this
+        connection opened (a ``-wal`` made since is recorded now).  Checked in each
+        write transaction: a file renamed over the store, or a ``-wal`` deleted
+        under it, would take the write where no later open reads it."""
+        if self._identity is None:
+            return True
+        if _identity(self._file) != self._identity:
+            return False
+        wal = _identity(self._real + "-wal")
+        if self._wal_identity is None:
+            self._wal_identity = wal
+        return wal == self._wal_identity
+
+    def _settle(self) -> None:
+        """The store file was replaced (or its ``-wal`` deleted) under this
+        connection: checkpoint the WAL it uses into the file it belongs to (the old
+        one, wherever it is now) and empty it, once.  Otherwise SQLite, which finds
+        the WAL by name, would apply its pages to whatever file is at the path when
+        that is next opened, mixing the two.  (A connection that has opened the new
+        file through the old ``-wal`` meanwhile is past helping: do not replace the
+        file of an open store.)"""
+        if self._settled:
+            return
+        self._settled = True
+        try:
+            with self._turn():
+                self.con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except (*_ERRORS, EventLogError):
+            pass  # best effort: the write is refused either way
+
+    def _turnstile_(self) -> Turnstile | None:
+        """The store's turnstile, opened on first use (a read-only open or a store
+        only read never makes the ``-lock`` file)."""
+        if self._turnstile is None and self._turns:
+            self._turnstile = Turnstile.open(self._real)
+            self._turns = self._turnstile is not None
+        return self._turnstile
+
+    def _take_turn(self) -> Turnstile | None:
+        """Take this writer's turn (see :mod:`eventlog.turnstile`), waiting up to
+        the busy timeout for it; the turnstile to give it back to, or ``None`` (no
+        turns here, or the turn is held already, further up)."""
+        turnstile = self._turnstile_()
+        if turnstile is None or turnstile.held:
+            return None
+        try:
+            turnstile.acquire(self._busy_timeout)
+        except TurnTimeout:
+            raise StorageError(
+                f"other writers kept the store busy for longer than busy_timeout ({self._busy_timeout:g} s)"
+            ) from None
+        except OSError as e:  # the lock file stopped working: go on without turns
+            self._no_turns(e)
+            return None
+        return turnstile
+
+    def _give_turn(self, turnstile: Turnstile) -> None:
+        try:
+            turnstile.release()
+        except OSError as e:
+            self._no_turns(e)
+
+    @contextmanager
+    def _turn(self) -> Iterator[None]:
+        """Hold this writer's turn."""
+        turnstile = self._take_turn()
+        try:
+            yield
+        finally:
+            if turnstile is not None:
+                self._give_turn(turnstile)
+
+    def _no_turns(self, e: OSError) -> None:
+        logging.getLogger(__name__).warning(
+            "locking %s failed (%s): writers of this store no longer take turns", self._real + "-lock", e.strerror
+        )
+        if self._turnstile is not None:
+            self._turnstile.close()
+        self._turnstile, self._turns = None, False
 
     @contextmanager
     def write(self) -> Iterator[None]:
-        """A write transaction: ``BEGIN IMMEDIATE`` (waits up to the busy timeout for
-        other writers), committed on success, rolled back on any exception."""
+        """A write transaction: the writer's turn, then ``BEGIN IMMEDIATE`` (waiting
+        up to the busy timeout for each), committed on success, rolled back on any
+        exception (:class:`StorageError` when waiting timed out, never SQLite's
+        "database is locked").
+
+        When the ``COMMIT`` itself fails at the disk (an I/O error or a full disk
+        while the WAL was written or synced), the transaction may be in the file
+        even though SQLite reports it rolled back (it comes back after a crash, or
+        once the WAL is read again): :class:`OutcomeUnknownError`, and the
+        connection is closed and reopened, so that what it shows next is what the
+        file holds."""
         if self.readonly:
             raise ReadOnlyError(f"{self.path!r} was opened read-only")
-        con = self.con
+        turnstile = self._take_turn()
+        try:  # (one generator rather than nested ones: this is on every write's path)
+            con = self._begin()
+            try:
+                yield
+            except BaseException:
+                self._rollback()
+                raise
+            self._commit(con)
+        finally:
+            if turnstile is not None:
+                self._give_turn(turnstile)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (the caller holds the turn)."""
+        con = self._begin()
+        try:
+            yield
+        except BaseException:
+            self._rollback()
+            raise
+        self._commit(con)
+
+    def _begin(self) -> sqlite3.Connection:
+        con = self._live()
         try:
             con.execute("BEGIN IMMEDIATE")
         except _ERRORS as e:
             raise _translate(e, "starting a write") from None
-        try:
-            yield
-        except BaseException:
-            con.rollback()
-            raise
+        if not self._files_ok():
+            self._rollback()
+            self._settle()
+            raise StorageError(self._replaced())
+        return con
+
+    def _commit(self, con: sqlite3.Connection) -> None:
         try:
             con.execute("COMMIT")
         except _ERRORS as e:
-            con.rollback()
-            raise _translate(e, "committing") from None
+            self._rollback()
+            # (While the store is being opened, a failed creation or upgrade is an
+            # error of the opening: the next open looks at the file afresh.)
+            if not (self.wal and _may_have_committed(e)) or self._identity is None:
+                raise _translate(e, "committing") from None
+            message = f"the commit failed at the disk ({e}); the write may or may not be in the file"
+            try:
+                self._reopen()
+            except EventLogError as again:
+                message += f" (reopening the store failed too: {again.message}; the next call tries again)"
+            raise OutcomeUnknownError(message) from None
+
+    def _rollback(self) -> None:
+        """Roll back, if SQLite has not already; a connection that cannot is closed
+        (and reopened before its next use)."""
+        try:
+            self.con.rollback()
+        except _ERRORS:
+            self._stale = True
+            with suppress(*_ERRORS):
+                self.con.close()
 
     @contextmanager
     def read(self) -> Iterator[None]:
@@ -660,13 +953,16 @@ class Database:
         read-only open would be now (so the read sees what was written); after the
         read, if the store file changed during it (its size, modification time or
         inode), what was read is discarded: :class:`StorageError`."""
-        con = self.con
+        con = self._live()
         if con.in_transaction:
             yield
             return
         seen = self._unlocked_start() if self._files is not None else None
         con = self.con
-        con.execute("BEGIN")
+        try:
+            con.execute("BEGIN")
+        except _ERRORS as e:
+            raise _translate(e, "starting a read") from None
         try:
             yield
         except Exception as e:
@@ -674,7 +970,7 @@ class Database:
                 raise self._changed() from e
             raise
         finally:
-            con.rollback()
+            self._rollback()
         if seen is not None and _file_state(self.path) != seen:
             raise self._changed()
 
@@ -706,7 +1002,7 @@ class Database:
 
     def _q(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         try:
-            return self.con.execute(sql, params)
+            return self._live().execute(sql, params)
         except _ERRORS as e:
             raise _translate(e, "running a query") from None
 
@@ -715,7 +1011,7 @@ class Database:
             with self.read():
                 return self._all(sql, params)
         try:
-            return self.con.execute(sql, params).fetchall()
+            return self._live().execute(sql, params).fetchall()
         except _ERRORS as e:
             raise _translate(e, "reading") from None
 
@@ -1071,12 +1367,15 @@ class Database:
         elsewhere kept it from finishing."""
         if not self.wal:
             return True
-        row = self._one("PRAGMA wal_checkpoint(TRUNCATE)")
+        # TRUNCATE waits for writers: it takes its turn like one.
+        with self._turn():
+            row = self._one("PRAGMA wal_checkpoint(TRUNCATE)")
         return row is not None and row[0] == 0
 
     def vacuum(self) -> None:
         """Rewrite the file without free pages (needs about its size in free space)."""
-        self._q("VACUUM")
+        with self._turn():
+            self._q("VACUUM")
 
     def integrity_problems(self, limit: int) -> list[str]:
         """What SQLite's ``PRAGMA integrity_check`` finds wrong with the file (pages,

@@ -23,6 +23,7 @@ from .errors import (
     EventLogError,
     InvalidValueError,
     NotFoundError,
+    OutcomeUnknownError,
     ReadOnlyError,
     StoreClosedError,
 )
@@ -157,7 +158,7 @@ class Store:
 
     Use :func:`eventlog.open` to make one.  A store is a context manager; it may be
     shared between threads (calls are serialised) and several processes may open the
-    same file (writes are serialised by SQLite; see ``expected_seq``).
+    same file (writes take turns, see :mod:`eventlog.turnstile`; see ``expected_seq``).
     """
 
     def __init__(
@@ -242,6 +243,20 @@ class Store:
         if self.readonly:
             raise ReadOnlyError(f"{what}() on a store opened with readonly=True")
 
+    @contextmanager
+    def _committing(self, session_id: str | None = None) -> Iterator[None]:
+        """A write transaction (about ``session_id``).  When its outcome is unknown
+        (the commit failed at the disk; the connection was reopened) the cached
+        sessions are dropped: the write may yet turn out to be in the file."""
+        try:
+            with self._db.write():
+                yield
+        except OutcomeUnknownError as e:
+            self._cache.clear()
+            if session_id is None:
+                raise
+            raise OutcomeUnknownError(e.message, session_id=session_id) from None
+
     # ------------------------------------------------------------------ writing
 
     def save(
@@ -266,7 +281,8 @@ class Store:
         session's current sequence number is that (0: the session must not exist),
         else :class:`ConflictError`; without it the save replaces whatever is stored.
         Raises :class:`InvalidValueError` (nothing written) for values that cannot be
-        stored exactly.
+        stored exactly, and :class:`OutcomeUnknownError` when the commit fails at the
+        disk (the write may be stored or not: see its retry).
         """
         self._writable("save")
         _check_ids(session_id, parent_id)
@@ -313,7 +329,9 @@ class Store:
         last entry's ``id`` (when it is a dict with an ``id``).  A new session starts
         as ``{"entries": [...], "leafId": ...}``.  Raises :class:`ConflictError` when
         ``expected_seq`` is given and is not the current sequence number (0: the
-        session must not exist).
+        session must not exist), and :class:`OutcomeUnknownError` when the commit
+        fails at the disk (the entries may be stored or not: retry with
+        ``expected_seq=err.expected_seq``, never plainly).
 
         ``entries`` must be a ``list`` (``[]`` appends an event with no entries):
         anything else, a dict, a str, a tuple, a generator, is an
@@ -362,10 +380,11 @@ class Store:
         with self._lock:
             self._open()
             log, db = self._log, self._db
+            head: int | None = None
             try:
-                with _naming(name), db.write():
+                with _naming(name), self._committing():
                     row = db.session(name)
-                    seq = 0 if row is None else row.seq
+                    seq = head = 0 if row is None else row.seq
                     if expected_seq is not None and expected_seq != seq:
                         raise ConflictError(f"expected seq {expected_seq}, found {seq}", session_id=name, seq=seq)
                     if row is None:
@@ -384,6 +403,10 @@ class Store:
                         (row.snap_seq, row.snap_bytes, row.snap_bytes_since) if row else (0, 0, 0)
                     )
                     snap = self._policy.due(seq, snap_seq, snap_bytes, since + size)
+            except OutcomeUnknownError as e:
+                raise OutcomeUnknownError(
+                    e.message, session_id=name, seq=None if head is None else head + 1, expected_seq=head
+                ) from None
             except BaseException:
                 self._cache.pop(name, None)
                 raise
@@ -550,7 +573,7 @@ class Store:
     def _snapshot(self, name: str, sid: int, seq: int) -> None:
         log, db = self._log, self._db
         try:
-            with db.write():
+            with self._committing():
                 row = db.session(name)
                 if row is None or row.sid != sid or row.seq != seq:
                     return  # someone wrote meanwhile; the next write will try again
@@ -758,7 +781,7 @@ class Store:
             self._writable("delete")
             db, log = self._db, self._log
             now = _now_ms()
-            with db.write():
+            with self._committing(session_id):
                 root = db.session(session_id)
                 rows = [root] if root is not None else []
                 if tree:
@@ -778,7 +801,7 @@ class Store:
     def _transaction(self, write: bool) -> Iterator[None]:
         with self._lock:
             self._open()
-            with self._db.write() if write else self._db.read():
+            with self._committing() if write else self._db.read():
                 yield
 
     def compact(
@@ -883,7 +906,9 @@ def open(path: str | os.PathLike[str], **options: Any) -> Store:
     write; a write over it raises :class:`InvalidValueError`, and a value or body read
     back over it (written under a larger setting) raises :class:`CorruptionError`.
     ``cache_sessions`` (16): sessions kept folded in memory.  ``busy_timeout`` (10 s):
-    how long a write waits for another writer.
+    how long a write waits for its turn while other writers write (writers take
+    turns through the file ``PATH-lock``, see :mod:`eventlog.turnstile`; one that
+    waits longer raises :class:`StorageError`).
 
     ``chunk_key`` (None): a secret of exactly 32 bytes (e.g. ``os.urandom(32)``,
     else :class:`InvalidValueError`).  A store created with a key addresses its

@@ -176,7 +176,7 @@ def test_a_path_may_be_any_path_like(tmp_path: Path, open_store: Open) -> None:
     s = open_store(tmp_path / "a.db", readonly=True)
     assert s.load("s") == {"entries": [{"id": "a"}]}
     s.close()
-    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm"))) == ["a.db"]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm", "-lock"))) == ["a.db"]
 
 
 BAD_PATHS = [

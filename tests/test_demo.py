@@ -48,6 +48,9 @@ def one_line_error(res: subprocess.CompletedProcess[str], fragment: str) -> None
     assert fragment in res.stderr and "Traceback" not in res.stderr
 
 
+EMPTY = hashlib.sha256(b"").hexdigest()
+
+
 def listing(directory: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in directory.iterdir()}
 
@@ -75,7 +78,8 @@ def test_the_demo_keeps_its_baseline_in_a_temporary_file_of_its_own(tmp_path: Pa
     res = demo("--path", str(tmp_path / "d.db"), "--entries", "6")
     assert res.returncode == 0, res.stderr
     after = listing(tmp_path)
-    assert after.pop("d.db") and after == before  # the store, and nothing else, added
+    assert after.pop("d.db") and after.pop("d.db-lock", "") == EMPTY  # the store (and its writers' lock file)
+    assert after == before  # and nothing else, added
 
 
 def test_replace_only_replaces_a_store_the_demo_made(tmp_path: Path) -> None:
@@ -88,7 +92,7 @@ def test_replace_only_replaces_a_store_the_demo_made(tmp_path: Path) -> None:
     with eventlog.open(path) as store:
         assert store.sessions() == [SESSION]
         assert len((store.load(SESSION) or {})["entries"]) >= 10
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.db"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.db", "d.db-lock"]
 
 
 def test_a_failed_demo_leaves_nothing_behind(tmp_path: Path) -> None:

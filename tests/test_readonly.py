@@ -593,7 +593,7 @@ def test_a_read_makes_only_the_side_files_a_writer_would(db_path: str, tmp_path:
         assert res.returncode == 0, res.stderr
     assert digest(db_path) == before
     made = sorted(p.name for p in Path(db_path).parent.iterdir() if p.name.startswith("store.db"))
-    assert set(made) <= {"store.db", "store.db-wal", "store.db-shm"}
+    assert set(made) <= {"store.db", "store.db-wal", "store.db-shm", "store.db-lock"}
     assert not os.path.exists(db_path + "-wal") or os.path.getsize(db_path + "-wal") == 0
     for name in made:
         s = os.stat(tmp_path / name)
