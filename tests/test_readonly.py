@@ -391,7 +391,8 @@ def prepare(path: Path, state: str) -> dict[str, dict[str, Any]]:
     return expected
 
 
-#: Run by the reader: every read of the API; prints what it read as JSON.
+#: Run by the reader: every read of the API, then the read commands given (a JSON
+#: list of argument lists); prints what they read as JSON.
 _API_READER = r"""
 import json, sys
 import eventlog
@@ -411,7 +412,14 @@ try:
         }
 except eventlog.EventLogError as e:
     api = {"error": type(e).__name__, "message": str(e)}
-print(json.dumps(api))
+# then every read command, in this process (one process start, not one a command)
+from click.testing import CliRunner
+from eventlog.cli import main
+cli = []
+for argv in json.loads(sys.argv[2]):
+    res = CliRunner().invoke(main, argv, env={"NO_COLOR": "1"})
+    cli.append({"code": res.exit_code, "stdout": res.stdout, "stderr": res.stderr})
+print(json.dumps({"api": api, "cli": cli}))
 """
 
 #: The read commands, each with what its output must hold.
@@ -433,15 +441,17 @@ Reads = tuple[dict[str, Any], list[tuple[list[str], subprocess.CompletedProcess[
 
 
 def read_everything(path: Path, out: Path, runner: Runner) -> Reads:
-    """Every read of the API (in one process) and every read command, each run by
+    """Every read of the API and every read command, in one process run by
     ``runner``: what the API read, and each command's arguments and outcome."""
-    res = runner([sys.executable, "-c", _API_READER, str(path)])
+    argvs = [[a.format(path=path, out=out) for a in args] for args, _ in CLI_READS]
+    res = runner([sys.executable, "-c", _API_READER, str(path), json.dumps(argvs)])
     assert res.returncode == 0, res.stderr
-    cli = []
-    for args, _ in CLI_READS:
-        argv = [a.format(path=path, out=out) for a in args]
-        cli.append((argv, runner([sys.executable, "-m", "eventlog", *argv])))
-    return json.loads(res.stdout), cli
+    done = json.loads(res.stdout)
+    cli = [
+        (argv, subprocess.CompletedProcess(argv, r["code"], r["stdout"], r["stderr"]))
+        for argv, r in zip(argvs, done["cli"], strict=True)
+    ]
+    return done["api"], cli
 
 
 def check_reads(reads: Reads, expected: dict[str, dict[str, Any]], out: Path) -> None:
