@@ -1,6 +1,6 @@
 """Reading sessions written by other stores, for ``eventlog import``.
 
-Formats (see ``shared/reference/session-model.md``):
+Formats (see ``docs/sessions.md``):
 
 * **Session JSON**: a file holding one ``SessionData`` object; its id is the file
   name without ``.json`` (or the ``session_id`` given, for a file read from a pipe).

@@ -4,7 +4,7 @@ Pure functions over loaded values (no storage): one-line summaries of entries an
 events for ``eventlog log``, the active path of a session's entry tree and a readable
 transcript for ``eventlog replay``, and the differences between two states for
 ``eventlog diff``.  Entries follow the Flue / pi shapes (see
-``shared/reference/session-model.md``); anything else is described by its ``type``.
+``docs/sessions.md``); anything else is described by its ``type``.
 """
 
 from __future__ import annotations

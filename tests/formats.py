@@ -1,5 +1,5 @@
 """Writers of the formats ``eventlog import`` reads, made from the data model in
-``shared/reference/session-model.md`` (Flue 0.11.0 and 0.11.1 databases, pi JSONL)."""
+``docs/sessions.md`` (Flue 0.11.0 and 0.11.1 databases, pi JSONL)."""
 
 from __future__ import annotations
 
