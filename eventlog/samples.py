@@ -5,8 +5,8 @@ assistant messages of ~0.85 KB median with one tool call, tool results of ~1 KB
 median with a long tail, a user prompt now and then, multi-byte text, and
 (optionally) base64 screenshots of which about half repeat the previous one.
 Everything is derived from ``seed`` so two runs produce byte-identical sessions.
-Nothing here needs ``hypothesis``; the fuzzing
-strategies live in :mod:`eventlog.testing`.
+Nothing here needs ``hypothesis``; the fuzzing strategies live in
+:mod:`eventlog.testing`.
 """
 
 from __future__ import annotations
