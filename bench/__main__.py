@@ -1,4 +1,5 @@
-"""``python -m bench``: run the benchmarks, print the table, write bench/results/."""
+"""``python -m bench``: run the benchmarks and print the tables; ``--save`` also
+writes them to bench/results/ (the committed results are replaced only when asked)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,13 @@ from . import chunking, compare, contention, core, durability, trees
 RESULTS = Path(__file__).parent / "results"
 
 
+def _write(args: argparse.Namespace, name: str, text: str) -> None:
+    """Write a result file under bench/results/, only with ``--save``."""
+    if args.save:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / name).write_text(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
@@ -28,20 +36,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller workloads (well under a minute)")
     parser.add_argument("--synchronous", default="NORMAL", choices=["OFF", "NORMAL", "FULL"],
                         help="SQLite synchronous setting for every system (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--save", action="store_true", help="also write the results to bench/results/")
     args = parser.parse_args(argv)
     started = time.time()
-    RESULTS.mkdir(exist_ok=True)
     suffix = "-quick" if args.quick else ""
     ok = True
     if args.suite in ("all", "chunking"):
         rows = chunking.run(args.quick)
         table = _table(rows)
         print(table)
-        (RESULTS / f"chunking{suffix}.md").write_text(table + "\n")
+        _write(args, f"chunking{suffix}.md", table + "\n")
     if args.suite in ("all", "trees"):
         table = _table(trees.run(args.quick))
         print(table)
-        (RESULTS / f"trees{suffix}.md").write_text(table + "\n")
+        _write(args, f"trees{suffix}.md", table + "\n")
     if args.suite in ("all", "durability"):
         _durability(args, suffix)
     if args.suite in ("all", "core"):
@@ -52,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         machine = f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, {platform.machine()}"
         text = f"{machine}\n\n{_table(contention.run(args.quick))}"
         print(text)
-        (RESULTS / f"contention{suffix}.md").write_text(text + "\n")
+        _write(args, f"contention{suffix}.md", text + "\n")
     return 0 if ok else 1
 
 
@@ -69,10 +77,8 @@ def _durability(args: argparse.Namespace, suffix: str) -> None:
     warning = durability.fs_warning(machine)
     text = f"{machine}\n\n{table}" + (f"\n\n{warning}" if warning else "")
     print(text)
-    (RESULTS / f"durability{suffix}.md").write_text(text + "\n")
-    (RESULTS / f"durability{suffix}.json").write_text(
-        json.dumps(durability.to_json(machine, measured), indent=2) + "\n"
-    )
+    _write(args, f"durability{suffix}.md", text + "\n")
+    _write(args, f"durability{suffix}.json", json.dumps(durability.to_json(machine, measured), indent=2) + "\n")
 
 
 def _core(args: argparse.Namespace, started: float, suffix: str) -> bool:
@@ -88,9 +94,9 @@ def _core(args: argparse.Namespace, started: float, suffix: str) -> bool:
     print(machine)
     print(table)
     stem = f"core{suffix}"
-    (RESULTS / f"{stem}.md").write_text(f"{machine}\n\n{table}\n")
+    _write(args, f"{stem}.md", f"{machine}\n\n{table}\n")
     report = {"machine": machine, "seconds": round(time.time() - started, 1), "figures": [asdict(f) for f in figures]}
-    (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    _write(args, f"{stem}.json", json.dumps(report, indent=2) + "\n")
     return all(f.ok is not False for f in figures)
 
 
@@ -105,14 +111,14 @@ def _compare(args: argparse.Namespace, suffix: str) -> bool:
              for t in report.targets]  # fmt: skip
     parts += ["Targets of issue 5 (ratios from this run):", "", _table(rows)]
     png = RESULTS / f"compare-latency{suffix}.png"
-    note = compare.plot(report, png)
+    note = compare.plot(report, png) if args.save else "plot not written (--save writes it)"
     if note.startswith("wrote"):
         parts += ["", f"![per-save latency, coding workload]({png.name})"]
     text = "\n".join(parts)
     print(text)
     print(note)
-    (RESULTS / f"compare{suffix}.md").write_text(text + "\n")
-    (RESULTS / f"compare{suffix}.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    _write(args, f"compare{suffix}.md", text + "\n")
+    _write(args, f"compare{suffix}.json", json.dumps(report.to_json(), indent=2) + "\n")
     return all(t.ok is not False for t in report.targets)
 
 
