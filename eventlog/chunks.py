@@ -23,6 +23,7 @@ from any chunk address), checked at every open.
 from __future__ import annotations
 
 import hmac
+import logging
 
 import blake3
 
@@ -36,6 +37,8 @@ MAX_CHUNK_BYTES = 64 << 20
 #: ``meta.chunk_hash`` of a store with plain and with keyed addresses.
 PLAIN, KEYED = "blake3", "blake3-keyed"
 _FINGERPRINT_CONTEXT = "eventlog 2026-11 chunk_key fingerprint v1"
+
+logger = logging.getLogger(__name__)
 
 
 def fingerprint(key: bytes) -> bytes:
@@ -111,6 +114,7 @@ class Chunks:
                 if cid is None:
                     cid = self.db.put_chunk(digest, flags, len(data), payload)
                 else:
+                    logger.warning("chunk %s was damaged: rewritten from the bytes being written", digest.hex())
                     self.db.rewrite_chunk(cid, flags, len(data), payload)
                 known[digest] = cid
             checked.add(digest)
