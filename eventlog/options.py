@@ -268,7 +268,7 @@ def _sized(name: str, lo: int, hi: int = MAX_SIZE) -> Callable[[Any], int]:
 
 
 def _synchronous(value: Any) -> str:
-    if type(value) is not str or value.upper() not in SYNCHRONOUS:
+    if type(value) is not str or not value.isascii() or value.upper() not in SYNCHRONOUS:
         raise _bad("synchronous", value, f"one of {', '.join(SYNCHRONOUS)}")
     return value.upper()
 
