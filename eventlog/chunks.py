@@ -114,7 +114,7 @@ class Chunks:
                 if cid is None:
                     cid = self.db.put_chunk(digest, flags, len(data), payload)
                 else:
-                    logger.warning("chunk %s was damaged: rewritten from the bytes being written", digest.hex())
+                    logger.warning("chunk %s is damaged: rewriting it from the bytes being written", digest.hex())
                     self.db.rewrite_chunk(cid, flags, len(data), payload)
                 known[digest] = cid
             checked.add(digest)
