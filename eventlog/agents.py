@@ -25,7 +25,7 @@ from typing import Any, Unpack
 from .aio import AsyncStore, open_async
 from .errors import ConflictError, InvalidValueError, NotFoundError
 from .fold import Insert
-from .options import AsyncOptionValues, Options
+from .options import AsyncOptionValues, Options, shown
 from .store import check_ids, check_path
 
 #: Failed ``add_items`` batches remembered for recognising their retries.
@@ -73,7 +73,7 @@ class EventlogSession:
         **overrides: Unpack[AsyncOptionValues],
     ) -> None:
         if type(session_id) is not str or not session_id:
-            raise InvalidValueError(f"session id must be a non-empty str, not {session_id!r:.80}")
+            raise InvalidValueError(f"session id must be a non-empty str, not {shown(session_id, 80)}")
         if parent_id is not None:
             check_ids(session_id, parent_id)
         if isinstance(store, AsyncStore):
@@ -100,7 +100,8 @@ class EventlogSession:
         if limit is None:
             limit = self._default_limit()
         if limit is not None and type(limit) is not int:
-            raise InvalidValueError(f"limit must be an int or None, not {limit!r:.40}", session_id=self.session_id)
+            message = f"limit must be an int or None, not {shown(limit, 40)}"
+            raise InvalidValueError(message, session_id=self.session_id)
         if limit == 0:
             return []
         items = self._items(await self.store.load(self.session_id))

@@ -249,8 +249,20 @@ def check_readers(readers: Any) -> int:
 # ---------------------------------------------------------------------- checks
 
 
+def shown(value: Any, width: int = 60) -> str:
+    """``repr(value)``, cut to ``width`` characters, for an error message: never
+    raising (an int too long to print, a ``__repr__`` that fails) nor taking long."""
+    if type(value) is int and value.bit_length() > 128:
+        return f"an int of {value.bit_length()} bits"
+    try:
+        text = repr(value)
+    except Exception:
+        return f"a {type(value).__name__}"
+    return text[:width]
+
+
 def _bad(name: str, value: Any, allowed: str) -> InvalidValueError:
-    return InvalidValueError(f"{name} must be {allowed}, not {value!r:.60} ({type(value).__name__})")
+    return InvalidValueError(f"{name} must be {allowed}, not {shown(value)} ({type(value).__name__})")
 
 
 def _int(name: str, value: Any, lo: int, hi: int) -> int:

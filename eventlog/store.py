@@ -44,7 +44,7 @@ from .fold import (
 from .log import EVENT, Log, Recording
 from .mirror import Mirror
 from .options import MIN_CELL_BYTES as MIN_CELL_BYTES
-from .options import Options, OptionValues, resolve
+from .options import Options, OptionValues, resolve, shown
 from .progress import Progress
 from .snapshots import SnapshotPolicy
 from .sql import EVENT_REF, Database, SessionRow
@@ -122,7 +122,7 @@ def _now_ms() -> int:
 
 def _check_id(session_id: Any, what: str = "session id") -> str:
     if type(session_id) is not str or not session_id:
-        raise InvalidValueError(f"{what} must be a non-empty str, not {session_id!r:.80}")
+        raise InvalidValueError(f"{what} must be a non-empty str, not {shown(session_id, 80)}")
     try:
         n = len(session_id.encode("utf-8"))
     except UnicodeEncodeError:
@@ -288,7 +288,7 @@ class Store:
             raise InvalidValueError(f"session data must be a dict, not {type(data).__name__}", session_id=session_id)
         for k, v in data.items():
             if type(k) is not str:
-                raise InvalidValueError(f"key {k!r:.40} is a {type(k).__name__}, not a str", session_id=session_id)
+                raise InvalidValueError(f"key {shown(k, 40)} is a {type(k).__name__}, not a str", session_id=session_id)
             if v is ENTRIES:
                 raise InvalidValueError(f"field {k!r:.40} holds eventlog.ENTRIES", session_id=session_id)
         entries = data.get("entries")
@@ -628,7 +628,8 @@ class Store:
         :class:`NotFoundError` for an unknown session or ``at`` past the head, and
         :class:`InvalidValueError` for an ``at`` that is not an int, 0 or more."""
         if at is not None and (type(at) is not int or at < 0):
-            raise InvalidValueError(f"at must be a non-negative int or None, not {at!r:.40}", session_id=session_id)
+            message = f"at must be a non-negative int or None, not {shown(at, 40)}"
+            raise InvalidValueError(message, session_id=session_id)
         with self._lock:
             self._open()
             with self._db.read(), _naming(session_id):
@@ -637,7 +638,7 @@ class Store:
                 if at is None:
                     at = seq
                 if type(at) is not int or not 0 <= at <= seq:
-                    raise NotFoundError(f"no position {at!r}; the session is at {seq}", session_id=session_id)
+                    raise NotFoundError(f"no position {shown(at, 40)}; the session is at {seq}", session_id=session_id)
                 if 0 < at < row.base_seq:
                     raise NotFoundError(
                         f"history before {row.base_seq} was compacted away", session_id=session_id, seq=at
@@ -841,11 +842,11 @@ class Store:
         :mod:`eventlog.progress`).
         """
         if retain is not None and (type(retain) is not int or retain < 0):
-            raise InvalidValueError(f"retain must be a non-negative int or None, not {retain!r:.40}")
+            raise InvalidValueError(f"retain must be a non-negative int or None, not {shown(retain, 40)}")
         if type(batch) is not int or batch < 1:
-            raise InvalidValueError(f"batch must be a positive int, not {batch!r:.40}")
+            raise InvalidValueError(f"batch must be a positive int, not {shown(batch, 40)}")
         if type(vacuum) is not bool:
-            raise InvalidValueError(f"vacuum must be True or False, not {vacuum!r:.40}")
+            raise InvalidValueError(f"vacuum must be True or False, not {shown(vacuum, 40)}")
         _check_progress(progress)
         with self._lock:
             self._writable("compact")
