@@ -48,7 +48,7 @@ from .errors import InvalidValueError, StoreClosedError
 from .fold import Event
 from .options import Options, OptionValues, check_readers, resolve
 from .progress import Progress
-from .store import SessionInfo, Store, check_path
+from .store import SessionInfo, Store, check_ids, check_path
 from .verify import VerifyReport
 
 T = TypeVar("T")
@@ -331,9 +331,10 @@ class AsyncStore:
         """:meth:`eventlog.Store.events` as an async iterator: the events after
         ``since``, oldest first, large values rehydrated, fetched a page at a time.
 
-        A bad ``since`` raises :class:`InvalidValueError` here; an unknown session or
-        position raises :class:`NotFoundError` from the first step of the iteration
-        (the check needs the file, which is not read on the loop)."""
+        A bad ``since`` or session id raises :class:`InvalidValueError` here; an
+        unknown session or position raises :class:`NotFoundError` from the first step
+        of the iteration (the check needs the file, which is not read on the loop)."""
+        check_ids(session_id, None)
         if type(since) is not int or since < 0:
             raise InvalidValueError("since must be a non-negative int", session_id=session_id)
         return _Events(self, session_id, since)

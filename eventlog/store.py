@@ -627,6 +627,7 @@ class Store:
         ``at=0`` gives ``{}`` (before the first event).  Raises
         :class:`NotFoundError` for an unknown session or ``at`` past the head, and
         :class:`InvalidValueError` for an ``at`` that is not an int, 0 or more."""
+        _check_id(session_id)  # (before naming it in an error)
         if at is not None and (type(at) is not int or at < 0):
             message = f"at must be a non-negative int or None, not {shown(at, 40)}"
             raise InvalidValueError(message, session_id=session_id)
@@ -660,6 +661,7 @@ class Store:
         start of a history shortened by :meth:`compact`; reads lazily, a page of
         events per read transaction (and raises :class:`NotFoundError` if meanwhile
         the session is deleted or its history is shortened past the reader)."""
+        _check_id(session_id)  # (before naming it in an error)
         if type(since) is not int or since < 0:
             raise InvalidValueError("since must be a non-negative int", session_id=session_id)
         with self._lock:

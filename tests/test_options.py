@@ -298,6 +298,8 @@ def test_a_value_that_cannot_be_printed_is_still_an_invalid_value(open_store: Ca
         lambda: store.load(bad),
         lambda: store.save("t", {bad: 1}),
         lambda: store.save("t", {}, parent_id=bad),
+        lambda: store.fold(bad, at=-1),
+        lambda: store.events(bad, since=-1),
     ):
         with pytest.raises(eventlog.InvalidValueError):
             call()
