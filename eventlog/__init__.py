@@ -5,7 +5,16 @@
 ...     seq = store.save("s1", {"entries": [{"id": "a"}], "leafId": "a"})
 ...     store.load("s1")
 {'entries': [{'id': 'a'}], 'leafId': 'a'}
+
+eventlog logs what it does on its own (snapshots built or failed, damaged snapshots
+skipped, damaged chunks rewritten, a file's schema upgraded, writers' turns given
+up) with the standard :mod:`logging` module, under the ``eventlog`` logger (each
+module's own, ``eventlog.store``, ``eventlog.log`` and so on, are its children).
+Like any library it adds only a ``NullHandler``: nothing is printed unless the
+application configures logging.
 """
+
+import logging as _logging
 
 from .aio import AsyncStore, open_async
 from .codec import ENTRIES
@@ -24,10 +33,13 @@ from .errors import (
     UnsupportedVersionError,
 )
 from .fold import Delete, Event, Insert, Op, Replace, SetFields, Tombstone
+from .options import Options
 from .store import Store, open
 from .verify import Problem, VerifyReport
 
 __version__ = "0.1.0"
+
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 __all__ = [
     "ENTRIES",
@@ -43,6 +55,7 @@ __all__ = [
     "KeyMismatchError",
     "NotFoundError",
     "Op",
+    "Options",
     "OutcomeUnknownError",
     "Problem",
     "ReadOnlyError",

@@ -20,12 +20,13 @@ from __future__ import annotations
 import importlib
 import os
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 from .aio import AsyncStore, open_async
 from .errors import ConflictError, InvalidValueError, NotFoundError
 from .fold import Insert
-from .store import check_path
+from .options import AsyncOptionValues, Options, shown
+from .store import check_ids, check_path
 
 #: Failed ``add_items`` batches remembered for recognising their retries.
 MAX_REMEMBERED_FAILURES = 16
@@ -49,7 +50,9 @@ class EventlogSession:
     ``store`` is an :class:`~eventlog.AsyncStore` (shared: several sessions may use
     one, and it stays open when this closes) or a path (``str`` or ``os.PathLike``;
     anything else is an :class:`~eventlog.InvalidValueError`), opened with
-    :func:`eventlog.open_async` and ``options``, and closed by :meth:`close`.
+    :func:`eventlog.open_async` and ``options`` (an :class:`~eventlog.Options`) and
+    ``overrides`` (options as keywords, ``readers`` included; all checked here), and
+    closed by :meth:`close`.  Bad arguments raise :class:`~eventlog.InvalidValueError`.
     ``session_settings`` is the SDK's ``SessionSettings`` (a dict is turned into one):
     its ``limit`` is the default of :meth:`get_items`.  ``parent_id`` records the
     session this one was spawned from (see :meth:`eventlog.Store.save`).
@@ -63,19 +66,22 @@ class EventlogSession:
         self,
         session_id: str,
         store: AsyncStore | str | os.PathLike[str],
+        options: Options | None = None,
         *,
         session_settings: Any = None,
         parent_id: str | None = None,
-        **options: Any,
+        **overrides: Unpack[AsyncOptionValues],
     ) -> None:
         if type(session_id) is not str or not session_id:
-            raise InvalidValueError(f"session id must be a non-empty str, not {session_id!r:.80}")
+            raise InvalidValueError(f"session id must be a non-empty str, not {shown(session_id, 80)}")
+        if parent_id is not None:
+            check_ids(session_id, parent_id)
         if isinstance(store, AsyncStore):
-            if options:
-                raise TypeError("store options are for a path; this AsyncStore is already configured")
+            if options is not None or overrides:
+                raise InvalidValueError("store options are for a path; this AsyncStore is already configured")
             self.store, self._owns_store = store, False
         else:
-            self.store, self._owns_store = open_async(check_path(store, "store"), **options), True
+            self.store, self._owns_store = open_async(check_path(store, "store"), options, **overrides), True
         self.session_id = session_id
         self.session_settings: Any = _settings(session_settings)
         self.parent_id = parent_id
@@ -94,7 +100,8 @@ class EventlogSession:
         if limit is None:
             limit = self._default_limit()
         if limit is not None and type(limit) is not int:
-            raise InvalidValueError(f"limit must be an int or None, not {limit!r:.40}", session_id=self.session_id)
+            message = f"limit must be an int or None, not {shown(limit, 40)}"
+            raise InvalidValueError(message, session_id=self.session_id)
         if limit == 0:
             return []
         items = self._items(await self.store.load(self.session_id))

@@ -33,7 +33,6 @@ a worker thread is reading them.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 import threading
 from collections import deque
@@ -42,13 +41,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from itertools import islice
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 from .compaction import CompactReport
 from .errors import InvalidValueError, StoreClosedError
 from .fold import Event
+from .options import Options, OptionValues, check_readers, resolve
 from .progress import Progress
-from .store import SessionInfo, Store, check_path
+from .store import SessionInfo, Store, check_ids, check_path
 from .verify import VerifyReport
 
 T = TypeVar("T")
@@ -109,20 +109,27 @@ class AsyncStore:
     store keeps count of the calls in progress on the loop's thread); see
     :mod:`eventlog.aio` for how the work is spread over threads.
 
+    Options and the path are checked when it is made (:class:`InvalidValueError`).
     The store opens on first use, or explicitly with ``await store`` or
     ``async with store``; errors opening the file (``UnsupportedVersionError``,
-    ``StorageError``, bad option values) are raised there, and the next call tries
+    ``StorageError``, ``KeyMismatchError``) are raised there, and the next call tries
     to open it again.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, readers: int = 2, **options: Any) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        options: Options | None = None,
+        *,
+        readers: int = 2,
+        **overrides: Unpack[OptionValues],
+    ) -> None:
         path = check_path(path)
-        if type(readers) is not int or readers < 0:
-            raise ValueError("readers must be a non-negative int")
-        inspect.signature(Store).bind(path, **options)  # unknown options fail here, not later
+        readers = check_readers(readers)
+        #: The options its stores are opened with, checked here (bad ones fail now, not later).
+        self.options = resolve(options, overrides, extra=("readers",))
         self.path = path
         self.readers = 0 if _private_memory(path) else readers
-        self._options = options
         self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="eventlog-writer")
         self._reader_pool = ThreadPoolExecutor(self.readers, "eventlog-reader") if self.readers else None
         self._opened: Future[tuple[Store, _Readers]] | None = None
@@ -136,11 +143,11 @@ class AsyncStore:
     def _open_stores(self) -> tuple[Store, _Readers]:
         """On the writer thread: the writer first (it creates or upgrades the file),
         then the readers."""
-        writer = Store(self.path, **self._options)
+        writer = Store(self.path, self.options)
         readers: list[Store] = []
         try:
             for _ in range(self.readers):
-                readers.append(Store(self.path, **self._options))
+                readers.append(Store(self.path, self.options))
         except BaseException:
             for s in [writer, *readers]:
                 s.close()
@@ -324,9 +331,10 @@ class AsyncStore:
         """:meth:`eventlog.Store.events` as an async iterator: the events after
         ``since``, oldest first, large values rehydrated, fetched a page at a time.
 
-        A bad ``since`` raises :class:`InvalidValueError` here; an unknown session or
-        position raises :class:`NotFoundError` from the first step of the iteration
-        (the check needs the file, which is not read on the loop)."""
+        A bad ``since`` or session id raises :class:`InvalidValueError` here; an
+        unknown session or position raises :class:`NotFoundError` from the first step
+        of the iteration (the check needs the file, which is not read on the loop)."""
+        check_ids(session_id, None)
         if type(since) is not int or since < 0:
             raise InvalidValueError("since must be a non-negative int", session_id=session_id)
         return _Events(self, session_id, since)
@@ -408,12 +416,19 @@ class _Events(AsyncIterator[Event]):
         self._done = len(page) < EVENTS_PAGE
 
 
-def open_async(path: str | os.PathLike[str], *, readers: int = 2, **options: Any) -> AsyncStore:
+def open_async(
+    path: str | os.PathLike[str],
+    options: Options | None = None,
+    *,
+    readers: int = 2,
+    **overrides: Unpack[OptionValues],
+) -> AsyncStore:
     """The :class:`AsyncStore` for the eventlog store at ``path`` (a ``str`` or any
-    ``os.PathLike``, as for :func:`eventlog.open`; created if needed).  Options are
-    those of :func:`eventlog.open`; ``readers`` (2) is the number of reader threads
-    and connections (0: every call on the writer thread; always 0 for
-    ``":memory:"``).
+    ``os.PathLike``, as for :func:`eventlog.open`; created if needed).  ``options``
+    (an :class:`eventlog.Options`) and ``overrides`` (options as keywords) are those
+    of :func:`eventlog.open`; ``readers`` (2), an option of the async store alone, is
+    the number of reader threads and connections: an int from 0 to 256 (0: every
+    call on the writer thread; always 0 for ``":memory:"``).
 
     Not a coroutine: the file is opened on first use, by ``await`` or by
     ``async with``::
@@ -421,7 +436,8 @@ def open_async(path: str | os.PathLike[str], *, readers: int = 2, **options: Any
         async with eventlog.open_async("sessions.db") as store:
             seq = await store.save(session_id, data)
 
-    An unknown option raises ``TypeError`` here, a path that is not a ``str`` or an
-    ``os.PathLike`` of one :class:`~eventlog.InvalidValueError`.
+    A bad option (a name that is not an option included) and a path that is not a
+    ``str`` or an ``os.PathLike`` of one raise :class:`~eventlog.InvalidValueError`
+    here, before the file is touched.
     """
-    return AsyncStore(path, readers=readers, **options)
+    return AsyncStore(path, options, readers=readers, **overrides)

@@ -23,33 +23,22 @@ from any chunk address), checked at every open.
 from __future__ import annotations
 
 import hmac
-from typing import Any
+import logging
 
 import blake3
 
 from .codec import DecodeError, Framer
-from .errors import CorruptionError, InvalidValueError, KeyMismatchError, UnsupportedVersionError
+from .errors import CorruptionError, KeyMismatchError, UnsupportedVersionError
+from .options import KEY_BYTES as KEY_BYTES
 from .sql import Database
 
 #: Largest chunk ever read back (a bound on decompression, whatever a row claims).
 MAX_CHUNK_BYTES = 64 << 20
-#: Length of a ``chunk_key``.
-KEY_BYTES = 32
 #: ``meta.chunk_hash`` of a store with plain and with keyed addresses.
 PLAIN, KEYED = "blake3", "blake3-keyed"
 _FINGERPRINT_CONTEXT = "eventlog 2026-11 chunk_key fingerprint v1"
 
-
-def check_key(key: Any) -> bytes | None:
-    """``key`` if it is a valid ``chunk_key`` (``None`` or 32 bytes), else
-    :class:`InvalidValueError`."""
-    if key is None:
-        return None
-    if not isinstance(key, bytes | bytearray):
-        raise InvalidValueError(f"chunk_key must be {KEY_BYTES} bytes, not a {type(key).__name__}")
-    if len(key) != KEY_BYTES:
-        raise InvalidValueError(f"chunk_key must be {KEY_BYTES} bytes, not {len(key)}")
-    return bytes(key)
+logger = logging.getLogger(__name__)
 
 
 def fingerprint(key: bytes) -> bytes:
@@ -125,6 +114,7 @@ class Chunks:
                 if cid is None:
                     cid = self.db.put_chunk(digest, flags, len(data), payload)
                 else:
+                    logger.warning("chunk %s is damaged: rewriting it from the bytes being written", digest.hex())
                     self.db.rewrite_chunk(cid, flags, len(data), payload)
                 known[digest] = cid
             checked.add(digest)

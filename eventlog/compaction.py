@@ -27,6 +27,7 @@ The steps, in order:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ from .sql import EVENT_REF, SNAPSHOT_REF, Database, SessionRow, advance
 
 #: Everything, as a sequence number bound.
 _ALL = 1 << 62
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -171,7 +174,12 @@ def _own_refs(db: Database, log: Log, write: Transaction, read: Transaction, rep
                     db.add_refs(SNAPSHOT_REF, snap_id, log.chunk_ids_of(refs, row.name, seq))
                 db.drop_session_refs(row.sid)
         except EventLogError as e:
-            report.skipped.append(f"{row.name}: {e}")
+            _skip(report, row.name, e, "keeps its chunks")
+
+
+def _skip(report: CompactReport, name: str, e: EventLogError, what: str) -> None:
+    report.skipped.append(f"{name}: {e}")
+    logger.warning("compaction skipped session %r, which %s: %s", name, what, e)
 
 
 def _truncate_history(
@@ -194,7 +202,7 @@ def _truncate_history(
                     floor = row.seq - retain
                     report.sessions_truncated += 1
             except EventLogError as e:  # a damaged session keeps its history; the rest goes on
-                report.skipped.append(f"{row.name}: {e}")
+                _skip(report, row.name, e, "keeps its history")
         while floor:  # what lies below the floor (also after an interrupted run), in batches
             with write():
                 events = db.purge_events(row.sid, floor, batch)
@@ -216,6 +224,7 @@ def _new_floor(db: Database, log: Log, write: Transaction, row: SessionRow, floo
         frame, cids, size = log.snapshot(row.name, row.sid, floor, current.base_seq, reuse=False)
         db.put_snapshot(row.sid, floor, frame, size, cids)
         db.set_base(row.sid, floor)
+    logger.debug("session %r: history before %d folded into a snapshot there", row.name, floor)
     return True
 
 

@@ -34,6 +34,7 @@ from typing import Any
 
 from . import open as open_store
 from .errors import EventLogError, InvalidValueError
+from .options import shown
 from .samples import SessionBuilder, json_size
 from .sql import APPLICATION_ID, SIDECARS, SQLITE_MAGIC
 
@@ -187,7 +188,7 @@ def run(
     :class:`~eventlog.InvalidValueError` unless ``entries`` (about how many entries
     the session gets) is at least 1."""
     if type(entries) is not int or entries < 1:
-        raise InvalidValueError(f"entries must be an int of at least 1, not {entries!r:.40}")
+        raise InvalidValueError(f"entries must be an int of at least 1, not {shown(entries, 40)}")
     _claim(path, replace)
     try:
         return _run(path, entries, seed, out)

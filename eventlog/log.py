@@ -12,6 +12,7 @@ and on reading verifies, decompresses (bounded), decodes and rehydrates.  Every 
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 from bisect import bisect_right
 from collections.abc import Iterator
@@ -28,6 +29,8 @@ from .fold import Event, State
 from .snapshots import MIN_REUSE_BYTES, SEGMENT_BYTES, Segment
 from .sql import Database
 from .values import externalise_large, gc_paused, validate
+
+logger = logging.getLogger(__name__)
 
 EVENT = b"E"
 SNAPSHOT = b"S"
@@ -487,12 +490,21 @@ class Log:
             base = self._base(name, sid, seq, floor) if reuse else None
             try:
                 return self._build(name, sid, seq, floor, base)
-            except CorruptionError:
+            except CorruptionError as e:
                 if base is None:
                     raise
+                why = e.message
             # Something it would keep or read is damaged: fold everything, and rewrite
             # what it would share, rather than carry the damage into every snapshot.
             self.damaged.add((sid, base[0]))
+            logger.warning(
+                "snapshot of session %r at %d: what it would reuse of the snapshot at %d is damaged (%s);"
+                " writing every segment anew",
+                name,
+                seq,
+                base[0],
+                why,
+            )
             return self._build(name, sid, seq, floor, None)
 
     def _build(
@@ -657,6 +669,7 @@ class Log:
     def _fold(self, name: str, sid: int, upto: int, rehydrate: bool, floor: int, recording: Recording | None) -> State:
         state, base = State(), 0
         found = False
+        skipped: list[tuple[int, str]] = []
         for snap_seq in self.db.snapshot_seqs(sid, upto):
             if snap_seq < floor:
                 continue  # left over from compaction, about to be removed
@@ -667,14 +680,23 @@ class Log:
                 state = self.snapshot_state(name, sid, snap_seq, frame, rehydrate, recording=recording)
                 base, found = snap_seq, True
                 break
-            except (CorruptionError, UnsupportedVersionError):
+            except (CorruptionError, UnsupportedVersionError) as e:
                 if recording is not None:
                     recording.clear()
                 self.damaged.add((sid, snap_seq))  # not to be built on
                 if snap_seq == floor:
                     raise
+                skipped.append((snap_seq, e.message))
         if floor and not found:
             raise CorruptionError("the snapshot holding the compacted history is missing", session_id=name, seq=floor)
+        for snap_seq, why in skipped:
+            logger.warning(
+                "snapshot of session %r at %d skipped (%s): folded from %s instead",
+                name,
+                snap_seq,
+                why,
+                f"the snapshot at {base}" if found else "its first event",
+            )
         for event in self.events(name, sid, base, upto, rehydrate):
             try:
                 fold.apply(state, event.ops)

@@ -653,19 +653,25 @@ class Database:
                 if not wal:
                     con.execute("PRAGMA journal_mode=WAL")
                 with self._transaction():
-                    self._migrate(new_meta)
+                    start = self._migrate(new_meta)
+            if start == 0:
+                _log.debug("%r: a new store, schema version %d", self.path, SCHEMA_VERSION)
+            elif start < SCHEMA_VERSION:
+                _log.info("%r upgraded from schema version %d to %d", self.path, start, SCHEMA_VERSION)
         if self.wal:
             self._identity = _identity(self._file)
             self._wal_identity = _identity(self._real + "-wal")
 
-    def _migrate(self, new_meta: dict[str, str | bytes]) -> None:
+    def _migrate(self, new_meta: dict[str, str | bytes]) -> int:
         """Inside a write transaction: create or upgrade the schema (whatever another
-        connection may have done since the file was first read)."""
+        connection may have done since the file was first read); return the version
+        it found (0: a new file)."""
         con = self.con
         app_id, version = (
             con.execute("PRAGMA application_id").fetchone()[0],
             con.execute("PRAGMA user_version").fetchone()[0],
         )
+        start: int = version
         created = version == 0
         if version == 0:
             self._check_empty()
@@ -689,6 +695,7 @@ class Database:
             for name, value in new_meta.items():
                 con.execute("INSERT OR REPLACE INTO meta(name, value) VALUES (?, ?)", (name, value))
         self.meta = dict(con.execute("SELECT name, value FROM meta").fetchall())
+        return start
 
     def _check_empty(self) -> None:
         """A file of schema version 0 must have no tables (a new file)."""
@@ -731,6 +738,8 @@ class Database:
         # A file upgraded by a writer while this connection is open keeps being read
         # through these shims: harmless for version 2 (the meta it gets is the same),
         # and makes reads fail with StorageError for version 1 (its tables are gone).
+        if version < SCHEMA_VERSION:
+            _log.debug("%r has schema version %d: read through shims, not upgraded", self.path, version)
         for v in range(version, SCHEMA_VERSION):
             for statement in READ_SHIMS[v]:
                 con.execute(statement)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -10,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 from . import chunks, compaction
 from . import mirror as mirrors
@@ -42,6 +43,8 @@ from .fold import (
 )
 from .log import EVENT, Log, Recording
 from .mirror import Mirror
+from .options import MIN_CELL_BYTES as MIN_CELL_BYTES
+from .options import Options, OptionValues, resolve, shown
 from .progress import Progress
 from .snapshots import SnapshotPolicy
 from .sql import EVENT_REF, Database, SessionRow
@@ -50,8 +53,8 @@ from .verify import VerifyReport
 
 #: Longest session id accepted, in UTF-8 bytes.
 MAX_SESSION_ID_BYTES = 4096
-#: Smallest ``max_cell_bytes`` accepted.
-MIN_CELL_BYTES = 16_384
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -119,7 +122,7 @@ def _now_ms() -> int:
 
 def _check_id(session_id: Any, what: str = "session id") -> str:
     if type(session_id) is not str or not session_id:
-        raise InvalidValueError(f"{what} must be a non-empty str, not {session_id!r:.80}")
+        raise InvalidValueError(f"{what} must be a non-empty str, not {shown(session_id, 80)}")
     try:
         n = len(session_id.encode("utf-8"))
     except UnicodeEncodeError:
@@ -145,12 +148,23 @@ def check_path(path: Any, what: str = "path") -> str:
     raise InvalidValueError(f"{what} must be a str or os.PathLike, not {type(path).__name__}")
 
 
+def _check_progress(progress: Any) -> None:
+    if progress is not None and not callable(progress):
+        raise InvalidValueError(f"progress must be a callable or None, not {type(progress).__name__}")
+
+
 def _check_ids(session_id: Any, parent_id: Any) -> None:
     _check_id(session_id)
     if parent_id is not None:
         _check_id(parent_id, "parent id")
         if parent_id == session_id:
             raise InvalidValueError("a session cannot be its own parent", session_id=session_id)
+
+
+def check_ids(session_id: Any, parent_id: Any) -> None:
+    """:class:`InvalidValueError` unless ``session_id`` is a session id and
+    ``parent_id`` ``None`` or another one."""
+    _check_ids(session_id, parent_id)
 
 
 class Store:
@@ -162,61 +176,45 @@ class Store:
     """
 
     def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        max_cell_bytes: int = 2_000_000,
-        synchronous: str = "FULL",
-        snapshot_every: int = 200,
-        snapshot_bytes: int = 64 << 20,
-        large_value_bytes: int = 32 << 10,
-        chunk_bytes: int | None = None,
-        max_body_bytes: int = 256 << 20,
-        cache_sessions: int = 16,
-        busy_timeout: float = 10.0,
-        chunk_key: bytes | None = None,
-        readonly: bool = False,
+        self, path: str | os.PathLike[str], options: Options | None = None, **overrides: Unpack[OptionValues]
     ) -> None:
+        """Open the store at ``path`` with ``options`` (an :class:`~eventlog.Options`,
+        default: every default) and ``overrides`` (options as keywords); see
+        :func:`eventlog.open`.  Every option is checked before the file is touched."""
+        opts = resolve(options, overrides)
         path = check_path(path)
-        chunk_key = chunks.check_key(chunk_key)
-        if type(readonly) is not bool:
-            raise InvalidValueError("readonly must be True or False")
-        if max_cell_bytes < MIN_CELL_BYTES:
-            raise InvalidValueError(f"max_cell_bytes must be at least {MIN_CELL_BYTES}")
-        if chunk_bytes is None:
-            chunk_bytes = min(1 << 20, max_cell_bytes - 512)
-        if not 1024 <= chunk_bytes <= max_cell_bytes - 512:
-            raise InvalidValueError("chunk_bytes must be between 1024 and max_cell_bytes - 512")
-        if large_value_bytes < 64:
-            raise InvalidValueError("large_value_bytes must be at least 64")
-        self.max_cell_bytes = max_cell_bytes
+        #: The options the store was opened with.
+        self.options = opts
+        self.max_cell_bytes = opts.max_cell_bytes
         self._db = Database(
             path,
-            max_cell_bytes=max_cell_bytes,
-            synchronous=synchronous,
-            busy_timeout=busy_timeout,
-            new_meta=chunks.addressing(chunk_key),
-            readonly=readonly,
+            max_cell_bytes=opts.max_cell_bytes,
+            synchronous=opts.synchronous,
+            busy_timeout=opts.busy_timeout,
+            new_meta=chunks.addressing(opts.chunk_key),
+            readonly=opts.readonly,
         )
-        self.readonly = readonly
+        self.readonly = opts.readonly
         try:
-            chunks.match_key(self._db.meta, chunk_key, path)
+            chunks.match_key(self._db.meta, opts.chunk_key, path)
         except EventLogError:
             self._db.close()
             raise
         self._log = Log(
             self._db,
-            max_cell_bytes=max_cell_bytes,
-            chunk_bytes=chunk_bytes,
-            large_value_bytes=large_value_bytes,
-            max_body_bytes=max_body_bytes,
-            chunk_key=chunk_key,  # chunk addresses keyed with the store's key, if it has one
+            max_cell_bytes=opts.max_cell_bytes,
+            chunk_bytes=opts.chunk_size,
+            large_value_bytes=opts.large_value_bytes,
+            max_body_bytes=opts.max_body_bytes,
+            chunk_key=opts.chunk_key,  # chunk addresses keyed with the store's key, if it has one
         )
-        self._policy = SnapshotPolicy(snapshot_every, snapshot_bytes)
+        self._policy = SnapshotPolicy(opts.snapshot_every, opts.snapshot_bytes)
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
-        self._cache_size = cache_sessions
+        self._cache_size = opts.cache_sessions
         self._lock = threading.RLock()
         self._closed = False
+        # Sessions whose last snapshot failed (warned about once, until one is built).
+        self._unsnapshotted: set[str] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -290,7 +288,7 @@ class Store:
             raise InvalidValueError(f"session data must be a dict, not {type(data).__name__}", session_id=session_id)
         for k, v in data.items():
             if type(k) is not str:
-                raise InvalidValueError(f"key {k!r:.40} is a {type(k).__name__}, not a str", session_id=session_id)
+                raise InvalidValueError(f"key {shown(k, 40)} is a {type(k).__name__}, not a str", session_id=session_id)
             if v is ENTRIES:
                 raise InvalidValueError(f"field {k!r:.40} holds eventlog.ENTRIES", session_id=session_id)
         entries = data.get("entries")
@@ -576,12 +574,20 @@ class Store:
             with self._committing():
                 row = db.session(name)
                 if row is None or row.sid != sid or row.seq != seq:
+                    logger.debug("snapshot of session %r at %d not built: the session moved on", name, seq)
                     return  # someone wrote meanwhile; the next write will try again
                 frame, cids, size = log.snapshot(name, sid, seq, row.base_seq)
                 db.put_snapshot(sid, seq, frame, size, cids)
                 db.prune_snapshots(sid, self._policy.keep, row.base_seq)
-        except EventLogError:
-            pass  # a snapshot is a cache: failing to build one loses nothing
+        except EventLogError as e:
+            # A snapshot is a cache: failing to build one loses nothing, but loads of
+            # the session replay more.  Said once, until a snapshot of it is built.
+            level = logging.DEBUG if name in self._unsnapshotted else logging.WARNING
+            self._unsnapshotted.add(name)
+            logger.log(level, "snapshot of session %r at %d failed (it is tried again later): %s", name, seq, e)
+            return
+        self._unsnapshotted.discard(name)
+        logger.debug("snapshot of session %r built at %d (%d bytes written)", name, seq, size)
 
     # ------------------------------------------------------------------ reading
 
@@ -619,7 +625,12 @@ class Store:
         """The session as it was right after event ``at`` (default: now).
 
         ``at=0`` gives ``{}`` (before the first event).  Raises
-        :class:`NotFoundError` for an unknown session or ``at`` past the head."""
+        :class:`NotFoundError` for an unknown session or ``at`` past the head, and
+        :class:`InvalidValueError` for an ``at`` that is not an int, 0 or more."""
+        _check_id(session_id)  # (before naming it in an error)
+        if at is not None and (type(at) is not int or at < 0):
+            message = f"at must be a non-negative int or None, not {shown(at, 40)}"
+            raise InvalidValueError(message, session_id=session_id)
         with self._lock:
             self._open()
             with self._db.read(), _naming(session_id):
@@ -628,7 +639,7 @@ class Store:
                 if at is None:
                     at = seq
                 if type(at) is not int or not 0 <= at <= seq:
-                    raise NotFoundError(f"no position {at!r}; the session is at {seq}", session_id=session_id)
+                    raise NotFoundError(f"no position {shown(at, 40)}; the session is at {seq}", session_id=session_id)
                 if 0 < at < row.base_seq:
                     raise NotFoundError(
                         f"history before {row.base_seq} was compacted away", session_id=session_id, seq=at
@@ -650,6 +661,7 @@ class Store:
         start of a history shortened by :meth:`compact`; reads lazily, a page of
         events per read transaction (and raises :class:`NotFoundError` if meanwhile
         the session is deleted or its history is shortened past the reader)."""
+        _check_id(session_id)  # (before naming it in an error)
         if type(since) is not int or since < 0:
             raise InvalidValueError("since must be a non-negative int", session_id=session_id)
         with self._lock:
@@ -694,6 +706,7 @@ class Store:
 
     def parent(self, session_id: str) -> str | None:
         """The ``parent_id`` recorded when the session was created."""
+        _check_id(session_id)
         with self._lock:
             self._open()
             return self._db.parent(session_id)
@@ -831,9 +844,12 @@ class Store:
         :mod:`eventlog.progress`).
         """
         if retain is not None and (type(retain) is not int or retain < 0):
-            raise ValueError("retain must be a non-negative int or None")
+            raise InvalidValueError(f"retain must be a non-negative int or None, not {shown(retain, 40)}")
         if type(batch) is not int or batch < 1:
-            raise ValueError("batch must be a positive int")
+            raise InvalidValueError(f"batch must be a positive int, not {shown(batch, 40)}")
+        if type(vacuum) is not bool:
+            raise InvalidValueError(f"vacuum must be True or False, not {shown(vacuum, 40)}")
+        _check_progress(progress)
         with self._lock:
             self._writable("compact")
         report = compaction.compact(
@@ -857,6 +873,7 @@ class Store:
         ``progress`` (optional): a callback told how far the check has got, as
         ``progress(step, done, total)`` with the steps ``"integrity"``, ``"chunks"``
         and ``"sessions"`` (see :mod:`eventlog.progress`)."""
+        _check_progress(progress)
         with self._lock:
             self._open()
             return verification.verify(self._db, self._log, progress)
@@ -884,49 +901,26 @@ class Store:
             return out
 
 
-def open(path: str | os.PathLike[str], **options: Any) -> Store:
+def open(path: str | os.PathLike[str], options: Options | None = None, **overrides: Unpack[OptionValues]) -> Store:
     """Open (creating if needed) the eventlog store at ``path``, a ``str`` or any
     ``os.PathLike`` such as a ``pathlib.Path`` (``":memory:"`` for a private in-memory
-    store; bytes paths and other types raise :class:`InvalidValueError`).  Options are
-    those of :class:`Store`:
+    store; bytes paths and other types raise :class:`InvalidValueError`).
 
-    ``max_cell_bytes`` (2,000,000): no cell or row is ever larger; SQLite's own
-    length limit is set to it.  ``synchronous`` ("FULL"): SQLite's setting (OFF,
-    NORMAL, FULL or EXTRA); with each a returned write survives a process crash
-    (``kill -9``); with FULL (and EXTRA) also an OS crash or power loss, while NORMAL
-    may lose the last writes then and OFF may also damage the file.  ``snapshot_every``
-    (200) and ``snapshot_bytes`` (64 MiB of event frames): snapshot after this many
-    events or bytes since the last snapshot, 0 disabling either (see
-    :class:`eventlog.snapshots.SnapshotPolicy`).
-    ``large_value_bytes`` (32 KiB): strings and bytes this large go to chunks.
-    ``chunk_bytes`` (1 MiB, or less under a small budget): size of a chunk (a
-    snapshot segment holds about half as many bytes of entries).
-    ``max_body_bytes`` (256 MiB): the largest single value (a str counted in UTF-8
-    bytes, base64 as the text it is, though stored decoded) and the largest encoded
-    write; a write over it raises :class:`InvalidValueError`, and a value or body read
-    back over it (written under a larger setting) raises :class:`CorruptionError`.
-    ``cache_sessions`` (16): sessions kept folded in memory.  ``busy_timeout`` (10 s):
-    how long a write waits for its turn while other writers write (writers take
-    turns through the file ``PATH-lock``, see :mod:`eventlog.turnstile`; one that
-    waits longer raises :class:`StorageError`).
+    ``options`` is an :class:`eventlog.Options` (default: every default), and
+    ``overrides`` are options given as keywords, which take precedence over it:
+    ``eventlog.open(path, synchronous="NORMAL")``, ``eventlog.open(path, opts)`` and
+    ``eventlog.open(path, opts, readonly=True)`` all work.  The options, their types,
+    defaults and meaning are listed in :class:`eventlog.Options`: ``max_cell_bytes``,
+    ``synchronous``, ``snapshot_every``, ``snapshot_bytes``, ``large_value_bytes``,
+    ``chunk_bytes``, ``max_body_bytes``, ``cache_sessions``, ``busy_timeout``,
+    ``chunk_key`` and ``readonly``.  A bad option (a name that is not an option
+    included) raises :class:`InvalidValueError` naming it, before the file is touched.
 
-    ``chunk_key`` (None): a secret of exactly 32 bytes (e.g. ``os.urandom(32)``,
-    else :class:`InvalidValueError`).  A store created with a key addresses its
-    chunks by ``blake3(data, key=chunk_key)``, so addresses cannot be used to probe
-    whether it holds a given file, and dedups only with itself.  The store records
-    a fingerprint of the key (never the key) and must always be opened with the same
-    key: without it, with another, or with a key for a store created without one,
-    :class:`KeyMismatchError`.  Keep the key: without it the store cannot be read.
-
-    ``readonly`` (False): open an existing file read-only (SQLite ``mode=ro``).
-    Reads work as usual; ``save``, ``append``, ``delete``, ``snapshot`` and
-    ``compact`` raise :class:`ReadOnlyError`.  The store is never changed, and a
-    file from an older eventlog is read as it is, not upgraded.  Not for
-    ``":memory:"``.  Where this process may write the store file and its directory,
-    SQLite may leave an empty ``-wal`` and the ``-shm`` index next to it, as a writer
-    would (with the store file's mode and owner).  Elsewhere (a directory or a store
-    file this process may not write, a read-only mount) nothing is created or
-    changed: without a ``-wal``, or with an empty one, the file is opened
+    With ``readonly=True``, where this process may write the store file and its
+    directory, SQLite may leave an empty ``-wal`` and the ``-shm`` index next to it,
+    as a writer would (with the store file's mode and owner).  Elsewhere (a directory
+    or a store file this process may not write, a read-only mount) nothing is created
+    or changed: without a ``-wal``, or with an empty one, the file is opened
     ``immutable`` and read without locks (before each read, if the store file or its
     ``-wal`` changed, it is opened again and the read sees the new writes; a read
     during which the store file changed raises :class:`StorageError` instead of
@@ -934,4 +928,4 @@ def open(path: str | os.PathLike[str], **options: Any) -> Store:
     read-only; a ``-wal`` holding writes without a ``-shm`` cannot be read there:
     :class:`StorageError` (open the store once where it can be written).
     """
-    return Store(path, **options)
+    return Store(path, options, **overrides)

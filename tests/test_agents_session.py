@@ -111,7 +111,7 @@ def test_a_bad_batch_writes_nothing(db_path: str) -> None:
             with pytest.raises(eventlog.InvalidValueError):
                 await session.add_items([user("b"), {"content": {1, 2}}])
             assert await session.get_items() == [user("a")]
-            with pytest.raises(TypeError):
+            with pytest.raises(eventlog.InvalidValueError, match="store options are for a path"):
                 EventlogSession("x", session.store, synchronous="OFF")
             with pytest.raises(eventlog.InvalidValueError):
                 EventlogSession("", session.store)

@@ -232,9 +232,9 @@ def test_a_failed_open_is_tried_again(tmp_path: Path) -> None:
 
 
 def test_bad_arguments_fail_at_the_call() -> None:
-    with pytest.raises(TypeError):
+    with pytest.raises(eventlog.InvalidValueError, match="'no_such_option' is not an option"):
         eventlog.open_async("x.db", no_such_option=1)
-    with pytest.raises(ValueError):
+    with pytest.raises(eventlog.InvalidValueError, match="readers must be"):
         eventlog.open_async("x.db", readers=-1)
     store = eventlog.open_async(":memory:")
     assert store.readers == 0  # a private in-memory database has a single connection

@@ -148,9 +148,9 @@ def test_a_private_memory_store(open_store: Open) -> None:
 
 
 def test_options_are_checked(db_path: str, open_store: Open) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(eventlog.InvalidValueError, match="max_cell_bytes must be"):
         open_store(db_path, max_cell_bytes=10)
-    with pytest.raises(TypeError):
+    with pytest.raises(eventlog.InvalidValueError, match="'no_such_option' is not an option"):
         open_store(db_path, no_such_option=1)
 
 

@@ -284,9 +284,9 @@ def test_compact_retain_skips_a_damaged_session_and_goes_on(db_path: str) -> Non
 
 
 def test_compact_arguments_are_checked(store: eventlog.Store) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(eventlog.InvalidValueError, match="retain must be"):
         store.compact(retain=-1)
-    with pytest.raises(ValueError):
+    with pytest.raises(eventlog.InvalidValueError, match="batch must be"):
         store.compact(batch=0)
 
 
