@@ -30,7 +30,7 @@ import struct
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import cbor2
 import zstandard
@@ -281,38 +281,11 @@ def _encode_marker(encoder: cbor2.CBOREncoder, value: Any) -> None:
         raise TypeError(f"cannot encode {type(value).__name__}")
 
 
-# The optional C fast paths (eventlog._speedups); cbor2 does everything without them.
-_c_encode: Callable[[Any, type, Any, list[Ref]], bytes | None] | None
-try:
-    from ._speedups import encode as _c_encode
-except ImportError:  # no C compiler at install: cbor2 encodes everything
-    _c_encode = None
-
-#: What the C decoder may record of the containers it builds: containers, their
-#: lengths, keys and values (see :class:`eventlog.mirror.Mirror`).
-Record = tuple[list[Any], list[int], list[Any], list[Any]]
-
-_c_decode: Callable[[bytes, Callable[[Any], Any], Any, int, Record | None], tuple[Any, int] | None] | None
-try:
-    from ._speedups import decode as _c_decode
-except ImportError:  # no C compiler at install: cbor2 decodes everything
-    _c_decode = None
-
-
 def dumps(value: Any, refs: list[Ref] | None = None) -> bytes:
     """CBOR of ``value`` (storable values, :class:`Ref` and :data:`ENTRIES`); each
     :class:`Ref` met is appended to ``refs``.  Raises ``ValueError`` for what CBOR
     cannot hold (invalid Unicode text)."""
     found = [] if refs is None else refs
-    if _c_encode is not None:
-        fast = _c_encode(value, Ref, ENTRIES, found)
-        if fast is not None:
-            return fast
-    return _general_dumps(value, found)
-
-
-def _general_dumps(value: Any, found: list[Ref]) -> bytes:
-    """:func:`dumps` by cbor2: any value, and the judge of every error."""
 
     def default(encoder: cbor2.CBOREncoder, value: Any) -> None:
         if type(value) is Ref:
@@ -366,92 +339,34 @@ def _ref_from_tag(value: Any) -> Ref:
 
 
 def loads(data: bytes, resolve: Callable[[Ref], Any] | None = None) -> tuple[Any, int]:
-    """Decode CBOR written by :func:`dumps`: ``(value, number of ENTRIES markers)``.
+    """Decode CBOR written by :func:`dumps` (with ``cbor2``): ``(value, number of
+    ENTRIES markers)``.
 
     Each :class:`Ref` is passed to ``resolve`` and replaced by what it returns (the
     rehydrated value), or kept as a :class:`Ref` when ``resolve`` is ``None``.  The
     marker count lets the caller check :data:`ENTRIES` stands only where it may.
-    Raises :class:`DecodeError` on malformed, truncated or trailing input and on tags
-    other than eventlog's own.
+    Raises :class:`DecodeError` on malformed, truncated or trailing input, on
+    nesting deeper than :data:`MAX_CBOR_DEPTH` and on tags other than eventlog's own
+    (what ``resolve`` raises that is not a :class:`DecodeError`, such as a storage
+    error, goes out as it is).  CBOR can say more than a stored value can (integer
+    keys, ``undefined``, simple values): the caller checks the value
+    (:func:`eventlog.values.decoded_ok`).
     """
-    value, markers, _ = decode(data, resolve)
-    return value, markers
-
-
-class Decoded(NamedTuple):
-    """What :func:`decode` read: the value, its ENTRIES markers, and ``storable``:
-    whether it is known to hold only what a stored value may (``str`` keys, the
-    storable types, no container more than 200 deep counting the body's own levels,
-    so values stay within :data:`eventlog.values.MAX_DEPTH`; refs and markers
-    aside, which the caller checks), so that the caller need not walk it again."""
-
-    value: Any
-    markers: int
-    storable: bool
-
-
-def decode(data: bytes, resolve: Callable[[Ref], Any] | None = None, record: Record | None = None) -> Decoded:
-    """:func:`loads`, also saying whether the value is known storable: so it is when
-    the C fast path read it (it builds nothing else), not when ``cbor2`` did (CBOR
-    can say more: integer keys, ``undefined``, simple values, deeper nesting).
-
-    With ``record``, the C fast path appends to it every container below the top
-    level, as :class:`eventlog.mirror.Mirror` records them; it did so exactly when
-    the result says ``storable``."""
-    failed: list[BaseException] = []
-    if resolve is not None:  # each ref once, should the general decoder go over them again
-        memo: dict[Ref, Any] = {}
-        given = resolve
-
-        def resolve(ref: Ref) -> Any:
-            if ref not in memo:
-                try:
-                    memo[ref] = given(ref)
-                except DecodeError:
-                    raise
-                except BaseException as e:  # not damage: a storage error, MemoryError, ...
-                    failed.append(e)
-                    raise
-            return memo[ref]
-
-    try:
-        return _decode(data, resolve, record)
-    except DecodeError:
-        # Both decoders turn what a hook raises into "invalid CBOR"; what ``resolve``
-        # raised that is not about the bytes (SQLite busy, out of memory) goes out as
-        # it was, not as damage.
-        if failed:
-            raise failed[0] from None
-        raise
-
-
-def _decode(data: bytes, resolve: Callable[[Ref], Any] | None, record: Record | None) -> Decoded:
-    if _c_decode is not None:
-
-        def ref_hook(value: Any) -> Any:
-            ref = _ref_from_tag(value)
-            return ref if resolve is None else resolve(ref)
-
-        try:
-            fast = _c_decode(data, ref_hook, ENTRIES, MAX_CBOR_DEPTH - 20, record)
-        except DecodeError:
-            raise
-        except Exception as e:
-            raise DecodeError(f"invalid CBOR: {type(e).__name__}: {e}") from None
-        if fast is not None:
-            return Decoded(fast[0], fast[1], True)
-    value, markers = _general_loads(data, resolve)
-    return Decoded(value, markers, False)
-
-
-def _general_loads(data: bytes, resolve: Callable[[Ref], Any] | None) -> tuple[Any, int]:
-    """:func:`loads` by cbor2: any input, and the judge of every error."""
     markers = 0
+    failed: list[BaseException] = []
 
     def tag_hook(tag: cbor2.CBORTag, _immutable: bool = False) -> Any:
         if tag.tag == REF_TAG:
             ref = _ref_from_tag(tag.value)
-            return resolve(ref) if resolve is not None else ref
+            if resolve is None:
+                return ref
+            try:
+                return resolve(ref)
+            except DecodeError:
+                raise
+            except BaseException as e:  # not damage: a storage error, MemoryError, ...
+                failed.append(e)
+                raise
         if tag.tag == ENTRIES_TAG and tag.value is None:
             nonlocal markers
             markers += 1
@@ -465,11 +380,14 @@ def _general_loads(data: bytes, resolve: Callable[[Ref], Any] | None) -> tuple[A
             semantic_decoders=_SEMANTIC,
             max_depth=MAX_CBOR_DEPTH,
             str_errors="strict",
+            read_size=max(len(data), 1),
         )
         value = decoder.decode()
     except DecodeError:
         raise
     except Exception as e:  # cbor2 raises a variety; all mean "not valid for us"
+        if failed:  # what ``resolve`` raised that is not about the bytes goes out as it was
+            raise failed[0] from None
         if isinstance(e.__cause__, DecodeError):  # raised by a hook; cbor2 6 wraps it
             raise e.__cause__ from None
         raise DecodeError(f"invalid CBOR: {type(e).__name__}: {e}") from None

@@ -22,9 +22,10 @@ An import-time self-test checks this behaviour and, where it does not hold, the
 mirror walks ``dict.values`` instead (same answers, about half the speed).
 
 Fastest of all, the optional C extension ``eventlog._speedups`` (compiled at install
-where a C compiler exists) walks the containers comparing key and value pointers,
-about ten times faster again.  :data:`MODE` says which of the three is in use:
-``"c"``, ``"gc"`` or ``"portable"``; all give the same answers.
+where a C compiler exists; see :mod:`eventlog.speedups`) walks the containers
+comparing key and value pointers, about ten times faster again.  :data:`MODE` says
+which of the three is in use: ``"c"``, ``"gc"`` or ``"portable"``; all give the same
+answers (``gc.get_referents`` only reads: nothing here changes the collector).
 
 Any difference at all, even a value replaced by an equal one, makes the check fail
 and ``save()`` falls back to the strict comparison: the mirror can only make saving
@@ -39,8 +40,7 @@ from itertools import chain
 from operator import is_, is_not
 from typing import Any
 
-from .codec import Record
-from .values import copy
+from . import speedups
 
 
 def _referents_are_values() -> bool:
@@ -72,15 +72,10 @@ def _referents_are_values() -> bool:
 #: Whether the fast path through ``gc.get_referents`` is sound on this interpreter.
 FAST = _referents_are_values()
 
-_c_unchanged: Callable[[list[Any], list[int], list[Any], list[Any]], bool] | None
-_c_record: Callable[[list[Any], list[Any], list[int], list[Any], list[Any]], bool] | None
-_c_take: Callable[[list[Any], list[int], list[Any], list[Any], list[Any]], list[Any] | None] | None
-try:
-    from ._speedups import record as _c_record
-    from ._speedups import take as _c_take
-    from ._speedups import unchanged as _c_unchanged
-except ImportError:  # pragma: no cover - built without a C compiler
-    _c_unchanged = _c_record = _c_take = None
+_c_unchanged: Callable[[list[Any], list[int], list[Any], list[Any]], bool] | None = None
+_c_record: Callable[[list[Any], list[Any], list[int], list[Any], list[Any]], bool] | None = None
+if speedups.ext is not None:
+    _c_unchanged, _c_record = speedups.ext.unchanged, speedups.ext.record
 
 #: How :meth:`Mirror.unchanged` checks: ``"c"`` (the C extension), ``"gc"`` (one
 #: ``gc.get_referents`` call) or ``"portable"``.  Tests set it to cover each.
@@ -103,27 +98,6 @@ class Mirror:
         self.keys: list[str] = []  # every key, in order
         self.values: list[Any] = []  # every value and item, in order: the very objects
         self.extend(entries)
-
-    @classmethod
-    def recorded(cls, entries: list[Any], lists: Record, covered: list[Any]) -> Mirror:
-        """A full mirror of ``entries`` (C mode only) made from ``lists``, which already
-        record the entries in ``covered`` (as the C decoder records them: see
-        :func:`eventlog.codec.decode`); only the other entries are walked.  ``lists``
-        becomes the mirror's.  Whatever ``lists`` records beyond ``entries`` (entries
-        since replaced or removed) is only checked along with the rest."""
-        assert MODE == "c" and _c_record is not None
-        mirror = cls([], full=True)
-        mirror.entries = list(entries)
-        mirror.containers, mirror.lens, mirror.keys, mirror.values = lists
-        n = len(covered)
-        if len(entries) >= n and all(map(is_, entries[:n], covered)):
-            rest = entries[n:]  # nothing since but appends: the usual case
-        else:
-            ids = set(map(id, covered))  # ``covered`` keeps them alive: no id is reused
-            rest = [e for e in entries if id(e) not in ids]
-        if rest and not _c_record(rest, mirror.containers, mirror.lens, mirror.keys, mirror.values):
-            mirror.full = False
-        return mirror
 
     def same_entry_objects(self, entries: list[Any]) -> bool:
         """Whether ``entries`` starts with the very entry objects recorded."""
@@ -164,19 +138,6 @@ class Mirror:
         self.lens += lens
         self.keys += chain.from_iterable(dicts)
         self.values += values
-
-    def take(self, items: list[Any]) -> list[Any] | None:
-        """A copy of ``items`` (new containers, shared leaves) if the recorded entries
-        are untouched (:meth:`unchanged` of them), else ``None``.  With the C
-        extension the check and the copy are one step, which no other thread can
-        interleave with: a load's lent entries, checked then copied, cannot change in
-        between."""
-        if not self.full:
-            return None
-        if MODE == "c":
-            assert _c_take is not None
-            return _c_take(self.containers, self.lens, self.keys, self.values, items)
-        return copy(items) if self.unchanged(self.entries) else None
 
     def unchanged(self, entries: list[Any]) -> bool:
         """Whether ``entries`` starts with exactly the recorded entries, untouched:
