@@ -37,7 +37,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable
 from itertools import chain
-from operator import is_, is_not
+from operator import is_
 from typing import Any
 
 from . import speedups
@@ -85,7 +85,7 @@ MODE = "c" if _c_unchanged is not None else "gc" if FAST else "portable"
 class Mirror:
     """Identity snapshot of the caller's entries as of the last save."""
 
-    __slots__ = ("containers", "entries", "full", "keys", "lens", "values")
+    __slots__ = ("containers", "dicts", "entries", "full", "keys", "lens", "values", "views")
 
     def __init__(self, entries: list[Any], *, full: bool) -> None:
         """Mirror ``entries``.  A shallow mirror (``full=False``) records only the
@@ -97,6 +97,11 @@ class Mirror:
         self.lens: list[int] = []
         self.keys: list[str] = []  # every key, in order
         self.values: list[Any] = []  # every value and item, in order: the very objects
+        # Without the C walk: the dicts among the containers, and for each container
+        # what holds its values (a dict's live values view, or the list itself), so
+        # that a check runs its loops in C (chain, map), not in Python.
+        self.dicts: list[dict[str, Any]] = []
+        self.views: list[Any] = []
         self.extend(entries)
 
     def same_entry_objects(self, entries: list[Any]) -> bool:
@@ -138,6 +143,9 @@ class Mirror:
         self.lens += lens
         self.keys += chain.from_iterable(dicts)
         self.values += values
+        self.dicts += dicts
+        if MODE != "gc":
+            self.views += [c.values() if type(c) is dict else c for c in containers]
 
     def unchanged(self, entries: list[Any]) -> bool:
         """Whether ``entries`` starts with exactly the recorded entries, untouched:
@@ -150,11 +158,11 @@ class Mirror:
             return _c_unchanged(self.containers, self.lens, self.keys, self.values)
         if list(map(len, self.containers)) != self.lens:
             return False
-        values = _values(self.containers)
+        values = gc.get_referents(*self.containers) if MODE == "gc" else list(chain.from_iterable(self.views))
         return (
             len(values) == len(self.values)
-            and not any(map(is_not, values, self.values))
-            and _same_keys(list(chain.from_iterable(c for c in self.containers if type(c) is dict)), self.keys)
+            and all(map(is_, values, self.values))
+            and _same_keys(list(chain.from_iterable(self.dicts)), self.keys)
         )
 
 
@@ -163,7 +171,7 @@ def _same_keys(keys: list[Any], recorded: list[str]) -> bool:
     exact ``str`` (see the module docstring), so ``==`` is exact; else by identity."""
     if MODE == "gc":
         return keys == recorded
-    return len(keys) == len(recorded) and not any(map(is_not, keys, recorded))
+    return len(keys) == len(recorded) and all(map(is_, keys, recorded))
 
 
 def _values(containers: list[Any]) -> list[Any]:

@@ -242,6 +242,8 @@ def test_the_c_mirror_records_and_checks_as_the_python_one(entries: list[Any], d
 def _check(lists: tuple[list[Any], list[int], list[Any], list[Any]]) -> bool:
     m = Mirror([], full=True)
     m.containers, m.lens, m.keys, m.values = lists
+    m.dicts = [c for c in m.containers if type(c) is dict]
+    m.views = [c.values() if type(c) is dict else c for c in m.containers]
     return m.unchanged([])
 
 
