@@ -507,18 +507,26 @@ def decompress_run(items: list[tuple[int, bytes]], sizes: list[int]) -> list[Any
     return out
 
 
+#: zstd level of event frames: an event is compressed while its writer waits, and
+#: its entries are compressed again (at level 3) in the snapshots that follow.
+EVENT_LEVEL = 1
+
+
 class Framer:
     """Builds and opens frames.  Holds zstd contexts, so one per thread."""
 
-    def __init__(self, level: int = 3) -> None:
+    def __init__(self, level: int = 3, event_level: int = EVENT_LEVEL) -> None:
         self._cctx = zstandard.ZstdCompressor(level=level, write_content_size=True)
+        self._fast = zstandard.ZstdCompressor(level=event_level, write_content_size=True)
         self._dctx = zstandard.ZstdDecompressor()
         self._buffer = bytearray()  # reused by decompress_into
 
-    def compress(self, body: bytes) -> tuple[int, bytes]:
-        """``(flags, payload)``: zstd when it saves at least 1/16, else raw."""
+    def compress(self, body: bytes, *, fast: bool = False) -> tuple[int, bytes]:
+        """``(flags, payload)``: zstd when it saves at least 1/16, else raw; with
+        ``fast``, at :data:`EVENT_LEVEL` (event frames, written on every save, and
+        rewritten into snapshots later) rather than at the level given."""
         if len(body) >= 64:
-            packed = self._cctx.compress(body)
+            packed = (self._fast if fast else self._cctx).compress(body)
             if len(packed) <= len(body) - (len(body) >> 4):
                 return FLAG_ZSTD, packed
         return 0, body

@@ -26,7 +26,7 @@ from .errors import CorruptionError, InvalidValueError, UnsupportedVersionError
 from .fold import Event, State
 from .snapshots import MIN_REUSE_BYTES, SEGMENT_BYTES, Segment
 from .sql import Database
-from .values import externalise_large, validate
+from .values import externalise_large, validate, validate_each
 
 EVENT = b"E"
 SNAPSHOT = b"S"
@@ -158,6 +158,13 @@ class Log:
             return externalise_large(value, self.large_value_bytes, self._externalise)
         return value
 
+    def encodable_each(self, items: list[Any]) -> list[Any]:
+        """:meth:`encodable` of each value in ``items`` (appended entries), validated
+        in one walk: ``items`` itself when none holds a large value."""
+        if validate_each(items, self.large_value_bytes):
+            return [externalise_large(v, self.large_value_bytes, self._externalise) for v in items]
+        return items
+
     def chunk_ids_of(self, refs: list[Ref], name: str | None, seq: int) -> list[int]:
         """Ids of the chunks ``refs`` use; :class:`CorruptionError` if one is missing."""
         wanted = list({h for ref in refs for h in ref.chunk_hashes()})
@@ -188,7 +195,7 @@ class Log:
                 seq=seq,
             )
         cids: list[int] = []
-        flags, payload = self.framer.compress(body)
+        flags, payload = self.framer.compress(body, fast=kind == EVENT)
         size = len(payload)
         if size > self.inline_limit:
             hashes, cids = self.chunks.put(payload)

@@ -440,7 +440,7 @@ class Store:
         private: list[Op] = []
         for op in ops:
             if type(op) is Insert:
-                wire.append(Insert(op.index, [enc(e) for e in op.entries]))
+                wire.append(Insert(op.index, self._log.encodable_each(op.entries)))
                 if copies:
                     private.append(Insert(op.index, [cpy(e) for e in op.entries]))
             elif type(op) is Replace:

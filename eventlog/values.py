@@ -101,6 +101,21 @@ def validate(value: Any, threshold: int) -> bool:
     return _validate(value, threshold, 0)
 
 
+def validate_each(items: list[Any], threshold: int) -> bool:
+    """:func:`validate` of every value in the list ``items`` (each nested at most
+    :data:`MAX_DEPTH` deep on its own): whether any may hold a large leaf.  With the
+    C extension, one walk over the whole list (a batch of appended entries)."""
+    if _c_scan is not None:
+        found = _c_scan(items, threshold, MAX_DEPTH + 1)
+        if found is not None:
+            return found
+    large = False
+    for v in items:
+        if validate(v, threshold):
+            large = True
+    return large
+
+
 def _validate(v: Any, threshold: int, depth: int) -> bool:
     # The dict and list loops are written out twice on purpose: this is the hot path
     # of every write, and one shared loop (keys checked in a separate pass) measured
