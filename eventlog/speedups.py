@@ -38,7 +38,7 @@ def _load() -> tuple[ModuleType | None, str]:
     try:
         from . import _speedups
     except ImportError as e:
-        return None, f"it is not built here ({e})"
+        return None, f"it is not built here: {e}"
     return _speedups, ""
 
 
@@ -46,6 +46,11 @@ def _load() -> tuple[ModuleType | None, str]:
 ext, why_not = _load()
 #: ``True`` when the C extension is in use.
 ACTIVE = ext is not None
+
+def describe() -> str:
+    """``"C extension in use"``, or ``"no C extension (why)"``: for reports."""
+    return "C extension in use" if ACTIVE else f"no C extension ({why_not})"
+
 
 _told = False
 _lock = threading.Lock()

@@ -258,6 +258,32 @@ def test_too_deep_is_refused(store: eventlog.Store) -> None:
     assert store.load("s") is None
 
 
+@pytest.mark.parametrize("how", ["append", "save"])
+def test_each_appended_entry_may_nest_to_the_limit_and_no_deeper(store: eventlog.Store, how: str) -> None:
+    """Appended entries are validated as one batch (one walk over the list): each
+    entry keeps its own limit of MAX_DEPTH levels, the list around them not counted."""
+    from eventlog.values import MAX_DEPTH
+
+    def nested(levels: int) -> Any:
+        v: Any = "leaf"
+        for _ in range(levels):
+            v = {"k": v}
+        return v
+
+    ok = [{"id": "a"}, nested(MAX_DEPTH)]
+    if how == "append":
+        store.append("s", ok)
+    else:
+        store.save("s", {"entries": ok})
+    assert store.load("s")["entries"] == ok  # type: ignore[index]
+    with pytest.raises(eventlog.InvalidValueError, match="deeper"):
+        if how == "append":
+            store.append("s", [{"id": "b"}, nested(MAX_DEPTH + 1)])
+        else:
+            store.save("s", {"entries": [*ok, nested(MAX_DEPTH + 1)]})
+    assert store.seq("s") == 1
+
+
 def test_bad_ids_and_data(store: eventlog.Store) -> None:
     for bad_id in ("", 5, None, "x" * 5000):
         with pytest.raises(eventlog.InvalidValueError):
