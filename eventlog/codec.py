@@ -399,9 +399,10 @@ def loads(data: bytes, resolve: Callable[[Ref], Any] | None = None) -> tuple[Any
 class _Reader:
     """A minimal seekable reader so the decoder's position can be checked after."""
 
-    __slots__ = ("_data", "_pos")
+    __slots__ = ("_data", "_obj", "_pos")
 
     def __init__(self, data: bytes) -> None:
+        self._obj = data
         self._data = memoryview(data)
         self._pos = 0
 
@@ -409,6 +410,8 @@ class _Reader:
         start = self._pos
         end = len(self._data) if n < 0 else min(len(self._data), start + n)
         self._pos = end
+        if start == 0 and end == len(self._data) and type(self._obj) is bytes:
+            return self._obj  # all of it, as it is: no copy (the decoder reads it all at once)
         return bytes(self._data[start:end])
 
     def readinto(self, b: Any) -> int:
@@ -470,40 +473,34 @@ def _one_frame(payload: bytes) -> bool:
     return False
 
 
-def decompress_run(items: list[tuple[int, bytes]], sizes: list[int]) -> list[Any] | None:
+def decompress_run(items: list[tuple[int, bytes]], sizes: list[int]) -> list[bytes] | None:
     """:meth:`Framer.decompress` of each ``(flags, payload)``, which must come to
-    exactly its ``sizes`` bytes: buffers, in order, all decompressed in one call that
-    does not hold the GIL (zstd's ``multi_decompress_to_buffer``), so that another
-    thread can decode meanwhile.  Safe to run on any thread: it shares nothing (its
-    decompression context is its own, made here, and the payloads are immutable).
-    ``None`` when that call is not available or anything about any item is wrong:
-    the caller then decompresses them one by one, which says which and why."""
-    packed: list[bytes] = []
-    packed_sizes: list[int] = []
+    exactly its ``sizes`` bytes: ``bytes``, in order, each decompressed by a call that
+    does not hold the GIL, into memory allocated (and first touched) on the thread
+    that runs this, so that another thread can decode meanwhile and then read them
+    without a copy.  Safe to run on any thread: it shares nothing (its decompression
+    context is its own, made here, and the payloads are immutable).  ``None`` when
+    anything about any item is wrong: the caller then decompresses them one by
+    one, which says which and why."""
+    dctx = zstandard.ZstdDecompressor()
+    out: list[bytes] = []
     for (flags, payload), size in zip(items, sizes, strict=True):
         try:
             _check_size(flags, payload, size)
         except DecodeError:
             return None
-        if flags & FLAG_ZSTD:
-            if not _one_frame(payload):  # that call ignores what follows a frame
-                return None
-            packed.append(payload)
-            packed_sizes.append(size)
-    buffers: list[Any] = []
-    if packed:
-        multi = getattr(zstandard.ZstdDecompressor(), "multi_decompress_to_buffer", None)
-        if multi is None:
+        if not flags & FLAG_ZSTD:
+            out.append(payload)
+            continue
+        if not _one_frame(payload):  # decompress() would ignore what follows a frame
             return None
         try:
-            done = multi(packed, decompressed_sizes=struct.pack(f"={len(packed)}Q", *packed_sizes), threads=1)
-            buffers = [done[i] for i in range(len(packed))]
-        except (zstandard.ZstdError, ValueError, IndexError):  # IndexError: fewer buffers than frames
+            body = dctx.decompress(payload, max_output_size=size)
+        except zstandard.ZstdError:
             return None
-    it = iter(buffers)
-    out = [next(it) if flags & FLAG_ZSTD else payload for flags, payload in items]
-    if any(len(b) != size for b, size in zip(out, sizes, strict=True)):
-        return None
+        if len(body) != size:
+            return None
+        out.append(body)
     return out
 
 

@@ -364,12 +364,12 @@ class Log:
             raise DecodeError(f"snapshot segments add up to more than the limit of {limit} bytes")
         return wire[0], segments
 
-    def _ahead(self, segments: list[Segment]) -> list[tuple[int, Future[list[Any] | None]]]:
+    def _ahead(self, segments: list[Segment]) -> list[tuple[int, Future[list[bytes] | None]]]:
         """With several cores and many segments: ``(start, job)`` for runs of the later
-        segments, read here and decompressed on a worker thread, each run in one call
-        outside the GIL (:func:`~eventlog.codec.decompress_run`, into new memory: its
-        page faults land on the worker's core), while this thread decompresses and
-        decodes the first ones itself.  Each run is handed over as soon as it is read;
+        segments, read here and decompressed on a worker thread outside the GIL
+        (:func:`~eventlog.codec.decompress_run`, into new ``bytes`` that the decoder
+        then reads without a copy: their page faults land on the worker's core), while
+        this thread decompresses and decodes the first ones itself.  Each run is handed over as soon as it is read;
         decoding takes about three times as long as decompressing, so the worker keeps
         ahead.  A run shares nothing with this thread (its decompression context is
         made for it, its payloads are immutable bytes); still, a load waits for the
@@ -381,7 +381,7 @@ class Log:
             return []
         cuts = sorted({max(1, n * AHEAD_A // 100), max(2, n * AHEAD_B // 100), n})
         pool = ThreadPoolExecutor(1, thread_name_prefix="eventlog-zstd")
-        jobs: list[tuple[int, Future[list[Any] | None]]] = []
+        jobs: list[tuple[int, Future[list[bytes] | None]]] = []
         try:
             for a, b in itertools.pairwise(cuts):
                 items = [(s.flags, self._payload(s, None)) for s in segments[a:b]]
