@@ -41,8 +41,6 @@ import zstandard
 FRAME_VERSION = 1
 FRAME_VERSION_SEGMENTS = 2
 FLAG_ZSTD = 1
-#: :meth:`Framer.decompress_into` keeps its buffer for bodies up to this size.
-REUSED_BYTES = 4 << 20
 FLAG_SPILL = 2
 #: The CRC also covers the row's timestamp (event frames written since schema 3).
 FLAG_TIMED = 4
@@ -455,7 +453,7 @@ def _check_size(flags: int, payload: bytes, size: int) -> None:
 def _one_frame(payload: bytes) -> bool:
     """Whether ``payload`` is exactly one zstd frame: its header, blocks up to the one
     marked last, its checksum if it has one, and nothing after (what
-    :meth:`Framer.decompress_into` requires, found from the block headers alone)."""
+    :meth:`Framer.decompress_exact` requires, found from the block headers alone)."""
     try:
         pos = zstandard.frame_header_size(payload)
         checksum = zstandard.get_frame_parameters(payload).has_checksum
@@ -516,7 +514,6 @@ class Framer:
         self._cctx = zstandard.ZstdCompressor(level=level, write_content_size=True)
         self._fast = zstandard.ZstdCompressor(level=event_level, write_content_size=True)
         self._dctx = zstandard.ZstdDecompressor()
-        self._buffer = bytearray()  # reused by decompress_into
 
     def compress(self, body: bytes, *, fast: bool = False) -> tuple[int, bytes]:
         """``(flags, payload)``: zstd when it saves at least 1/16, else raw; with
@@ -550,39 +547,23 @@ class Framer:
             raise DecodeError("zstd frame size mismatch")
         return out
 
-    def decompress_into(self, flags: int, payload: bytes, size: int) -> bytes | memoryview:
-        """:meth:`decompress` of a payload that must come to exactly ``size`` bytes
-        (checked in the frame header before anything is read), into memory this
-        framer reuses: a view valid until its next call, to be released before then.
-        Decompressing a snapshot's segments one after another into the same memory,
-        still in the processor's cache, rather than into new memory each time, spares
-        the page faults that were most of the cost of decompressing them."""
+    def decompress_exact(self, flags: int, payload: bytes, size: int) -> bytes:
+        """:meth:`decompress` of a payload that must be exactly one zstd frame (or raw
+        bytes) coming to exactly ``size`` bytes: both checked (in the frame header and
+        block headers) before anything is decompressed.  New ``bytes``, which the
+        CBOR decoder reads without a copy."""
         _check_size(flags, payload, size)
         if not flags & FLAG_ZSTD:
             return payload
-        if size > REUSED_BYTES:
-            buffer = bytearray(size)  # rare (segments are at most half a chunk): not kept
-        else:
-            if len(self._buffer) < size:  # replaced, not resized: a view of the old one may live on
-                self._buffer = bytearray(max(size, 1 << 16))
-            buffer = self._buffer
-        view = memoryview(buffer)[:size]
+        if not _one_frame(payload):
+            raise DecodeError("not exactly one zstd frame")
         try:
-            reader = self._dctx.stream_reader(payload)
-            got = 0
-            while got < size:
-                n = reader.readinto(view[got:])
-                if not n:
-                    break
-                got += n
-            more = reader.read(1)
+            out = self._dctx.decompress(payload, max_output_size=size)
         except zstandard.ZstdError as e:
-            view.release()
             raise DecodeError(f"bad zstd frame: {e}") from None
-        if got != size or more:
-            view.release()
+        if len(out) != size:
             raise DecodeError("zstd frame size mismatch")
-        return view
+        return out
 
     @staticmethod
     def seal(flags: int, payload: bytes, binding: bytes) -> bytes:

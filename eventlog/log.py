@@ -416,18 +416,13 @@ class Log:
         seen: list[Ref] | None,
         body: Any = None,
     ) -> list[Any]:
-        """A segment's entries, read, verified and decoded (their values are checked
-        with the rest of the snapshot).  It is decompressed into memory the framer reuses (see
-        :meth:`~eventlog.codec.Framer.decompress_into`), and decoded from there,
-        unless ``body`` is given: its bytes already read, verified and decompressed."""
-        if body is not None:
-            return self._segment_entries(segment, body, rehydrate, seen)
-        body = self.framer.decompress_into(segment.flags, self._payload(segment, seen), segment.raw)
-        try:
-            return self._segment_entries(segment, body, rehydrate, seen)
-        finally:
-            if type(body) is memoryview:
-                body.release()
+        """A segment's entries, read, verified, decompressed (exactly one zstd frame of
+        its size) and decoded (their values are checked with the rest of the
+        snapshot), unless ``body`` is given: its bytes already read, verified and
+        decompressed."""
+        if body is None:
+            body = self.framer.decompress_exact(segment.flags, self._payload(segment, seen), segment.raw)
+        return self._segment_entries(segment, body, rehydrate, seen)
 
     def _segment_entries(self, segment: Segment, body: Any, rehydrate: bool, seen: list[Ref] | None) -> list[Any]:
         found: list[Ref] = []

@@ -210,23 +210,14 @@ def test_the_written_out_schema_is_the_one_the_migrations_build() -> None:
     assert sql._expected_schema() == sql._built_schema()
 
 
-def test_decompress_into_reuses_its_buffer_and_gives_what_decompress_gives() -> None:
+def test_decompress_exact_gives_what_decompress_gives() -> None:
     framer = Framer()
     bodies = [bytes([i]) * (1000 * i + 100) for i in range(6)] + [bytes(range(256)), b"x" * (5 << 20)]
     items = [framer.compress(b) for b in bodies]
     assert {flags for flags, _ in items} == {0, codec.FLAG_ZSTD}
-    buffers = set()
     for (flags, payload), body in zip(items, bodies, strict=True):
-        out = framer.decompress_into(flags, payload, len(body))
-        assert bytes(out) == body == framer.decompress(flags, payload, len(body))
-        if type(out) is memoryview:
-            buffers.add(id(out.obj))
-            out.release()
-    assert len(buffers) == 2  # the one kept, and one for the body over REUSED_BYTES
-    kept = framer.decompress_into(*items[1], len(bodies[1]))
-    large = bytes(range(256)) * 1000
-    bigger = framer.decompress_into(*framer.compress(large), len(large))  # a new buffer: the live view keeps its own
-    assert bytes(kept) == bodies[1] and bytes(bigger) == large
+        out = framer.decompress_exact(flags, payload, len(body))
+        assert type(out) is bytes and out == body == framer.decompress(flags, payload, len(body))
 
 
 def test_decompress_run_is_decompress_of_each_or_nothing() -> None:
@@ -247,11 +238,11 @@ def test_decompress_run_is_decompress_of_each_or_nothing() -> None:
     bad = [*items[:2], (flags, payload[:-3] + bytes(3)), *items[3:]]  # the size is fine, the data is not
     assert codec.decompress_run(bad, sizes) is None
     assert codec.decompress_run([*items[:2], (flags, b"not zstd"), *items[3:]], sizes) is None
-    # What decompress_into refuses after a whole frame: bytes, another frame; or a cut frame.
+    # What decompress_exact refuses after a whole frame: bytes, another frame; or a cut frame.
     for tail in (b"\x00", b"\x00junk", payload):
         assert codec.decompress_run([*items[:2], (flags, payload + tail), *items[3:]], sizes) is None
         with pytest.raises(DecodeError):
-            framer.decompress_into(flags, payload + tail, sizes[2])
+            framer.decompress_exact(flags, payload + tail, sizes[2])
     assert codec.decompress_run([*items[:2], (flags, payload[:-1]), *items[3:]], sizes) is None
 
 
@@ -275,20 +266,20 @@ def test_decompress_run_on_many_threads_at_once() -> None:
             assert [[bytes(o) for o in out or []] for out in outs] == bodies
 
 
-def test_decompress_into_refuses_what_does_not_come_to_the_size() -> None:
+def test_decompress_exact_refuses_what_does_not_come_to_the_size() -> None:
     framer = Framer()
     body = bytes(range(200)) * 30
     flags, payload = framer.compress(body)
     assert flags == codec.FLAG_ZSTD
     with pytest.raises(DecodeError, match="zstd frame claims 6000 bytes, not 5999"):
-        framer.decompress_into(flags, payload, 5999)
+        framer.decompress_exact(flags, payload, 5999)
     with pytest.raises(DecodeError, match="bad zstd frame"):
-        framer.decompress_into(flags, payload[:-3] + bytes(3), 6000)  # the size is fine, the data is not
+        framer.decompress_exact(flags, payload[:-3] + bytes(3), 6000)  # the size is fine, the data is not
     with pytest.raises(DecodeError, match="zstd frame"):
-        framer.decompress_into(flags, payload[:-40], 6000)  # truncated
+        framer.decompress_exact(flags, payload[:-40], 6000)  # truncated
     with pytest.raises(DecodeError, match="4 bytes, not 5000"):
-        framer.decompress_into(0, b"abcd", 5000)
-    assert bytes(framer.decompress_into(flags, payload, 6000)) == body  # still usable after errors
+        framer.decompress_exact(0, b"abcd", 5000)
+    assert framer.decompress_exact(flags, payload, 6000) == body  # still usable after errors
 
 
 # ----------------------------------------------------------------------------- base64 forms
