@@ -436,3 +436,37 @@ def test_a_stored_value_in_an_unknown_form_is_never_given_back_wrong(
             assert err.value.session_id == name and err.value.seq == 1
         report = s.verify()
         assert not report.ok and {p.session_id for p in report.problems} == {"newer", "snap"}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x5b" + (1 << 62).to_bytes(8, "big"),  # a byte string claiming 2**62 bytes
+        b"\x7b" + (1 << 62).to_bytes(8, "big"),  # a text string claiming 2**62 bytes
+        b"\x9b" + (1 << 62).to_bytes(8, "big"),  # an array claiming 2**62 items
+        b"\xbb" + (1 << 62).to_bytes(8, "big"),  # a map claiming 2**62 pairs
+        b"\xc2\x5b" + (1 << 62).to_bytes(8, "big"),  # a bignum over such bytes
+        b"\x9a" + (1 << 30).to_bytes(4, "big") + b"\x00" * 100,  # 2**30 items, 100 bytes of them
+        b"\x81" * 100_000,  # nested far too deep
+        b"\xf7",  # undefined: CBOR a stored value cannot hold is left to the value checks
+    ],
+)
+def test_hostile_cbor_fails_without_allocating(data: bytes) -> None:
+    """cbor2 is the only decoder: lengths that claim more than the bytes there fail
+    at once, without allocating what they claim (and nesting is bounded)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        try:
+            value, _ = codec.loads(data)
+        except DecodeError:
+            value = None
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20
+    if value is not None:  # only undefined decodes, and the value checks refuse it
+        from eventlog.values import decoded_ok
+
+        assert not decoded_ok(value)
