@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import struct
 import zlib
 from collections.abc import Callable
@@ -372,8 +373,11 @@ def loads(data: bytes, resolve: Callable[[Ref], Any] | None = None) -> tuple[Any
         raise DecodeError(f"unexpected CBOR tag {tag.tag}")
 
     try:
+        # A seekable reader, so that the decoder's position can be checked after;
+        # io.BytesIO of bytes hands the decoder's one read of it all over without a copy.
+        fp = io.BytesIO(data)
         decoder = cbor2.CBORDecoder(
-            _Reader(data),  # type: ignore[arg-type]
+            fp,
             tag_hook=tag_hook,
             semantic_decoders=_SEMANTIC,
             max_depth=MAX_CBOR_DEPTH,
@@ -389,47 +393,9 @@ def loads(data: bytes, resolve: Callable[[Ref], Any] | None = None) -> tuple[Any
         if isinstance(e.__cause__, DecodeError):  # raised by a hook; cbor2 6 wraps it
             raise e.__cause__ from None
         raise DecodeError(f"invalid CBOR: {type(e).__name__}: {e}") from None
-    if decoder.fp.tell() != len(data):
+    if fp.tell() != len(data):
         raise DecodeError("trailing bytes after CBOR value")
     return value, markers
-
-
-class _Reader:
-    """A minimal seekable reader so the decoder's position can be checked after."""
-
-    __slots__ = ("_data", "_obj", "_pos")
-
-    def __init__(self, data: bytes) -> None:
-        self._obj = data
-        self._data = memoryview(data)
-        self._pos = 0
-
-    def read(self, n: int = -1) -> bytes:
-        start = self._pos
-        end = len(self._data) if n < 0 else min(len(self._data), start + n)
-        self._pos = end
-        if start == 0 and end == len(self._data) and type(self._obj) is bytes:
-            return self._obj  # all of it, as it is: no copy (the decoder reads it all at once)
-        return bytes(self._data[start:end])
-
-    def readinto(self, b: Any) -> int:
-        chunk = self.read(len(b))
-        b[: len(chunk)] = chunk
-        return len(chunk)
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, pos: int, whence: int = 0) -> int:
-        base = (0, self._pos, len(self._data))[whence]
-        self._pos = max(0, min(len(self._data), base + pos))
-        return self._pos
-
-    def seekable(self) -> bool:
-        return True
-
-    def readable(self) -> bool:
-        return True
 
 
 # ----------------------------------------------------------------------------- frames
