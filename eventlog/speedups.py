@@ -7,7 +7,7 @@ change (:mod:`eventlog.mirror`), value validation (:func:`eventlog.values.valida
 no bytes (``cbor2`` is the codec) and changes nothing in the interpreter.  Every
 function in it has a pure-Python twin that gives the same answers: without it,
 eventlog does the same work more slowly (saving a long session after every entry
-takes about twice as long).
+takes two to three times as long).
 
 The environment variable ``EVENTLOG_NO_SPEEDUPS`` set to anything but ``""`` or
 ``"0"`` when eventlog is imported makes it ignore a built extension, as a pure-Python
