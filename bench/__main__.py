@@ -12,6 +12,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from eventlog import speedups
+
 from . import chunking, compare, contention, core, durability, trees
 
 RESULTS = Path(__file__).parent / "results"
@@ -39,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save", action="store_true", help="also write the results to bench/results/")
     args = parser.parse_args(argv)
     started = time.time()
-    suffix = "-quick" if args.quick else ""
+    # A run without the C extension (EVENTLOG_NO_SPEEDUPS=1, or none built) is saved apart.
+    suffix = ("-quick" if args.quick else "") + ("" if speedups.ACTIVE else "-no-c")
     ok = True
     if args.suite in ("all", "chunking"):
         rows = chunking.run(args.quick)
@@ -85,7 +88,7 @@ def _core(args: argparse.Namespace, started: float, suffix: str) -> bool:
     figures, _series = core.run(args.quick, args.synchronous)
     machine = (
         f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, {platform.machine()}, "
-        f"synchronous={args.synchronous}, WAL{', quick' if args.quick else ''}"
+        f"synchronous={args.synchronous}, WAL, {speedups.describe()}{', quick' if args.quick else ''}"
     )
     marks = {None: "-", True: "yes", False: "NO"}
     rows = [["figure", "measured", "ratio", "target", "ok"]]
@@ -109,7 +112,7 @@ def _compare(args: argparse.Namespace, suffix: str) -> bool:
     rows = [["target", "measured", "ratio", "target", "ok"]]
     rows += [[t.name, t.measured, "-" if t.ratio is None else f"{t.ratio:.3g}", t.target, marks[t.ok]]
              for t in report.targets]  # fmt: skip
-    parts += ["Targets of issue 5 (ratios from this run):", "", _table(rows)]
+    parts += ["Targets of issues 5 and 16 (ratios from this run):", "", _table(rows)]
     png = RESULTS / f"compare-latency{suffix}.png"
     note = compare.plot(report, png) if args.save else "plot not written (--save writes it)"
     if note.startswith("wrote"):

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import struct
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import cbor2
 import zstandard
@@ -41,8 +42,6 @@ import zstandard
 FRAME_VERSION = 1
 FRAME_VERSION_SEGMENTS = 2
 FLAG_ZSTD = 1
-#: :meth:`Framer.decompress_into` keeps its buffer for bodies up to this size.
-REUSED_BYTES = 4 << 20
 FLAG_SPILL = 2
 #: The CRC also covers the row's timestamp (event frames written since schema 3).
 FLAG_TIMED = 4
@@ -281,38 +280,11 @@ def _encode_marker(encoder: cbor2.CBOREncoder, value: Any) -> None:
         raise TypeError(f"cannot encode {type(value).__name__}")
 
 
-# The optional C fast paths (eventlog._speedups); cbor2 does everything without them.
-_c_encode: Callable[[Any, type, Any, list[Ref]], bytes | None] | None
-try:
-    from ._speedups import encode as _c_encode
-except ImportError:  # no C compiler at install: cbor2 encodes everything
-    _c_encode = None
-
-#: What the C decoder may record of the containers it builds: containers, their
-#: lengths, keys and values (see :class:`eventlog.mirror.Mirror`).
-Record = tuple[list[Any], list[int], list[Any], list[Any]]
-
-_c_decode: Callable[[bytes, Callable[[Any], Any], Any, int, Record | None], tuple[Any, int] | None] | None
-try:
-    from ._speedups import decode as _c_decode
-except ImportError:  # no C compiler at install: cbor2 decodes everything
-    _c_decode = None
-
-
 def dumps(value: Any, refs: list[Ref] | None = None) -> bytes:
     """CBOR of ``value`` (storable values, :class:`Ref` and :data:`ENTRIES`); each
     :class:`Ref` met is appended to ``refs``.  Raises ``ValueError`` for what CBOR
     cannot hold (invalid Unicode text)."""
     found = [] if refs is None else refs
-    if _c_encode is not None:
-        fast = _c_encode(value, Ref, ENTRIES, found)
-        if fast is not None:
-            return fast
-    return _general_dumps(value, found)
-
-
-def _general_dumps(value: Any, found: list[Ref]) -> bytes:
-    """:func:`dumps` by cbor2: any value, and the judge of every error."""
 
     def default(encoder: cbor2.CBOREncoder, value: Any) -> None:
         if type(value) is Ref:
@@ -366,92 +338,34 @@ def _ref_from_tag(value: Any) -> Ref:
 
 
 def loads(data: bytes, resolve: Callable[[Ref], Any] | None = None) -> tuple[Any, int]:
-    """Decode CBOR written by :func:`dumps`: ``(value, number of ENTRIES markers)``.
+    """Decode CBOR written by :func:`dumps` (with ``cbor2``): ``(value, number of
+    ENTRIES markers)``.
 
     Each :class:`Ref` is passed to ``resolve`` and replaced by what it returns (the
     rehydrated value), or kept as a :class:`Ref` when ``resolve`` is ``None``.  The
     marker count lets the caller check :data:`ENTRIES` stands only where it may.
-    Raises :class:`DecodeError` on malformed, truncated or trailing input and on tags
-    other than eventlog's own.
+    Raises :class:`DecodeError` on malformed, truncated or trailing input, on
+    nesting deeper than :data:`MAX_CBOR_DEPTH` and on tags other than eventlog's own
+    (what ``resolve`` raises that is not a :class:`DecodeError`, such as a storage
+    error, goes out as it is).  CBOR can say more than a stored value can (integer
+    keys, ``undefined``, simple values): the caller checks the value
+    (:func:`eventlog.values.decoded_ok`).
     """
-    value, markers, _ = decode(data, resolve)
-    return value, markers
-
-
-class Decoded(NamedTuple):
-    """What :func:`decode` read: the value, its ENTRIES markers, and ``storable``:
-    whether it is known to hold only what a stored value may (``str`` keys, the
-    storable types, no container more than 200 deep counting the body's own levels,
-    so values stay within :data:`eventlog.values.MAX_DEPTH`; refs and markers
-    aside, which the caller checks), so that the caller need not walk it again."""
-
-    value: Any
-    markers: int
-    storable: bool
-
-
-def decode(data: bytes, resolve: Callable[[Ref], Any] | None = None, record: Record | None = None) -> Decoded:
-    """:func:`loads`, also saying whether the value is known storable: so it is when
-    the C fast path read it (it builds nothing else), not when ``cbor2`` did (CBOR
-    can say more: integer keys, ``undefined``, simple values, deeper nesting).
-
-    With ``record``, the C fast path appends to it every container below the top
-    level, as :class:`eventlog.mirror.Mirror` records them; it did so exactly when
-    the result says ``storable``."""
-    failed: list[BaseException] = []
-    if resolve is not None:  # each ref once, should the general decoder go over them again
-        memo: dict[Ref, Any] = {}
-        given = resolve
-
-        def resolve(ref: Ref) -> Any:
-            if ref not in memo:
-                try:
-                    memo[ref] = given(ref)
-                except DecodeError:
-                    raise
-                except BaseException as e:  # not damage: a storage error, MemoryError, ...
-                    failed.append(e)
-                    raise
-            return memo[ref]
-
-    try:
-        return _decode(data, resolve, record)
-    except DecodeError:
-        # Both decoders turn what a hook raises into "invalid CBOR"; what ``resolve``
-        # raised that is not about the bytes (SQLite busy, out of memory) goes out as
-        # it was, not as damage.
-        if failed:
-            raise failed[0] from None
-        raise
-
-
-def _decode(data: bytes, resolve: Callable[[Ref], Any] | None, record: Record | None) -> Decoded:
-    if _c_decode is not None:
-
-        def ref_hook(value: Any) -> Any:
-            ref = _ref_from_tag(value)
-            return ref if resolve is None else resolve(ref)
-
-        try:
-            fast = _c_decode(data, ref_hook, ENTRIES, MAX_CBOR_DEPTH - 20, record)
-        except DecodeError:
-            raise
-        except Exception as e:
-            raise DecodeError(f"invalid CBOR: {type(e).__name__}: {e}") from None
-        if fast is not None:
-            return Decoded(fast[0], fast[1], True)
-    value, markers = _general_loads(data, resolve)
-    return Decoded(value, markers, False)
-
-
-def _general_loads(data: bytes, resolve: Callable[[Ref], Any] | None) -> tuple[Any, int]:
-    """:func:`loads` by cbor2: any input, and the judge of every error."""
     markers = 0
+    failed: list[BaseException] = []
 
     def tag_hook(tag: cbor2.CBORTag, _immutable: bool = False) -> Any:
         if tag.tag == REF_TAG:
             ref = _ref_from_tag(tag.value)
-            return resolve(ref) if resolve is not None else ref
+            if resolve is None:
+                return ref
+            try:
+                return resolve(ref)
+            except DecodeError:
+                raise
+            except BaseException as e:  # not damage: a storage error, MemoryError, ...
+                failed.append(e)
+                raise
         if tag.tag == ENTRIES_TAG and tag.value is None:
             nonlocal markers
             markers += 1
@@ -459,58 +373,29 @@ def _general_loads(data: bytes, resolve: Callable[[Ref], Any] | None) -> tuple[A
         raise DecodeError(f"unexpected CBOR tag {tag.tag}")
 
     try:
+        # A seekable reader, so that the decoder's position can be checked after;
+        # io.BytesIO of bytes hands the decoder's one read of it all over without a copy.
+        fp = io.BytesIO(data)
         decoder = cbor2.CBORDecoder(
-            _Reader(data),  # type: ignore[arg-type]
+            fp,
             tag_hook=tag_hook,
             semantic_decoders=_SEMANTIC,
             max_depth=MAX_CBOR_DEPTH,
             str_errors="strict",
+            read_size=max(len(data), 1),
         )
         value = decoder.decode()
     except DecodeError:
         raise
     except Exception as e:  # cbor2 raises a variety; all mean "not valid for us"
+        if failed:  # what ``resolve`` raised that is not about the bytes goes out as it was
+            raise failed[0] from None
         if isinstance(e.__cause__, DecodeError):  # raised by a hook; cbor2 6 wraps it
             raise e.__cause__ from None
         raise DecodeError(f"invalid CBOR: {type(e).__name__}: {e}") from None
-    if decoder.fp.tell() != len(data):
+    if fp.tell() != len(data):
         raise DecodeError("trailing bytes after CBOR value")
     return value, markers
-
-
-class _Reader:
-    """A minimal seekable reader so the decoder's position can be checked after."""
-
-    __slots__ = ("_data", "_pos")
-
-    def __init__(self, data: bytes) -> None:
-        self._data = memoryview(data)
-        self._pos = 0
-
-    def read(self, n: int = -1) -> bytes:
-        start = self._pos
-        end = len(self._data) if n < 0 else min(len(self._data), start + n)
-        self._pos = end
-        return bytes(self._data[start:end])
-
-    def readinto(self, b: Any) -> int:
-        chunk = self.read(len(b))
-        b[: len(chunk)] = chunk
-        return len(chunk)
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, pos: int, whence: int = 0) -> int:
-        base = (0, self._pos, len(self._data))[whence]
-        self._pos = max(0, min(len(self._data), base + pos))
-        return self._pos
-
-    def seekable(self) -> bool:
-        return True
-
-    def readable(self) -> bool:
-        return True
 
 
 # ----------------------------------------------------------------------------- frames
@@ -534,7 +419,7 @@ def _check_size(flags: int, payload: bytes, size: int) -> None:
 def _one_frame(payload: bytes) -> bool:
     """Whether ``payload`` is exactly one zstd frame: its header, blocks up to the one
     marked last, its checksum if it has one, and nothing after (what
-    :meth:`Framer.decompress_into` requires, found from the block headers alone)."""
+    :meth:`Framer.decompress_exact` requires, found from the block headers alone)."""
     try:
         pos = zstandard.frame_header_size(payload)
         checksum = zstandard.get_frame_parameters(payload).has_checksum
@@ -552,55 +437,56 @@ def _one_frame(payload: bytes) -> bool:
     return False
 
 
-def decompress_run(items: list[tuple[int, bytes]], sizes: list[int]) -> list[Any] | None:
+def decompress_run(items: list[tuple[int, bytes]], sizes: list[int]) -> list[bytes] | None:
     """:meth:`Framer.decompress` of each ``(flags, payload)``, which must come to
-    exactly its ``sizes`` bytes: buffers, in order, all decompressed in one call that
-    does not hold the GIL (zstd's ``multi_decompress_to_buffer``), so that another
-    thread can decode meanwhile.  Safe to run on any thread: it shares nothing (its
-    decompression context is its own, made here, and the payloads are immutable).
-    ``None`` when that call is not available or anything about any item is wrong:
-    the caller then decompresses them one by one, which says which and why."""
-    packed: list[bytes] = []
-    packed_sizes: list[int] = []
+    exactly its ``sizes`` bytes: ``bytes``, in order, each decompressed by a call that
+    does not hold the GIL, into memory allocated (and first touched) on the thread
+    that runs this, so that another thread can decode meanwhile and then read them
+    without a copy.  Safe to run on any thread: it shares nothing (its decompression
+    context is its own, made here, and the payloads are immutable).  ``None`` when
+    anything about any item is wrong: the caller then decompresses them one by
+    one, which says which and why."""
+    dctx = zstandard.ZstdDecompressor()
+    out: list[bytes] = []
     for (flags, payload), size in zip(items, sizes, strict=True):
         try:
             _check_size(flags, payload, size)
         except DecodeError:
             return None
-        if flags & FLAG_ZSTD:
-            if not _one_frame(payload):  # that call ignores what follows a frame
-                return None
-            packed.append(payload)
-            packed_sizes.append(size)
-    buffers: list[Any] = []
-    if packed:
-        multi = getattr(zstandard.ZstdDecompressor(), "multi_decompress_to_buffer", None)
-        if multi is None:
+        if not flags & FLAG_ZSTD:
+            out.append(payload)
+            continue
+        if not _one_frame(payload):  # decompress() would ignore what follows a frame
             return None
         try:
-            done = multi(packed, decompressed_sizes=struct.pack(f"={len(packed)}Q", *packed_sizes), threads=1)
-            buffers = [done[i] for i in range(len(packed))]
-        except (zstandard.ZstdError, ValueError, IndexError):  # IndexError: fewer buffers than frames
+            body = dctx.decompress(payload, max_output_size=size)
+        except zstandard.ZstdError:
             return None
-    it = iter(buffers)
-    out = [next(it) if flags & FLAG_ZSTD else payload for flags, payload in items]
-    if any(len(b) != size for b, size in zip(out, sizes, strict=True)):
-        return None
+        if len(body) != size:
+            return None
+        out.append(body)
     return out
+
+
+#: zstd level of event frames: an event is compressed while its writer waits, and
+#: its entries are compressed again (at level 3) in the snapshots that follow.
+EVENT_LEVEL = 1
 
 
 class Framer:
     """Builds and opens frames.  Holds zstd contexts, so one per thread."""
 
-    def __init__(self, level: int = 3) -> None:
+    def __init__(self, level: int = 3, event_level: int = EVENT_LEVEL) -> None:
         self._cctx = zstandard.ZstdCompressor(level=level, write_content_size=True)
+        self._fast = zstandard.ZstdCompressor(level=event_level, write_content_size=True)
         self._dctx = zstandard.ZstdDecompressor()
-        self._buffer = bytearray()  # reused by decompress_into
 
-    def compress(self, body: bytes) -> tuple[int, bytes]:
-        """``(flags, payload)``: zstd when it saves at least 1/16, else raw."""
+    def compress(self, body: bytes, *, fast: bool = False) -> tuple[int, bytes]:
+        """``(flags, payload)``: zstd when it saves at least 1/16, else raw; with
+        ``fast``, at :data:`EVENT_LEVEL` (event frames, written on every save, and
+        rewritten into snapshots later) rather than at the level given."""
         if len(body) >= 64:
-            packed = self._cctx.compress(body)
+            packed = (self._fast if fast else self._cctx).compress(body)
             if len(packed) <= len(body) - (len(body) >> 4):
                 return FLAG_ZSTD, packed
         return 0, body
@@ -627,39 +513,23 @@ class Framer:
             raise DecodeError("zstd frame size mismatch")
         return out
 
-    def decompress_into(self, flags: int, payload: bytes, size: int) -> bytes | memoryview:
-        """:meth:`decompress` of a payload that must come to exactly ``size`` bytes
-        (checked in the frame header before anything is read), into memory this
-        framer reuses: a view valid until its next call, to be released before then.
-        Decompressing a snapshot's segments one after another into the same memory,
-        still in the processor's cache, rather than into new memory each time, spares
-        the page faults that were most of the cost of decompressing them."""
+    def decompress_exact(self, flags: int, payload: bytes, size: int) -> bytes:
+        """:meth:`decompress` of a payload that must be exactly one zstd frame (or raw
+        bytes) coming to exactly ``size`` bytes: both checked (in the frame header and
+        block headers) before anything is decompressed.  New ``bytes``, which the
+        CBOR decoder reads without a copy."""
         _check_size(flags, payload, size)
         if not flags & FLAG_ZSTD:
             return payload
-        if size > REUSED_BYTES:
-            buffer = bytearray(size)  # rare (segments are at most half a chunk): not kept
-        else:
-            if len(self._buffer) < size:  # replaced, not resized: a view of the old one may live on
-                self._buffer = bytearray(max(size, 1 << 16))
-            buffer = self._buffer
-        view = memoryview(buffer)[:size]
+        if not _one_frame(payload):
+            raise DecodeError("not exactly one zstd frame")
         try:
-            reader = self._dctx.stream_reader(payload)
-            got = 0
-            while got < size:
-                n = reader.readinto(view[got:])
-                if not n:
-                    break
-                got += n
-            more = reader.read(1)
+            out = self._dctx.decompress(payload, max_output_size=size)
         except zstandard.ZstdError as e:
-            view.release()
             raise DecodeError(f"bad zstd frame: {e}") from None
-        if got != size or more:
-            view.release()
+        if len(out) != size:
             raise DecodeError("zstd frame size mismatch")
-        return view
+        return out
 
     @staticmethod
     def seal(flags: int, payload: bytes, binding: bytes) -> bytes:

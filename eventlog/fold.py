@@ -220,10 +220,9 @@ def _fields_ok(fields: dict[Any, Any]) -> bool:
     return all(type(k) is str and (v is ENTRIES or decoded_ok(v, MAX_DEPTH, Ref)) for k, v in fields.items())
 
 
-def ops_from_wire(wire: Any, storable: bool = False) -> tuple[Op, ...]:
+def ops_from_wire(wire: Any) -> tuple[Op, ...]:
     """Operations from their decoded CBOR form; :class:`DecodeError` if malformed,
-    also when a value in them is not one ``save()`` could have written (not walked
-    again when the decoder says its values are ``storable``)."""
+    also when a value in them is not one ``save()`` could have written."""
     if type(wire) is not list:
         raise DecodeError("event body is not a list of operations")
     ops: list[Op] = []
@@ -232,11 +231,11 @@ def ops_from_wire(wire: Any, storable: bool = False) -> tuple[Op, ...]:
             raise DecodeError("malformed operation")
         kind, a, b = item
         if kind == _INSERT:
-            if type(b) is not list or not (storable or decoded_ok(b, MAX_DEPTH + 1, Ref)):
+            if type(b) is not list or not decoded_ok(b, MAX_DEPTH + 1, Ref):
                 raise DecodeError("malformed insert")
             ops.append(Insert(_nat(a), b))
         elif kind == _REPLACE:
-            if not (storable or decoded_ok(b, MAX_DEPTH, Ref)):
+            if not decoded_ok(b, MAX_DEPTH, Ref):
                 raise DecodeError("malformed replace")
             ops.append(Replace(_nat(a), b))
         elif kind == _DELETE:
@@ -244,7 +243,7 @@ def ops_from_wire(wire: Any, storable: bool = False) -> tuple[Op, ...]:
         elif kind == _SET:
             if type(a) is not dict or not (b is None or (type(b) is list and all(type(k) is str for k in b))):
                 raise DecodeError("malformed field update")
-            if not (storable or _fields_ok(a)):
+            if not _fields_ok(a):
                 raise DecodeError("malformed field update")
             ops.append(SetFields(a, b))
         elif kind == _TOMBSTONE:
@@ -261,12 +260,12 @@ def state_to_wire(state: State) -> list[Any]:
     return [state.fields, state.entries]
 
 
-def state_from_wire(wire: Any, storable: bool = False) -> State:
+def state_from_wire(wire: Any) -> State:
     """A state from its decoded CBOR form; :class:`DecodeError` if malformed (as for
     :func:`ops_from_wire`)."""
     if type(wire) is not list or len(wire) != 2 or type(wire[0]) is not dict or type(wire[1]) is not list:
         raise DecodeError("malformed snapshot body")
-    if not storable and (not _fields_ok(wire[0]) or not decoded_ok(wire[1], MAX_DEPTH + 1, Ref)):
+    if not _fields_ok(wire[0]) or not decoded_ok(wire[1], MAX_DEPTH + 1, Ref):
         raise DecodeError("malformed snapshot body")
     state = State(wire[0], wire[1])
     if state.fields.get("entries") is not ENTRIES and state.entries:

@@ -17,41 +17,22 @@ import os
 from bisect import bisect_right
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any
 
-from . import codec, fold
+from . import codec, fold, speedups
 from .chunks import Chunks
 from .codec import ENTRIES, DecodeError, Framer, Ref, VersionError
 from .errors import CorruptionError, InvalidValueError, UnsupportedVersionError
 from .fold import Event, State
 from .snapshots import MIN_REUSE_BYTES, SEGMENT_BYTES, Segment
 from .sql import Database
-from .values import externalise_large, gc_paused, validate
+from .values import externalise_large, validate, validate_each
 
 logger = logging.getLogger(__name__)
 
 EVENT = b"E"
 SNAPSHOT = b"S"
-
-
-@dataclass(slots=True)
-class Recording:
-    """What a fold records of a snapshot's entries as the C decoder builds them
-    (while they are still in the processor's cache): ``lists``, the containers inside
-    the entries with their lengths, keys and values, as
-    :class:`~eventlog.mirror.Mirror` records them, and ``covered``, the entries whose
-    containers are all in ``lists``.  A mirror of the folded entries is then made
-    without walking those again."""
-
-    lists: codec.Record = field(default_factory=lambda: ([], [], [], []))
-    covered: list[Any] = field(default_factory=list)
-
-    def clear(self) -> None:
-        for part in self.lists:
-            part.clear()
-        self.covered.clear()
 
 
 #: A snapshot of at least this many segments has its later ones decompressed on a
@@ -145,6 +126,7 @@ class Log:
         self.cores = _cores()
         self.large_value_bytes = large_value_bytes
         self.max_body_bytes = max_body_bytes
+        speedups.note()  # once per process: running without the C extension
 
     # ------------------------------------------------------------------ writing
 
@@ -179,6 +161,13 @@ class Log:
             return externalise_large(value, self.large_value_bytes, self._externalise)
         return value
 
+    def encodable_each(self, items: list[Any]) -> list[Any]:
+        """:meth:`encodable` of each value in ``items`` (appended entries), validated
+        in one walk: ``items`` itself when none holds a large value."""
+        if validate_each(items, self.large_value_bytes):
+            return [externalise_large(v, self.large_value_bytes, self._externalise) for v in items]
+        return items
+
     def chunk_ids_of(self, refs: list[Ref], name: str | None, seq: int) -> list[int]:
         """Ids of the chunks ``refs`` use; :class:`CorruptionError` if one is missing."""
         wanted = list({h for ref in refs for h in ref.chunk_hashes()})
@@ -209,7 +198,7 @@ class Log:
                 seq=seq,
             )
         cids: list[int] = []
-        flags, payload = self.framer.compress(body)
+        flags, payload = self.framer.compress(body, fast=kind == EVENT)
         size = len(payload)
         if size > self.inline_limit:
             hashes, cids = self.chunks.put(payload)
@@ -235,10 +224,10 @@ class Log:
         rehydrate: bool,
         seen: list[Ref] | None = None,
         ts: int | None = None,
-    ) -> tuple[bool, codec.Decoded]:
-        """Decode a frame: whether it is a segmented snapshot's manifest, and the wire
-        value, the ENTRIES markers seen, and whether its values are known storable.
-        Every reference to chunks in the frame (large values, and the pointer of a
+    ) -> tuple[bool, Any, int]:
+        """Decode a frame: whether it is a segmented snapshot's manifest, the wire
+        value (not yet checked: see :func:`eventlog.values.decoded_ok`), and the
+        ENTRIES markers seen.  Every reference to chunks in the frame (large values, and the pointer of a
         spilled frame) is appended to ``seen`` when given."""
         resolve = self._rehydrate if rehydrate else None
         if seen is not None:
@@ -274,7 +263,7 @@ class Log:
                 if len(payload) != spill[1]:
                     raise DecodeError("spilled frame has the wrong length")
             body = self.framer.decompress(flags, payload, self.max_body_bytes)
-            return segmented, codec.decode(body, resolve)
+            return (segmented, *codec.loads(body, resolve))
         except VersionError as e:
             raise UnsupportedVersionError(str(e), session_id=name, seq=seq) from None
         except DecodeError as e:
@@ -303,9 +292,9 @@ class Log:
         rehydrate: bool,
         seen: list[Ref] | None = None,
     ) -> Event:
-        _, (wire, markers, storable) = self.body(EVENT, name, sid, seq, frame, rehydrate, seen, ts)
+        _, wire, markers = self.body(EVENT, name, sid, seq, frame, rehydrate, seen, ts)
         try:
-            ops = fold.ops_from_wire(wire, storable)
+            ops = fold.ops_from_wire(wire)
             legit = sum(1 for op in ops if type(op) is fold.SetFields and op.changed.get("entries") is ENTRIES)
             if markers != legit:
                 raise DecodeError("entries marker inside a value")
@@ -332,11 +321,9 @@ class Log:
         frame: bytes,
         rehydrate: bool,
         seen: list[Ref] | None = None,
-        recording: Recording | None = None,
     ) -> State:
-        """The state a snapshot holds, its segments read, verified and decoded (and
-        recorded into ``recording``, when given, as far as the C decoder reads them)."""
-        segmented, (wire, markers, storable) = self.body(SNAPSHOT, name, sid, seq, frame, rehydrate, seen)
+        """The state a snapshot holds, its segments read, verified and decoded."""
+        segmented, wire, markers = self.body(SNAPSHOT, name, sid, seq, frame, rehydrate, seen)
         try:
             if segmented:
                 fields, segments = self._manifest(wire)
@@ -353,15 +340,14 @@ class Log:
                         if done is not None and i - base < len(done):  # a run's memory goes back as it is decoded
                             body, done[i - base] = done[i - base], None
                         try:
-                            part, ok = self._segment(segment, rehydrate, seen, recording, body)
+                            part = self._segment(segment, rehydrate, seen, body)
                         except DecodeError as e:  # (a VersionError stays one)
                             raise type(e)(f"segment {i} (entries {len(entries)}+): {e}") from None
                         entries += part
-                        storable = storable and ok
                 finally:
                     wait([job for _, job in ahead])  # no worker outlives the load
                 wire = [fields, entries]
-            state = fold.state_from_wire(wire, storable)
+            state = fold.state_from_wire(wire)
             if markers != (1 if state.managed else 0):
                 raise DecodeError("entries marker inside a value")
         except VersionError as e:
@@ -381,12 +367,12 @@ class Log:
             raise DecodeError(f"snapshot segments add up to more than the limit of {limit} bytes")
         return wire[0], segments
 
-    def _ahead(self, segments: list[Segment]) -> list[tuple[int, Future[list[Any] | None]]]:
+    def _ahead(self, segments: list[Segment]) -> list[tuple[int, Future[list[bytes] | None]]]:
         """With several cores and many segments: ``(start, job)`` for runs of the later
-        segments, read here and decompressed on a worker thread, each run in one call
-        outside the GIL (:func:`~eventlog.codec.decompress_run`, into new memory: its
-        page faults land on the worker's core), while this thread decompresses and
-        decodes the first ones itself.  Each run is handed over as soon as it is read;
+        segments, read here and decompressed on a worker thread outside the GIL
+        (:func:`~eventlog.codec.decompress_run`, into new ``bytes`` that the decoder
+        then reads without a copy: their page faults land on the worker's core), while
+        this thread decompresses and decodes the first ones itself.  Each run is handed over as soon as it is read;
         decoding takes about three times as long as decompressing, so the worker keeps
         ahead.  A run shares nothing with this thread (its decompression context is
         made for it, its payloads are immutable bytes); still, a load waits for the
@@ -398,7 +384,7 @@ class Log:
             return []
         cuts = sorted({max(1, n * AHEAD_A // 100), max(2, n * AHEAD_B // 100), n})
         pool = ThreadPoolExecutor(1, thread_name_prefix="eventlog-zstd")
-        jobs: list[tuple[int, Future[list[Any] | None]]] = []
+        jobs: list[tuple[int, Future[list[bytes] | None]]] = []
         try:
             for a, b in itertools.pairwise(cuts):
                 items = [(s.flags, self._payload(s, None)) for s in segments[a:b]]
@@ -431,41 +417,31 @@ class Log:
         segment: Segment,
         rehydrate: bool,
         seen: list[Ref] | None,
-        recording: Recording | None = None,
         body: Any = None,
-    ) -> tuple[list[Any], bool]:
-        """A segment's entries, read, verified and decoded, and whether they are known
-        storable.  It is decompressed into memory the framer reuses (see
-        :meth:`~eventlog.codec.Framer.decompress_into`), and decoded from there,
-        unless ``body`` is given: its bytes already read, verified and decompressed."""
-        if body is not None:
-            return self._segment_entries(segment, body, rehydrate, seen, recording)
-        body = self.framer.decompress_into(segment.flags, self._payload(segment, seen), segment.raw)
-        try:
-            return self._segment_entries(segment, body, rehydrate, seen, recording)
-        finally:
-            if type(body) is memoryview:
-                body.release()
+    ) -> list[Any]:
+        """A segment's entries, read, verified, decompressed (exactly one zstd frame of
+        its size) and decoded (their values are checked with the rest of the
+        snapshot), unless ``body`` is given: its bytes already read, verified and
+        decompressed."""
+        if body is None:
+            body = self.framer.decompress_exact(segment.flags, self._payload(segment, seen), segment.raw)
+        return self._segment_entries(segment, body, rehydrate, seen)
 
-    def _segment_entries(
-        self, segment: Segment, body: Any, rehydrate: bool, seen: list[Ref] | None, recording: Recording | None = None
-    ) -> tuple[list[Any], bool]:
+    def _segment_entries(self, segment: Segment, body: Any, rehydrate: bool, seen: list[Ref] | None) -> list[Any]:
         found: list[Ref] = []
 
         def resolve(ref: Ref) -> Any:
             found.append(ref)
             return self._rehydrate(ref) if rehydrate else ref
 
-        value, markers, storable = codec.decode(body, resolve, None if recording is None else recording.lists)
-        if recording is not None and storable:
-            recording.covered += value
+        value, markers = codec.loads(body, resolve)
         if type(value) is not list or len(value) != segment.count or markers:
             raise DecodeError("malformed snapshot segment")
         if {h for ref in found for h in ref.chunk_hashes()} != set(segment.inner_hashes()):
             raise DecodeError("segment's list of the large values inside does not match them")
         if seen is not None:
             seen += found
-        return value, storable
+        return value
 
     # ------------------------------------------------------------------ snapshots
 
@@ -486,33 +462,32 @@ class Log:
         every segment, rewriting a damaged chunk it would share: what compaction
         wants for the floor of a shortened history (large values inside are not
         read: they are stored once, whatever refers to them)."""
-        with gc_paused():
-            base = self._base(name, sid, seq, floor) if reuse else None
-            try:
-                return self._build(name, sid, seq, floor, base)
-            except CorruptionError as e:
-                if base is None:
-                    raise
-                why = e.message
-            # Something it would keep or read is damaged: fold everything, and rewrite
-            # what it would share, rather than carry the damage into every snapshot.
-            self.damaged.add((sid, base[0]))
-            logger.warning(
-                "snapshot of session %r at %d: what it would reuse of the snapshot at %d is damaged (%s);"
-                " writing every segment anew",
-                name,
-                seq,
-                base[0],
-                why,
-            )
-            return self._build(name, sid, seq, floor, None)
+        base = self._base(name, sid, seq, floor) if reuse else None
+        try:
+            return self._build(name, sid, seq, floor, base)
+        except CorruptionError as e:
+            if base is None:
+                raise
+            why = e.message
+        # Something it would keep or read is damaged: fold everything, and rewrite
+        # what it would share, rather than carry the damage into every snapshot.
+        self.damaged.add((sid, base[0]))
+        logger.warning(
+            "snapshot of session %r at %d: what it would reuse of the snapshot at %d is damaged (%s);"
+            " writing every segment anew",
+            name,
+            seq,
+            base[0],
+            why,
+        )
+        return self._build(name, sid, seq, floor, None)
 
     def _build(
         self, name: str, sid: int, seq: int, floor: int, base: tuple[int, dict[str, Any], list[Segment]] | None
     ) -> tuple[bytes, list[int], int]:
         old: list[Segment] = []
         if base is None:
-            state = self._fold(name, sid, seq, False, floor, None)
+            state = self.fold(name, sid, seq, False, floor)
             items: Any = state.entries
         else:
             base_seq, fields, old = base
@@ -549,11 +524,11 @@ class Log:
         if frame is None or (sid, seqs[0]) in self.damaged:
             return None
         try:
-            segmented, (wire, markers, storable) = self.body(SNAPSHOT, name, sid, seqs[0], frame, False)
+            segmented, wire, markers = self.body(SNAPSHOT, name, sid, seqs[0], frame, False)
             if not segmented:
                 return None
             fields, segments = self._manifest(wire)
-            fold.state_from_wire([fields, []], storable)
+            fold.state_from_wire([fields, []])
             if markers != (1 if fields.get("entries") is ENTRIES else 0):
                 return None
         except (CorruptionError, UnsupportedVersionError, DecodeError):
@@ -630,7 +605,7 @@ class Log:
             k = bisect_right(starts, q) - 1
             if k not in decoded:
                 try:
-                    decoded[k] = self._segment(old[k], False, None)[0]
+                    decoded[k] = self._segment(old[k], False, None)
                 except DecodeError as e:
                     raise CorruptionError(f"snapshot segment {k} is damaged: {e}", session_id=name, seq=seq) from None
             return decoded[k][q - starts[k]]
@@ -654,19 +629,11 @@ class Log:
         flush()
         return out, None
 
-    def fold(
-        self, name: str, sid: int, upto: int, rehydrate: bool, floor: int = 0, recording: Recording | None = None
-    ) -> State:
+    def fold(self, name: str, sid: int, upto: int, rehydrate: bool, floor: int = 0) -> State:
         """The state after event ``upto``: the newest readable snapshot at or below it
         plus the events after.  A damaged snapshot is skipped (snapshots are a
         cache), except the one at ``floor``: when history before it was compacted
-        away it is the only copy.  Damaged events raise :class:`CorruptionError`.
-        With ``recording``, the snapshot's entries are recorded as they are decoded
-        (see :class:`Recording`)."""
-        with gc_paused():
-            return self._fold(name, sid, upto, rehydrate, floor, recording)
-
-    def _fold(self, name: str, sid: int, upto: int, rehydrate: bool, floor: int, recording: Recording | None) -> State:
+        away it is the only copy.  Damaged events raise :class:`CorruptionError`."""
         state, base = State(), 0
         found = False
         skipped: list[tuple[int, str]] = []
@@ -677,12 +644,10 @@ class Log:
             try:
                 if frame is None:
                     raise CorruptionError("snapshot is missing", session_id=name, seq=snap_seq)
-                state = self.snapshot_state(name, sid, snap_seq, frame, rehydrate, recording=recording)
+                state = self.snapshot_state(name, sid, snap_seq, frame, rehydrate)
                 base, found = snap_seq, True
                 break
             except (CorruptionError, UnsupportedVersionError) as e:
-                if recording is not None:
-                    recording.clear()
                 self.damaged.add((sid, snap_seq))  # not to be built on
                 if snap_seq == floor:
                     raise

@@ -22,9 +22,10 @@ An import-time self-test checks this behaviour and, where it does not hold, the
 mirror walks ``dict.values`` instead (same answers, about half the speed).
 
 Fastest of all, the optional C extension ``eventlog._speedups`` (compiled at install
-where a C compiler exists) walks the containers comparing key and value pointers,
-about ten times faster again.  :data:`MODE` says which of the three is in use:
-``"c"``, ``"gc"`` or ``"portable"``; all give the same answers.
+where a C compiler exists; see :mod:`eventlog.speedups`) walks the containers
+comparing key and value pointers, about ten times faster again.  :data:`MODE` says
+which of the three is in use: ``"c"``, ``"gc"`` or ``"portable"``; all give the same
+answers (``gc.get_referents`` only reads: nothing here changes the collector).
 
 Any difference at all, even a value replaced by an equal one, makes the check fail
 and ``save()`` falls back to the strict comparison: the mirror can only make saving
@@ -36,11 +37,10 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable
 from itertools import chain
-from operator import is_, is_not
+from operator import is_
 from typing import Any
 
-from .codec import Record
-from .values import copy
+from . import speedups
 
 
 def _referents_are_values() -> bool:
@@ -72,15 +72,10 @@ def _referents_are_values() -> bool:
 #: Whether the fast path through ``gc.get_referents`` is sound on this interpreter.
 FAST = _referents_are_values()
 
-_c_unchanged: Callable[[list[Any], list[int], list[Any], list[Any]], bool] | None
-_c_record: Callable[[list[Any], list[Any], list[int], list[Any], list[Any]], bool] | None
-_c_take: Callable[[list[Any], list[int], list[Any], list[Any], list[Any]], list[Any] | None] | None
-try:
-    from ._speedups import record as _c_record
-    from ._speedups import take as _c_take
-    from ._speedups import unchanged as _c_unchanged
-except ImportError:  # pragma: no cover - built without a C compiler
-    _c_unchanged = _c_record = _c_take = None
+_c_unchanged: Callable[[list[Any], list[int], list[Any], list[Any]], bool] | None = None
+_c_record: Callable[[list[Any], list[Any], list[int], list[Any], list[Any]], bool] | None = None
+if speedups.ext is not None:
+    _c_unchanged, _c_record = speedups.ext.unchanged, speedups.ext.record
 
 #: How :meth:`Mirror.unchanged` checks: ``"c"`` (the C extension), ``"gc"`` (one
 #: ``gc.get_referents`` call) or ``"portable"``.  Tests set it to cover each.
@@ -90,7 +85,7 @@ MODE = "c" if _c_unchanged is not None else "gc" if FAST else "portable"
 class Mirror:
     """Identity snapshot of the caller's entries as of the last save."""
 
-    __slots__ = ("containers", "entries", "full", "keys", "lens", "values")
+    __slots__ = ("containers", "dicts", "entries", "full", "keys", "lens", "values", "views")
 
     def __init__(self, entries: list[Any], *, full: bool) -> None:
         """Mirror ``entries``.  A shallow mirror (``full=False``) records only the
@@ -102,28 +97,12 @@ class Mirror:
         self.lens: list[int] = []
         self.keys: list[str] = []  # every key, in order
         self.values: list[Any] = []  # every value and item, in order: the very objects
+        # Without the C walk: the dicts among the containers, and for each container
+        # what holds its values (a dict's live values view, or the list itself), so
+        # that a check runs its loops in C (chain, map), not in Python.
+        self.dicts: list[dict[str, Any]] = []
+        self.views: list[Any] = []
         self.extend(entries)
-
-    @classmethod
-    def recorded(cls, entries: list[Any], lists: Record, covered: list[Any]) -> Mirror:
-        """A full mirror of ``entries`` (C mode only) made from ``lists``, which already
-        record the entries in ``covered`` (as the C decoder records them: see
-        :func:`eventlog.codec.decode`); only the other entries are walked.  ``lists``
-        becomes the mirror's.  Whatever ``lists`` records beyond ``entries`` (entries
-        since replaced or removed) is only checked along with the rest."""
-        assert MODE == "c" and _c_record is not None
-        mirror = cls([], full=True)
-        mirror.entries = list(entries)
-        mirror.containers, mirror.lens, mirror.keys, mirror.values = lists
-        n = len(covered)
-        if len(entries) >= n and all(map(is_, entries[:n], covered)):
-            rest = entries[n:]  # nothing since but appends: the usual case
-        else:
-            ids = set(map(id, covered))  # ``covered`` keeps them alive: no id is reused
-            rest = [e for e in entries if id(e) not in ids]
-        if rest and not _c_record(rest, mirror.containers, mirror.lens, mirror.keys, mirror.values):
-            mirror.full = False
-        return mirror
 
     def same_entry_objects(self, entries: list[Any]) -> bool:
         """Whether ``entries`` starts with the very entry objects recorded."""
@@ -164,19 +143,9 @@ class Mirror:
         self.lens += lens
         self.keys += chain.from_iterable(dicts)
         self.values += values
-
-    def take(self, items: list[Any]) -> list[Any] | None:
-        """A copy of ``items`` (new containers, shared leaves) if the recorded entries
-        are untouched (:meth:`unchanged` of them), else ``None``.  With the C
-        extension the check and the copy are one step, which no other thread can
-        interleave with: a load's lent entries, checked then copied, cannot change in
-        between."""
-        if not self.full:
-            return None
-        if MODE == "c":
-            assert _c_take is not None
-            return _c_take(self.containers, self.lens, self.keys, self.values, items)
-        return copy(items) if self.unchanged(self.entries) else None
+        self.dicts += dicts
+        if MODE != "gc":
+            self.views += [c.values() if type(c) is dict else c for c in containers]
 
     def unchanged(self, entries: list[Any]) -> bool:
         """Whether ``entries`` starts with exactly the recorded entries, untouched:
@@ -189,11 +158,11 @@ class Mirror:
             return _c_unchanged(self.containers, self.lens, self.keys, self.values)
         if list(map(len, self.containers)) != self.lens:
             return False
-        values = _values(self.containers)
+        values = gc.get_referents(*self.containers) if MODE == "gc" else list(chain.from_iterable(self.views))
         return (
             len(values) == len(self.values)
-            and not any(map(is_not, values, self.values))
-            and _same_keys(list(chain.from_iterable(c for c in self.containers if type(c) is dict)), self.keys)
+            and all(map(is_, values, self.values))
+            and _same_keys(list(chain.from_iterable(self.dicts)), self.keys)
         )
 
 
@@ -202,7 +171,7 @@ def _same_keys(keys: list[Any], recorded: list[str]) -> bool:
     exact ``str`` (see the module docstring), so ``==`` is exact; else by identity."""
     if MODE == "gc":
         return keys == recorded
-    return len(keys) == len(recorded) and not any(map(is_not, keys, recorded))
+    return len(keys) == len(recorded) and all(map(is_, keys, recorded))
 
 
 def _values(containers: list[Any]) -> list[Any]:

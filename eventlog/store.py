@@ -14,7 +14,6 @@ from types import TracebackType
 from typing import Any, Unpack
 
 from . import chunks, compaction
-from . import mirror as mirrors
 from . import verify as verification
 from .codec import ENTRIES
 from .compaction import CompactReport
@@ -41,14 +40,14 @@ from .fold import (
     diff,
     ops_to_wire,
 )
-from .log import EVENT, Log, Recording
+from .log import EVENT, Log
 from .mirror import Mirror
 from .options import MIN_CELL_BYTES as MIN_CELL_BYTES
 from .options import Options, OptionValues, resolve, shown
 from .progress import Progress
 from .snapshots import SnapshotPolicy
 from .sql import EVENT_REF, Database, SessionRow
-from .values import copy, gc_paused
+from .values import copy
 from .verify import VerifyReport
 
 #: Longest session id accepted, in UTF-8 bytes.
@@ -61,12 +60,9 @@ logger = logging.getLogger(__name__)
 class _Cached:
     """What the store remembers of a session between calls.
 
-    Its state is the store's own, except that a load may lend the caller the entry
-    objects it decoded instead of copying them (see :meth:`Store.load`): the first
-    ``lent`` entries of the state are then the caller's objects, trusted only while
-    ``proof``, the record made when they were lent, shows them untouched.  Anything
-    that reads those entries, or moves them, first takes them back
-    (:meth:`Store._own`)."""
+    Its state is the store's own: no object in it is ever handed to a caller (a load
+    returns a copy) or taken from one (a save keeps copies of what it wrote).  The
+    mirror only records the identity of the caller's objects, never reads them."""
 
     sid: int
     seq: int  # the head
@@ -76,8 +72,6 @@ class _Cached:
     managed: bool  # and whether there are any fields (all append() needs)
     has_fields: bool
     mirror: Mirror | None = None  # the caller's entry objects as of the last save()
-    lent: int = 0  # leading entries of the state that a load() handed out
-    proof: Mirror | None = None  # their record, made when they were lent
     floor: int = 0  # the session's base_seq when last looked up
 
     @classmethod
@@ -299,8 +293,6 @@ class Store:
             mirror = c.mirror
             if type(entries) is list and mirror is not None and len(mirror.entries) == len(c.state.entries):
                 known = len(c.state.entries) if c.state.managed and mirror.unchanged(entries) else 0
-            if known < c.lent:
-                self._own(session_id, c)  # the strict comparison reads the lent entries
             return diff(c.state, data, known)
 
         def remember(mirror: Mirror | None) -> Mirror | None:
@@ -446,7 +438,7 @@ class Store:
         private: list[Op] = []
         for op in ops:
             if type(op) is Insert:
-                wire.append(Insert(op.index, [enc(e) for e in op.entries]))
+                wire.append(Insert(op.index, self._log.encodable_each(op.entries)))
                 if copies:
                     private.append(Insert(op.index, [cpy(e) for e in op.entries]))
             elif type(op) is Replace:
@@ -464,11 +456,11 @@ class Store:
 
     # ------------------------------------------------------------------ state cache
 
-    def _cached(self, row: SessionRow, *, full: bool, recording: Recording | None = None) -> _Cached:
+    def _cached(self, row: SessionRow, *, full: bool) -> _Cached:
         """The cached session with its head at the row's and, with ``full``, its
         state caught up to it.  Events written since (by ``append()`` or another
         process) are read from the log and applied; with nothing usable cached, the
-        session is folded from its newest snapshot (recording into ``recording``)."""
+        session is folded from its newest snapshot."""
         name, sid, seq = row.name, row.sid, row.seq
         c = self._cache.get(name)
         if (
@@ -480,7 +472,7 @@ class Store:
             or (full and row.snap_seq > c.state_seq + 64)  # far behind a snapshot (many append() calls)
         ):
             self._check_head(row)
-            c = _Cached.of(sid, seq, self._log.fold(name, sid, seq, True, row.base_seq, recording))
+            c = _Cached.of(sid, seq, self._log.fold(name, sid, seq, True, row.base_seq))
             c.floor = row.base_seq
             self._remember(name, c)
             return c
@@ -488,7 +480,6 @@ class Store:
         c.floor = row.base_seq
         if c.state_seq < seq and (full or c.seq < seq):
             try:
-                self._own(name, c)  # events may replace or move lent entries
                 for event in self._log.events(name, sid, c.state_seq, seq, rehydrate=True):
                     try:
                         apply(c.state, event.ops)
@@ -502,45 +493,13 @@ class Store:
             c.entries, c.managed, c.has_fields = len(c.state.entries), c.state.managed, bool(c.state.fields)
         return c
 
-    def _lend(self, name: str, c: _Cached, recording: Recording | None) -> dict[str, Any]:
-        """The session for a load() caller, the caller's own.  Its entries are the
-        state's very objects rather than copies when the C extension can record them
-        (:class:`~eventlog.mirror.Mirror`; cheaper than a copy, and cheaper still when
-        the fold ``recording`` recorded them as it decoded them): they are lent, and
-        the state keeps only the record and its own list of them (see
-        :class:`_Cached`).  The record also lets the caller's next ``save()`` of those
-        entries skip comparing them."""
+    def _handed_out(self, name: str, c: _Cached) -> dict[str, Any]:
+        """``c``'s session for a caller, who may change it at will: a copy (new
+        containers, shared immutable leaves) of the state the store keeps, or the
+        state itself when the store does not keep it (no cache)."""
         if self._cache.get(name) is not c:
-            return c.state.session()  # not kept: the state is the caller's alone
-        if c.lent:
-            self._own(name, c)  # a state lent before is not lent twice
-            recording = None
-        state = c.state
-        if mirrors.MODE != "c" or not state.managed or not state.entries:
-            return copy(state.session())  # type: ignore[no-any-return]
-        entries = state.entries
-        if recording is None:
-            recording = Recording()  # nothing recorded of this state: walk it all
-        proof = Mirror.recorded(entries, recording.lists, recording.covered)
-        if not proof.full:
-            return copy(state.session())  # type: ignore[no-any-return]
-        state.entries = list(entries)
-        c.lent, c.proof, c.mirror = len(entries), proof, proof
-        return {k: (entries if v is ENTRIES else copy(v)) for k, v in state.fields.items()}
-
-    def _own(self, name: str, c: _Cached) -> None:
-        """Make ``c``'s state wholly the store's again: its lent entries copied while
-        their record shows them untouched, else the state folded again from the log
-        (the caller may have changed them in place)."""
-        if not c.lent:
-            return
-        proof, n = c.proof, c.lent
-        owned = None if proof is None else proof.take(c.state.entries[:n])
-        if owned is not None:
-            c.state.entries[:n] = owned
-        else:
-            c.state = self._log.fold(name, c.sid, c.state_seq, rehydrate=True, floor=c.floor)
-        c.lent, c.proof = 0, None
+            return c.state.session()  # folded for this call alone: the caller's already
+        return copy(c.state.session())  # type: ignore[no-any-return]
 
     def _check_head(self, row: SessionRow) -> None:
         """The session's head (a plain column, no checksum) must be its last event: a
@@ -605,13 +564,11 @@ class Store:
         with self._lock:
             self._open()
             _check_id(session_id)
-            with self._db.read(), _naming(session_id), gc_paused():
+            with self._db.read(), _naming(session_id):
                 row = self._db.session(session_id)
                 if row is None or row.seq == 0:
                     return None
-                lending = mirrors.MODE == "c" and self._cache_size > 0
-                recording = Recording() if lending else None
-                return self._lend(session_id, self._cached(row, full=True, recording=recording), recording)
+                return self._handed_out(session_id, self._cached(row, full=True))
 
     def seq(self, session_id: str) -> int:
         """The session's current sequence number (0 when it does not exist)."""
@@ -647,8 +604,7 @@ class Store:
                 cached = self._cache.get(session_id)
                 if at == seq and cached is not None and cached.sid == sid and cached.state_seq == seq:
                     cached.floor = row.base_seq
-                    self._own(session_id, cached)
-                    return copy(cached.state.session())  # type: ignore[no-any-return]
+                    return self._handed_out(session_id, cached)
                 if at == 0:
                     return {}
                 self._check_head(row)

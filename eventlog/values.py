@@ -16,13 +16,11 @@ unlike ``==`` it tells ``1`` from ``1.0`` and ``True``, ``0.0`` from ``-0.0``, a
 
 from __future__ import annotations
 
-import gc
 import math
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
+from . import speedups
 from .errors import InvalidValueError
 
 #: Deepest nesting accepted in one value (a dict or list inside another counts one).
@@ -63,7 +61,7 @@ def same(a: Any, b: Any) -> bool:
 
 def copy(value: Any) -> Any:
     """A copy of ``value`` whose containers are new and whose leaves are shared (in C
-    with the optional extension)."""
+    with the optional extension; :func:`_copy` is its pure-Python twin)."""
     if _c_copy is not None:
         return _c_copy(value)
     return _copy(value)
@@ -80,73 +78,11 @@ def _copy(value: Any) -> Any:
 
 _ATOMS = frozenset((int, float, bool, type(None)))
 
-_c_scan: Callable[[Any, int, int], bool | None] | None
-_c_copy: Callable[[Any], Any] | None
-try:
-    from ._speedups import copy as _c_copy
-    from ._speedups import scan as _c_scan
-except ImportError:  # pragma: no cover - built without a C compiler
-    _c_scan = _c_copy = None
-
-
-#: At least this many containers built in a paused block are moved straight to the
-#: collector's oldest generation (see :func:`gc_paused`).
-PROMOTE_AT = 50_000
-_gc_lock = threading.Lock()
-_gc_owner: int | None = None  # the thread whose block paused the collector
-_gc_depth = 0  # how deep that thread's blocks nest
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause CPython's cyclic garbage collector while the block builds values.
-
-    Decoding a session builds hundreds of thousands of containers, none of them in a
-    cycle; the collector, triggered by allocation counts, would meanwhile walk the
-    growing heap again and again (about a quarter of a large load).  Only one
-    thread's blocks pause it at a time, and it is back on as soon as that thread's
-    outermost block ends, whatever other threads are doing: overlapping loads in
-    several threads must not keep it off for good.  If the collector was already off
-    (the application's choice), it is left alone.  Reference counting still frees
-    everything at once.
-
-    Once the collector is back on, its next young collection would walk every
-    container the block built, twice over its first two collections (tens of
-    milliseconds after a large load), to find no garbage.  When the block leaves at
-    least :data:`PROMOTE_AT` new containers, they are moved to the oldest generation
-    at once (``gc.freeze()`` then ``gc.unfreeze()``: two list splices), where the
-    collector sees them only in its rare full collections, as it would any
-    long-lived data.  Other young objects of the process move with them; cycles
-    among them are then found by the next full collection instead of a young one.
-    Skipped when the application has frozen objects itself (``gc.freeze()``), which
-    unfreezing would undo."""
-    global _gc_owner, _gc_depth
-    me = threading.get_ident()
-    with _gc_lock:
-        mine = _gc_owner == me or (_gc_owner is None and gc.isenabled())
-        if mine:
-            if _gc_owner is None:
-                gc.disable()
-                _gc_owner = me
-            _gc_depth += 1
-    try:
-        yield
-    finally:
-        if mine:
-            with _gc_lock:
-                _gc_depth -= 1
-                if _gc_depth == 0:
-                    _gc_owner = None
-                    _promote()
-                    gc.enable()
-
-
-def _promote() -> None:
-    """Move the young generations to the oldest one if a block built many containers
-    (see :func:`gc_paused`)."""
-    if gc.get_count()[0] >= PROMOTE_AT and gc.get_freeze_count() == 0:
-        gc.freeze()
-        gc.unfreeze()
+# The C twins (eventlog._speedups) of the walks below, when in use (see eventlog.speedups).
+_c_scan: Callable[[Any, int, int], bool | None] | None = None
+_c_copy: Callable[[Any], Any] | None = None
+if speedups.ext is not None:
+    _c_scan, _c_copy = speedups.ext.scan, speedups.ext.copy
 
 
 def validate(value: Any, threshold: int) -> bool:
@@ -163,6 +99,21 @@ def validate(value: Any, threshold: int) -> bool:
         if found is not None:
             return found
     return _validate(value, threshold, 0)
+
+
+def validate_each(items: list[Any], threshold: int) -> bool:
+    """:func:`validate` of every value in the list ``items`` (each nested at most
+    :data:`MAX_DEPTH` deep on its own): whether any may hold a large leaf.  With the
+    C extension, one walk over the whole list (a batch of appended entries)."""
+    if _c_scan is not None:
+        found = _c_scan(items, threshold, MAX_DEPTH + 1)
+        if found is not None:
+            return found
+    large = False
+    for v in items:
+        if validate(v, threshold):
+            large = True
+    return large
 
 
 def _validate(v: Any, threshold: int, depth: int) -> bool:
@@ -216,10 +167,12 @@ def decoded_ok(value: Any, max_depth: int = MAX_DEPTH, leaf: type | None = None)
     ``undefined``, simple values); a frame that does is damaged or hostile."""
     if _c_scan is not None and _c_scan(value, 1 << 62, max_depth) is not None:
         return True
-    return _decoded_ok(value, max_depth, leaf)
+    return _decoded_ok(value, max_depth, leaf, _c_scan)
 
 
-def _decoded_ok(v: Any, depth: int, leaf: type | None) -> bool:
+def _decoded_ok(v: Any, depth: int, leaf: type | None, scan: Callable[[Any, int, int], bool | None] | None) -> bool:
+    """:func:`decoded_ok` in Python, with ``scan`` (the C walk) settling each part
+    without a reference in it, or alone (``scan=None``: the pure-Python twin)."""
     t = type(v)
     if t is not dict and t is not list:
         return t is str or t is bytes or t in _ATOMS or (leaf is not None and t is leaf)
@@ -230,7 +183,7 @@ def _decoded_ok(v: Any, depth: int, leaf: type | None) -> bool:
         if tx is dict or tx is list:
             # The C walk settles every part without a reference in it; only the
             # parts with one are walked here.
-            if (_c_scan is None or _c_scan(x, 1 << 62, depth - 1) is None) and not _decoded_ok(x, depth - 1, leaf):
+            if (scan is None or scan(x, 1 << 62, depth - 1) is None) and not _decoded_ok(x, depth - 1, leaf, scan):
                 return False
         elif not (tx is str or tx is bytes or tx in _ATOMS or (leaf is not None and tx is leaf)):
             return False

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 CELL_COLUMNS = {
@@ -37,24 +35,6 @@ def largest_cell_and_row(path: str) -> tuple[int, int]:
         return cell, row
     finally:
         con.close()
-
-
-#: The two ways to encode and decode CBOR: the C fast paths (when built) and cbor2 alone.
-CODEC_PATHS = ("fast", "cbor2")
-
-
-@contextmanager
-def codec_path(name: str) -> Iterator[None]:
-    """Encode and decode with the C fast paths (``"fast"``, if built) or with cbor2 only."""
-    from eventlog import codec
-
-    saved = codec._c_decode, codec._c_encode
-    if name == "cbor2":
-        codec._c_decode = codec._c_encode = None
-    try:
-        yield
-    finally:
-        codec._c_decode, codec._c_encode = saved
 
 
 def to_version_3(path: str) -> None:
