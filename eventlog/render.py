@@ -12,7 +12,7 @@ generically.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import dialects
@@ -123,11 +123,23 @@ def entry_kind(entry: Any, dialect: str = "pi") -> str:
     return dialects.message(entry, dialect).kind
 
 
-def entry_summary(entry: Any, limit: int = 60, dialect: str = "pi") -> str:
-    """One line saying what an entry (an item, in ``dialect``) holds."""
+def entry_summary(entry: Any, limit: int = 60, dialect: str = "pi", names: dict[str, str] | None = None) -> str:
+    """One line saying what an entry (an item, in ``dialect``) holds; ``names``
+    (call id -> tool name) names the tool of a result that does not say it."""
     if type(entry) is not dict:
         return words(repr(entry), limit)
-    return message_summary(dialects.message(entry, dialect), limit)
+    m = dialects.message(entry, dialect)
+    if names:
+        for p in m.parts:
+            if p.get("tool") is None and p.get("tool_call_id") in names:
+                p["tool"] = names[p["tool_call_id"]]
+    return message_summary(m, limit)
+
+
+def tool_names(items: list[Any], dialect: str) -> dict[str, str]:
+    """Call id -> tool name, for every tool call in ``items``."""
+    return {p["tool_call_id"]: p["tool"] for item in items for p in dialects.message(item, dialect).parts
+            if p["kind"] == "tool_call" and p["tool_call_id"] is not None and p["tool"] is not None}  # fmt: skip
 
 
 def value_text(value: Any) -> str:
@@ -135,18 +147,14 @@ def value_text(value: Any) -> str:
     as their length)."""
     if value is ENTRIES:
         return "[entries]"
-    if type(value) is list:
-        return f"[{len(value)} item{'' if len(value) == 1 else 's'}]" if value else "[]"
-    if type(value) is dict:
-        return dialects.value_text(_lists_counted(value))
     return dialects.value_text(value)
 
 
 def _lists_counted(value: Any, depth: int = 3) -> Any:
-    """``value`` with each non-empty list in its dicts as ``"[N items]"`` (a field
-    that holds a conversation, on one line)."""
-    if type(value) is list and value:
-        return value_text(value)
+    """``value`` with each non-empty list of dicts, in it or in its dicts, as ``"[N
+    items]"`` (a field that holds a conversation, on one line)."""
+    if type(value) is list and value and any(type(x) is dict for x in value):
+        return f"[{len(value)} item{'' if len(value) == 1 else 's'}]"
     if type(value) is dict and depth > 0:
         return {k: _lists_counted(v, depth - 1) for k, v in value.items()}
     return value
@@ -212,7 +220,8 @@ def item_lines(old: list[Any], new: list[Any], dialect: str, names: dict[str, st
 def _short(value: Any, limit: int = 32) -> str:
     if value == CONVERSATION:
         return "[the conversation]"
-    return words(value_text(value), limit)
+    counted = _lists_counted(value)
+    return counted if type(counted) is str and counted is not value else words(value_text(counted), limit)
 
 
 def op_data(op: Op) -> dict[str, Any]:
@@ -402,13 +411,14 @@ class Change:
     index: int | None = None
     dialect: str = "pi"
     path: tuple[str, ...] | None = ("entries",)
+    names: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def summary(self) -> str:
-        """The change on one line, for people."""
+        """The change on one line, for people (a tool result named after its call)."""
         if self.kind != "field":
             entry = self.before if self.after is ABSENT else self.after
-            return f"{entry_kind(entry, self.dialect)}: {entry_summary(entry, dialect=self.dialect)}"
+            return f"{entry_kind(entry, self.dialect)}: {entry_summary(entry, dialect=self.dialect, names=self.names)}"
         if self.after is ABSENT:
             return "removed"
         if self.before is ABSENT:
@@ -442,24 +452,25 @@ def diff_sessions(a: dict[str, Any], b: dict[str, Any], fmt: str = "auto") -> li
         conv = dialects.locate(a, fmt)
     path, dialect = conv.path, conv.dialect
     changes: list[Change] = []
-    old = _keyed(dialects.at_path(a, path) or [], dialect)
-    new = _keyed(dialects.at_path(b, path) or [], dialect)
+    before, after = dialects.at_path(a, path) or [], dialects.at_path(b, path) or []
+    old, new = _keyed(before, dialect), _keyed(after, dialect)
+    names = {**tool_names(before, dialect), **tool_names(after, dialect)}
     for key, (i, entry) in new.items():
         if key not in old:
-            changes.append(Change("added", key, after=entry, index=i, dialect=dialect, path=path))
+            changes.append(Change("added", key, after=entry, index=i, dialect=dialect, path=path, names=names))
         elif not same(old[key][1], entry):
-            changes.append(Change("changed", key, old[key][1], entry, index=i, dialect=dialect, path=path))
+            changes.append(Change("changed", key, old[key][1], entry, i, dialect, path, names))
     for key, (i, entry) in old.items():
         if key not in new:
-            changes.append(Change("removed", key, before=entry, index=i, dialect=dialect, path=path))
+            changes.append(Change("removed", key, before=entry, index=i, dialect=dialect, path=path, names=names))
     fa, fb = dialects.without(a, path, CONVERSATION), dialects.without(b, path, CONVERSATION)
-    for field in dict.fromkeys([*fa, *fb]):
-        if field not in fb:
-            changes.append(Change("field", field, before=fa[field]))
-        elif field not in fa:
-            changes.append(Change("field", field, after=fb[field]))
-        elif not same(fa[field], fb[field]):
-            changes.append(Change("field", field, fa[field], fb[field]))
+    for name in dict.fromkeys([*fa, *fb]):
+        if name not in fb:
+            changes.append(Change("field", name, before=fa[name]))
+        elif name not in fa:
+            changes.append(Change("field", name, after=fb[name]))
+        elif not same(fa[name], fb[name]):
+            changes.append(Change("field", name, fa[name], fb[name]))
     return changes
 
 
