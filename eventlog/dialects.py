@@ -40,6 +40,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .values import same
+
 #: The dialects, in the order detection prefers them on a tie.
 DIALECTS = ("pi", "langchain", "openai", "chat", "generic")
 #: What ``--format`` accepts: a dialect, or ``auto`` (detect it).
@@ -291,6 +293,17 @@ def at_path(session: Any, path: tuple[str, ...] | None) -> list[Any] | None:
             return None
         value = value.get(key)
     return value if type(value) is list else None
+
+
+def same_prefix(old: list[Any], new: list[Any]) -> int:
+    """How many leading items ``old`` and ``new`` have in common, compared strictly
+    (:func:`eventlog.values.same`); items that are the same objects (a list folded in
+    place) are not compared at all."""
+    n = min(len(old), len(new))
+    k = 0
+    while k < n and (old[k] is new[k] or same(old[k], new[k])):
+        k += 1
+    return k
 
 
 def without(session: dict[str, Any], path: tuple[str, ...] | None, marker: Any) -> dict[str, Any]:

@@ -11,6 +11,7 @@ generically.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,15 +26,25 @@ from .values import same
 
 def size_of(value: Any) -> int:
     """About the bytes of ``value`` as JSON text (bytes counted raw)."""
+    if type(value) in (dict, list):  # its JSON text, made in C
+        try:
+            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=lambda b: "#" * (len(b) - 2))
+            return len(text.encode("utf-8", "surrogatepass"))
+        except (TypeError, ValueError, RecursionError):  # pragma: no cover - a value json cannot walk
+            pass
+    return _size_of(value)
+
+
+def _size_of(value: Any) -> int:
     t = type(value)
     if t is str:
         return len(value.encode("utf-8", "surrogatepass")) + 2
     if t is bytes:
         return len(value)
     if t is dict:
-        return 2 + sum(size_of(k) + 1 + size_of(v) + 1 for k, v in value.items())
+        return 2 + sum(_size_of(k) + 1 + _size_of(v) + 1 for k, v in value.items())
     if t is list:
-        return 2 + sum(size_of(v) + 1 for v in value)
+        return 2 + sum(_size_of(v) + 1 for v in value)
     return len(repr(value))
 
 
@@ -207,9 +218,7 @@ def _item_line(kind: str, index: int, item: Any, dialect: str, names: dict[str, 
 def item_lines(old: list[Any], new: list[Any], dialect: str, names: dict[str, str] | None = None) -> list[OpLine]:
     """``item`` lines for the items of ``new`` that ``old`` (the list before) did not
     hold at the same position, and one for items removed from its end."""
-    k, n = 0, min(len(old), len(new))
-    while k < n and (old[k] is new[k] or same(old[k], new[k])):
-        k += 1
+    k = dialects.same_prefix(old, new)
     changed = (i for i in range(k, len(new)) if i >= len(old) or not same(old[i], new[i]))
     lines = [_item_line("item", i, new[i], dialect, names) for i in changed]
     if len(new) < len(old):

@@ -114,9 +114,7 @@ class _Timeline:
         out: dict[str, Any] = {"seq": seq, "ms": ms}
         keep = 0
         if (path, dialect) == self.last:
-            old, n = self.last_items, min(len(self.last_items), len(items))
-            while keep < n and (old[keep] is items[keep] or same(old[keep], items[keep])):
-                keep += 1
+            keep = dialects.same_prefix(self.last_items, items)
         else:
             out["dialect"], out["list"] = dialect, list(path) if path is not None else None
         numbers = self.last_numbers[:keep] + [self.number(item, dialect) for item in items[keep:]]
