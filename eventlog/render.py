@@ -356,8 +356,8 @@ def transcript(msgs: list[Message], *, full: bool = False, width: int = 400) -> 
             elif kind == "thinking":
                 out.append((f"{speaker} thinking", _cut(p["text"], limit)))
             elif kind == "tool_call":
-                out.append((f"{speaker} → {p.get('tool') or '?'}", arguments_text(p.get("arguments"),
-                                                                                None if full else 30)))  # fmt: skip
+                args = arguments_text(p.get("arguments"), None if full else 30) or "(no arguments)"
+                out.append((f"{speaker} → {p.get('tool') or '?'}", args))
                 for r in answers.get((at, p.get("tool_call_id")), ()):
                     emit(r, indent + "  ")
             elif kind == "image":

@@ -358,7 +358,7 @@ def test_agents_sdk_replay(sdk_store: tuple[str, dict[str, Any]]) -> None:
         "  result weather: sunny in Paris",
         "assistant → computer: button=left, type=click, x=10, y=20",
         f"  result computer: [image image/png, {render.human_bytes(shot)}]",  # the screenshot
-        "assistant → broken: ",
+        "assistant → broken: (no arguments)",
         "  result broken (error): An error occurred while running the tool. Please try again.",
         "assistant: All done (4).",
         "user: Thanks, that is all.",
@@ -419,11 +419,11 @@ LANGGRAPH_TRANSCRIPT = [
     "user: What is the weather in Paris, and what is on my screen?",
     "assistant → weather: city=Paris",
     "  result weather: sunny in Paris",
-    "assistant → broken: ",
+    "assistant → broken: (no arguments)",
     "  result broken (error): Error: ValueError('the disk is on fire')",
     "   Please fix your mistakes.",
     "assistant: Let me look.",
-    "assistant → take_screenshot: ",
+    "assistant → take_screenshot: (no arguments)",
     "  result take_screenshot: [image image/png, {shot}]",
     "assistant: It is sunny in Paris; the screen is magenta.",
 ]
