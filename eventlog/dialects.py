@@ -42,8 +42,6 @@ from typing import Any
 
 from .values import same
 
-#: The dialects, in the order detection prefers them on a tie.
-DIALECTS = ("pi", "langchain", "openai", "chat", "generic")
 #: What ``--format`` accepts: a dialect, or ``auto`` (detect it).
 FORMATS = ("auto", "pi", "openai", "chat", "langchain", "generic")
 
@@ -146,8 +144,9 @@ _OPENAI_TYPES = {
     "custom_tool_call_output", "item_reference", "tool_search_call", "tool_search_output",
 }  # fmt: skip
 _OPENAI_PARTS = {"input_text", "output_text", "input_image", "input_file", "input_audio", "refusal", "summary_text"}
-_PI_TYPES = {"message", "compaction", "branch_summary", "model_change", "thinking_level_change", "custom",
-             "custom_message", "label", "session_info"}  # fmt: skip
+#: pi entry types other than "message" (an entry of another type is pi's too when it has a parentId)
+_PI_TYPES = {"compaction", "branch_summary", "model_change", "thinking_level_change", "custom", "custom_message",
+             "label", "session_info"}  # fmt: skip
 
 
 def _lc_unwrap(item: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
@@ -190,7 +189,7 @@ def _score(item: Any) -> dict[str, int]:
         kind == "message" and type(message) is dict and "role" in message
     ):
         out["pi"] = 2
-    elif kind in _PI_TYPES - {"message"} and "id" in item:
+    elif kind in _PI_TYPES and "id" in item:
         out["pi"] = 1
     if _lc_unwrap(item) is not None:
         out["langchain"] = 2

@@ -382,10 +382,23 @@ def _item_text(part: dict[str, Any], limit: int | None) -> str:
     """An item of unknown shape: its text, else its fields as ``key=value``."""
     if part.get("text"):
         return _cut(part["text"], limit)
-    value = part.get("value")
+    value = _elided(part.get("value"))
     if type(value) is dict:
         value = {k: v for k, v in value.items() if not (type(v) is str and v == part.get("type"))}
     return arguments_text(value, None if limit is None else 60) or "(empty)"
+
+
+def _elided(value: Any, depth: int = 20) -> Any:
+    """``value`` with each ``data:`` URL as a note of its type and size (the images
+    of an item of unknown shape get lines of their own)."""
+    if type(value) is str and value.startswith("data:") and len(value) > 80:
+        head = value[5 : value.find(",")] if "," in value else ""
+        return f"[{head.split(';', 1)[0] or 'data'}, {human_bytes(data_size(value))}]"
+    if depth and type(value) is dict:
+        return {k: _elided(v, depth - 1) for k, v in value.items()}
+    if depth and type(value) is list:
+        return [_elided(v, depth - 1) for v in value]
+    return value
 
 
 def _cut(text: str, limit: int | None) -> str:

@@ -251,6 +251,8 @@ def chat_store(tmp_path_factory: pytest.TempPathFactory) -> str:
         for state in ds.generic_states():
             store.save("generic", state)
         store.save("bare", {"status": "done", "score": 0.5})
+        shot = "data:image/png;base64," + ds.b64png(ds.YELLOW, 64, 64)
+        store.save("generic-image", {"frames": [{"t": 1, "frame": {"screen": shot, "title": "home"}}]})
     return path
 
 
@@ -325,6 +327,16 @@ def test_a_session_of_no_known_dialect_is_shown_generically(chat_store: str) -> 
     bare = cli("replay", chat_store, "bare").stdout
     assert bare.strip() == "item: status=done, score=0.5"  # no list at all: the session itself
     assert "conversation: (the session), 1 item" in cli("show", chat_store, "bare").stdout
+
+
+def test_images_in_items_of_no_known_dialect_are_found(chat_store: str) -> None:
+    size = render.human_bytes(len(ds.png(64, 64, ds.YELLOW)))
+    for full in ([], ["--full"]):  # the data URL is never printed whole
+        text = cli("replay", chat_store, "generic-image", *full).stdout.splitlines()
+        assert text == [f'item: t=1, frame={{"screen": "[image/png, {size}]", "title": "home"}}',
+                        f"item: [image image/png, {size}]"]  # fmt: skip
+    items = replay_json(chat_store, "generic-image")
+    assert [(i["kind"], i.get("mime_type")) for i in items] == [("item", None), ("image", "image/png")]
 
 
 def test_format_forces_the_dialect(chat_store: str) -> None:

@@ -231,6 +231,8 @@ def hand_made(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
         for state in ds.generic_states():
             store.save("generic", state)
         store.save("bare", {"status": "done", "score": 0.5, "note": "<b>not markup</b>"})
+        shot = "data:image/png;base64," + ds.b64png(ds.YELLOW)
+        store.save("generic-image", {"frames": [{"t": 1, "frame": {"screen": shot, "title": "home"}}]})
     return db, tmp
 
 
@@ -255,6 +257,14 @@ def test_a_session_of_no_known_dialect_is_never_an_empty_pane(hand_made: tuple[s
     assert "done" in bare.text() and "<b>not markup</b>" in bare.text()  # text, never markup
     forced = conversation(Page(db, "chat", tmp, "--format", "generic").dom())
     assert len(forced) == 6 and all("generic" in m.classes for m in forced)
+
+
+def test_images_in_items_of_no_known_dialect_are_painted(hand_made: tuple[str, Path]) -> None:
+    db, tmp = hand_made
+    page = Page(db, "generic-image", tmp)
+    (frame,) = conversation(page.dom())
+    assert "generic" in frame.classes and "home" in frame.text() and frame.find("shot", "img")
+    assert page.pixels_of(ds.YELLOW) > SCREENSHOT_PIXELS
 
 
 def test_pages_need_no_network(hand_made: tuple[str, Path]) -> None:
