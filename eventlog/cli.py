@@ -29,8 +29,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import render
+from . import dialects, render
 from .chunks import KEY_BYTES
+from .dialects import FORMATS
 from .errors import EventLogError, KeyMismatchError, NotFoundError
 from .progress import Progress
 from .sql import SIDECARS
@@ -295,6 +296,10 @@ def _print(renderable: Any) -> None:
     click.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
 
 
+format_option = click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
+    help="the message dialect: detected (auto) or forced",
+)  # fmt: skip
 json_option = click.option("--json", "as_json", is_flag=True, help="machine-readable JSON output (data, strict JSON)")
 allow_nan_option = click.option(
     "--allow-nan", is_flag=True, help="write NaN and infinite floats as NaN/Infinity (not strict JSON)"
@@ -433,30 +438,38 @@ def _tree_order(rows: list[tuple[SessionInfo, int]], depth: dict[str, int]) -> l
     "--since", type=click.IntRange(min=0), default=None,
     help="start after this sequence number (default: the start of the session's history)",
 )  # fmt: skip
+@format_option
 @json_option
 @allow_nan_option
 @key_option
 @_handled
-def log(path: str, session: str, since: int | None, as_json: bool, allow_nan: bool) -> None:
+def log(path: str, session: str, since: int | None, fmt: str, as_json: bool, allow_nan: bool) -> None:
     """A session's events: seq, time, kind, entry type, size, summary.
 
     Starts at the start of the session's history: the first event, or the first
-    one kept by "compact --retain".
+    one kept by "compact --retain".  Items are described in the session's message
+    dialect (detected on its latest state, or --format); where the conversation
+    list is a field rewritten whole by each save, "item" lines follow a "fields"
+    line for the items it added or changed.
 
     \b
-    --json: a list of events {"seq", "position", "time", "timestamp_ms", "ops"},
-    each op one of {"op": "insert", "index", "entries"}, {"op": "replace",
-    "index", "entry"}, {"op": "delete", "index", "count"}, {"op": "fields",
-    "set", "order"} (a field set to {"$entries": true} is the entries list) or
-    {"op": "tombstone", "root"}, values whole.
+    --json: a list of events {"seq", "position", "time", "timestamp_ms", "ops",
+    "dialect", "list"}, each op one of {"op": "insert", "index", "entries"},
+    {"op": "replace", "index", "entry"}, {"op": "delete", "index", "count"},
+    {"op": "fields", "set", "order"} (a field set to {"$entries": true} is the
+    entries list) or {"op": "tombstone", "root"}, values whole; "dialect" and
+    "list" (its path) say where the conversation is and how it reads.
     """
     with _store(path) as store:
         start = store.info(session).history_start if since is None else since
         events = list(store.events(session, since=start))
+        conv = dialects.locate(store.fold(session, at=events[-1].seq if events else None), fmt)
+        before = dialects.at_path(store.fold(session, at=start), conv.path) if start else None
+    where = list(conv.path) if conv.path is not None else None
     if as_json:
         rows = [
             {"seq": e.seq, "position": e.position, "time": _time(e.timestamp_ms), "timestamp_ms": e.timestamp_ms,
-             "ops": [render.op_data(op) for op in e.ops]}
+             "ops": [render.op_data(op) for op in e.ops], "dialect": conv.dialect, "list": where}
             for e in events
         ]  # fmt: skip
         _json(rows, allow_nan=allow_nan)
@@ -464,16 +477,15 @@ def log(path: str, session: str, since: int | None, as_json: bool, allow_nan: bo
     if since is None and start:
         click.echo(f"(events up to seq {start} were compacted away: the history starts there)")
     table = _table("seq", "time", "kind", "entry", "size", "summary")
-    for event in events:
-        for line in render.event_lines(event):
-            table.add_row(
-                str(event.seq),
-                _time(event.timestamp_ms),
-                line.kind,
-                escape(line.entry_kind),
-                render.human_bytes(line.size) if line.size else "",
-                escape(line.summary),
-            )
+    for event, line in render.log_lines(events, conv, before):
+        table.add_row(
+            str(event.seq),
+            _time(event.timestamp_ms),
+            line.kind,
+            escape(line.entry_kind),
+            render.human_bytes(line.size) if line.size else "",
+            escape(line.summary),
+        )
     _print(table)
 
 
@@ -481,12 +493,18 @@ def log(path: str, session: str, since: int | None, as_json: bool, allow_nan: bo
 @click.argument("path")
 @click.argument("session")
 @click.option("--at", type=int, default=None, help="sequence number (default: the latest)")
+@format_option
 @json_option
 @allow_nan_option
 @key_option
 @_handled
-def show(path: str, session: str, at: int | None, as_json: bool, allow_nan: bool) -> None:
-    """A session's fields and entries at a point.
+def show(path: str, session: str, at: int | None, fmt: str, as_json: bool, allow_nan: bool) -> None:
+    """A session's fields and the items of its conversation at a point.
+
+    The conversation is the list found in the session (entries, messages or
+    state.messages, for example), read in its message dialect (detected, or
+    --format): one line per item, a pi session's leaf marked and its abandoned
+    branches dimmed.
 
     --json: the session itself (as load() or fold() returns it; bytes as
     {"$bytes": "<hex>"}).
@@ -497,27 +515,30 @@ def show(path: str, session: str, at: int | None, as_json: bool, allow_nan: bool
     if as_json:
         _json(data, allow_nan=allow_nan)
         return
+    conv = dialects.locate(data, fmt)
+    msgs = dialects.messages(conv)
     out = _out()
     out.print(f"[bold]{escape(session)}[/bold] at seq {seq}")
-    for key, value in data.items():
-        if key == "entries" and type(value) is list:
-            out.print(f"  entries: {len(value)}")
-        else:
-            out.print(f"  {escape(key)}: {escape(render.words(json.dumps(value, default=_json_default), 100))}")
-    leaf = data.get("leafId")
-    on_path = {id(e) for e in render.active_path(data)}
+    out.print(f"  conversation: {escape(conv.where)}, {_n(len(conv.items), 'item')}, dialect {conv.dialect}")
+    if conv.path is not None:
+        for key, value in dialects.without(data, conv.path, render.CONVERSATION).items():
+            if value is render.CONVERSATION:
+                out.print(f"  {escape(key)}: {_n(len(conv.items), 'item')}")
+            else:
+                shown = json.dumps(value, ensure_ascii=False, default=_json_default)
+                out.print(f"  {escape(key)}: {escape(render.words(shown, 100))}")
+    leaf = data.get("leafId") if conv.tree else None
+    on_path = set(dialects.active_indexes(conv, data))
     table = _table("#", "id", "parent", "entry", "size", "summary")
-    for i, entry in enumerate(render.entries_of(data)):
-        ident = str(entry.get("id", "")) if type(entry) is dict else ""
-        parent = str(entry.get("parentId") or "") if type(entry) is dict else ""
-        mark = "" if id(entry) in on_path else "[dim]"
+    for m, item in zip(msgs, conv.items, strict=True):
+        mark = "" if m.index in on_path else "[dim]"
         table.add_row(
-            str(i),
-            escape(ident) + (" ◀ leaf" if leaf is not None and ident == leaf else ""),
-            escape(parent),
-            mark + escape(render.entry_kind(entry)),
-            render.human_bytes(render.size_of(entry)),
-            mark + escape(render.entry_summary(entry)),
+            str(m.index),
+            escape(m.id or "") + (" ◀ leaf" if leaf is not None and m.id == leaf else ""),
+            escape(m.parent_id or ""),
+            mark + escape(m.kind),
+            render.human_bytes(render.size_of(item)),
+            mark + escape(render.message_summary(m)),
         )
     _print(table)
 
@@ -532,38 +553,50 @@ def show(path: str, session: str, at: int | None, as_json: bool, allow_nan: bool
     "--to", "end", type=click.IntRange(min=0), default=None, help="the session as of this seq (default: the latest)"
 )
 @click.option("--full", is_flag=True, help="do not shorten long text or tool-call arguments")
+@format_option
 @json_option
 @allow_nan_option
 @key_option
 @_handled
-def replay(path: str, session: str, start: int, end: int | None, full: bool, as_json: bool, allow_nan: bool) -> None:
-    """A session's conversation on its active path, as a transcript.
+def replay(path: str, session: str, start: int, end: int | None, full: bool, fmt: str, as_json: bool,
+           allow_nan: bool) -> None:  # fmt: skip
+    """A session's conversation, as a transcript.
 
-    Messages, thinking, tool calls with their arguments, tool results and images
-    (as a note), from the root to the session's leaf; with --from, only what came
-    after that seq.  Long text is shortened unless --full.
+    Messages, thinking, tool calls with their arguments, each followed by its
+    result (paired by call id), errors and images (as a note), in the session's
+    message dialect (detected, or --format: pi entries, OpenAI Responses / Agents
+    SDK items, chat-completions messages, LangChain messages; anything else
+    generically).  A pi session shows its active path, from the root to its leaf.
+    With --from, only what came after that seq.  Long text is shortened unless
+    --full.
 
-    
-    --json: a list of items, one per block, nothing shortened: {"index" (of the
-    entry), "entry" (its id), "role", "kind"} and by kind: "text", "thinking",
-    "error": "text"; "tool_call": "tool", "tool_call_id", "arguments";
-    "tool_result": "text", "tool", "tool_call_id", "is_error"; "image":
-    "mime_type", "bytes"; "entry" (not a message): "type", "text".
+    \b
+    --json: a list of items, one per part of a message, nothing shortened:
+    {"index" (of the item in the list), "entry" (its id), "role", "speaker",
+    "kind", the kind's fields, "dialect", "list" (the list's path)}; by kind: "text",
+    "thinking", "error": "text"; "tool_call": "tool", "tool_call_id",
+    "arguments"; "tool_result": "text", "tool", "tool_call_id", "is_error";
+    "image": "mime_type", "bytes", "url"; "attachment": "type", "name", "bytes";
+    "entry": "type", "text"; "item" (not of the dialect): "type", "text", "value".
     """
     if end is not None and start > end:
         _fail(f"--from {start} is after --to {end}: nothing comes after it")
     with _store(path) as store:
         data = store.fold(session, at=end)
         before = store.fold(session, at=start) if start else {}
-    known = {json.dumps(e, sort_keys=True, default=repr) for e in render.entries_of(before)}
-    path_entries = [e for e in render.active_path(data) if json.dumps(e, sort_keys=True, default=repr) not in known]
+    conv = dialects.locate(data, fmt)
+    indexes = dialects.active_indexes(conv, data)
+    if start:
+        known = {json.dumps(e, sort_keys=True, default=repr) for e in dialects.at_path(before, conv.path) or []}
+        indexes = [i for i in indexes if json.dumps(conv.items[i], sort_keys=True, default=repr) not in known]
+    every = dialects.messages(conv)
+    msgs = [every[i] for i in indexes]
     if as_json:
-        index = {id(e): i for i, e in enumerate(render.entries_of(data))}
-        _json(render.transcript_items([(index[id(e)], e) for e in path_entries]), allow_nan=allow_nan)
+        _json(render.transcript_items(conv, msgs), allow_nan=allow_nan)
         return
-    lines = render.transcript(path_entries, full=full)
+    lines = render.transcript(msgs, full=full)
     out = _out()
-    styles = {"user": "bold cyan", "assistant": "bold green"}
+    styles = {"user": "bold cyan", "assistant": "bold green", "system": "bold magenta"}
     for speaker, text in lines:
         style = styles.get(speaker.split(" ")[0], "bold yellow")
         out.print(f"[{style}]{escape(speaker)}[/{style}]: {escape(text)}")
@@ -574,24 +607,28 @@ def replay(path: str, session: str, start: int, end: int | None, full: bool, as_
 @click.argument("session")
 @click.argument("a", type=int)
 @click.argument("b", type=int)
+@format_option
 @json_option
 @allow_nan_option
 @key_option
 @_handled
-def diff(path: str, session: str, a: int, b: int, as_json: bool, allow_nan: bool) -> None:
+def diff(path: str, session: str, a: int, b: int, fmt: str, as_json: bool, allow_nan: bool) -> None:
     """What changed in a session between seq A and seq B.
 
-    Entries added, removed or changed (matched by id, else by position) and
-    top-level fields set, removed or changed.
+    Items of the conversation added, removed or changed (matched by id, else by
+    position; described in the session's message dialect, detected or --format)
+    and the other top-level fields set, removed or changed.
 
-    
+    \b
     --json: a list of {"kind": "added" | "removed" | "changed" | "field", "key"
-    (the entry's id, "#index" without one, or the field's name), "index" (entries:
-    the position in B, in A for a removal), "before", "after"}; "before" is left
-    out for what B added and "after" for what B removed; values whole.
+    (the item's id, "#index" without one, or the field's name), "index" (items:
+    the position in B, in A for a removal), "before", "after", and for items
+    "dialect" and "list" (the list's path)}; "before" is left out for what B
+    added and "after" for what B removed; values whole; in a field, the
+    conversation list stands as {"$conversation": true}.
     """
     with _store(path) as store:
-        changes = render.diff_sessions(store.fold(session, at=a), store.fold(session, at=b))
+        changes = render.diff_sessions(store.fold(session, at=a), store.fold(session, at=b), fmt)
     if as_json:
         _json([c.data() for c in changes], allow_nan=allow_nan)
         return
@@ -678,18 +715,21 @@ def stats(path: str, as_json: bool) -> None:
 @click.argument("path")
 @click.argument("session")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="the HTML file to write")
+@format_option
 @key_option
 @_handled
-def view(path: str, session: str, output: str) -> None:
+def view(path: str, session: str, output: str, fmt: str) -> None:
     """Write an HTML page that replays a session.
 
     One self-contained file with a timeline slider: open it in any browser, no
-    network needed.
+    network needed.  The conversation is shown in the session's message dialect
+    (detected, or --format): who spoke, the text, each tool call side by side
+    with its result, errors marked, images painted.
     """
     from .viewer import page
 
     with _store(path) as store:
-        text = page(store, session)
+        text = page(store, session, fmt)
     with open(output, "w", encoding="utf-8") as f:
         f.write(text)
     click.echo(f"wrote {output} ({render.human_bytes(len(text.encode('utf-8')))})")

@@ -1,37 +1,50 @@
 """Plain descriptions of sessions, entries and events for people reading them.
 
 Pure functions over loaded values (no storage): one-line summaries of entries and
-events for ``eventlog log``, the active path of a session's entry tree and a readable
-transcript for ``eventlog replay``, and the differences between two states for
-``eventlog diff``.  Entries follow the Flue / pi shapes (see
-``docs/sessions.md``); anything else is described by its ``type``.
+events for ``eventlog log``, the conversation as it stands (a pi session's active
+path) and a readable transcript for ``eventlog replay``, and the differences
+between two states for ``eventlog diff``.  Every message dialect that
+:mod:`eventlog.dialects` reads is described (pi / Flue entries, OpenAI Responses /
+Agents SDK items, chat-completions messages, LangChain messages), anything else
+generically.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
+from . import dialects
 from .codec import ENTRIES
+from .dialects import Conversation, Message, data_size
+from .dialects import words as words
 from .fold import Delete, Event, Insert, Op, Replace, SetFields, Tombstone
 from .values import same
 
 
 def size_of(value: Any) -> int:
     """About the bytes of ``value`` as JSON text (bytes counted raw)."""
+    if type(value) in (dict, list):  # its JSON text, made in C
+        try:
+            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=lambda b: "#" * (len(b) - 2))
+            return len(text.encode("utf-8", "surrogatepass"))
+        except (TypeError, ValueError, RecursionError):  # pragma: no cover - a value json cannot walk
+            pass
+    return _size_of(value)
+
+
+def _size_of(value: Any) -> int:
     t = type(value)
     if t is str:
         return len(value.encode("utf-8", "surrogatepass")) + 2
     if t is bytes:
         return len(value)
     if t is dict:
-        return 2 + sum(size_of(k) + 1 + size_of(v) + 1 for k, v in value.items())
+        return 2 + sum(_size_of(k) + 1 + _size_of(v) + 1 for k, v in value.items())
     if t is list:
-        return 2 + sum(size_of(v) + 1 for v in value)
+        return 2 + sum(_size_of(v) + 1 for v in value)
     return len(repr(value))
 
 
@@ -44,60 +57,15 @@ def human_bytes(n: int) -> str:
     return f"{n} B"  # pragma: no cover
 
 
-def words(text: str, limit: int = 60) -> str:
-    """The start of ``text`` on one line, at most ``limit`` characters."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
-
-
 def image_size(block: dict[str, Any]) -> int:
-    """Decoded bytes of an image block's data (base64 text or raw bytes)."""
-    data = block.get("data")
-    if type(data) is bytes:
-        return len(data)
-    if type(data) is str:
-        text = data.split(",", 1)[1] if data.startswith("data:") and "," in data else data
-        try:
-            return len(base64.b64decode(text, validate=True))
-        except (binascii.Error, ValueError):
-            return len(text)
-    return 0
-
-
-def _blocks(content: Any) -> list[Any]:
-    if type(content) is str:
-        return [{"type": "text", "text": content}]
-    return content if type(content) is list else []
+    """Decoded bytes of an image block's data (base64 text, a ``data:`` URL or raw
+    bytes)."""
+    return data_size(block.get("data"))
 
 
 def content_summary(content: Any, limit: int = 60) -> str:
-    parts: list[str] = []
-    for block in _blocks(content):
-        if type(block) is not dict:
-            continue
-        kind = block.get("type")
-        if kind == "text" and type(block.get("text")) is str:
-            parts.append(words(block["text"], limit))
-        elif kind == "image":
-            parts.append(f"[image {block.get('mimeType', '?')} {human_bytes(image_size(block))}]")
-        elif kind == "thinking":
-            parts.append("(thinking)")
-        elif kind == "toolCall":
-            parts.append(f"{block.get('name', '?')}({words(arguments_text(block.get('arguments'), 30), 40)})")
-    return " ".join(p for p in parts if p)
-
-
-def value_text(value: Any) -> str:
-    """A value as a person reads it: a string as it is, anything else as JSON (bytes
-    as their length)."""
-    if type(value) is str:
-        return value
-    if value is ENTRIES:
-        return "[entries]"
-    try:
-        return json.dumps(value, ensure_ascii=False, default=lambda b: f"<{len(b)} bytes>")
-    except (TypeError, ValueError):  # pragma: no cover - nothing storable gets here
-        return repr(value)
+    """One line for a message's content (a str or a list of blocks, any dialect)."""
+    return parts_summary(dialects._content(content), limit)
 
 
 def arguments_text(args: Any, limit: int | None = None) -> str:
@@ -111,53 +79,120 @@ def arguments_text(args: Any, limit: int | None = None) -> str:
     return value_text(args) if limit is None else words(value_text(args), limit)
 
 
-def entry_kind(entry: Any) -> str:
-    """``type`` of an entry, with the message's role: ``message/assistant``."""
+def _image_note(part: dict[str, Any], sep: str = " ") -> str:
+    """``[image image/png 1.2 KB]``, or the address of an image that is not inline."""
+    if part.get("url"):
+        return f"[image {part['url'] if len(part['url']) <= 80 else part['url'][:79] + '…'}]"
+    return f"[image {part.get('mime_type') or '?'}{sep}{human_bytes(part.get('bytes') or 0)}]"
+
+
+def parts_summary(parts: list[dict[str, Any]], limit: int = 60) -> str:
+    """The parts of a :class:`~eventlog.dialects.Message` on one line."""
+    out: list[str] = []
+    for p in parts:
+        kind = p["kind"]
+        if kind in ("text", "tool_result"):
+            out.append(words(p["text"], limit))
+        elif kind == "image":
+            out.append(_image_note(p))
+        elif kind == "thinking":
+            alone = all(q["kind"] == "thinking" for q in parts)
+            out.append(f"(thinking) {words(p['text'], limit)}" if alone else "(thinking)")
+        elif kind == "tool_call":
+            out.append(f"{p.get('tool') or '?'}({words(arguments_text(p.get('arguments'), 30), 40)})")
+        elif kind == "error":
+            out.append(f"error: {words(p['text'], limit)}")
+        elif kind == "attachment":
+            out.append(f"[{p.get('type') or 'file'} {p.get('name') or ''} {human_bytes(p.get('bytes') or 0)}]")
+        elif kind in ("entry", "item"):
+            text = p.get("text")
+            if kind == "item" and not text:
+                value = p.get("value")
+                text = arguments_text({k: v for k, v in value.items() if k != p.get("type")}
+                                      if type(value) is dict else value, 30)  # fmt: skip
+            out.append(words(text or "", limit))
+    return " ".join(x for x in out if x)
+
+
+def message_summary(m: Message, limit: int = 60) -> str:
+    """One line saying what an item holds (a tool result: the tool's name first)."""
+    text = parts_summary(m.parts, limit)
+    if m.speaker == "tool":
+        tool = next((p.get("tool") for p in m.parts if p.get("tool")), None) or m.result_of or "?"
+        text = f"{tool}{' (error)' if m.error else ''}: {text}"
+    if m.note:
+        text += f" [{m.note}]"
+    return text
+
+
+def entry_kind(entry: Any, dialect: str = "pi") -> str:
+    """A label for an entry or item: for pi, ``type`` with the message's role
+    (``message/assistant``); for the others, ``message/<role>``, the item's
+    ``type`` (``function_call``) or LangChain's (``ai``)."""
     if type(entry) is not dict:
         return type(entry).__name__
-    kind = str(entry.get("type", "entry"))
-    message = entry.get("message")
-    if kind == "message" and type(message) is dict and "role" in message:
-        return f"message/{message['role']}"
-    return kind
+    return dialects.message(entry, dialect).kind
 
 
-def entry_summary(entry: Any, limit: int = 60) -> str:
-    """One line saying what an entry holds."""
+def entry_summary(entry: Any, limit: int = 60, dialect: str = "pi", names: dict[str, str] | None = None) -> str:
+    """One line saying what an entry (an item, in ``dialect``) holds; ``names``
+    (call id -> tool name) names the tool of a result that does not say it."""
     if type(entry) is not dict:
         return words(repr(entry), limit)
-    message = entry.get("message")
-    if type(message) is dict:
-        role = message.get("role")
-        if role == "toolResult":
-            error = " (error)" if message.get("isError") else ""
-            return f"{message.get('toolName', '?')}{error}: {content_summary(message.get('content'), limit)}"
-        if role == "assistant" and message.get("stopReason") not in (None, "stop", "toolUse"):
-            return f"{content_summary(message.get('content'), limit)} [{message['stopReason']}]"
-        return content_summary(message.get("content"), limit)
-    for key in ("summary", "text", "content", "customType", "label"):
-        if type(entry.get(key)) is str:
-            return words(entry[key], limit)
-    return ""
+    m = dialects.message(entry, dialect)
+    if names:
+        for p in m.parts:
+            if p.get("tool") is None and p.get("tool_call_id") in names:
+                p["tool"] = names[p["tool_call_id"]]
+    return message_summary(m, limit)
+
+
+def tool_names(items: list[Any], dialect: str) -> dict[str, str]:
+    """Call id -> tool name, for every tool call in ``items``."""
+    return {p["tool_call_id"]: p["tool"] for item in items for p in dialects.message(item, dialect).parts
+            if p["kind"] == "tool_call" and p["tool_call_id"] is not None and p["tool"] is not None}  # fmt: skip
+
+
+def value_text(value: Any) -> str:
+    """A value as a person reads it: a string as it is, anything else as JSON (bytes
+    as their length)."""
+    if value is ENTRIES:
+        return "[entries]"
+    return dialects.value_text(value)
+
+
+def _lists_counted(value: Any, depth: int = 3) -> Any:
+    """``value`` with each non-empty list of dicts, in it or in its dicts, as ``"[N
+    items]"`` (a field that holds a conversation, on one line)."""
+    if type(value) is list and value and any(type(x) is dict for x in value):
+        return f"[{len(value)} item{'' if len(value) == 1 else 's'}]"
+    if type(value) is dict and depth > 0:
+        return {k: _lists_counted(v, depth - 1) for k, v in value.items()}
+    return value
 
 
 @dataclass(frozen=True)
 class OpLine:
-    """One operation of an event, described."""
+    """One operation of an event, described (``kind`` ``item``: an item of the
+    conversation that a ``fields`` operation added or changed, in a session whose
+    conversation list is rewritten whole by each save)."""
 
-    kind: str  # insert, replace, delete, fields, tombstone
+    kind: str  # insert, replace, delete, fields, tombstone, item
     index: int | None
     entry_kind: str
     size: int
     summary: str
 
 
-def op_lines(op: Op) -> Iterator[OpLine]:
+def op_lines(op: Op, dialect: str = "pi", names: dict[str, str] | None = None) -> Iterator[OpLine]:
+    """The lines of one operation, its entries read in ``dialect``.  ``names`` (call
+    id -> tool name), when given, collects the tool calls seen so far and names the
+    tools whose results follow."""
     if type(op) is Insert:
         for i, e in enumerate(op.entries):
-            yield OpLine("insert", op.index + i, entry_kind(e), size_of(e), entry_summary(e))
+            yield _item_line("insert", op.index + i, e, dialect, names)
     elif type(op) is Replace:
-        yield OpLine("replace", op.index, entry_kind(op.entry), size_of(op.entry), entry_summary(op.entry))
+        yield _item_line("replace", op.index, op.entry, dialect, names)
     elif type(op) is Delete:
         yield OpLine("delete", op.index, "", 0, f"{op.count} entries from #{op.index}")
     elif type(op) is SetFields:
@@ -169,8 +204,33 @@ def op_lines(op: Op) -> Iterator[OpLine]:
         yield OpLine("tombstone", None, "", 0, f"deleted with {op.root!r}")
 
 
+def _item_line(kind: str, index: int, item: Any, dialect: str, names: dict[str, str] | None) -> OpLine:
+    m = dialects.message(item, dialect, index)
+    if names is not None:
+        for p in m.parts:
+            if p["kind"] == "tool_call" and p["tool_call_id"] is not None and p["tool"] is not None:
+                names[p["tool_call_id"]] = p["tool"]
+            elif p.get("tool_call_id") in names and p.get("tool") is None:
+                p["tool"] = names[p["tool_call_id"]]
+    return OpLine(kind, index, m.kind, size_of(item), message_summary(m))
+
+
+def item_lines(old: list[Any], new: list[Any], dialect: str, names: dict[str, str] | None = None) -> list[OpLine]:
+    """``item`` lines for the items of ``new`` that ``old`` (the list before) did not
+    hold at the same position, and one for items removed from its end."""
+    k = dialects.same_prefix(old, new)
+    changed = (i for i in range(k, len(new)) if i >= len(old) or not same(old[i], new[i]))
+    lines = [_item_line("item", i, new[i], dialect, names) for i in changed]
+    if len(new) < len(old):
+        lines.append(OpLine("item", len(new), "", 0, f"{len(old) - len(new)} items removed from #{len(new)}"))
+    return lines
+
+
 def _short(value: Any, limit: int = 32) -> str:
-    return words(value_text(value), limit)
+    if value == CONVERSATION:
+        return "[the conversation]"
+    counted = _lists_counted(value)
+    return counted if type(counted) is str and counted is not value else words(value_text(counted), limit)
 
 
 def op_data(op: Op) -> dict[str, Any]:
@@ -192,125 +252,157 @@ def op_data(op: Op) -> dict[str, Any]:
     return {"op": "tombstone", "root": op.root}
 
 
-def event_lines(event: Event) -> list[OpLine]:
-    lines = [line for op in event.ops for line in op_lines(op)]
+def event_lines(event: Event, dialect: str = "pi") -> list[OpLine]:
+    """The lines of one event, its entries read in ``dialect``."""
+    lines = [line for op in event.ops for line in op_lines(op, dialect)]
     return lines or [OpLine("empty", None, "", 0, "no change")]
 
 
-# ----------------------------------------------------------------------------- the tree
+def log_lines(events: Iterable[Event], conv: Conversation, before: list[Any] | None = None) -> Iterator[
+        tuple[Event, OpLine]]:  # fmt: skip
+    """The lines of ``events`` (``eventlog log``), their items read in ``conv``'s
+    dialect.  Where the conversation list is a field that each save rewrites whole
+    (not the managed ``entries`` list), every ``fields`` operation that sets it is
+    followed by ``item`` lines for the items it added or changed, compared with the
+    list before (``before``: the list as it was before the first event)."""
+    top = conv.path[0] if conv.path else None
+    prev = list(before or [])
+    names: dict[str, str] = {}
+    for m in dialects.messages(Conversation(conv.dialect, conv.path, prev)):
+        names.update((p["tool_call_id"], p["tool"]) for p in m.parts if p["kind"] == "tool_call" and p["tool_call_id"])
+    for event in events:
+        lines: list[OpLine] = []
+        for op in event.ops:
+            lines.extend(op_lines(op, conv.dialect, names))
+            if top is not None and type(op) is SetFields and top in op.changed and op.changed[top] is not ENTRIES:
+                new = dialects.at_path({top: op.changed[top]}, conv.path) or []
+                lines.extend(item_lines(prev, new, conv.dialect, names))
+                prev = new
+        for line in lines or [OpLine("empty", None, "", 0, "no change")]:
+            yield event, line
+
+
+# ----------------------------------------------------------------------------- the conversation
 
 
 def entries_of(session: dict[str, Any]) -> list[Any]:
+    """A session's ``entries`` list (``[]`` when it has none)."""
     entries = session.get("entries")
     return entries if type(entries) is list else []
 
 
 def active_path(session: dict[str, Any]) -> list[dict[str, Any]]:
-    """The entries from the root to ``leafId`` (the conversation as it stands); all
-    entries in order when there is no usable ``leafId``."""
-    entries = [e for e in entries_of(session) if type(e) is dict]
-    by_id = {e.get("id"): e for e in entries if "id" in e}
-    leaf = session.get("leafId")
-    if leaf not in by_id:
-        return entries
-    path: list[dict[str, Any]] = []
-    seen: set[Any] = set()
-    node: dict[str, Any] | None = by_id[leaf]
-    while node is not None and node.get("id") not in seen:
-        seen.add(node.get("id"))
-        path.append(node)
-        node = by_id.get(node.get("parentId"))
-    return path[::-1]
+    """The pi entries from the root to ``leafId`` (the conversation as it stands);
+    all entries in order when there is no usable ``leafId``."""
+    conv = Conversation("pi", ("entries",), entries_of(session))
+    return [conv.items[i] for i in dialects.active_indexes(conv, session)]
 
 
-def transcript_items(entries: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """The transcript of ``(index, entry)`` pairs as data (``eventlog replay
-    --json``), one item per block of a message, nothing shortened.  Every item has
-    ``index`` (the entry's position in ``entries``), ``entry`` (its ``id`` or
-    ``None``), ``role`` (the message's, ``None`` for an entry that is not a message)
-    and ``kind``:
-
-    * ``"text"``: ``text``; ``"thinking"``: ``text``;
-    * ``"tool_call"``: ``tool``, ``tool_call_id``, ``arguments`` (as stored);
-    * ``"tool_result"``: a text block of a tool result: ``text``, ``tool``,
-      ``tool_call_id``, ``is_error``;
-    * ``"image"``: ``mime_type``, ``bytes`` (decoded size; the data is left out: see
-      ``eventlog export``), and for a tool result's image ``tool``;
-    * ``"error"``: an assistant message's ``errorMessage`` as ``text``;
-    * ``"entry"``: an entry that is not a message: ``type`` and ``text`` (its
-      summary, text or label, whole; ``None`` when it has none).
-    """
+def transcript_items(conv: Conversation, msgs: list[Message]) -> list[dict[str, Any]]:
+    """The transcript as data (``eventlog replay --json``): one item per part of
+    each message (see :class:`~eventlog.dialects.Message`), nothing shortened,
+    inline image data left out (``eventlog export`` has it).  Every item has
+    ``index`` (the message's position in the conversation list), ``entry`` (its id
+    or ``None``), ``role`` (as the dialect names it, ``None`` for an item without
+    one), ``speaker`` (``user``, ``assistant``, ``system``, ``tool`` or ``other``),
+    the part's ``kind`` and fields, then ``dialect`` and ``list`` (the path of the
+    conversation list in the session, e.g. ``["state", "messages"]``; ``None`` when
+    the session has none and is shown as one item)."""
+    where = list(conv.path) if conv.path is not None else None
     out: list[dict[str, Any]] = []
-    for index, entry in entries:
-        ident = entry.get("id")
-        base: dict[str, Any] = {"index": index, "entry": ident if type(ident) is str else None}
-        message = entry.get("message")
-        if type(message) is not dict:
-            text = next((entry[k] for k in ("summary", "text", "content", "customType", "label")
-                         if type(entry.get(k)) is str), None)  # fmt: skip
-            out.append({**base, "role": None, "kind": "entry", "type": entry.get("type"), "text": text})
-            continue
-        role = message.get("role")
-        base["role"] = role if type(role) is str else None
-        result: dict[str, Any] = {}
-        if role == "toolResult":
-            result = {"tool": message.get("toolName"), "tool_call_id": message.get("toolCallId"),
-                      "is_error": bool(message.get("isError"))}  # fmt: skip
-        for block in _blocks(message.get("content")):
-            if type(block) is not dict:
-                continue
-            kind = block.get("type")
-            if kind == "text" and type(block.get("text")) is str:
-                out.append({**base, "kind": "tool_result" if result else "text", "text": block["text"], **result})
-            elif kind == "thinking" and type(block.get("thinking")) is str:
-                out.append({**base, "kind": "thinking", "text": block["thinking"]})
-            elif kind == "toolCall":
-                out.append({**base, "kind": "tool_call", "tool": block.get("name"), "tool_call_id": block.get("id"),
-                            "arguments": block.get("arguments")})  # fmt: skip
-            elif kind == "image":
-                image = {"mime_type": block.get("mimeType"), "bytes": image_size(block)}
-                out.append({**base, "kind": "image", **image, **({"tool": result["tool"]} if result else {})})
-        if message.get("errorMessage"):
-            out.append({**base, "kind": "error", "text": str(message["errorMessage"])})
+    for m in msgs:
+        base = {"index": m.index, "entry": m.id, "role": m.role, "speaker": m.speaker}
+        for p in m.parts:
+            out.append({**base, **dialects.public(p), "dialect": conv.dialect, "list": where})
     return out
 
 
-def transcript(entries: list[dict[str, Any]], *, full: bool = False, width: int = 400) -> list[tuple[str, str]]:
-    """``(speaker, text)`` lines for a list of entries, for people: messages, tool
-    calls and results, long text (and each tool-call argument) shortened unless
-    ``full``, images as a note."""
+def who(m: Message) -> str:
+    """Who speaks in a message: ``user``, ``assistant``, ``system``, ``result
+    <tool>``, or the item's role or label."""
+    if m.speaker == "tool":
+        tool = next((p.get("tool") for p in m.parts if p.get("tool")), None)
+        return f"result {tool or '?'}"
+    if m.speaker in ("user", "assistant", "system"):
+        return m.speaker
+    return m.role or m.kind
+
+
+def transcript(msgs: list[Message], *, full: bool = False, width: int = 400) -> list[tuple[str, str]]:
+    """``(speaker, text)`` lines for a conversation, for people: messages, tool
+    calls each followed by its result (paired by call id, indented), long text
+    (and each tool-call argument) shortened unless ``full``, images as a note."""
     out: list[tuple[str, str]] = []
     limit = None if full else width
-    errors = {i: bool(e["message"].get("isError")) for i, e in enumerate(entries) if type(e.get("message")) is dict}
-    for item in transcript_items(list(enumerate(entries))):
-        kind, text = item["kind"], str(item.get("text") or "")
-        if kind == "entry":
-            out.append((entry_kind(entries[item["index"]]), text or "(no text)"))
-            continue
-        role = str(item["role"] if item["role"] is not None else "?")
-        speaker = f"result {_name(item.get('tool'))}" if role == "toolResult" else role
-        if errors.get(item["index"]):
-            speaker += " (error)"
-        if kind in ("text", "tool_result"):
-            out.append((speaker, text if limit is None else _shorten(text, limit)))
-        elif kind == "thinking":
-            out.append((f"{speaker} thinking", text if limit is None else _shorten(text, limit)))
-        elif kind == "tool_call":
-            args = item["arguments"]
-            out.append((f"{speaker} → {_name(item['tool'])}", arguments_text(args, None if full else 30)))
-        elif kind == "image":
-            out.append((speaker, f"[image {_name(item['mime_type'])}, {human_bytes(item['bytes'])}]"))
-        elif kind == "error":
-            out.append((f"{speaker} error", text))
+    paired = dialects.pairs(msgs)
+    answers: dict[tuple[int, str | None], list[int]] = {}
+    for r, c in paired.items():
+        answers.setdefault((c, msgs[r].result_of), []).append(r)
+
+    def emit(at: int, indent: str) -> None:
+        m = msgs[at]
+        speaker = indent + who(m) + (" (error)" if m.error and m.speaker == "tool" else "")
+        if not m.parts:
+            out.append((speaker, "(empty)"))
+        for p in m.parts:
+            kind = p["kind"]
+            if kind in ("text", "tool_result"):
+                inner = kind == "tool_result" and m.speaker != "tool"  # a call's own result (mcp_call)
+                name = f"{indent}  result {p.get('tool') or '?'}" + (" (error)" if p.get("is_error") else "")
+                text = _cut(p["text"], limit)
+                if indent or inner:  # a result under its call: every line indented
+                    text = text.replace("\n", "\n" + (indent + "  " if inner else indent))
+                out.append((name if inner else speaker, text))
+            elif kind == "thinking":
+                out.append((f"{speaker} thinking", _cut(p["text"], limit)))
+            elif kind == "tool_call":
+                args = arguments_text(p.get("arguments"), None if full else 30) or "(no arguments)"
+                out.append((f"{speaker} → {p.get('tool') or '?'}", args))
+                for r in answers.get((at, p.get("tool_call_id")), ()):
+                    emit(r, indent + "  ")
+            elif kind == "image":
+                out.append((speaker, _image_note(p, ", ")))
+            elif kind == "error":
+                out.append((f"{speaker} error", p["text"]))
+            elif kind == "attachment":
+                out.append((speaker, f"[{p.get('type') or 'file'} {p.get('name') or '?'}, "
+                                     f"{human_bytes(p.get('bytes') or 0)}]"))  # fmt: skip
+            elif kind == "entry":
+                out.append((indent + m.kind, p.get("text") or "(no text)"))
+            elif kind == "item":
+                out.append((indent + str(p.get("type")), _item_text(p, limit)))
+
+    for i in range(len(msgs)):
+        if i not in paired:
+            emit(i, "")
     return out
 
 
-def _name(value: Any) -> str:
-    return value if type(value) is str else "?"
+def _item_text(part: dict[str, Any], limit: int | None) -> str:
+    """An item of unknown shape: its text, else its fields as ``key=value``."""
+    if part.get("text"):
+        return _cut(part["text"], limit)
+    value = _elided(part.get("value"))
+    if type(value) is dict:
+        value = {k: v for k, v in value.items() if not (type(v) is str and v == part.get("type"))}
+    return arguments_text(value, None if limit is None else 60) or "(empty)"
 
 
-def _shorten(text: str, limit: int) -> str:
-    if len(text) <= limit:
+def _elided(value: Any, depth: int = 20) -> Any:
+    """``value`` with each ``data:`` URL as a note of its type and size (the images
+    of an item of unknown shape get lines of their own)."""
+    if type(value) is str and value.startswith("data:") and len(value) > 80:
+        head = value[5 : value.find(",")] if "," in value else ""
+        return f"[{head.split(';', 1)[0] or 'data'}, {human_bytes(data_size(value))}]"
+    if depth and type(value) is dict:
+        return {k: _elided(v, depth - 1) for k, v in value.items()}
+    if depth and type(value) is list:
+        return [_elided(v, depth - 1) for v in value]
+    return value
+
+
+def _cut(text: str, limit: int | None) -> str:
+    if limit is None or len(text) <= limit:
         return text
     return text[:limit].rstrip() + f" … ({len(text) - limit} more characters)"
 
@@ -321,27 +413,34 @@ def _shorten(text: str, limit: int) -> str:
 #: The side of a :class:`Change` that does not exist (an entry added has no before).
 ABSENT: Any = object()
 
+#: What stands for the conversation list in the fields of ``diff`` and ``view``.
+CONVERSATION: dict[str, Any] = {"$conversation": True}
+
 
 @dataclass(frozen=True)
 class Change:
     """One difference between two states of a session: ``kind`` is ``added``,
-    ``removed`` or ``changed`` (an entry) or ``field`` (a top-level field); ``key``
-    the entry's ``id`` (``#index`` without one) or the field's name; ``before`` and
-    ``after`` the values (:data:`ABSENT` on the side where there is none); ``index``
-    the entry's position (in the later state, the earlier one for a removal)."""
+    ``removed`` or ``changed`` (an item of the conversation) or ``field`` (a
+    top-level field); ``key`` the item's id (``#index`` without one) or the field's
+    name; ``before`` and ``after`` the values (:data:`ABSENT` on the side where
+    there is none); ``index`` the item's position (in the later state, the earlier
+    one for a removal); ``dialect`` and ``path`` those of the conversation."""
 
     kind: str
     key: str
     before: Any = ABSENT
     after: Any = ABSENT
     index: int | None = None
+    dialect: str = "pi"
+    path: tuple[str, ...] | None = ("entries",)
+    names: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def summary(self) -> str:
-        """The change on one line, for people."""
+        """The change on one line, for people (a tool result named after its call)."""
         if self.kind != "field":
             entry = self.before if self.after is ABSENT else self.after
-            return f"{entry_kind(entry)}: {entry_summary(entry)}"
+            return f"{entry_kind(entry, self.dialect)}: {entry_summary(entry, dialect=self.dialect, names=self.names)}"
         if self.after is ABSENT:
             return "removed"
         if self.before is ABSENT:
@@ -350,7 +449,8 @@ class Change:
 
     def data(self) -> dict[str, Any]:
         """The change as data (``eventlog diff --json``): ``kind``, ``key``,
-        ``index`` (entries only), and ``before`` and ``after`` where they exist."""
+        ``index``, ``dialect`` and ``list`` (items only), and ``before`` and
+        ``after`` where they exist."""
         out: dict[str, Any] = {"kind": self.kind, "key": self.key}
         if self.index is not None:
             out["index"] = self.index
@@ -358,37 +458,47 @@ class Change:
             out["before"] = self.before
         if self.after is not ABSENT:
             out["after"] = self.after
+        if self.kind != "field":
+            out["dialect"] = self.dialect
+            out["list"] = list(self.path) if self.path is not None else None
         return out
 
 
-def diff_sessions(a: dict[str, Any], b: dict[str, Any]) -> list[Change]:
-    """What changed from ``a`` to ``b``: entries added, removed or changed (matched
-    by ``id``, else by position) and top-level fields."""
+def diff_sessions(a: dict[str, Any], b: dict[str, Any], fmt: str = "auto") -> list[Change]:
+    """What changed from ``a`` to ``b``: items of the conversation (found in ``b``,
+    else in ``a``, read in ``fmt``) added, removed or changed, matched by id, else
+    by position; and the other fields (the conversation list in them standing as
+    :data:`CONVERSATION`)."""
+    conv = dialects.locate(b, fmt)
+    if conv.path is None:
+        conv = dialects.locate(a, fmt)
+    path, dialect = conv.path, conv.dialect
     changes: list[Change] = []
-    old, new = _keyed(entries_of(a)), _keyed(entries_of(b))
+    before, after = dialects.at_path(a, path) or [], dialects.at_path(b, path) or []
+    old, new = _keyed(before, dialect), _keyed(after, dialect)
+    names = {**tool_names(before, dialect), **tool_names(after, dialect)}
     for key, (i, entry) in new.items():
         if key not in old:
-            changes.append(Change("added", key, after=entry, index=i))
+            changes.append(Change("added", key, after=entry, index=i, dialect=dialect, path=path, names=names))
         elif not same(old[key][1], entry):
-            changes.append(Change("changed", key, old[key][1], entry, index=i))
+            changes.append(Change("changed", key, old[key][1], entry, i, dialect, path, names))
     for key, (i, entry) in old.items():
         if key not in new:
-            changes.append(Change("removed", key, before=entry, index=i))
-    for field in dict.fromkeys([*a, *b]):
-        if field == "entries" and type(a.get(field)) is list and type(b.get(field)) is list:
-            continue
-        if field not in b:
-            changes.append(Change("field", field, before=a[field]))
-        elif field not in a:
-            changes.append(Change("field", field, after=b[field]))
-        elif not same(a[field], b[field]):
-            changes.append(Change("field", field, a[field], b[field]))
+            changes.append(Change("removed", key, before=entry, index=i, dialect=dialect, path=path, names=names))
+    fa, fb = dialects.without(a, path, CONVERSATION), dialects.without(b, path, CONVERSATION)
+    for name in dict.fromkeys([*fa, *fb]):
+        if name not in fb:
+            changes.append(Change("field", name, before=fa[name]))
+        elif name not in fa:
+            changes.append(Change("field", name, after=fb[name]))
+        elif not same(fa[name], fb[name]):
+            changes.append(Change("field", name, fa[name], fb[name]))
     return changes
 
 
-def _keyed(entries: list[Any]) -> dict[str, tuple[int, Any]]:
+def _keyed(entries: list[Any], dialect: str) -> dict[str, tuple[int, Any]]:
     out: dict[str, tuple[int, Any]] = {}
     for i, e in enumerate(entries):
-        key = e.get("id") if type(e) is dict and type(e.get("id")) is str else None
+        key = dialects.item_id(e, dialect)
         out[key if key is not None and key not in out else f"#{i}"] = (i, e)
     return out

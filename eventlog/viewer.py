@@ -1,14 +1,20 @@
 """``eventlog view``: one self-contained HTML file that replays a session.
 
-The page carries the session's events (and, for a history shortened by
-``compact(retain=...)``, the state it starts from) as JSON, and folds them in the
-browser: a slider picks a point in the timeline and the page shows the session as it
-was then: the conversation on the active path (tool calls and results, long ones
-collapsed, images as images) and the whole entry tree with abandoned branches marked.
-Large strings (images) are stored once in a table, however often they recur.  No
-network access is needed; all text is inserted as text, never as HTML.  The page
-itself is ``viewer.html`` next to this module.
-``#seq=N`` in the address opens the page at event N.
+The session's history is folded here, event by event, and the page gets, for each
+point of its timeline, how the conversation changed (items kept, items added) and
+which fields changed; each distinct item of the conversation is read once, in the
+session's message dialect (see :mod:`eventlog.dialects`: pi / Flue entries, OpenAI
+Responses / Agents SDK items, chat-completions messages, LangChain messages, or
+anything else generically), into who spoke and a list of parts.  In the browser a
+slider picks a point and the page shows the session as it was then: the
+conversation (for pi, its active path), each tool call side by side with its result
+(paired by call id), long text collapsed, errors marked, images painted; the
+items (pi: the entry tree, abandoned branches struck through); and the other
+fields.  Large strings (images) are stored once in a table, however often they
+recur.  No network access is needed: images that are not inline are named, never
+fetched, and all text is inserted as text, never as HTML.  The page itself is
+``viewer.html`` next to this module.  ``#seq=N`` in the address opens the page at
+event N.
 """
 
 from __future__ import annotations
@@ -16,12 +22,16 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 from importlib import resources
 from typing import Any
 
+from . import dialects
 from .codec import ENTRIES
-from .fold import Delete, Insert, Op, Replace, SetFields, Tombstone
+from .fold import State, Tombstone, apply, diff
+from .render import CONVERSATION
 from .store import Store
+from .values import same
 
 _BLOB_MIN = 4096
 
@@ -49,41 +59,106 @@ class _Blobs:
             return {k: self.value(x) for k, x in v.items()}
         if t is list:
             return [self.value(x) for x in v]
-        if v is ENTRIES:
+        if t is float and not math.isfinite(v):  # JSON has no NaN or infinity: shown as text
+            return str(v)
+        if v is ENTRIES:  # pragma: no cover - a folded session holds the list itself
             return {"$entries": True}
         return v
 
 
-def _op(op: Op, blobs: _Blobs) -> list[Any]:
-    if type(op) is Insert:
-        return ["insert", op.index, blobs.value(op.entries)]
-    if type(op) is Replace:
-        return ["replace", op.index, blobs.value(op.entry)]
-    if type(op) is Delete:
-        return ["delete", op.index, op.count]
-    if type(op) is SetFields:
-        return ["fields", blobs.value(op.changed), op.order]
-    assert isinstance(op, Tombstone)
-    return ["tombstone", op.root, None]
+class _Timeline:
+    """The steps of the page: each point of the history as a change to the last."""
+
+    def __init__(self, fmt: str, conv: dialects.Conversation) -> None:
+        self.fmt = fmt
+        self.where = (conv.path, conv.dialect)
+        self.blobs = _Blobs()
+        self.items: list[dict[str, Any]] = []
+        self.known: dict[int, tuple[Any, str, int]] = {}  # id(item) -> (item, dialect, its number)
+        self.last: tuple[tuple[str, ...] | None, str] | None = None
+        self.last_items: list[Any] = []
+        self.last_numbers: list[int] = []
+        self.last_fields: dict[str, Any] = {}
+
+    def number(self, item: Any, dialect: str) -> int:
+        """The number of ``item`` (read in ``dialect``) in the table of items."""
+        hit = self.known.get(id(item))
+        if hit is not None and hit[0] is item and hit[1] == dialect:
+            return hit[2]
+        m = dialects.message(item, dialect)
+        n = len(self.items)
+        self.items.append(
+            {"id": m.id, "parent": m.parent_id, "role": m.role, "speaker": m.speaker, "kind": m.kind,
+             "result_of": m.result_of, "error": m.error, "note": m.note, "parts": [self.part(p) for p in m.parts]}
+        )  # fmt: skip
+        self.known[id(item)] = (item, dialect, n)  # (the item is kept: its id() stays its own)
+        return n
+
+    def part(self, p: dict[str, Any]) -> Any:
+        if p["kind"] == "image":
+            out = {k: v for k, v in p.items() if k != "source"}
+            source = p.get("source")
+            if type(source) is bytes:
+                source = base64.b64encode(source).decode("ascii")
+            if source is not None:
+                out["data"] = self.blobs.value(source)
+            return out
+        return self.blobs.value(p)
+
+    def step(self, seq: int, ms: int | None, session: dict[str, Any]) -> dict[str, Any]:
+        path, dialect = self.where
+        items = dialects.at_path(session, path)
+        if items is None:
+            conv = dialects.locate(session, self.fmt)
+            path, dialect, items = conv.path, conv.dialect, conv.items
+        out: dict[str, Any] = {"seq": seq, "ms": ms}
+        keep = 0
+        if (path, dialect) == self.last:
+            keep = dialects.same_prefix(self.last_items, items)
+        else:
+            out["dialect"], out["list"] = dialect, list(path) if path is not None else None
+        numbers = self.last_numbers[:keep] + [self.number(item, dialect) for item in items[keep:]]
+        out["keep"], out["add"] = keep, numbers[keep:]
+        fields = dialects.without(session, path, CONVERSATION) if path is not None else {}
+        # (the managed entries list is changed in place as the history is folded: keep a copy)
+        fields = {k: list(v) if type(v) is list else v for k, v in fields.items()}
+        changed = {k: v for k, v in fields.items() if k not in self.last_fields or not same(self.last_fields[k], v)}
+        if changed:
+            out["set"] = self.blobs.value(changed)
+        if list(fields) != list(self.last_fields):
+            out["order"] = list(fields)
+        self.last, self.last_items, self.last_numbers, self.last_fields = (path, dialect), list(items), numbers, fields
+        return out
 
 
-def page(store: Store, session_id: str) -> str:
-    """The HTML page for ``session_id`` (raises :class:`NotFoundError` if unknown)."""
+def page(store: Store, session_id: str, fmt: str = "auto") -> str:
+    """The HTML page for ``session_id`` (raises :class:`NotFoundError` if unknown),
+    its conversation read in the dialect ``fmt`` (``"auto"``: detected on the
+    session's latest state; see :data:`eventlog.dialects.FORMATS`)."""
     info = store.info(session_id)
-    blobs = _Blobs()
-    start = store.fold(session_id, at=info.history_start) if info.history_start else {}
-    events = [
-        {"seq": e.seq, "ms": e.timestamp_ms, "ops": [_op(op, blobs) for op in e.ops]}
-        for e in store.events(session_id, since=info.history_start)
-    ]
+    begin = info.history_start
+    start = store.fold(session_id, at=begin) if begin else {}
+    events = list(store.events(session_id, since=begin))
+    head = events[-1].seq if events else begin
+    conv = dialects.locate(store.fold(session_id, at=head) if head else {}, fmt)
+    timeline = _Timeline(fmt, conv)
+    state = State()
+    apply(state, diff(State(), start))
+    steps = [timeline.step(begin, None, state.session())]
+    for event in events:
+        if any(type(op) is Tombstone for op in event.ops):  # pragma: no cover - deleted meanwhile
+            break
+        apply(state, event.ops)
+        steps.append(timeline.step(event.seq, event.timestamp_ms, state.session()))
     data = {
         "session": session_id,
         "parent": info.parent_id,
-        "start_seq": info.history_start,
-        "start": blobs.value(start),
-        "events": events,
-        "blobs": blobs.items,
+        "start_seq": begin,
+        "steps": steps,
+        "items": timeline.items,
+        "blobs": timeline.blobs.items,
     }
-    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
+    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=repr)
+    payload = payload.replace("<", "\\u003c")
     template = resources.files(__package__).joinpath("viewer.html").read_text(encoding="utf-8")
     return template.replace("{{TITLE}}", html.escape(session_id)).replace("{{DATA}}", payload)

@@ -306,7 +306,8 @@ def test_diff_json_holds_the_values(store_file: tuple[str, Any]) -> None:
     changes = json.loads(cli("diff", path, ROOT, "5", "7", "--json").stdout)
     by_key = {(c["kind"], c["key"]): c for c in changes}
     added = states[6]["entries"][-1]
-    assert by_key["added", added["id"]] == {"kind": "added", "key": added["id"], "index": 5, "after": added}
+    assert by_key["added", added["id"]] == {"kind": "added", "key": added["id"], "index": 5, "after": added,
+                                            "dialect": "pi", "list": ["entries"]}  # fmt: skip
     leaf = by_key["field", "leafId"]
     assert leaf == {"kind": "field", "key": "leafId", "before": states[4]["leafId"], "after": states[6]["leafId"]}
     assert all("summary" not in c for c in changes)
