@@ -25,7 +25,7 @@ from typing import Any
 
 from . import codec, fold, speedups
 from .backend import Backend
-from .chunks import Chunks, ChunkWrites, hashes_of
+from .chunks import AHEAD_BYTES, Chunks, ChunkWrites, hashes_of
 from .codec import ENTRIES, DecodeError, Framer, Ref, VersionError
 from .errors import CorruptionError, InvalidValueError, UnsupportedVersionError
 from .fold import Event, State
@@ -354,25 +354,8 @@ class Log:
         try:
             if segmented:
                 fields, segments = self._manifest(wire)
-                entries: list[Any] = []
-                ahead = self._ahead(segments) if seen is None else []
-                starts = dict(ahead)
-                done: list[Any] | None = None
-                base = 0
-                try:
-                    for i, segment in enumerate(segments):
-                        if i in starts:
-                            done, base = starts[i].result(), i  # None: one by one, to name what is wrong
-                        body = None
-                        if done is not None and i - base < len(done):  # a run's memory goes back as it is decoded
-                            body, done[i - base] = done[i - base], None
-                        try:
-                            part = self._segment(segment, rehydrate, seen, body)
-                        except DecodeError as e:  # (a VersionError stays one)
-                            raise type(e)(f"segment {i} (entries {len(entries)}+): {e}") from None
-                        entries += part
-                finally:
-                    wait([job for _, job in ahead])  # no worker outlives the load
+                with self.chunks.reading_ahead():
+                    entries = self._segments(segments, rehydrate, seen)
                 wire = [fields, entries]
             state = fold.state_from_wire(wire)
             if markers != (1 if state.managed else 0):
@@ -382,6 +365,54 @@ class Log:
         except DecodeError as e:
             raise CorruptionError(f"snapshot is damaged: {e}", session_id=name, seq=seq) from None
         return state
+
+    def _segments(self, segments: list[Segment], rehydrate: bool, seen: list[Ref] | None) -> list[Any]:
+        """The entries of a segmented snapshot, in two phases: the manifest says
+        which chunks the segments are stored in and which the large values inside
+        them use, so those are read in a few batched calls before anything is
+        decoded, never one by one (within :meth:`Chunks.reading_ahead`)."""
+        entries: list[Any] = []
+        self.chunks.prefetch([h for s in segments for h in s.pointer().chunk_hashes()])
+        windows = self._windows(segments) if rehydrate else {}
+        ahead = self._ahead(segments) if seen is None else []
+        starts = dict(ahead)
+        done: list[Any] | None = None
+        base = 0
+        try:
+            for i, segment in enumerate(segments):
+                if i in windows:
+                    self.chunks.prefetch(windows[i])
+                if i in starts:
+                    done, base = starts[i].result(), i  # None: one by one, to name what is wrong
+                body = None
+                if done is not None and i - base < len(done):  # a run's memory goes back as it is decoded
+                    body, done[i - base] = done[i - base], None
+                try:
+                    part = self._segment(segment, rehydrate, seen, body)
+                except DecodeError as e:  # (a VersionError stays one)
+                    raise type(e)(f"segment {i} (entries {len(entries)}+): {e}") from None
+                entries += part
+        finally:
+            wait([job for _, job in ahead])  # no worker outlives the load
+        return entries
+
+    def _windows(self, segments: list[Segment]) -> dict[int, list[bytes]]:
+        """The chunks of the large values inside the segments, by the segment to
+        read them ahead at: runs of segments whose large values come to at most
+        half of :data:`~eventlog.chunks.AHEAD_BYTES` (each chunk counted at its
+        largest), so that what is held stays bounded however large the session."""
+        out: dict[int, list[bytes]] = {}
+        room = (AHEAD_BYTES // 2) // max(self.chunks.chunk_bytes, 1)
+        start, run = 0, list[bytes]()
+        for i, segment in enumerate(segments):
+            inner = segment.inner_hashes()
+            if run and len(run) + len(inner) > room:
+                out[start] = run
+                start, run = i, []
+            run += inner[: max(room - len(run), 0)]  # the rest of a segment with more: read as met
+        if run:
+            out[start] = run
+        return out
 
     def _manifest(self, wire: Any) -> tuple[dict[str, Any], list[Segment]]:
         """A segmented snapshot's fields and segments; :class:`DecodeError` if

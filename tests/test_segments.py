@@ -656,3 +656,74 @@ def test_a_damaged_segment_payload_is_named_with_or_without_the_worker(
         with eventlog.open(path, **TINY) as store, pytest.raises(CorruptionError, match=f"segment {index} ") as raised:
             store.load("s")
         assert raised.value.session_id == "s"
+
+
+def _with_images(n: int) -> dict[str, Any]:
+    """A session of ``n`` entries, every fifth with its own screenshot-sized image."""
+    rng = random.Random(7)
+    entries = []
+    for i in range(n):
+        entry: dict[str, Any] = {"id": f"e{i}", "text": f"turn {i} " + "w" * 200}
+        if i % 5 == 0:
+            entry["image"] = "data:image/png;base64," + codec.base64.b64encode(rng.randbytes(40_000)).decode()
+        entries.append(entry)
+    return {"entries": entries, "leafId": entries[-1]["id"]}
+
+
+def _counting_reads(store: eventlog.Store) -> list[int]:
+    """Patch the store's backend to record the size of each batch of chunks read."""
+    backend = store._backend  # (the engine's one way to storage)
+    plain = backend.chunks
+    calls: list[int] = []
+
+    def chunks(hashes: Any) -> Any:
+        calls.append(len(hashes))
+        return plain(hashes)
+
+    backend.chunks = chunks  # type: ignore[method-assign]
+    return calls
+
+
+def test_a_snapshot_load_reads_its_chunks_in_batches_not_one_by_one() -> None:
+    """Two-phase decode: a segmented snapshot's manifest names the chunks of its
+    segments and of the large values inside them, so a cold load reads them in a
+    few batched calls; before, each segment and each large value cost a query."""
+    path = _path()
+    data = _with_images(400)
+    with eventlog.open(path, chunk_bytes=64 * 1024) as store:
+        store.save("s", data)
+        store.snapshot("s")
+    with eventlog.open(path, chunk_bytes=64 * 1024) as store:
+        calls = _counting_reads(store)
+        assert same(store.load("s"), data)
+    wanted = sum(calls)
+    assert wanted >= 80  # 80 images and the segments, each named once
+    assert len(calls) <= 3, calls
+
+
+def test_reading_ahead_stays_bounded_and_reads_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With little room to read ahead, the large values are read in many windows
+    (never more held than the bound), and the load is the same."""
+    from eventlog import chunks as chunk_module
+    from eventlog import log as log_module
+
+    path = _path()
+    data = _with_images(400)
+    with eventlog.open(path, chunk_bytes=64 * 1024) as store:
+        store.save("s", data)
+        store.snapshot("s")
+    monkeypatch.setattr(chunk_module, "AHEAD_BYTES", 1 << 20)
+    monkeypatch.setattr(log_module, "AHEAD_BYTES", 1 << 20)
+    with eventlog.open(path, chunk_bytes=64 * 1024) as store:
+        held: list[int] = []
+        plain = chunk_module.Chunks.prefetch
+
+        def prefetch(self: Any, digests: Any) -> None:
+            plain(self, digests)
+            held.append(self._ahead_bytes)
+
+        monkeypatch.setattr(chunk_module.Chunks, "prefetch", prefetch)
+        calls = _counting_reads(store)
+        assert same(store.load("s"), data)
+        assert store._log.chunks._ahead == {}  # let go once the load is done
+    assert len(calls) > 3 and max(held) <= 1 << 20, (calls, held)
