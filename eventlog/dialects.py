@@ -740,7 +740,15 @@ def message(item: Any, dialect: str, index: int = 0) -> Message:
     reader = _BY_DIALECT.get(dialect)
     if reader is None or type(item) is not dict:
         return _generic(item, index)
-    return reader(item, index)
+    msg = reader(item, index)
+    if not msg.parts:
+        # Nothing the dialect knows (a message without content): its other
+        # fields, so that nothing it holds is hidden behind "(empty)".
+        rest = {k: v for k, v in item.items() if k not in ("id", "role", "type", "content")}
+        if rest:
+            msg.parts = [{"kind": "item", "type": msg.kind, "text": _item_text(rest), "value": rest},
+                         *_images_in(rest)]  # fmt: skip
+    return msg
 
 
 def item_id(item: Any, dialect: str) -> str | None:
