@@ -40,6 +40,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import InvalidValueError
 from .values import same
 
 #: What ``--format`` accepts: a dialect, or ``auto`` (detect it).
@@ -261,7 +262,7 @@ def locate(session: Any, fmt: str = "auto") -> Conversation:
     with the most items of that dialect (else the same choice).  A session with no
     list at all is one ``generic`` item (none when it is empty)."""
     if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}: one of {', '.join(FORMATS)}")
+        raise InvalidValueError(f"unknown format {fmt!r:.40}: one of {', '.join(FORMATS)}")
     if type(session) is not dict:
         return Conversation("generic", None, [session] if session is not None else [])
     best: tuple[tuple[int, int, int, int], str, tuple[str, ...], list[Any]] | None = None
@@ -739,7 +740,15 @@ def message(item: Any, dialect: str, index: int = 0) -> Message:
     reader = _BY_DIALECT.get(dialect)
     if reader is None or type(item) is not dict:
         return _generic(item, index)
-    return reader(item, index)
+    msg = reader(item, index)
+    if not msg.parts:
+        # Nothing the dialect knows (a message without content): its other
+        # fields, so that nothing it holds is hidden behind "(empty)".
+        rest = {k: v for k, v in item.items() if k not in ("id", "role", "type", "content")}
+        if rest:
+            msg.parts = [{"kind": "item", "type": msg.kind, "text": _item_text(rest), "value": rest},
+                         *_images_in(rest)]  # fmt: skip
+    return msg
 
 
 def item_id(item: Any, dialect: str) -> str | None:

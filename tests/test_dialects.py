@@ -114,7 +114,7 @@ def test_a_forced_format_reads_the_list_in_that_dialect() -> None:
     assert locate(session, "openai").dialect == "openai"
     assert render.transcript(dialects.messages(locate(session, "generic"))) == [("user", "hi"), ("assistant", "hello")]
     assert locate({"messages": CHAT, "log": [{"type": "function_call"}]}, "openai").path == ("messages",)
-    with pytest.raises(ValueError, match="unknown format"):
+    with pytest.raises(eventlog.InvalidValueError, match="unknown format"):
         locate(session, "yaml")
 
 
@@ -506,3 +506,14 @@ def test_env_flags_are_documented_in_ci() -> None:
     """CI sets the flags that turn these skips into failures."""
     ci = (Path(__file__).parent.parent / ".ci" / "run").read_text(encoding="utf-8")
     assert "EVENTLOG_REQUIRE_AGENTS=1" in ci and "EVENTLOG_REQUIRE_LANGGRAPH=1" in ci
+
+
+def test_a_message_without_content_shows_its_other_fields() -> None:
+    """A chat message with a role but no content showed as "(empty)", hiding the
+    fields it did hold (an image under a name of its own, a note)."""
+    conv = dialects.locate({"messages": [{"role": "user", "img": "abc", "note": "see"}, {"role": "assistant"}]})
+    first, second = dialects.messages(conv)
+    assert first.parts[0]["kind"] == "item" and first.parts[0]["value"] == {"img": "abc", "note": "see"}
+    assert second.parts == []  # nothing else there: "(empty)" is the truth
+    lines = render.transcript([first, second])
+    assert lines == [("message/user", "img=abc, note=see"), ("assistant", "(empty)")]

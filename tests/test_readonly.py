@@ -428,7 +428,7 @@ CLI_READS: list[tuple[list[str], str]] = [
     (["sessions", "{path}", "--tree"], "child"),
     (["log", "{path}", "root"], "replace"),
     (["show", "{path}", "root", "--at", "2"], "root at seq 2"),
-    (["replay", "{path}", "root"], "entry"),
+    (["replay", "{path}", "root"], "message/user: img="),  # (an image field with no content: shown, not hidden)
     (["diff", "{path}", "root", "1", "3"], "leafId"),
     (["export", "{path}", "root", "-o", "{out}/export.json"], ""),
     (["view", "{path}", "root", "-o", "{out}/view.html"], ""),
