@@ -125,7 +125,8 @@ class Limits:
 @dataclass(frozen=True, slots=True)
 class Head:
     """A live session as stored: its id ``name``, its incarnation ``sid`` (the
-    backend's id, given when it was created and never given again in the store),
+    backend's id, given when it was created and never given again in the store) and
+    ``key`` (the engine's, made when it was created, kept by copies: see below),
     ``parent`` (the id recorded when it was created), ``seq`` (its head: the
     position of its last event), ``base`` (the start of its history: events at or
     below it were folded into the snapshot at ``base``, 0 unless compacted),

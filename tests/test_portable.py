@@ -603,3 +603,21 @@ def test_the_command_removes_a_dst_it_made_when_nothing_was_copied(src_file: str
     dst = str(tmp_path / "dst.db")
     one_line_error(cli("copy", src_file, dst), "session 'root', seq 1")
     assert not [n for n in os.listdir(tmp_path) if n.startswith("dst.db")]
+
+
+def test_async_stores_copy_too(tmp_path: Path) -> None:
+    import asyncio
+
+    async def run() -> None:
+        async with eventlog.open_async(str(tmp_path / "a.db")) as a, eventlog.open_async(str(tmp_path / "b.db")) as b:
+            await a.save("s", {"entries": [entry(1, BIG)]})
+            await a.append("t", [entry(2)], parent_id="s")
+            assert await a.copy_to(b) == ["s", "t"]
+            assert await b.fold("s", at=1) == await a.fold("s", at=1)
+            assert await b.parent("t") == "s"
+            with eventlog.open("memory:") as m:
+                with pytest.raises(eventlog.InvalidValueError):
+                    await a.copy_to(m, ["t"], tree=False)  # its parent is neither copied nor there
+                assert await b.copy_to(m) == ["s", "t"] and m.load("t") == {"entries": [entry(2)], "leafId": "2"}
+
+    asyncio.run(run())
