@@ -1200,11 +1200,14 @@ def copy_(src: str, dst: str, sessions: tuple[str, ...], no_tree: bool, src_chun
             target.remove_made()
             raise
         target.note_made()
+        empty = False
         try:
-            with dest:
-                copied = source.copy_to(dest, list(sessions) or None, tree=not no_tree)
+            copied = source.copy_to(dest, list(sessions) or None, tree=not no_tree)
         finally:
-            if target.new and not copied:
+            with contextlib.suppress(EventLogError):
+                empty = not dest.sessions()  # (sessions copied before a failure stay)
+            dest.close()
+            if target.new and empty:
                 target.remove_made()
     if not copied:
         click.echo("nothing to copy: SRC holds no sessions")

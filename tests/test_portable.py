@@ -593,16 +593,28 @@ def test_the_command_refuses_a_dst_that_is_not_a_store(src_file: str, tmp_path: 
     assert not os.path.exists(tmp_path / "new.db")
 
 
-def test_the_command_removes_a_dst_it_made_when_nothing_was_copied(src_file: str, tmp_path: Path) -> None:
-    con = sqlite3.connect(src_file)
-    (frame,) = con.execute("SELECT e.frame FROM events e JOIN sessions s USING (sid) WHERE s.name = 'root' "
-                           "AND e.seq = 1").fetchone()  # fmt: skip
+def _damage(path: str, name: str) -> None:
+    con = sqlite3.connect(path)
+    (frame,) = con.execute("SELECT e.frame FROM events e JOIN sessions s USING (sid) WHERE s.name = ? "
+                           "AND e.seq = 1", (name,)).fetchone()  # fmt: skip
     con.execute("UPDATE events SET frame = ? WHERE frame = ?", (frame[:-1] + bytes([frame[-1] ^ 1]), frame))
     con.commit()
     con.close()
+
+
+def test_the_command_removes_a_dst_it_made_when_nothing_was_copied(src_file: str, tmp_path: Path) -> None:
+    _damage(src_file, "root")
     dst = str(tmp_path / "dst.db")
     one_line_error(cli("copy", src_file, dst), "session 'root', seq 1")
     assert not [n for n in os.listdir(tmp_path) if n.startswith("dst.db")]
+
+
+def test_the_command_keeps_a_dst_it_made_with_what_was_copied(src_file: str, tmp_path: Path) -> None:
+    _damage(src_file, "other")  # the last one copied
+    dst = str(tmp_path / "dst.db")
+    one_line_error(cli("copy", src_file, dst), "session 'other', seq 1")
+    with eventlog.open(dst) as b:  # what was copied before the failure stays
+        assert b.sessions() == ["root", "child", "grandchild"]
 
 
 def test_async_stores_copy_too(tmp_path: Path) -> None:
