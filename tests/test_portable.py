@@ -227,8 +227,8 @@ def test_copy_keeps_every_session_with_its_history_and_key(src: eventlog.Store, 
     assert frame_versions(path) <= {codec.FRAME_VERSION_KEYED, codec.FRAME_VERSION_KEYED_SEGMENTS}
 
 
-@pytest.mark.parametrize("dst_key", [None, KEY_A, KEY_B])
-@pytest.mark.parametrize("src_key", [None, KEY_A])
+@pytest.mark.parametrize("dst_key", [None, KEY_A, KEY_B], ids=["dst-plain", "dst-key-a", "dst-key-b"])
+@pytest.mark.parametrize("src_key", [None, KEY_A], ids=["src-plain", "src-key-a"])
 def test_copy_between_stores_with_other_chunk_keys_readdresses_chunks(
     tmp_path: Path, src_key: bytes | None, dst_key: bytes | None
 ) -> None:
