@@ -55,6 +55,8 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import zstandard
+
 import eventlog
 from eventlog import codec
 
@@ -736,7 +738,9 @@ def build_frames(stores: Path, out: Path) -> None:
         seal(zversion, zflags, zpayload[:-3], zbind), "E", zsid, zseq, zts, "DecodeError")  # fmt: skip
     bad("reject_zstd_flag_on_cbor", "A plain CBOR body flagged zstd, CRC valid.",
         seal(1, flags | codec.FLAG_ZSTD, payload, timed), "E", sid, seq, ts, "DecodeError")  # fmt: skip
-    (out / "frames.json").write_text(json.dumps({"frames": frames.index}, indent=1, ensure_ascii=False) + "\n")
+    written = {"zstd": zstandard.ZSTD_VERSION, "sqlite": sqlite3.sqlite_version}
+    text = json.dumps({"written_with": written, "frames": frames.index}, indent=1, ensure_ascii=False)
+    (out / "frames.json").write_text(text + "\n", encoding="utf-8")
 
 
 def _unzstd(flags: int, payload: bytes) -> bytes:
