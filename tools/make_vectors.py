@@ -483,7 +483,9 @@ def _events_untimed(con: sqlite3.Connection, only_first: bool = False) -> None:
         assert zlib.crc32(timed + bytes((version, flags)) + payload) == crc, "not a timed frame"
         flags &= ~4
         crc = zlib.crc32(b"E" + struct.pack("<qq", sid, seq) + bytes((version, flags)) + payload)
-        con.execute("UPDATE events SET frame = ? WHERE pos = ?", (struct.pack("<BBI", version, flags, crc) + payload, pos))
+        con.execute(
+            "UPDATE events SET frame = ? WHERE pos = ?", (struct.pack("<BBI", version, flags, crc) + payload, pos)
+        )
 
 
 def to_version_3(path: str) -> None:
@@ -689,12 +691,15 @@ def build_frames(stores: Path, out: Path) -> None:
     ok("snapshot_spilled", "A one-frame snapshot spilled into chunks.", spilled_snaps[0], "S")
 
     sid, seq, ts, frame = raw
-    version, flags, _ = struct.unpack_from("<BBI", frame)
+    flags = frame[1]
     payload = frame[6:]
+    assert ts is not None
     timed = binding("E", sid, seq, ts)
     flipped = bytearray(frame)
     flipped[-1] ^= 0x01
-    bad("reject_flipped_byte", "event_raw with its last byte flipped.", bytes(flipped), "E", sid, seq, ts, "DecodeError")
+    bad(
+        "reject_flipped_byte", "event_raw with its last byte flipped.", bytes(flipped), "E", sid, seq, ts, "DecodeError"
+    )
     bad("reject_other_position", "event_raw read at seq + 1.", frame, "E", sid, seq + 1, ts, "DecodeError")
     bad("reject_other_session", "event_raw read as session sid + 1's.", frame, "E", sid + 1, seq, ts, "DecodeError")
     bad("reject_as_snapshot", "event_raw read as a snapshot row.", frame, "S", sid, seq, None, "DecodeError")
@@ -731,7 +736,7 @@ def build_frames(stores: Path, out: Path) -> None:
     bad("reject_ref_short_hash", "A ref whose hashes are not a multiple of 32 bytes, CRC valid.",
         seal(1, flags, ref, timed), "E", sid, seq, ts, "DecodeError")  # fmt: skip
     zsid, zseq, zts, zframe = packed
-    zversion, zflags, _ = struct.unpack_from("<BBI", zframe)
+    zversion, zflags = zframe[0], zframe[1]
     zpayload = zframe[6:]
     zbind = binding("E", zsid, zseq, zts)
     bad("reject_zstd_cut", "event_zstd with its zstd payload cut short, CRC valid.",
