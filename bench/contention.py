@@ -8,7 +8,7 @@ start to return: ``open`` (and close), ``append``, ``save``, ``delete`` and
 ``compact``.  Failed calls are those that ran out of busy timeout.  Both sides use
 ``synchronous="NORMAL"``, so that the times are waits and work, not syncs.
 
-Measured twice: with writers taking turns (:mod:`eventlog.turnstile`, the default)
+Measured twice: with writers taking turns (:mod:`eventlog.backends.sqlite.turnstile`, the default)
 and without (both processes with the turns switched off, as on a system without
 open-file-description locks; fewer tries, since each failure costs the whole busy
 timeout).  Also: the uncontended time of each call, the busy writer's appends per
@@ -29,14 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import eventlog
-from eventlog import turnstile
+from eventlog.backends.sqlite import turnstile
 
 ROOT = Path(__file__).resolve().parent.parent
 
 HOT = """
 import sys, time
 import eventlog
-from eventlog import turnstile
+from eventlog.backends.sqlite import turnstile
 path, turns = sys.argv[1], sys.argv[2] == "on"
 turnstile._OFD = turnstile._OFD and turns
 batch = [{"id": i, "role": "tool", "text": "result line %d" % i, "n": [1, 2, 3]} for i in range(1000)]

@@ -234,7 +234,7 @@ def delete_and_compact(path: str, batch: int, live: Session, mode: str = "time")
     """``delete(ROOT)`` then ``compact(batch=batch)``, and a check of the store;
     ``mode`` "time", "memory" (under tracemalloc) or "trace" (every statement seen)."""
     with eventlog.open(path, synchronous=SYNC) as store:
-        con: sqlite3.Connection = store._db.con
+        con: sqlite3.Connection = store._backend.db.con
         delete, ids = _step(lambda: store.delete(ROOT), con, mode)
         compact, report = _step(lambda: store.compact(batch=batch), con, mode)
         v = store.verify()

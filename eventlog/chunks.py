@@ -1,4 +1,5 @@
-"""Content-addressed chunks: large values stored once, verified on every read.
+"""Content-addressed chunks: large values stored once, verified on every read, and
+written with the event or snapshot that uses them.
 
 A large value's bytes are cut into fixed-size pieces of ``chunk_bytes``; each piece
 is addressed by its BLAKE3 digest and stored once per store, compressed with zstd
@@ -18,19 +19,29 @@ file, at the cost of dedup across stores with different keys.  The store records
 which (``meta.chunk_hash``) and, for a keyed store, a fingerprint of the key
 (``meta.chunk_key_check``: BLAKE3 in its key-derivation mode, a different domain
 from any chunk address), checked at every open.
+
+**Writing.**  Chunks are not written on their own: a write collects the pieces it
+needs (:class:`ChunkWrites`: each by its address, with its bytes) while it encodes,
+and :func:`submit` hands the backend the ones it does not have yet together with
+the event or snapshot that uses them, in one unit of work (see
+:mod:`eventlog.backend`, whose chunk-GC contract makes a chunk that compaction
+frees meanwhile come back as :class:`~eventlog.backend.MissingChunks`: it is then
+given again, from the bytes the write still holds).
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Callable, Collection, Mapping
+from typing import TypeVar
 
 import blake3
 
-from .codec import DecodeError, Framer
-from .errors import CorruptionError, KeyMismatchError, UnsupportedVersionError
+from .backend import Backend, Chunk, MissingChunks
+from .codec import DecodeError, Framer, Ref
+from .errors import CorruptionError, KeyMismatchError, StorageError, UnsupportedVersionError
 from .options import KEY_BYTES as KEY_BYTES
-from .sql import Database
 
 #: Largest chunk ever read back (a bound on decompression, whatever a row claims).
 MAX_CHUNK_BYTES = 64 << 20
@@ -51,7 +62,7 @@ def addressing(key: bytes | None) -> dict[str, str | bytes]:
     return {"chunk_hash": PLAIN} if key is None else {"chunk_hash": KEYED, "chunk_key_check": fingerprint(key)}
 
 
-def match_key(meta: dict[str, str | bytes], key: bytes | None, path: str) -> None:
+def match_key(meta: Mapping[str, str | bytes], key: bytes | None, path: str) -> None:
     """Raise :class:`KeyMismatchError` unless ``key`` is the one the store was created
     with (``None`` for a store without one)."""
     mode = meta.get("chunk_hash")
@@ -75,12 +86,28 @@ def match_key(meta: dict[str, str | bytes], key: bytes | None, path: str) -> Non
         raise UnsupportedVersionError(f"{path!r} uses chunk addressing {mode!r}, unknown to this eventlog")
 
 
-class Chunks:
-    """Writes and reads chunks through a :class:`~eventlog.sql.Database`; addresses are
-    keyed with ``key`` when given."""
+T = TypeVar("T")
 
-    def __init__(self, db: Database, framer: Framer, chunk_bytes: int, key: bytes | None = None) -> None:
-        self.db = db
+
+class ChunkWrites:
+    """The chunks one write uses that it has the bytes of: each piece by its
+    address, with its bytes and whether to try compressing them, kept until the
+    write is done; and the stored copies found damaged, to be rewritten."""
+
+    __slots__ = ("made", "pieces", "repairs")
+
+    def __init__(self) -> None:
+        self.pieces: dict[bytes, tuple[bytes | memoryview, bool]] = {}
+        self.made: dict[bytes, Chunk] = {}
+        self.repairs: set[bytes] = set()
+
+
+class Chunks:
+    """Cuts, addresses and reads chunks, through a backend; addresses are keyed
+    with ``key`` when given."""
+
+    def __init__(self, backend: Backend, framer: Framer, chunk_bytes: int, key: bytes | None = None) -> None:
+        self.backend = backend
         self.framer = framer
         self.chunk_bytes = chunk_bytes
         self.key = key
@@ -91,42 +118,71 @@ class Chunks:
             return blake3.blake3(piece).digest()
         return blake3.blake3(piece, key=self.key).digest()
 
-    def put(self, raw: bytes, *, compress: bool = True, repair: bool = False) -> tuple[bytes, list[int]]:
-        """Store ``raw``; returns the concatenated digests of its pieces and their
-        chunk ids.  Pieces already stored are not written again; new ones are
-        compressed when that saves space (not tried with ``compress=False``, for
-        bytes already compressed).  With ``repair``, pieces already stored are read
-        and verified first, and rewritten from ``raw`` if damaged: for writes that
-        must not rest on bytes nobody read (the floor of a compacted history).
-        Must run inside a write transaction."""
+    def put(self, raw: bytes, writes: ChunkWrites, *, compress: bool = True, repair: bool = False) -> bytes:
+        """Cut ``raw`` into pieces for ``writes``; returns the concatenated
+        addresses of its pieces.  New pieces are compressed when that saves space
+        (not tried with ``compress=False``, for bytes already compressed), when
+        they turn out not to be stored yet.  With ``repair``, the stored copies of
+        the pieces are read and verified now, and those damaged are rewritten from
+        ``raw`` before the write: for writes that must not rest on bytes nobody
+        read (the floor of a compacted history)."""
         step = self.chunk_bytes
         view = memoryview(raw)
         pieces = [view[i : i + step] for i in range(0, len(raw), step)]
         digests = [self.address(p) for p in pieces]
-        known = self.db.chunk_ids(digests)
-        cids: list[int] = []
-        checked: set[bytes] = set()
         for digest, piece in zip(digests, pieces, strict=True):
-            cid = known.get(digest)
-            if cid is None or (repair and digest not in checked and not self._intact(digest)):
-                data = bytes(piece)
-                flags, payload = self.framer.compress(data) if compress else (0, data)
-                if cid is None:
-                    cid = self.db.put_chunk(digest, flags, len(data), payload)
-                else:
-                    logger.warning("chunk %s is damaged: rewriting it from the bytes being written", digest.hex())
-                    self.db.rewrite_chunk(cid, flags, len(data), payload)
-                known[digest] = cid
-            checked.add(digest)
-            cids.append(cid)
-        return b"".join(digests), cids
+            if digest not in writes.pieces:
+                writes.pieces[digest] = (piece, compress)
+        if repair:
+            stored = self.backend.chunks(set(digests))
+            for digest in stored.keys() - writes.repairs:
+                if not self._intact(stored[digest]):
+                    writes.repairs.add(digest)
+        return b"".join(digests)
 
-    def _intact(self, digest: bytes) -> bool:
-        row = self.db.chunk(digest)
+    def _intact(self, chunk: Chunk) -> bool:
         try:
-            return row is not None and bool(self.open(digest, *row))
+            return bool(self.open(chunk.hash, chunk.flags, chunk.size, chunk.data))
         except DecodeError:
             return False
+
+    def chunk(self, writes: ChunkWrites, digest: bytes) -> Chunk:
+        """The chunk to store for a piece of ``writes`` (compressed once)."""
+        made = writes.made.get(digest)
+        if made is None:
+            piece, compress = writes.pieces[digest]
+            data = bytes(piece)
+            flags, payload = self.framer.compress(data) if compress else (0, data)
+            made = writes.made[digest] = Chunk(digest, flags, len(data), payload)
+        return made
+
+    def submit(self, writes: ChunkWrites, write: Callable[[list[Chunk]], T], name: str | None, seq: int | None) -> T:
+        """Run ``write(chunks)``, a unit of work of the backend, giving it the
+        chunks of ``writes`` that are not stored yet (asked outside the
+        transaction); when compaction freed some meanwhile
+        (:class:`~eventlog.backend.MissingChunks`), again with those.  A chunk the
+        write refers to without holding its bytes is then lost:
+        :class:`~eventlog.CorruptionError` naming ``name`` and ``seq``.  Damaged
+        copies found by :meth:`put` with ``repair`` are rewritten first."""
+        for digest in sorted(writes.repairs):
+            logger.warning("chunk %s is damaged: rewriting it from the bytes being written", digest.hex())
+            self.backend.rewrite_chunk(self.chunk(writes, digest))
+        give: list[Chunk] = []
+        if writes.pieces:
+            stored = self.backend.chunk_sizes(writes.pieces.keys())
+            give = [self.chunk(writes, h) for h in writes.pieces if h not in stored]
+        while True:
+            try:
+                return write(give)
+            except MissingChunks as e:
+                lost = sorted(h for h in e.hashes if h not in writes.pieces)
+                if lost:
+                    raise CorruptionError(f"chunk {lost[0].hex()} is missing", session_id=name, seq=seq) from None
+                given = {c.hash for c in give}
+                if e.hashes <= given:
+                    raise StorageError(f"the backend lost chunks given with the write: {e.message}") from None
+                give += (self.chunk(writes, h) for h in sorted(e.hashes - given))
+                logger.debug("chunks were freed while a write was encoded: writing them again")
 
     def get(self, digests: list[bytes], length: int) -> bytes:
         """The ``length`` bytes of the pieces ``digests``, in order, each verified.
@@ -134,18 +190,26 @@ class Chunks:
         Raises :class:`~eventlog.codec.DecodeError` naming the first missing or
         damaged chunk, or as soon as the pieces read add up to more than ``length``
         (a damaged or hostile reference naming one chunk a million times must not
-        make a read take a million times its size)."""
+        make a read take a million times its size).  The chunks are read from the
+        backend in batches, each piece once however often it is named."""
         parts: list[bytes] = []
         total = 0
-        for digest in digests:
-            row = self.db.chunk(digest)
-            if row is None:
-                raise DecodeError(f"chunk {digest.hex()} is missing")
-            part = self.open(digest, *row)
-            total += len(part)
-            if total > length:
-                raise DecodeError(f"the chunks of a value add up to more than its {length} bytes")
-            parts.append(part)
+        opened: dict[bytes, bytes] = {}
+        batch = max(1, min(32, (16 << 20) // max(self.chunk_bytes, 1)))
+        for i in range(0, len(digests), batch):
+            wanted = {d for d in digests[i : i + batch] if d not in opened}
+            found = self.backend.chunks(wanted) if wanted else {}
+            for digest in digests[i : i + batch]:
+                part = opened.get(digest)
+                if part is None:
+                    chunk = found.get(digest)
+                    if chunk is None:
+                        raise DecodeError(f"chunk {digest.hex()} is missing")
+                    part = opened[digest] = self.open(digest, chunk.flags, chunk.size, chunk.data)
+                total += len(part)
+                if total > length:
+                    raise DecodeError(f"the chunks of a value add up to more than its {length} bytes")
+                parts.append(part)
         return b"".join(parts)
 
     def open(self, digest: bytes, flags: int, size: int, data: bytes) -> bytes:
@@ -159,3 +223,8 @@ class Chunks:
         if len(raw) != size or self.address(raw) != digest:
             raise DecodeError(f"chunk {digest.hex()} does not match its hash")
         return raw
+
+
+def hashes_of(refs: Collection[Ref]) -> frozenset[bytes]:
+    """The chunk addresses of ``refs``."""
+    return frozenset(h for ref in refs for h in ref.chunk_hashes())

@@ -29,12 +29,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import dialects, render
+from . import backends, dialects, render
 from .chunks import KEY_BYTES
 from .dialects import FORMATS
 from .errors import EventLogError, KeyMismatchError, NotFoundError
 from .progress import Progress
-from .sql import SIDECARS
 from .store import SessionInfo, Store
 from .store import open as open_store
 
@@ -111,7 +110,7 @@ def _chunk_key() -> bytes | None:
 def _check_path(path: str) -> None:
     """One line and exit status 1 unless ``path`` is a file that can be a store (the
     store itself says if it is not one)."""
-    if path == ":memory:":
+    if backends.in_memory(path):
         return
     if not os.path.exists(path):
         _fail(f"no such store file: {path}")
@@ -128,7 +127,7 @@ def _store(path: str, *, readonly: bool = True) -> Iterator[Store]:
     _check_path(path)
     key = _chunk_key()
     try:
-        store = open_store(path, chunk_key=key, readonly=readonly and path != ":memory:")
+        store = open_store(path, chunk_key=key, readonly=readonly and not backends.in_memory(path))
     except KeyMismatchError as e:
         _fail(f"{e} (give it with --chunk-key-file or ${KEY_ENV})" if key is None else str(e))
         raise
@@ -753,9 +752,9 @@ class _ImportTarget:
     store the import created and left empty is removed, and nothing else ever is."""
 
     def __init__(self, path: str) -> None:
-        self.paths = [path] + ([path + s for s in SIDECARS] if path != ":memory:" else [])
+        self.paths = backends.store_files(path)
         self.before = {p for p in self.paths if os.path.lexists(p)}
-        self.new = path != ":memory:" and path not in self.before
+        self.new = bool(self.paths) and path not in self.before
         self.made: dict[str, tuple[int, int]] = {}
 
     def note_made(self) -> None:

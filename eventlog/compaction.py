@@ -1,28 +1,31 @@
 """Compaction: removing what deleted sessions and old history leave behind.
 
-Compaction runs as many small write transactions, each of which leaves the store
-consistent, so it can be interrupted at any point (``kill -9`` included) and simply
-run again to finish.  The invariant that makes this safe is kept by every writer:
-an event or snapshot and its refs are written and deleted in the same transaction.
-A chunk with no refs is therefore used by nothing, and freeing it can never leave a
-live row pointing at a missing chunk; a chunk with refs is never freed.
+Compaction runs as many small steps, each one unit of work of the backend (one
+transaction) that leaves the store consistent, so it can be interrupted at any point
+(``kill -9`` included) and simply run again to finish.  What makes this safe is the
+backend's chunk-GC contract (:mod:`eventlog.backend`): an event or snapshot and its
+references are written and deleted in the same transaction, so a chunk with no
+references is used by nothing, and freeing it can never leave a live event or
+snapshot pointing at a missing chunk; a chunk with references is never freed, even
+while other handles write.
 
 The steps, in order:
 
 1. Deleted sessions (tombstoned by :meth:`eventlog.Store.delete`): their events and
-   snapshots, with their refs, in batches; then the session row; then the small
-   sessions table is rewritten (SQLite can leave old copies of an updated row in a
-   page's free space, which ``secure_delete`` does not reach).
-2. Sessions from version 1 files get refs per event and snapshot (they had one set
-   per session, which pinned every chunk they ever used).
+   snapshots, with their refs, in batches; then the session itself; then the
+   backend scrubs what it may keep of them elsewhere (SQLite rewrites its small
+   sessions table: it can leave old copies of an updated row in a page's free
+   space, which ``secure_delete`` does not reach).
+2. Sessions from SQLite files of schema version 1 get refs per event and snapshot
+   (they had one set per session, which pinned every chunk they ever used).
 3. With ``retain``: each live session's history older than its last ``retain``
    events is folded into a snapshot at that position, which becomes the floor of its
    history, and the events and snapshots below it are removed (events left below a
    floor by an interrupted run are removed by any later run).
 4. Chunks that nothing refers to, in batches in chunk order.
-5. A WAL checkpoint that truncates the WAL, so deleted content is gone from both
-   files (``secure_delete`` zeroes it in the pages), and with ``vacuum`` a VACUUM
-   that also returns the free pages to the file system.
+5. A checkpoint (SQLite: one that truncates the WAL, so deleted content is gone
+   from both files, ``secure_delete`` zeroing it in the pages), and with ``vacuum``
+   a VACUUM that also returns the free pages to the file system.
 """
 
 from __future__ import annotations
@@ -32,14 +35,12 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
+from .backend import Backend, Head, NewSnapshot, advance
+from .chunks import ChunkWrites, hashes_of
 from .codec import Ref
 from .errors import CorruptionError, EventLogError
 from .log import Log
 from .progress import Progress
-from .sql import EVENT_REF, SNAPSHOT_REF, Database, SessionRow, advance
-
-#: Everything, as a sequence number bound.
-_ALL = 1 << 62
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,9 @@ class CompactReport:
     skipped: list[str] = field(default_factory=list)  # sessions whose history could not be folded, and why
 
 
-Transaction = Callable[[], AbstractContextManager[None]]
+#: Opens one step: the caller's lock around the backend's calls inside (for
+#: ``read``, in one consistent view).
+Step = Callable[[], AbstractContextManager[None]]
 
 
 def _silent(step: str, done: int, total: int | None) -> None:
@@ -67,17 +70,17 @@ def _silent(step: str, done: int, total: int | None) -> None:
 
 
 def compact(
-    db: Database,
+    backend: Backend,
     log: Log,
-    write: Transaction,
-    read: Transaction,
+    write: Step,
+    read: Step,
     *,
     retain: int | None,
     batch: int,
     progress: Progress | None = None,
 ) -> CompactReport:
-    """Steps 1 to 4 of compaction (then :func:`finish`); ``write()`` and ``read()``
-    open one write or read transaction (holding whatever lock the caller needs).
+    """Steps 1 to 4 of compaction (then :func:`finish`); ``write()`` is held around
+    each of the backend's units of work, ``read()`` around reads that must agree.
     ``progress`` (see :mod:`eventlog.progress`) is told of the steps ``"deleted
     sessions"``, ``"sessions"`` (the live ones, their history shortened with
     ``retain``) and ``"chunks"`` (looked at for freeing)."""
@@ -86,39 +89,39 @@ def compact(
     live = dead = chunks = 0
     if progress:
         with read():
-            live, dead, chunks = db.counts()
+            live, dead, chunks = backend.counts()
     tell("deleted sessions", 0, dead)
-    _remove_deleted(db, write, read, batch, report, tell, dead)
+    _remove_deleted(backend, write, read, batch, report, tell, dead)
     if report.sessions_removed:
         with write():
-            db.rebuild_sessions()
-    _own_refs(db, log, write, read, report)
+            backend.scrub()
+    _own_refs(backend, log, write, read, report)
     tell("sessions", 0, live)
-    _truncate_history(db, log, write, read, retain, batch, report, tell, live)
+    _truncate_history(backend, log, write, read, retain, batch, report, tell, live)
     tell("chunks", 0, chunks)
-    _free_chunks(db, write, batch, report, tell, chunks)
+    _free_chunks(backend, write, batch, report, tell, chunks)
     return report
 
 
-def finish(db: Database, report: CompactReport, *, vacuum: bool, progress: Progress | None = None) -> None:
-    """The last step: checkpoint and truncate the WAL, and VACUUM if asked (outside
-    any transaction); ``progress`` is told of the step ``"vacuum"`` (no total)."""
+def finish(backend: Backend, report: CompactReport, *, vacuum: bool, progress: Progress | None = None) -> None:
+    """The last step: checkpoint, and VACUUM if asked (outside any transaction);
+    ``progress`` is told of the step ``"vacuum"`` (no total)."""
     if vacuum:
         tell = progress or _silent
         tell("vacuum", 0, None)
-        db.vacuum()
+        backend.vacuum()
         report.vacuumed = True
         tell("vacuum", 1, 1)
-    report.checkpointed = db.checkpoint()
+    report.checkpointed = backend.checkpoint()
 
 
 def _remove_deleted(
-    db: Database, write: Transaction, read: Transaction, batch: int, report: CompactReport, tell: Progress, total: int
+    backend: Backend, write: Step, read: Step, batch: int, report: CompactReport, tell: Progress, total: int
 ) -> None:
     done: list[int] = []
     while True:
         with read():
-            sids = db.dead_sessions(64)
+            sids = backend.dead(64)
         if not sids:
             return
         if sids == done:  # removed, yet still listed: the table or its index is damaged
@@ -127,20 +130,17 @@ def _remove_deleted(
         for sid in sids:
             while True:
                 with write():
-                    events = db.purge_events(sid, _ALL, batch)
-                    snapshots = db.purge_snapshots(sid, _ALL, batch)
-                    if not events and not snapshots:
-                        db.drop_session(sid)
-                report.events_removed += events
-                report.snapshots_removed += snapshots
-                if not events and not snapshots:
+                    step = backend.purge(sid, batch)
+                report.events_removed += step.events
+                report.snapshots_removed += step.snapshots
+                if step.done:
                     report.sessions_removed += 1
                     tell("deleted sessions", report.sessions_removed, max(total, report.sessions_removed))
                     break
 
 
-def _sessions(read: Transaction, page: Callable[[int, int], list[SessionRow]]) -> Iterator[SessionRow]:
-    """The rows ``page(after_sid, limit)`` gives, a page per read transaction."""
+def _sessions(read: Step, page: Callable[[int, int], list[Head]]) -> Iterator[Head]:
+    """The heads ``page(after_sid, limit)`` gives, a page per read."""
     after = 0
     while True:
         with read():
@@ -151,28 +151,32 @@ def _sessions(read: Transaction, page: Callable[[int, int], list[SessionRow]]) -
         yield from rows
 
 
-def _own_refs(db: Database, log: Log, write: Transaction, read: Transaction, report: CompactReport) -> None:
+def _own_refs(backend: Backend, log: Log, write: Step, read: Step, report: CompactReport) -> None:
     """Give each event and snapshot of a session migrated from a version 1 file its
     own refs, then drop the session-wide ones, so its unused chunks can be freed.
-    One transaction per session; a session that cannot be decoded keeps its refs."""
-    for row in _sessions(read, db.legacy_sessions):
+    One unit of work per session; a session that cannot be decoded keeps its refs."""
+    for row in _sessions(read, backend.legacy):
         try:
-            with write():
-                current = db.session_by_sid(row.sid)
-                if current is None:
+            events: dict[int, frozenset[bytes]] = {}
+            snapshots: dict[int, frozenset[bytes]] = {}
+            with read():
+                current = backend.head(row.name)
+                if current is None or current.sid != row.sid:
                     continue
-                for seq, pos, ts, frame in db.events(row.sid, current.base_seq, current.seq):
+                for stored in backend.events(row.sid, current.base, current.seq):
                     refs: list[Ref] = []
-                    log.event(row.name, row.sid, seq, pos, ts, frame, rehydrate=False, seen=refs)
-                    db.add_refs(EVENT_REF, pos, log.chunk_ids_of(refs, row.name, seq))
-                for snap_id, seq in db.snapshots_of(row.sid):
-                    snap = db.snapshot(row.sid, seq)
-                    if snap is None or seq < current.base_seq:
+                    log.event(row.name, row.sid, stored.seq, stored.pos, stored.ts_ms, stored.frame, rehydrate=False,
+                              seen=refs)  # fmt: skip
+                    events[stored.seq] = hashes_of(refs)
+                for seq in backend.snapshot_seqs(row.sid, current.seq):
+                    snap = backend.snapshot(row.sid, seq)
+                    if snap is None or seq < current.base:
                         continue
                     refs = []
                     log.snapshot_state(row.name, row.sid, seq, snap, rehydrate=False, seen=refs)
-                    db.add_refs(SNAPSHOT_REF, snap_id, log.chunk_ids_of(refs, row.name, seq))
-                db.drop_session_refs(row.sid)
+                    snapshots[seq] = hashes_of(refs)
+            with write():
+                backend.adopt_refs(row.sid, events, snapshots)
         except EventLogError as e:
             _skip(report, row.name, e, "keeps its chunks")
 
@@ -183,60 +187,61 @@ def _skip(report: CompactReport, name: str, e: EventLogError, what: str) -> None
 
 
 def _truncate_history(
-    db: Database,
+    backend: Backend,
     log: Log,
-    write: Transaction,
-    read: Transaction,
+    write: Step,
+    read: Step,
     retain: int | None,
     batch: int,
     report: CompactReport,
     tell: Progress,
     total: int,
 ) -> None:
-    for done, row in enumerate(_sessions(read, db.live_sessions), 1):
+    for done, row in enumerate(_sessions(read, backend.heads), 1):
         tell("sessions", done, max(total, done))
-        floor = row.base_seq
+        floor = row.base
         if retain is not None and row.seq - retain > floor:
             try:
-                if _new_floor(db, log, write, row, row.seq - retain):
+                if _new_floor(backend, log, write, read, row, row.seq - retain):
                     floor = row.seq - retain
                     report.sessions_truncated += 1
             except EventLogError as e:  # a damaged session keeps its history; the rest goes on
                 _skip(report, row.name, e, "keeps its history")
         while floor:  # what lies below the floor (also after an interrupted run), in batches
             with write():
-                events = db.purge_events(row.sid, floor, batch)
-                snapshots = db.purge_snapshots(row.sid, floor, batch)
-            report.events_removed += events
-            report.snapshots_removed += snapshots
-            if not events and not snapshots:
+                step = backend.trim(row.sid, batch)
+            report.events_removed += step.events
+            report.snapshots_removed += step.snapshots
+            if step.done:
                 break
 
 
-def _new_floor(db: Database, log: Log, write: Transaction, row: SessionRow, floor: int) -> bool:
+def _new_floor(backend: Backend, log: Log, write: Step, read: Step, row: Head, floor: int) -> bool:
     """Fold the session up to ``floor`` into a snapshot there and make it the floor
-    of its history, in one transaction.  ``False`` if the session changed meanwhile
-    in a way that makes this moot."""
-    with write():
-        current = db.session(row.name)
-        if current is None or current.sid != row.sid or floor <= current.base_seq or floor > current.seq:
+    of its history, in one unit of work.  ``False`` if the session changed
+    meanwhile in a way that makes this moot."""
+    writes = ChunkWrites()
+    with read():
+        current = backend.head(row.name)
+        if current is None or current.sid != row.sid or floor <= current.base or floor > current.seq:
             return False
-        frame, cids, size = log.snapshot(row.name, row.sid, floor, current.base_seq, reuse=False)
-        db.put_snapshot(row.sid, floor, frame, size, cids)
-        db.set_base(row.sid, floor)
+        frame, refs, size = log.snapshot(row.name, row.sid, floor, current.base, writes, reuse=False)
+    snapshot = NewSnapshot(row.sid, floor, frame, size, refs, floor=True)
+    with write():
+        if not log.chunks.submit(writes, lambda give: backend.put_snapshot(snapshot, give), row.name, floor):
+            return False
     logger.debug("session %r: history before %d folded into a snapshot there", row.name, floor)
     return True
 
 
-def _free_chunks(
-    db: Database, write: Transaction, batch: int, report: CompactReport, tell: Progress, total: int
-) -> None:
-    cursor: int | None = 0
+def _free_chunks(backend: Backend, write: Step, batch: int, report: CompactReport, tell: Progress, total: int) -> None:
+    cursor: bytes | None = b""
     looked = 0
     while cursor is not None:
         with write():
-            cursor, freed, size = db.free_chunks(cursor, batch)
-        report.chunks_freed += freed
-        report.bytes_freed += size
+            step = backend.free_chunks(cursor, batch)
+        cursor = step.cursor
+        report.chunks_freed += step.chunks
+        report.bytes_freed += step.bytes
         looked = total if cursor is None else min(looked + batch, total)  # each call looks at `batch` chunks
         tell("chunks", looked, total)

@@ -28,22 +28,25 @@ import shlex
 import sqlite3
 import tempfile
 import time
-import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from . import backends
 from . import open as open_store
 from .errors import EventLogError, InvalidValueError
 from .options import shown
 from .samples import SessionBuilder, json_size
-from .sql import APPLICATION_ID, SIDECARS, SQLITE_MAGIC
 
 LIMIT = 2_000_000
 SHOT = 2_400_000  # bytes of one screenshot (a PNG of noise): about 3.2 MB as base64
 #: The id of the demo's session, plain so it can be typed in a shell; it also marks
 #: a store as the demo's (see :func:`made_by_demo`).
 SESSION = "eventlog-demo"
-_SUFFIXES = ("", *SIDECARS)
+
+
+def _files(path: str) -> list[str]:
+    """The demo's store file and the files next to it."""
+    return backends.store_files(path) or [path]
 
 
 class DemoPathError(EventLogError):
@@ -119,34 +122,18 @@ def _summary(entry: dict[str, Any]) -> str:
 
 def made_by_demo(path: str) -> bool:
     """Whether ``path`` holds a store the demo made: an eventlog store whose only
-    session is :data:`SESSION`.  Read without SQLite's WAL machinery
-    (``immutable``), so looking creates no ``-wal`` or ``-shm`` file beside
-    anything; an unclean store whose session is only in its WAL is not
-    recognised (and so not replaced)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(72)
-    except OSError:
-        return False
-    if head[:16] != SQLITE_MAGIC or head[68:72] != APPLICATION_ID.to_bytes(4, "big"):
-        return False
-    uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro&immutable=1"
-    try:
-        con = sqlite3.connect(uri, uri=True)
-        try:
-            rows = con.execute("SELECT name FROM sessions WHERE deleted_ms IS NULL AND seq > 0").fetchall()
-        finally:
-            con.close()
-    except (sqlite3.Error, UnicodeDecodeError):
-        return False
-    return rows == [(SESSION,)]
+    session is :data:`SESSION`.  Looked at without changing anything (no ``-wal``
+    or ``-shm`` file is made beside anything; see
+    :func:`eventlog.backends.live_names`); an unclean store whose session is only in
+    its WAL is not recognised (and so not replaced)."""
+    return backends.live_names(path) == [SESSION]
 
 
 def _claim(path: str, replace: bool) -> None:
     """Create ``path`` as a new empty file, or fail with :class:`DemoPathError`; with
     ``replace``, first remove a store an earlier demo made there (and its ``-wal``
     and ``-shm``), and nothing else."""
-    existing = [path + s for s in _SUFFIXES if os.path.lexists(path + s)]
+    existing = [name for name in _files(path) if os.path.lexists(name)]
     if existing:
         ours = made_by_demo(path)
         if not replace:
@@ -193,9 +180,9 @@ def run(
     try:
         return _run(path, entries, seed, out)
     except BaseException:
-        for suffix in _SUFFIXES:  # all made by this run: the path did not exist before it
-            if os.path.lexists(path + suffix):
-                os.remove(path + suffix)
+        for name in _files(path):  # all made by this run: the path did not exist before it
+            if os.path.lexists(name):
+                os.remove(name)
         raise
 
 

@@ -40,6 +40,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import InvalidValueError
 from .values import same
 
 #: What ``--format`` accepts: a dialect, or ``auto`` (detect it).
@@ -261,7 +262,7 @@ def locate(session: Any, fmt: str = "auto") -> Conversation:
     with the most items of that dialect (else the same choice).  A session with no
     list at all is one ``generic`` item (none when it is empty)."""
     if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}: one of {', '.join(FORMATS)}")
+        raise InvalidValueError(f"unknown format {fmt!r:.40}: one of {', '.join(FORMATS)}")
     if type(session) is not dict:
         return Conversation("generic", None, [session] if session is not None else [])
     best: tuple[tuple[int, int, int, int], str, tuple[str, ...], list[Any]] | None = None

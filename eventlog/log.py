@@ -1,10 +1,13 @@
 """Rows of the log: turning event and snapshot bodies into frames and back.
 
-This is the only place that combines the pure codec with storage: it externalises
-large values into chunks while encoding, spills a frame that would not fit in one
-cell into chunks as well, builds snapshots (a large session's as segments, keeping
-those of the snapshot before that did not change; see :mod:`eventlog.snapshots`),
-and on reading verifies, decompresses (bounded), decodes and rehydrates.  Every failure to read comes out as
+This is the only place that combines the pure codec with storage (through the
+protocol of :mod:`eventlog.backend`): it externalises large values into chunks
+while encoding (collected in a :class:`~eventlog.chunks.ChunkWrites`, written with
+the event or snapshot), spills a frame that would not fit in one cell into chunks
+as well, builds snapshots (a large session's as segments, keeping those of the
+snapshot before that did not change; see :mod:`eventlog.snapshots`), and on reading
+verifies, decompresses (bounded), decodes and rehydrates (reading chunks from the
+backend while decoding).  Every failure to read comes out as
 :class:`~eventlog.errors.CorruptionError` (or
 :class:`~eventlog.errors.UnsupportedVersionError`) naming the session and position.
 """
@@ -21,12 +24,12 @@ from itertools import accumulate
 from typing import Any
 
 from . import codec, fold, speedups
-from .chunks import Chunks
+from .backend import Backend
+from .chunks import Chunks, ChunkWrites, hashes_of
 from .codec import ENTRIES, DecodeError, Framer, Ref, VersionError
 from .errors import CorruptionError, InvalidValueError, UnsupportedVersionError
 from .fold import Event, State
 from .snapshots import MIN_REUSE_BYTES, SEGMENT_BYTES, Segment
-from .sql import Database
 from .values import externalise_large, validate, validate_each
 
 logger = logging.getLogger(__name__)
@@ -99,12 +102,33 @@ class _Layout:
         self.n -= key.stop - key.start
 
 
+class Encoded:
+    """A body encoded for a frame, not yet bound to its place: what
+    :meth:`Log.encode` gives; :meth:`seal` makes the frame.  ``refs``: the addresses
+    of every chunk it uses; ``size``: its stored size (the compressed body, counted
+    in full when spilled to chunks: what the snapshot policy weighs)."""
+
+    __slots__ = ("flags", "payload", "refs", "size")
+
+    def __init__(self, flags: int, payload: bytes, refs: frozenset[bytes], size: int) -> None:
+        self.flags = flags
+        self.payload = payload
+        self.refs = refs
+        self.size = size
+
+    def seal(self, kind: bytes, sid: int, seq: int, ts: int | None = None) -> bytes:
+        """The frame, bound to its row's place and, given ``ts`` (an event's
+        timestamp), to that."""
+        flags = self.flags | (codec.FLAG_TIMED if ts is not None else 0)
+        return Framer.seal(flags, self.payload, codec.binding(kind, sid, seq, ts))
+
+
 class Log:
     """Encodes and decodes the rows of one store.  Not thread-safe (zstd contexts)."""
 
     def __init__(
         self,
-        db: Database,
+        backend: Backend,
         *,
         max_cell_bytes: int,
         chunk_bytes: int,
@@ -112,9 +136,9 @@ class Log:
         max_body_bytes: int,
         chunk_key: bytes | None = None,
     ) -> None:
-        self.db = db
+        self.backend = backend
         self.framer = Framer()
-        self.chunks = Chunks(db, self.framer, chunk_bytes, key=chunk_key)
+        self.chunks = Chunks(backend, self.framer, chunk_bytes, key=chunk_key)
         # Room for the other columns of an event or snapshot row (a few integers).
         self.inline_limit = max_cell_bytes - 256
         # A snapshot segment aims at half a chunk of CBOR: compressed, one chunk.
@@ -130,7 +154,7 @@ class Log:
 
     # ------------------------------------------------------------------ writing
 
-    def _externalise(self, value: str | bytes) -> Ref:
+    def _externalise(self, value: str | bytes, writes: ChunkWrites) -> Ref:
         limit = self.max_body_bytes
         # The value as the caller sees it (a str in UTF-8 bytes, base64 as text) is
         # what max_body_bytes bounds, so that what is read back is bounded too.
@@ -151,41 +175,30 @@ class Log:
             kind, raw, prefix, form = codec.split_large(value)
         except UnicodeEncodeError as e:
             raise InvalidValueError(f"string is not valid Unicode text: {e}") from None
-        hashes, _ = self.chunks.put(raw)
+        hashes = self.chunks.put(raw, writes)
         return Ref(kind, len(raw), hashes, prefix, form)
 
-    def encodable(self, value: Any) -> Any:
-        """A caller's value, validated, with its large strings and bytes now stored
-        as chunks (inside the caller's write transaction) and replaced by refs."""
+    def encodable(self, value: Any, writes: ChunkWrites) -> Any:
+        """A caller's value, validated, with its large strings and bytes cut into
+        chunks (for ``writes``) and replaced by refs."""
         if validate(value, self.large_value_bytes):
-            return externalise_large(value, self.large_value_bytes, self._externalise)
+            return externalise_large(value, self.large_value_bytes, lambda v: self._externalise(v, writes))
         return value
 
-    def encodable_each(self, items: list[Any]) -> list[Any]:
+    def encodable_each(self, items: list[Any], writes: ChunkWrites) -> list[Any]:
         """:meth:`encodable` of each value in ``items`` (appended entries), validated
         in one walk: ``items`` itself when none holds a large value."""
         if validate_each(items, self.large_value_bytes):
-            return [externalise_large(v, self.large_value_bytes, self._externalise) for v in items]
+            put = lambda v: self._externalise(v, writes)  # noqa: E731
+            return [externalise_large(v, self.large_value_bytes, put) for v in items]
         return items
 
-    def chunk_ids_of(self, refs: list[Ref], name: str | None, seq: int) -> list[int]:
-        """Ids of the chunks ``refs`` use; :class:`CorruptionError` if one is missing."""
-        wanted = list({h for ref in refs for h in ref.chunk_hashes()})
-        found = self.db.chunk_ids(wanted)
-        if len(found) != len(wanted):
-            missing = next(h for h in wanted if h not in found)
-            raise CorruptionError(f"chunk {missing.hex()} is missing", session_id=name, seq=seq)
-        return list(found.values())
-
-    def frame(
-        self, kind: bytes, sid: int, seq: int, wire: Any, ts: int | None = None, *, segments: bool = False
-    ) -> tuple[bytes, list[int], int]:
-        """Encode an event or snapshot body into a frame that fits one cell, bound to
-        its row's place and, given ``ts`` (an event's timestamp), to that; returns
-        it with the ids of every chunk it refers to (large values, spilled bytes),
-        to be recorded as its refs in the same transaction, and its stored size (the
-        compressed body, counted in full when spilled to chunks: what the snapshot
-        policy weighs)."""
+    def encode(
+        self, kind: bytes, wire: Any, writes: ChunkWrites, *, seq: int | None = None, segments: bool = False
+    ) -> Encoded:
+        """Encode an event or snapshot body for a frame that fits one cell (a body
+        too large for one is spilled into chunks, for ``writes``); ``seq`` names the
+        position in errors."""
         refs: list[Ref] = []
         try:
             body = codec.dumps(wire, refs)
@@ -197,20 +210,33 @@ class Log:
                 "split it into several",
                 seq=seq,
             )
-        cids: list[int] = []
+        used = hashes_of(refs)
         flags, payload = self.framer.compress(body, fast=kind == EVENT)
         size = len(payload)
         if size > self.inline_limit:
-            hashes, cids = self.chunks.put(payload)
+            hashes = self.chunks.put(payload, writes)
+            used |= hashes_of([Ref(codec.KIND_BYTES, size, hashes)])
             payload = codec.dumps([flags, len(payload), hashes])
             flags = codec.FLAG_SPILL
-        if refs:
-            cids += self.chunk_ids_of(refs, None, seq)
-        if ts is not None:
-            flags |= codec.FLAG_TIMED
         if segments:
             flags |= codec.FLAG_SEGMENTS
-        return Framer.seal(flags, payload, codec.binding(kind, sid, seq, ts)), cids, size
+        return Encoded(flags, payload, used, size)
+
+    def frame(
+        self,
+        kind: bytes,
+        sid: int,
+        seq: int,
+        wire: Any,
+        ts: int | None = None,
+        *,
+        writes: ChunkWrites,
+        segments: bool = False,
+    ) -> tuple[bytes, frozenset[bytes], int]:
+        """:meth:`encode` and :meth:`Encoded.seal`: the frame, the chunks it uses
+        (to be recorded as its refs) and its stored size."""
+        encoded = self.encode(kind, wire, writes, seq=seq, segments=segments)
+        return encoded.seal(kind, sid, seq, ts), encoded.refs, encoded.size
 
     # ------------------------------------------------------------------ reading
 
@@ -305,10 +331,11 @@ class Log:
     def events(self, name: str, sid: int, after: int, upto: int | None, rehydrate: bool) -> Iterator[Event]:
         """Events ``after < seq <= upto``; :class:`CorruptionError` when one is missing."""
         expected = after + 1
-        for seq, pos, ts, frame in self.db.events(sid, after, upto):
+        for stored in self.backend.events(sid, after, upto):
+            seq = stored.seq
             if seq != expected:
                 raise CorruptionError(f"event {expected} is missing", session_id=name, seq=expected)
-            yield self.event(name, sid, seq, pos, ts, frame, rehydrate)
+            yield self.event(name, sid, seq, stored.pos, stored.ts_ms, stored.frame, rehydrate)
             expected += 1
         if upto is not None and expected <= upto:  # the last ones are gone
             raise CorruptionError(f"event {expected} is missing", session_id=name, seq=expected)
@@ -446,11 +473,12 @@ class Log:
     # ------------------------------------------------------------------ snapshots
 
     def snapshot(
-        self, name: str, sid: int, seq: int, floor: int, *, reuse: bool = True
-    ) -> tuple[bytes, list[int], int]:
-        """A snapshot of the session at ``seq``: its frame, the ids of every chunk it
-        uses (segments, large values, a spilled manifest), to be recorded as its refs
-        in the same transaction, and the bytes it wrote (what the snapshot policy
+        self, name: str, sid: int, seq: int, floor: int, writes: ChunkWrites, *, reuse: bool = True
+    ) -> tuple[bytes, frozenset[bytes], int]:
+        """A snapshot of the session at ``seq``, its chunks collected in ``writes``:
+        its frame, the addresses of every chunk it uses (segments, large values, a
+        spilled manifest), to be recorded as its refs in the same unit of work, and
+        the bytes it wrote (what the snapshot policy
         weighs: its frame, or spilled manifest, and the segments not kept from the
         snapshot it builds on).
 
@@ -464,7 +492,7 @@ class Log:
         read: they are stored once, whatever refers to them)."""
         base = self._base(name, sid, seq, floor) if reuse else None
         try:
-            return self._build(name, sid, seq, floor, base)
+            return self._build(name, sid, seq, floor, base, writes)
         except CorruptionError as e:
             if base is None:
                 raise
@@ -480,11 +508,19 @@ class Log:
             base[0],
             why,
         )
-        return self._build(name, sid, seq, floor, None)
+        writes.pieces.clear()  # (what the failed build cut is not used)
+        writes.repairs.clear()
+        return self._build(name, sid, seq, floor, None, writes)
 
     def _build(
-        self, name: str, sid: int, seq: int, floor: int, base: tuple[int, dict[str, Any], list[Segment]] | None
-    ) -> tuple[bytes, list[int], int]:
+        self,
+        name: str,
+        sid: int,
+        seq: int,
+        floor: int,
+        base: tuple[int, dict[str, Any], list[Segment]] | None,
+        writes: ChunkWrites,
+    ) -> tuple[bytes, frozenset[bytes], int]:
         old: list[Segment] = []
         if base is None:
             state = self.fold(name, sid, seq, False, floor)
@@ -499,28 +535,31 @@ class Log:
                 except ValueError as e:
                     raise CorruptionError(f"event does not apply: {e}", session_id=name, seq=event.seq) from None
         pieces = items.pieces if base is not None else items
-        segments, inline = self._cut(name, seq, pieces, old, repair=base is None)
+        segments, inline = self._cut(name, seq, pieces, old, writes, repair=base is None)
         if inline is not None:  # a small session: one frame, as before segments
-            return self.frame(SNAPSHOT, sid, seq, fold.state_to_wire(State(state.fields, inline)))
+            return self.frame(SNAPSHOT, sid, seq, fold.state_to_wire(State(state.fields, inline)), writes=writes)
         limit = self.max_body_bytes
         if sum(s.raw for s in segments) > limit:
             raise InvalidValueError(f"the session's entries encode to more than the limit of {limit} bytes", seq=seq)
         wire = [state.fields, [s.to_wire() for s in segments]]
-        frame, cids, written = self.frame(SNAPSHOT, sid, seq, wire, segments=True)
-        wanted = list({h for s in segments for h in (*s.pointer().chunk_hashes(), *s.inner_hashes())})
-        found = self.db.chunk_ids(wanted)
-        if len(found) != len(wanted):
-            missing = next(h for h in wanted if h not in found)
+        frame, refs, written = self.frame(SNAPSHOT, sid, seq, wire, writes=writes, segments=True)
+        wanted = {h for s in segments for h in (*s.pointer().chunk_hashes(), *s.inner_hashes())}
+        # What it keeps or refers to without having written it must be stored (else
+        # the snapshot it builds on is damaged: see snapshot()).
+        unwritten = [h for h in wanted if h not in writes.pieces]
+        found = self.backend.chunk_sizes(unwritten) if unwritten else {}
+        if len(found) != len(unwritten):
+            missing = min(h for h in unwritten if h not in found)
             raise CorruptionError(f"chunk {missing.hex()} is missing", session_id=name, seq=seq)
         kept = set(old)
-        return frame, cids + list(found.values()), written + sum(s.length for s in segments if s not in kept)
+        return frame, refs | wanted, written + sum(s.length for s in segments if s not in kept)
 
     def _base(self, name: str, sid: int, seq: int, floor: int) -> tuple[int, dict[str, Any], list[Segment]] | None:
         """The newest snapshot at or below ``seq`` (and at or above ``floor``) if it
         is segmented, its manifest reads and no load found it damaged: its position,
         fields and segments."""
-        seqs = [s for s in self.db.snapshot_seqs(sid, seq) if s >= floor]
-        frame = self.db.snapshot(sid, seqs[0]) if seqs else None
+        seqs = [s for s in self.backend.snapshot_seqs(sid, seq) if s >= floor]
+        frame = self.backend.snapshot(sid, seqs[0]) if seqs else None
         if frame is None or (sid, seqs[0]) in self.damaged:
             return None
         try:
@@ -557,7 +596,7 @@ class Log:
         return keep
 
     def _cut(
-        self, name: str, seq: int, pieces: list[Any], old: list[Segment], *, repair: bool = False
+        self, name: str, seq: int, pieces: list[Any], old: list[Segment], writes: ChunkWrites, *, repair: bool = False
     ) -> tuple[list[Segment], list[Any] | None]:
         """Segments holding the entries ``pieces`` (wire values, and ``range`` of
         positions in the snapshot built on, whose segments are ``old``): each old
@@ -581,7 +620,7 @@ class Log:
                 return
             raw = codec.array_head(len(encoded)) + b"".join(encoded)
             flags, payload = self.framer.compress(raw)
-            hashes, _ = self.chunks.put(payload, compress=False, repair=repair)
+            hashes = self.chunks.put(payload, writes, compress=False, repair=repair)
             inner = b"".join(sorted({h for ref in refs for h in ref.chunk_hashes()}))
             out.append(Segment(len(encoded), flags, len(raw), len(payload), hashes, inner))
             encoded.clear()
@@ -637,10 +676,10 @@ class Log:
         state, base = State(), 0
         found = False
         skipped: list[tuple[int, str]] = []
-        for snap_seq in self.db.snapshot_seqs(sid, upto):
+        for snap_seq in self.backend.snapshot_seqs(sid, upto):
             if snap_seq < floor:
                 continue  # left over from compaction, about to be removed
-            frame = self.db.snapshot(sid, snap_seq)
+            frame = self.backend.snapshot(sid, snap_seq)
             try:
                 if frame is None:
                     raise CorruptionError("snapshot is missing", session_id=name, seq=snap_seq)

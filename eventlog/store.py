@@ -1,4 +1,13 @@
-"""The public face of eventlog: :func:`open` and :class:`Store`."""
+"""The public face of eventlog: :func:`open` and :class:`Store`.
+
+A store talks to its storage only through the protocol of :mod:`eventlog.backend`
+(picked for the path by :func:`eventlog.backends.open_backend`).  A write reads the
+session's head (or trusts its cache), encodes the event outside any transaction,
+and hands it to the backend as one unit of work conditional on that head: when
+another writer got there first, a ``save()`` or ``append()`` without
+``expected_seq`` catches up and encodes again; with ``expected_seq``, the caller
+gets the :class:`~eventlog.ConflictError`.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +22,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Unpack
 
-from . import chunks, compaction
+from . import backends, chunks, compaction
 from . import verify as verification
+from .backend import Head, Listing, NewEvent, NewSnapshot
+from .chunks import ChunkWrites
 from .codec import ENTRIES
 from .compaction import CompactReport
 from .errors import (
@@ -25,6 +36,7 @@ from .errors import (
     NotFoundError,
     OutcomeUnknownError,
     ReadOnlyError,
+    StorageError,
     StoreClosedError,
 )
 from .fold import (
@@ -46,12 +58,15 @@ from .options import MIN_CELL_BYTES as MIN_CELL_BYTES
 from .options import Options, OptionValues, resolve, shown
 from .progress import Progress
 from .snapshots import SnapshotPolicy
-from .sql import EVENT_REF, Database, SessionRow
 from .values import copy
 from .verify import VerifyReport
 
 #: Longest session id accepted, in UTF-8 bytes.
 MAX_SESSION_ID_BYTES = 4096
+#: Times a write without ``expected_seq`` is made again because other writers moved
+#: the session on meanwhile, before :class:`StorageError` (each time one of them
+#: wrote: a bound that only a backend that is wrong about heads can reach).
+MAX_TRIES = 1000
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +79,7 @@ class _Cached:
     returns a copy) or taken from one (a save keeps copies of what it wrote).  The
     mirror only records the identity of the caller's objects, never reads them."""
 
-    sid: int
+    sid: int | None  # None: the session is being created
     seq: int  # the head
     state: State  # folded up to state_seq; caught up from the log when needed
     state_seq: int
@@ -75,7 +90,7 @@ class _Cached:
     floor: int = 0  # the session's base_seq when last looked up
 
     @classmethod
-    def of(cls, sid: int, seq: int, state: State) -> _Cached:
+    def of(cls, sid: int | None, seq: int, state: State) -> _Cached:
         return cls(sid, seq, state, seq, len(state.entries), state.managed, bool(state.fields))
 
 
@@ -99,9 +114,14 @@ class SessionInfo:
     entries: int | None = None
 
 
+def _info(found: Listing) -> SessionInfo:
+    h = found.head
+    return SessionInfo(h.name, h.parent, h.seq, h.created_ms, h.updated_ms, h.base, found.stored_bytes, found.entries)
+
+
 @contextmanager
 def _naming(session_id: str) -> Iterator[None]:
-    """Damage SQLite reports while a session is read is reported as that session's."""
+    """Damage the backend reports while a session is read is reported as that session's."""
     try:
         yield
     except CorruptionError as e:
@@ -176,26 +196,28 @@ class Store:
         default: every default) and ``overrides`` (options as keywords); see
         :func:`eventlog.open`.  Every option is checked before the file is touched."""
         opts = resolve(options, overrides)
+        named = isinstance(path, str)
         path = check_path(path)
         #: The options the store was opened with.
         self.options = opts
         self.max_cell_bytes = opts.max_cell_bytes
-        self._db = Database(
+        self._backend = backends.open_backend(
             path,
             max_cell_bytes=opts.max_cell_bytes,
             synchronous=opts.synchronous,
             busy_timeout=opts.busy_timeout,
             new_meta=chunks.addressing(opts.chunk_key),
             readonly=opts.readonly,
+            memory_store=named,
         )
         self.readonly = opts.readonly
         try:
-            chunks.match_key(self._db.meta, opts.chunk_key, path)
+            chunks.match_key(self._backend.meta, opts.chunk_key, path)
         except EventLogError:
-            self._db.close()
+            self._backend.close()
             raise
         self._log = Log(
-            self._db,
+            self._backend,
             max_cell_bytes=opts.max_cell_bytes,
             chunk_bytes=opts.chunk_size,
             large_value_bytes=opts.large_value_bytes,
@@ -218,7 +240,7 @@ class Store:
             if not self._closed:
                 self._closed = True
                 self._cache.clear()
-                self._db.close()
+                self._backend.close()
 
     def __enter__(self) -> Store:
         return self
@@ -237,12 +259,12 @@ class Store:
 
     @contextmanager
     def _committing(self, session_id: str | None = None) -> Iterator[None]:
-        """A write transaction (about ``session_id``).  When its outcome is unknown
-        (the commit failed at the disk; the connection was reopened) the cached
-        sessions are dropped: the write may yet turn out to be in the file."""
+        """Around the backend's units of work (about ``session_id``).  When one's
+        outcome is unknown (the commit failed at the disk; the connection was
+        reopened) the cached sessions are dropped: the write may yet turn out to be
+        in the file."""
         try:
-            with self._db.write():
-                yield
+            yield
         except OutcomeUnknownError as e:
             self._cache.clear()
             if session_id is None:
@@ -357,49 +379,53 @@ class Store:
         make_ops: Callable[[_Cached], list[Op]],
         remember: Callable[[Mirror | None], Mirror | None] | None,
     ) -> int:
-        """Append one event made by ``make_ops(cached)`` in one transaction.
+        """Append one event made by ``make_ops(cached)``, as one unit of work of the
+        backend, conditional on the head it was made from.
 
         With ``remember`` (``save()``) the cached state is brought to the head first and
         kept current with private copies of the written values, and ``remember(mirror)``
         gives its new mirror.  Without (``append()``), only the cached head moves: the
         written values are not copied, and the state catches up from the log when a
-        later call needs it."""
+        later call needs it.
+
+        The event is made from the cached session when it is current (no read), else
+        from the head read now; when the backend finds the head moved meanwhile (a
+        :class:`ConflictError`), the cache is dropped and, without ``expected_seq``,
+        the event is made again from the new head."""
         if expected_seq is not None and (type(expected_seq) is not int or expected_seq < 0):
             raise InvalidValueError("expected_seq must be a non-negative int", session_id=name)
         full = remember is not None
         with self._lock:
             self._open()
-            log, db = self._log, self._db
-            head: int | None = None
-            try:
-                with _naming(name), self._committing():
-                    row = db.session(name)
-                    seq = head = 0 if row is None else row.seq
-                    if expected_seq is not None and expected_seq != seq:
-                        raise ConflictError(f"expected seq {expected_seq}, found {seq}", session_id=name, seq=seq)
-                    if row is None:
-                        c = _Cached.of(db.create_session(name, parent, _now_ms()), 0, State())
-                    else:
-                        c = self._cached(row, full=full)
-                    ops = make_ops(c)
-                    shape = self._shape_after(c, ops)
-                    wire, private = self._prepare(ops, copies=full)
-                    seq += 1
-                    ts = _now_ms()
-                    frame, cids, size = log.frame(EVENT, c.sid, seq, ops_to_wire(wire), ts)
-                    pos = db.append_event(c.sid, seq, ts, frame, size, entries=shape[0])
-                    db.add_refs(EVENT_REF, pos, cids)
-                    snap_seq, snap_bytes, since = (
-                        (row.snap_seq, row.snap_bytes, row.snap_bytes_since) if row else (0, 0, 0)
-                    )
-                    snap = self._policy.due(seq, snap_seq, snap_bytes, since + size)
-            except OutcomeUnknownError as e:
-                raise OutcomeUnknownError(
-                    e.message, session_id=name, seq=None if head is None else head + 1, expected_seq=head
-                ) from None
-            except BaseException:
-                self._cache.pop(name, None)
-                raise
+            tries = 0
+            while True:
+                head: int | None = None
+                try:
+                    with _naming(name):
+                        c = self._current(name, expected_seq, full)
+                        head = c.seq
+                        seq, after, shape, private = self._append(name, parent, c, make_ops(c), full)
+                except ConflictError as e:
+                    self._cache.pop(name, None)
+                    if expected_seq is not None:
+                        found = 0 if e.seq is None else e.seq
+                        raise ConflictError(f"expected seq {expected_seq}, found {found}", session_id=name,
+                                            seq=found) from None  # fmt: skip
+                    tries += 1
+                    if tries >= MAX_TRIES:
+                        raise StorageError(f"the session moved on {tries} times while a write was encoded: "
+                                           "given up", session_id=name) from None  # fmt: skip
+                    logger.debug("session %r moved on while a write was encoded: writing it again", name)
+                    continue
+                except OutcomeUnknownError as e:
+                    raise OutcomeUnknownError(
+                        e.message, session_id=name, seq=None if head is None else head + 1, expected_seq=head
+                    ) from None
+                except BaseException:
+                    self._cache.pop(name, None)
+                    raise
+                break
+            c.sid = after.sid
             if remember is not None:
                 apply(c.state, private)
                 c.state_seq = seq
@@ -410,9 +436,52 @@ class Store:
                 c.entries, c.managed, c.has_fields = shape
             c.seq = seq
             self._remember(name, c)
-            if snap:
-                self._snapshot(name, c.sid, seq)
+            if self._policy.due(seq, after.snap_seq, after.snap_bytes, after.snap_bytes_since):
+                self._snapshot(name, after.sid, seq)
             return seq
+
+    def _append(
+        self, name: str, parent: str | None, c: _Cached, ops: list[Op], full: bool
+    ) -> tuple[int, Head, tuple[int, bool, bool], list[Op]]:
+        """Encode ``ops`` as the event after ``c``'s head and append it (one unit of
+        work); the new head's position and record, the session's shape after it,
+        and (with ``full``) the ops with private copies of the caller's values."""
+        shape = self._shape_after(c, ops)
+        writes = ChunkWrites()
+        wire, private = self._prepare(ops, writes, copies=full)
+        seq, ts, sid = c.seq + 1, _now_ms(), c.sid
+        encoded = self._log.encode(EVENT, ops_to_wire(wire), writes, seq=seq)
+        if sid is None:  # a new session: the frame is bound to the id the backend gives it
+
+            def frame(new: int) -> bytes:
+                return encoded.seal(EVENT, new, seq, ts)
+
+            event = NewEvent(name, None, seq, ts, frame, encoded.size, encoded.refs, shape[0], parent)
+        else:
+            event = NewEvent(name, sid, seq, ts, encoded.seal(EVENT, sid, seq, ts), encoded.size, encoded.refs,
+                             shape[0])  # fmt: skip
+        with self._committing():
+            [after] = self._log.chunks.submit(writes, lambda give: self._backend.append([event], give), name, seq)
+        return seq, after, shape, private
+
+    def _current(self, name: str, expected_seq: int | None, full: bool) -> _Cached:
+        """The cached session to make a write from: as cached when its head (and,
+        with ``full``, its state) is the last this store wrote or read and
+        ``expected_seq`` agrees (the backend checks the head when it appends), else
+        from the head read now (:class:`ConflictError` when it is not
+        ``expected_seq``), caught up."""
+        c = self._cache.get(name)
+        if c is not None and (not full or c.state_seq == c.seq) and expected_seq in (None, c.seq):
+            self._cache.move_to_end(name)
+            return c
+        with self._backend.reading():
+            row = self._backend.head(name)
+            seq = 0 if row is None else row.seq
+            if expected_seq is not None and expected_seq != seq:
+                raise ConflictError(f"expected seq {expected_seq}, found {seq}", session_id=name, seq=seq)
+            if row is None:
+                return _Cached.of(None, 0, State())
+            return self._cached(row, full=full)
 
     @staticmethod
     def _shape_after(c: _Cached, ops: list[Op]) -> tuple[int, bool, bool]:
@@ -429,16 +498,20 @@ class Store:
                     managed = op.changed["entries"] is ENTRIES
         return n, managed, has_fields
 
-    def _prepare(self, ops: list[Op], *, copies: bool) -> tuple[list[Op], list[Op]]:
-        """Each op with encodable values (large ones now in chunks) and, with
-        ``copies``, again with private copies of the caller's values."""
-        enc = self._log.encodable
+    def _prepare(self, ops: list[Op], writes: ChunkWrites, *, copies: bool) -> tuple[list[Op], list[Op]]:
+        """Each op with encodable values (large ones cut into chunks, for
+        ``writes``) and, with ``copies``, again with private copies of the caller's
+        values."""
+
+        def enc(v: Any) -> Any:
+            return self._log.encodable(v, writes)
+
         cpy = copy if copies else (lambda v: v)
         wire: list[Op] = []
         private: list[Op] = []
         for op in ops:
             if type(op) is Insert:
-                wire.append(Insert(op.index, self._log.encodable_each(op.entries)))
+                wire.append(Insert(op.index, self._log.encodable_each(op.entries, writes)))
                 if copies:
                     private.append(Insert(op.index, [cpy(e) for e in op.entries]))
             elif type(op) is Replace:
@@ -456,7 +529,7 @@ class Store:
 
     # ------------------------------------------------------------------ state cache
 
-    def _cached(self, row: SessionRow, *, full: bool) -> _Cached:
+    def _cached(self, row: Head, *, full: bool) -> _Cached:
         """The cached session with its head at the row's and, with ``full``, its
         state caught up to it.  Events written since (by ``append()`` or another
         process) are read from the log and applied; with nothing usable cached, the
@@ -468,16 +541,16 @@ class Store:
             or c.sid != sid
             or c.state_seq > seq
             or c.seq > seq
-            or c.state_seq < row.base_seq
+            or c.state_seq < row.base
             or (full and row.snap_seq > c.state_seq + 64)  # far behind a snapshot (many append() calls)
         ):
             self._check_head(row)
-            c = _Cached.of(sid, seq, self._log.fold(name, sid, seq, True, row.base_seq))
-            c.floor = row.base_seq
+            c = _Cached.of(sid, seq, self._log.fold(name, sid, seq, True, row.base))
+            c.floor = row.base
             self._remember(name, c)
             return c
         self._cache.move_to_end(name)
-        c.floor = row.base_seq
+        c.floor = row.base
         if c.state_seq < seq and (full or c.seq < seq):
             try:
                 for event in self._log.events(name, sid, c.state_seq, seq, rehydrate=True):
@@ -501,11 +574,11 @@ class Store:
             return c.state.session()  # folded for this call alone: the caller's already
         return copy(c.state.session())  # type: ignore[no-any-return]
 
-    def _check_head(self, row: SessionRow) -> None:
+    def _check_head(self, row: Head) -> None:
         """The session's head (a plain column, no checksum) must be its last event: a
         damaged head would otherwise fold to an older state without a word."""
-        last = self._db.last_seq(row.sid)
-        if last == row.seq or (row.base_seq == row.seq and (last is None or last < row.seq)):
+        last = self._backend.last_seq(row.sid)
+        if last == row.seq or (row.base == row.seq and (last is None or last < row.seq)):
             return  # (with retain=0 every event may be folded into the snapshot at the head)
         raise CorruptionError(f"the session's head says {row.seq}, its log ends at {last}", session_id=row.name)
 
@@ -528,16 +601,21 @@ class Store:
             return row.seq
 
     def _snapshot(self, name: str, sid: int, seq: int) -> None:
-        log, db = self._log, self._db
+        log, backend = self._log, self._backend
         try:
-            with self._committing():
-                row = db.session(name)
+            writes = ChunkWrites()
+            with backend.reading(), _naming(name):
+                row = backend.head(name)
                 if row is None or row.sid != sid or row.seq != seq:
                     logger.debug("snapshot of session %r at %d not built: the session moved on", name, seq)
                     return  # someone wrote meanwhile; the next write will try again
-                frame, cids, size = log.snapshot(name, sid, seq, row.base_seq)
-                db.put_snapshot(sid, seq, frame, size, cids)
-                db.prune_snapshots(sid, self._policy.keep, row.base_seq)
+                frame, refs, size = log.snapshot(name, sid, seq, row.base, writes)
+            snapshot = NewSnapshot(sid, seq, frame, size, refs, keep=self._policy.keep)
+            with self._committing():
+                stored = log.chunks.submit(writes, lambda give: backend.put_snapshot(snapshot, give), name, seq)
+            if not stored:
+                logger.debug("snapshot of session %r at %d not stored: the session was deleted meanwhile", name, seq)
+                return
         except EventLogError as e:
             # A snapshot is a cache: failing to build one loses nothing, but loads of
             # the session replay more.  Said once, until a snapshot of it is built.
@@ -550,9 +628,9 @@ class Store:
 
     # ------------------------------------------------------------------ reading
 
-    def _lookup(self, name: str) -> SessionRow:
+    def _lookup(self, name: str) -> Head:
         _check_id(name)
-        row = self._db.session(name)
+        row = self._backend.head(name)
         if row is None or row.seq == 0:
             raise NotFoundError("no such session", session_id=name)
         return row
@@ -564,8 +642,8 @@ class Store:
         with self._lock:
             self._open()
             _check_id(session_id)
-            with self._db.read(), _naming(session_id):
-                row = self._db.session(session_id)
+            with self._backend.reading(), _naming(session_id):
+                row = self._backend.head(session_id)
                 if row is None or row.seq == 0:
                     return None
                 return self._handed_out(session_id, self._cached(row, full=True))
@@ -575,7 +653,7 @@ class Store:
         with self._lock:
             self._open()
             _check_id(session_id)
-            row = self._db.session(session_id)
+            row = self._backend.head(session_id)
             return 0 if row is None else row.seq
 
     def fold(self, session_id: str, at: int | None = None) -> dict[str, Any]:
@@ -590,25 +668,23 @@ class Store:
             raise InvalidValueError(message, session_id=session_id)
         with self._lock:
             self._open()
-            with self._db.read(), _naming(session_id):
+            with self._backend.reading(), _naming(session_id):
                 row = self._lookup(session_id)
                 sid, seq = row.sid, row.seq
                 if at is None:
                     at = seq
                 if type(at) is not int or not 0 <= at <= seq:
                     raise NotFoundError(f"no position {shown(at, 40)}; the session is at {seq}", session_id=session_id)
-                if 0 < at < row.base_seq:
-                    raise NotFoundError(
-                        f"history before {row.base_seq} was compacted away", session_id=session_id, seq=at
-                    )
+                if 0 < at < row.base:
+                    raise NotFoundError(f"history before {row.base} was compacted away", session_id=session_id, seq=at)
                 cached = self._cache.get(session_id)
                 if at == seq and cached is not None and cached.sid == sid and cached.state_seq == seq:
-                    cached.floor = row.base_seq
+                    cached.floor = row.base
                     return self._handed_out(session_id, cached)
                 if at == 0:
                     return {}
                 self._check_head(row)
-                return self._log.fold(session_id, sid, at, rehydrate=True, floor=row.base_seq).session()
+                return self._log.fold(session_id, sid, at, rehydrate=True, floor=row.base).session()
 
     def events(self, session_id: str, since: int = 0) -> Iterator[Event]:
         """The session's events after sequence number ``since``, oldest first, with
@@ -629,10 +705,10 @@ class Store:
         return self._iter_events(session_id, row.sid, since)
 
     @staticmethod
-    def _check_since(row: SessionRow, since: int) -> None:
-        if since < row.base_seq:
+    def _check_since(row: Head, since: int) -> None:
+        if since < row.base:
             raise NotFoundError(
-                f"events up to {row.base_seq} were compacted away; read from since={row.base_seq}",
+                f"events up to {row.base} were compacted away; read from since={row.base}",
                 session_id=row.name,
                 seq=since + 1,
             )
@@ -642,8 +718,8 @@ class Store:
         while True:
             with self._lock:
                 self._open()
-                with self._db.read(), _naming(name):
-                    row = self._db.session(name)
+                with self._backend.reading(), _naming(name):
+                    row = self._backend.head(name)
                     if row is None or row.sid != sid:
                         raise NotFoundError("the session was deleted while its events were read", session_id=name)
                     self._check_since(row, after)
@@ -658,14 +734,15 @@ class Store:
         """Ids of every stored session, oldest first."""
         with self._lock:
             self._open()
-            return self._db.session_names()
+            return self._backend.names()
 
     def parent(self, session_id: str) -> str | None:
         """The ``parent_id`` recorded when the session was created."""
         _check_id(session_id)
         with self._lock:
             self._open()
-            return self._db.parent(session_id)
+            row = self._backend.head(session_id)
+            return None if row is None else row.parent
 
     def info(self, session_id: str) -> SessionInfo:
         """What the store knows about a session without folding it; raises
@@ -673,11 +750,10 @@ class Store:
         _check_id(session_id)
         with self._lock:
             self._open()
-            row = self._db.session_info(session_id)
-        if row is None:
+            found = self._backend.info(session_id)
+        if found is None:
             raise NotFoundError("no such session", session_id=session_id)
-        parent, seq, created, updated, base, event_bytes, snapshot_bytes, entries = row
-        return SessionInfo(session_id, parent, seq, created, updated, base, event_bytes + snapshot_bytes, entries)
+        return _info(found)
 
     def session_infos(self) -> list[SessionInfo]:
         """:meth:`info` of every stored session, oldest first (the order of
@@ -685,11 +761,7 @@ class Store:
         however large the sessions are."""
         with self._lock:
             self._open()
-            rows = self._db.session_list()
-        return [
-            SessionInfo(name, parent, seq, created, updated, base, event_bytes + snapshot_bytes, entries)
-            for name, parent, seq, created, updated, base, event_bytes, snapshot_bytes, entries in rows
-        ]
+            return [_info(found) for found in self._backend.listing()]
 
     # ------------------------------------------------------------------ trees
 
@@ -699,7 +771,7 @@ class Store:
         _check_id(session_id)
         with self._lock:
             self._open()
-            return [r.name for r in self._db.children([session_id]) if r.seq > 0]
+            return [r.name for r in self._backend.children([session_id]) if r.seq > 0]
 
     def tree(self, session_id: str) -> list[str]:
         """Ids of every live descendant of ``session_id`` (its children, their
@@ -708,17 +780,17 @@ class Store:
         _check_id(session_id)
         with self._lock:
             self._open()
-            with self._db.read():
+            with self._backend.reading():
                 return [r.name for r in self._descendants(session_id) if r.seq > 0]
 
-    def _descendants(self, name: str) -> list[SessionRow]:
+    def _descendants(self, name: str) -> list[Head]:
         """Live descendants, breadth first; each session once even if the parent
         links loop (a session created naming a later one as its parent)."""
-        out: list[SessionRow] = []
+        out: list[Head] = []
         seen: set[str] = {name}
         level = [name]
         while level:
-            found = [r for r in self._db.children(level) if r.name not in seen]
+            found = [r for r in self._backend.children(level) if r.name not in seen]
             seen.update(r.name for r in found)
             out += found
             level = [r.name for r in found]
@@ -748,29 +820,41 @@ class Store:
             raise InvalidValueError("tree must be True or False", session_id=session_id)
         with self._lock:
             self._writable("delete")
-            db, log = self._db, self._log
-            now = _now_ms()
-            with self._committing(session_id):
-                root = db.session(session_id)
-                rows = [root] if root is not None else []
-                if tree:
-                    rows += self._descendants(session_id)
-                tomb = ops_to_wire([Tombstone(session_id)])
-                for row in rows:
-                    frame, _, size = log.frame(EVENT, row.sid, row.seq + 1, tomb, now)
-                    db.append_event(row.sid, row.seq + 1, now, frame, size)
-                    db.mark_deleted(row.sid, now)
-            for row in rows:
-                self._cache.pop(row.name, None)
-            return [r.name for r in rows]
+            tomb = self._log.encode(EVENT, ops_to_wire([Tombstone(session_id)]), ChunkWrites())
+            while True:  # again when a session of the tree moved meanwhile
+                with self._backend.reading():
+                    root = self._backend.head(session_id)
+                    rows = [root] if root is not None else []
+                    if tree:
+                        rows += self._descendants(session_id)
+                if not rows:
+                    return []
+                now = _now_ms()
+                events = [
+                    NewEvent(r.name, r.sid, r.seq + 1, now, tomb.seal(EVENT, r.sid, r.seq + 1, now), tomb.size,
+                             tombstone=True)
+                    for r in rows
+                ]  # fmt: skip
+                try:
+                    with self._committing(session_id):
+                        self._backend.append(events, whole_tree=tree)
+                except ConflictError:
+                    logger.debug("a session of the tree of %r moved on while it was deleted: again", session_id)
+                    continue
+                finally:
+                    for row in rows:
+                        self._cache.pop(row.name, None)
+                return [r.name for r in rows]
 
     # ------------------------------------------------------------------ maintenance
 
     @contextmanager
-    def _transaction(self, write: bool) -> Iterator[None]:
+    def _step(self, read: bool) -> Iterator[None]:
+        """One step of compaction: the store's lock, and the backend's units of work
+        (or, with ``read``, its reads in one view) inside."""
         with self._lock:
             self._open()
-            with self._committing() if write else self._db.read():
+            with self._backend.reading() if read else self._committing():
                 yield
 
     def compact(
@@ -809,17 +893,17 @@ class Store:
         with self._lock:
             self._writable("compact")
         report = compaction.compact(
-            self._db,
+            self._backend,
             self._log,
-            lambda: self._transaction(True),
-            lambda: self._transaction(False),
+            lambda: self._step(read=False),
+            lambda: self._step(read=True),
             retain=retain,
             batch=batch,
             progress=progress,
         )
         with self._lock:
             self._open()
-            compaction.finish(self._db, report, vacuum=vacuum, progress=progress)
+            compaction.finish(self._backend, report, vacuum=vacuum, progress=progress)
         return report
 
     def verify(self, *, progress: Progress | None = None) -> VerifyReport:
@@ -832,7 +916,7 @@ class Store:
         _check_progress(progress)
         with self._lock:
             self._open()
-            return verification.verify(self._db, self._log, progress)
+            return verification.verify(self._backend, self._log, progress)
 
     def stats(self) -> dict[str, Any]:
         """Rows, bytes and largest cell per table, the file size, and:
@@ -846,14 +930,14 @@ class Store:
         ``chunks`` (the ``snapshots`` rows hold their manifests)."""
         with self._lock:
             self._open()
-            with self._db.read():
-                out = self._db.table_stats()
-                live = len(self._db.session_names())
+            with self._backend.reading():
+                out = self._backend.stats()
+                live = len(self._backend.names())
             out["sessions"].pop("rows")
             out["sessions"]["count"] = live
             out["largest_cell"] = max(out[t]["largest"] for t in ("events", "snapshots", "chunks"))
             out["max_cell_bytes"] = self.max_cell_bytes
-            out["chunk_addresses"] = self._db.meta.get("chunk_hash")
+            out["chunk_addresses"] = self._backend.meta.get("chunk_hash")
             return out
 
 

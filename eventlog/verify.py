@@ -1,18 +1,18 @@
 """Checking a whole store: what ``Store.verify()`` and ``eventlog verify`` report.
 
-Checked, in one read transaction (a consistent view even while others write):
+Checked, in one consistent view of the store (even while others write):
 
-* SQLite's own ``PRAGMA integrity_check``: every page, b-tree and index of the
-  file (an index that disagrees with its table, a damaged page, free space that
-  is not free);
-* each AUTOINCREMENT counter is at least its table's largest id (positions are
-  never reused);
+* the backend's own check of its storage (:meth:`eventlog.backend.Backend.integrity`;
+  for SQLite: ``PRAGMA integrity_check``, every page, b-tree and index of the file,
+  an index that disagrees with its table, a damaged page, free space that is not
+  free; each AUTOINCREMENT counter at least its table's largest id, so positions
+  are never reused; every ref naming an existing chunk and an existing event,
+  snapshot or session; no event, snapshot, chunk or session row over the cell
+  budget; no event or snapshot left without its session; no row whose columns read
+  values of the wrong type);
 * every chunk decompresses (bounded) to bytes whose BLAKE3 (keyed with the store's
   ``chunk_key``, if it has one) is its address, and
   each event or snapshot using a damaged one is named;
-* every ref names an existing chunk and an existing event, snapshot or session;
-* no event, snapshot, chunk or session row is over the cell budget;
-* no event or snapshot is left without its session;
 * every live session replays from the start of its history (or its compacted
   floor) to its head and no further, event by event, each event's recorded refs
   being exactly the chunks it uses, each large value's chunks adding up to its
@@ -20,8 +20,9 @@ Checked, in one read transaction (a consistent view even while others write):
   position; the number of entries recorded with its head (what ``eventlog
   sessions`` lists) is the number replay ends with.
 
-Damage SQLite reports while reading (a page it cannot parse) ends the check with
-one problem saying so; ``verify`` itself never raises for what it finds.
+Damage the backend reports while reading (a page SQLite cannot parse, a row that
+reads wrong) ends the check with one problem saying so; ``verify`` itself never
+raises for what it finds.  Chunks are named by their address.
 
 What no check sees: a changed byte in a column that nothing checksums and no
 index repeats (a session's created and updated times, its
@@ -41,12 +42,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .backend import Backend, Head, RefKind, advance
+from .chunks import hashes_of
 from .codec import DecodeError, Ref
 from .errors import CorruptionError, EventLogError
 from .fold import State, apply
 from .log import Log
 from .progress import Progress
-from .sql import EVENT_REF, SESSION_REF, SNAPSHOT_REF, Database, SessionRow, advance
 from .values import same
 
 _PAGE = 256
@@ -90,39 +92,29 @@ class VerifyReport:
             self.problems.append(Problem(what, session_id, seq))
 
 
-def verify(db: Database, log: Log, progress: Progress | None = None) -> VerifyReport:
+def verify(backend: Backend, log: Log, progress: Progress | None = None) -> VerifyReport:
     """Check everything listed in the module docstring.  ``progress`` (see
-    :mod:`eventlog.progress`) is told of the steps ``"integrity"`` (SQLite's check
-    of the file, no total), ``"chunks"`` and ``"sessions"``."""
+    :mod:`eventlog.progress`) is told of the steps ``"integrity"`` (the backend's
+    check of its storage, no total), ``"chunks"`` and ``"sessions"``."""
     report = VerifyReport()
     tell = progress or _silent
-    with db.read():
+    with backend.reading():
         try:
-            sessions, _, chunks = db.counts() if progress else (0, 0, 0)
+            sessions, _, chunks = backend.counts() if progress else (0, 0, 0)
             tell("integrity", 0, None)
-            for problem in db.integrity_problems(_MAX_REPORTED):
-                report.add(f"the SQLite file is damaged: {problem}")
-            for problem in db.counter_problems():
+            for problem in backend.integrity(_MAX_REPORTED):
                 report.add(problem)
             tell("chunks", 0, chunks)
-            damaged = _chunks(db, log, report, tell, chunks)
-            for kind, holder, cid in db.dangling_refs(_MAX_REPORTED):
-                what = ("event", "snapshot", "session")[kind] if kind in (0, 1, 2) else f"kind {kind!r}"
-                report.add(f"ref from {what} {holder} to chunk {cid}: its chunk or holder is missing")
-            for table, rowid, size in db.oversized_rows(_MAX_REPORTED):
-                report.add(f"{table} row {rowid} holds {size} bytes, over the budget of {db.max_cell_bytes}")
-            orphans = db.orphan_rows()
-            if orphans:
-                report.add(f"{orphans} events or snapshots belong to no session")
-            report.garbage_chunks = db.unreferenced_chunks()
+            damaged = _chunks(backend, log, report, tell, chunks)
+            report.garbage_chunks = backend.unreferenced_chunks()
             tell("sessions", 0, sessions)
             after = 0
-            while rows := db.live_sessions(after, 100):
+            while rows := backend.heads(after, 100):
                 for row in rows:
-                    _session(db, log, row, damaged, report)
+                    _session(backend, log, row, damaged, report)
                     tell("sessions", report.sessions, max(sessions, report.sessions))
                 after = advance(after, rows[-1].sid, "sessions")
-        except EventLogError as e:  # SQLite could not read on: the file is damaged
+        except EventLogError as e:  # the backend could not read on: its storage is damaged
             report.add(f"checking stopped: {e.message}", e.session_id, e.seq)
     return report
 
@@ -131,41 +123,42 @@ def _silent(step: str, done: int, total: int | None) -> None:
     pass
 
 
-def _chunks(db: Database, log: Log, report: VerifyReport, tell: Progress, total: int) -> set[int]:
-    """Check every chunk; returns the ids of the damaged ones."""
-    damaged: set[int] = set()
-    after = 0
-    while page := db.chunks_page(after, 16):
-        for cid, digest, flags, size, data in page:
+def _chunks(backend: Backend, log: Log, report: VerifyReport, tell: Progress, total: int) -> set[bytes]:
+    """Check every chunk; returns the addresses of the damaged ones."""
+    damaged: set[bytes] = set()
+    after = b""
+    while page := backend.chunk_page(after, 16):
+        for chunk in page:
             report.chunks += 1
             try:
-                log.chunks.open(digest, flags, size, data)
+                log.chunks.open(chunk.hash, chunk.flags, chunk.size, chunk.data)
             except DecodeError as e:
-                damaged.add(cid)
-                report.add(f"chunk {cid}: {e}")
+                damaged.add(chunk.hash)
+                report.add(f"chunk {chunk.hash.hex()}: {e}")
         tell("chunks", report.chunks, max(total, report.chunks))
-        after = advance(after, page[-1][0], "chunks")
+        after = advance(after, page[-1].hash, "chunks")
     return damaged
 
 
-def _session(db: Database, log: Log, row: SessionRow, damaged: set[int], report: VerifyReport) -> None:
+def _session(backend: Backend, log: Log, row: Head, damaged: set[bytes], report: VerifyReport) -> None:
     """Replay one live session, checking refs and snapshots on the way."""
     name, sid = row.name, row.sid
     report.sessions += 1
-    shared = db.refs_of(SESSION_REF, sid)  # version 1 files: refs of the whole session
-    snap_ids = {seq: snap_id for snap_id, seq in db.snapshots_of(sid)}
-    for seq in snap_ids:
-        if type(seq) is not int or seq > row.seq:
+    shared = backend.refs(RefKind.SESSION, sid)  # version 1 files: refs of the whole session
+    snap_seqs = set(backend.snapshot_seqs(sid, 1 << 62))
+    for seq in sorted(snap_seqs):
+        if seq > row.seq:
             report.add(f"a snapshot is at position {seq!r}, not in the log: its row is damaged", name)
     state = State()
-    expected = row.base_seq + 1
+    expected = row.base + 1
     try:
-        if row.base_seq:
-            if row.base_seq not in snap_ids:
-                report.add("the snapshot holding the compacted history is missing", name, row.base_seq)
+        if row.base:
+            if row.base not in snap_seqs:
+                report.add("the snapshot holding the compacted history is missing", name, row.base)
                 return
-            state = _snapshot(db, log, row, row.base_seq, snap_ids[row.base_seq], shared, damaged, report)
-        for seq, pos, ts, frame in db.events(sid, row.base_seq):
+            state = _snapshot(backend, log, row, row.base, shared, damaged, report)
+        for stored in backend.events(sid, row.base):
+            seq = stored.seq
             if seq > row.seq:
                 report.add(f"the log goes on after the session's head ({row.seq}): the head is damaged", name, seq)
                 return
@@ -175,84 +168,88 @@ def _session(db: Database, log: Log, row: SessionRow, damaged: set[int], report:
             expected += 1
             report.events += 1
             seen: list[Ref] = []
-            event = log.event(name, sid, seq, pos, ts, frame, rehydrate=False, seen=seen)
-            _refs(db, EVENT_REF, pos, seen, shared, damaged, report, name, seq, "event")
+            event = log.event(name, sid, seq, stored.pos, stored.ts_ms, stored.frame, rehydrate=False, seen=seen)
+            _refs(backend, RefKind.EVENT, row, seq, seen, shared, damaged, report, "event")
             try:
                 apply(state, event.ops)
             except ValueError as e:
                 report.add(f"event does not apply: {e}", name, seq)
                 return
-            if seq in snap_ids:
+            if seq in snap_seqs:
                 try:
-                    snap = _snapshot(db, log, row, seq, snap_ids[seq], shared, damaged, report)
+                    snap = _snapshot(backend, log, row, seq, shared, damaged, report)
                 except EventLogError as e:
                     report.add(f"snapshot is unreadable (loads fall back to replay): {e.message}", name, seq)
                     continue
                 if not (same(snap.fields, state.fields) and same(snap.entries, state.entries)):
                     report.add("snapshot differs from the replayed session", name, seq)
+        if expected != row.seq + 1:
+            report.add("the log ends before the session's head", name, expected)
+            return
+        listed = backend.info(name)
     except EventLogError as e:
         report.add(f"does not fold: {e.message}", name, e.seq)
         return
-    if expected != row.seq + 1:
-        report.add("the log ends before the session's head", name, expected)
-        return
-    recorded = db.recorded_entries(sid)
-    if recorded is not None and (type(recorded) is not int or recorded != len(state.entries)):
+    recorded = None if listed is None else listed.entries
+    if recorded is not None and recorded != len(state.entries):
         report.add(f"the entry count recorded with the head reads {recorded!r:.40}, the log folds to "
                    f"{len(state.entries)} entries", name, row.seq)  # fmt: skip
 
 
 def _snapshot(
-    db: Database,
+    backend: Backend,
     log: Log,
-    row: SessionRow,
+    row: Head,
     seq: int,
-    snap_id: int,
-    shared: set[int],
-    damaged: set[int],
+    shared: set[bytes],
+    damaged: set[bytes],
     report: VerifyReport,
 ) -> State:
-    frame = db.snapshot(row.sid, seq)
+    frame = backend.snapshot(row.sid, seq)
     if frame is None:
         raise CorruptionError("snapshot is missing", session_id=row.name, seq=seq)
     report.snapshots += 1
     seen: list[Ref] = []
     state = log.snapshot_state(row.name, row.sid, seq, frame, rehydrate=False, seen=seen)
-    _refs(db, SNAPSHOT_REF, snap_id, seen, shared, damaged, report, row.name, seq, "snapshot")
+    _refs(backend, RefKind.SNAPSHOT, row, seq, seen, shared, damaged, report, "snapshot")
     return state
 
 
 def _refs(
-    db: Database,
-    kind: int,
-    holder: int,
-    seen: list[Ref],
-    shared: set[int],
-    damaged: set[int],
-    report: VerifyReport,
-    name: str,
+    backend: Backend,
+    kind: RefKind,
+    row: Head,
     seq: int,
+    seen: list[Ref],
+    shared: set[bytes],
+    damaged: set[bytes],
+    report: VerifyReport,
     what: str,
 ) -> None:
     """The chunks a frame uses must exist, be sound, add up to each value's length,
     and be exactly its recorded refs."""
-    hashes = list({h for ref in seen for h in ref.chunk_hashes()})
-    found = db.chunk_sizes(hashes) if hashes else {}
-    if len(found) != len(hashes):
-        missing = sorted(h.hex() for h in hashes if h not in found)
+    name = row.name
+    used = hashes_of(seen)
+    found = backend.chunk_sizes(used) if used else {}
+    if len(found) != len(used):
+        missing = sorted(h.hex() for h in used if h not in found)
         report.add(f"{what} refers to missing chunk {missing[0]}", name, seq)
     else:
         for ref in seen:
-            stored = sum(found[h][1] for h in ref.chunk_hashes())
+            stored = sum(found[h] for h in ref.chunk_hashes())
             if stored != ref.length:
                 report.add(f"{what} has a large value of {ref.length} bytes stored as {stored} bytes", name, seq)
-    used = {cid for cid, _ in found.values()}
     if used & damaged:
-        report.add(f"{what} uses damaged chunks {sorted(used & damaged)}: it cannot be loaded", name, seq)
-    recorded = db.refs_of(kind, holder)
-    unrecorded = used - recorded - shared
+        report.add(f"{what} uses damaged chunks {_named(used & damaged)}: it cannot be loaded", name, seq)
+    recorded = backend.refs(kind, row.sid, seq)
+    unrecorded = {h for h in used if h in found} - recorded - shared
     if unrecorded:
-        report.add(f"{what} uses chunks {sorted(unrecorded)} without recording it", name, seq)
+        report.add(f"{what} uses chunks {_named(unrecorded)} without recording it", name, seq)
     extra = recorded - used
     if extra:
-        report.add(f"{what} records refs to chunks {sorted(extra)} it does not use", name, seq)
+        report.add(f"{what} records refs to chunks {_named(extra)} it does not use", name, seq)
+
+
+def _named(hashes: set[bytes] | frozenset[bytes]) -> str:
+    """Chunk addresses, for a message."""
+    return "[" + ", ".join(sorted(h.hex() for h in hashes)) + "]"

@@ -224,7 +224,7 @@ class Corpus:
 
     @property
     def db(self) -> Any:
-        return self.store._db
+        return self.store._backend.db  # (the SQLite backend's connection)
 
     def decode(self, sample: Sample, frame: bytes) -> Any:
         """What eventlog makes of ``frame`` in ``sample``'s place."""

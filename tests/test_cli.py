@@ -426,9 +426,9 @@ def test_session_infos_is_one_query_however_many_sessions(tmp_path: Path) -> Non
             for i in range(n):
                 store.append(f"{n}-{i}", [{"id": "a"}])
             statements: list[str] = []
-            store._db.con.set_trace_callback(statements.append)
+            store._backend.db.con.set_trace_callback(statements.append)
             infos = store.session_infos()
-            store._db.con.set_trace_callback(None)
+            store._backend.db.con.set_trace_callback(None)
             counts.append(len(statements))
             assert [i.session_id for i in infos] == store.sessions()
             assert infos == [store.info(name) for name in store.sessions()]

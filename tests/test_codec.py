@@ -205,9 +205,9 @@ def test_an_event_timestamp_is_covered_by_its_frame(db_path: str) -> None:
 
 
 def test_the_written_out_schema_is_the_one_the_migrations_build() -> None:
-    from eventlog import sql
+    from eventlog.backends.sqlite import schema
 
-    assert sql._expected_schema() == sql._built_schema()
+    assert schema.expected_schema() == schema.built_schema()
 
 
 def test_decompress_exact_gives_what_decompress_gives() -> None:

@@ -261,7 +261,7 @@ def test_a_failed_rollback_never_reaches_the_caller(tmp_path: Path) -> None:
     path = str(tmp_path / "store.db")
     with eventlog.open(path) as store:
         store.append("s", [{"id": 1}])
-        store._db.con = _FailingRollback(store._db.con)  # type: ignore[assignment]
+        store._backend.db.con = _FailingRollback(store._backend.db.con)  # type: ignore[assignment]
         with pytest.raises(eventlog.InvalidValueError):
             store.append("s", [{"id": {1, 2}}])  # a set: not storable
         assert store.append("s", [{"id": 2}]) == 2

@@ -39,7 +39,7 @@ from contextlib import contextmanager
 
 import eventlog
 from eventlog import compaction
-from eventlog.sql import Database
+from eventlog.backends.sqlite.connection import Database
 
 path, retain, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
 rng = random.Random(seed)

@@ -114,7 +114,7 @@ def test_a_forced_format_reads_the_list_in_that_dialect() -> None:
     assert locate(session, "openai").dialect == "openai"
     assert render.transcript(dialects.messages(locate(session, "generic"))) == [("user", "hi"), ("assistant", "hello")]
     assert locate({"messages": CHAT, "log": [{"type": "function_call"}]}, "openai").path == ("messages",)
-    with pytest.raises(ValueError, match="unknown format"):
+    with pytest.raises(eventlog.InvalidValueError, match="unknown format"):
         locate(session, "yaml")
 
 

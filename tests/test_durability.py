@@ -37,14 +37,14 @@ LEVELS = {"OFF": 0, "NORMAL": 1, "FULL": 2, "EXTRA": 3}
 @pytest.mark.parametrize("setting", ["OFF", "NORMAL", "FULL", "EXTRA", "normal", "Full"])
 def test_the_setting_is_applied(db_path: str, setting: str) -> None:
     with eventlog.open(db_path, synchronous=setting) as store:
-        con = store._db.con  # the setting is per connection: read it on the store's own
+        con = store._backend.db.con  # the setting is per connection: read it on the store's own
         assert con.execute("PRAGMA synchronous").fetchone()[0] == LEVELS[setting.upper()]
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_the_default_is_full(db_path: str) -> None:
     with eventlog.open(db_path) as store:
-        assert store._db.con.execute("PRAGMA synchronous").fetchone()[0] == LEVELS["FULL"]
+        assert store._backend.db.con.execute("PRAGMA synchronous").fetchone()[0] == LEVELS["FULL"]
 
 
 @pytest.mark.parametrize("bad", ["MEDIUM", "", "FULL ", 2, None, b"FULL"])

@@ -1,7 +1,7 @@
 """A writer that writes back to back does not starve the others.
 
 Every eventlog write transaction takes its turn at the store's ``-lock`` file first
-(:mod:`eventlog.turnstile`); a writer that finds others waiting lets them go first.
+(:mod:`eventlog.backends.sqlite.turnstile`); a writer that finds others waiting lets them go first.
 So with one process appending in a tight loop, every other writer's call (append,
 save, delete, compact, and opening the store) succeeds within ``busy_timeout``,
 every time, across processes and between threads of one process.  Opening a store
@@ -26,8 +26,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import eventlog
-from eventlog import turnstile
-from eventlog.turnstile import Turnstile, TurnTimeout
+from eventlog.backends.sqlite import turnstile
+from eventlog.backends.sqlite.turnstile import Turnstile, TurnTimeout
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -301,13 +301,13 @@ def test_no_turns_when_the_lock_file_cannot_be_made(tmp_path: Path, caplog: pyte
     path = str(tmp_path / "store.db")
     os.mkdir(path + "-lock")
     turnstile._logged.clear()
-    with caplog.at_level(logging.WARNING, logger="eventlog.turnstile"), eventlog.open(path) as store:
+    with caplog.at_level(logging.WARNING, logger=turnstile.logger.name), eventlog.open(path) as store:
         for i in range(3):
             store.append("s", [{"id": i}])
     with eventlog.open(path) as store:
         store.append("s", [{"id": 3}])
         assert store.seq("s") == 4
-    warnings = [r for r in caplog.records if r.name == "eventlog.turnstile"]
+    warnings = [r for r in caplog.records if r.name == turnstile.logger.name]
     assert len(warnings) == 1 and "do not take turns" in warnings[0].getMessage()
     assert os.path.isdir(path + "-lock")
 

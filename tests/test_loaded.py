@@ -25,6 +25,7 @@ SMALL = {"image_size": 40_000, "big": 40_000}
 #: Segments of about 1 KB, so that small sessions have segmented snapshots.
 TINY = {"chunk_bytes": 2048, "max_cell_bytes": 16_384, "synchronous": "OFF"}
 
+
 def _path() -> str:
     return str(Path(tempfile.mkdtemp()) / "s.db")
 

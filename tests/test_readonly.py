@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 import pytest
 
 import eventlog
-from eventlog.sql import SCHEMA_VERSION
+from eventlog.backends.sqlite.schema import SCHEMA_VERSION
 
 from .helpers import to_version_3
 from .test_cli import run
@@ -136,9 +136,9 @@ def test_every_write_raises_read_only_error(db_path: str) -> None:
             store.save("root", {})
         # The connection itself is read-only too, whatever the store's own checks.
         with pytest.raises(eventlog.ReadOnlyError):
-            store._db.write().__enter__()
+            store._backend.db.write().__enter__()
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
-            store._db.con.execute("DELETE FROM events")
+            store._backend.db.con.execute("DELETE FROM events")
         assert store.verify().ok
     assert digest(db_path) == before
 
@@ -369,7 +369,7 @@ import os, sys, json, eventlog
 store = eventlog.open(sys.argv[1])
 store.save("late", json.loads(sys.argv[2]))
 if sys.argv[3] == "merged":
-    assert store._db.checkpoint()
+    assert store._backend.checkpoint()
 os._exit(0)  # no close: SQLite neither merges nor removes the -wal
 """
 
@@ -643,13 +643,13 @@ def test_an_unlocked_reader_sees_a_writer_that_comes_later(db_path: str) -> None
     expected = fill(db_path)
     unwritable(db_path)
     with eventlog.open(db_path, readonly=True) as reader:
-        assert reader._db.immutable
+        assert reader._backend.db.immutable
         assert reader.load("root") == expected["root"]
         os.chmod(db_path, 0o644)
         with eventlog.open(db_path) as writer:
             writer.save("late", LATE)
             assert reader.load("late") == LATE  # through the writer's -wal and -shm
-            assert not reader._db.immutable
+            assert not reader._backend.db.immutable
             writer.save("root", LATE)
             assert reader.load("root") == LATE
         assert reader.load("late") == LATE and reader.verify().ok
@@ -662,9 +662,9 @@ def test_an_unlocked_read_during_which_the_file_changed_is_refused(db_path: str)
     expected = fill(db_path)
     unwritable(db_path)
     with eventlog.open(db_path, readonly=True) as reader:
-        assert reader._db.immutable
-        with pytest.raises(eventlog.StorageError, match="changed while it was read"), reader._db.read():
-            assert reader._db.session_names() == ["root", "child"]
+        assert reader._backend.db.immutable
+        with pytest.raises(eventlog.StorageError, match="changed while it was read"), reader._backend.reading():
+            assert reader._backend.names() == ["root", "child"]
             os.chmod(db_path, 0o644)
             with eventlog.open(db_path) as writer:
                 writer.save("late", LATE)

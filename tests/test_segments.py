@@ -15,11 +15,13 @@ from hypothesis import strategies as st
 
 import eventlog
 from eventlog import codec
+from eventlog.backend import NewSnapshot
+from eventlog.backends.sqlite import SQLiteBackend
+from eventlog.chunks import ChunkWrites
 from eventlog.codec import Framer
 from eventlog.errors import CorruptionError
 from eventlog.log import SNAPSHOT
 from eventlog.snapshots import Segment
-from eventlog.sql import Database
 from eventlog.testing import histories, mutate, sessions
 from eventlog.values import same
 
@@ -70,18 +72,21 @@ class _Writes:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.chunks = 0
         self.snapshots = 0
-        put_chunk, put_snapshot = Database.put_chunk, Database.put_snapshot
+        append, put_snapshot = SQLiteBackend.append, SQLiteBackend.put_snapshot
 
-        def chunk(db: Database, digest: bytes, flags: int, size: int, data: bytes) -> int:
-            self.chunks += len(data)
-            return put_chunk(db, digest, flags, size, data)
+        def appended(backend: SQLiteBackend, events: Any, chunks: Any = (), **kw: Any) -> Any:
+            heads = append(backend, events, chunks, **kw)
+            self.chunks += sum(len(c.data) for c in chunks)  # (the chunks given are the ones not stored)
+            return heads
 
-        def snapshot(db: Database, sid: int, seq: int, frame: bytes, size: int, cids: list[int]) -> None:
-            self.snapshots += len(frame)
-            put_snapshot(db, sid, seq, frame, size, cids)
+        def snapshot(backend: SQLiteBackend, snap: NewSnapshot, chunks: Any = ()) -> bool:
+            stored = put_snapshot(backend, snap, chunks)
+            self.snapshots += len(snap.frame)
+            self.chunks += sum(len(c.data) for c in chunks)
+            return stored
 
-        monkeypatch.setattr(Database, "put_chunk", chunk)
-        monkeypatch.setattr(Database, "put_snapshot", snapshot)
+        monkeypatch.setattr(SQLiteBackend, "append", appended)
+        monkeypatch.setattr(SQLiteBackend, "put_snapshot", snapshot)
 
     def take(self) -> int:
         total, self.chunks, self.snapshots = self.chunks + self.snapshots, 0, 0
@@ -302,12 +307,14 @@ def test_a_snapshot_written_before_segments_is_read_and_built_on() -> None:
     data = {"entries": [_entry(i) for i in range(100)]}
     with eventlog.open(path, snapshot_every=0, **TINY) as store:
         store.save("s", data)
-        log, db = store._log, store._db
-        row = db.session("s")
-        with db.write():
+        log, backend = store._log, store._backend
+        row = backend.head("s")
+        writes = ChunkWrites()
+        with backend.reading():
             state = log.fold("s", row.sid, row.seq, rehydrate=False)
-            frame, cids, size = log.frame(SNAPSHOT, row.sid, row.seq, state_to_wire(state))
-            db.put_snapshot(row.sid, row.seq, frame, size, cids)
+            frame, refs, size = log.frame(SNAPSHOT, row.sid, row.seq, state_to_wire(state), writes=writes)
+        snap = NewSnapshot(row.sid, row.seq, frame, size, refs)
+        assert log.chunks.submit(writes, lambda give: backend.put_snapshot(snap, give), "s", row.seq)
     with eventlog.open(path, snapshot_every=0, **TINY) as store:
         assert store.load("s") == data
         data["entries"].append(_entry(100))
@@ -400,7 +407,7 @@ def test_a_snapshot_taken_again_at_the_same_position_frees_what_the_old_one_used
             seq = store.save("s", data)
             store.snapshot("s")  # built on the one before: ends unlike a full cut
         incremental = set(_manifest(path)[3])
-        store._log.damaged.add((store._db.session("s").sid, seq))  # so the next is built anew
+        store._log.damaged.add((store._backend.head("s").sid, seq))  # so the next is built anew
         store.snapshot("s")  # the same position, by a full fold
         assert set(_manifest(path)[3]) != incremental
         assert store.verify().garbage_chunks == 0
@@ -593,8 +600,13 @@ def test_a_storage_error_while_reading_ahead_waits_for_the_run_started(monkeypat
 
 def _replace_payload(path: str, index: int, payload: bytes) -> None:
     """Store ``payload`` as chunks (valid addresses) and point segment ``index`` at it."""
-    with eventlog.open(path, **TINY) as store, store._db.write():
-        hashes, _ = store._log.chunks.put(payload)
+    with eventlog.open(path, **TINY) as store:
+        writes = ChunkWrites()
+        hashes = store._log.chunks.put(payload, writes)
+        for digest in writes.pieces:  # stored as rows of their own, used by nothing (yet)
+            c = store._log.chunks.chunk(writes, digest)
+            store._backend.db.con.execute("INSERT OR IGNORE INTO chunks(hash, flags, size, data) VALUES (?, ?, ?, ?)",
+                                          (c.hash, c.flags, c.size, c.data))  # fmt: skip
 
     def edit(wire: Any) -> None:
         wire[1][index][3], wire[1][index][4] = len(payload), hashes

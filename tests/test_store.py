@@ -337,7 +337,7 @@ def test_big_values_anywhere_round_trip_under_budget(db_path: str) -> None:
 
 def test_budget_is_enforced_by_sqlite_itself(db_path: str) -> None:
     with eventlog.open(db_path, max_cell_bytes=100_000) as s:
-        con = s._db.con
+        con = s._backend.db.con
         assert con.getlimit(sqlite3.SQLITE_LIMIT_LENGTH) == 100_000
         con.execute("CREATE TEMP TABLE probe(a BLOB, b BLOB)")
         with pytest.raises(sqlite3.DataError):  # one cell at the limit
@@ -423,23 +423,25 @@ def test_snapshots_do_not_grow_with_the_square_of_the_session(
     Either way everything snapshots ever wrote stays within a small multiple of the
     event bytes, and what a snapshot records for the policy counts its spilled
     bytes, not only the row."""
-    from eventlog.sql import Database
+    from eventlog.backend import NewSnapshot
+    from eventlog.backends.sqlite import SQLiteBackend
 
     written = {"snapshots": 0, "chunks": 0}
     sizes: list[tuple[int, int]] = []
-    put_snapshot, put_chunk = Database.put_snapshot, Database.put_chunk
+    put_snapshot, append = SQLiteBackend.put_snapshot, SQLiteBackend.append
 
-    def counting_snapshot(self: Database, sid: int, seq: int, frame: bytes, size: int, cids: list[int]) -> None:
-        written["snapshots"] += len(frame)
-        sizes.append((len(frame), size))
-        put_snapshot(self, sid, seq, frame, size, cids)
+    def counting_snapshot(self: SQLiteBackend, snap: NewSnapshot, chunks: Any = ()) -> bool:
+        written["snapshots"] += len(snap.frame)
+        written["chunks"] += sum(len(c.data) for c in chunks)  # (the chunks given are the ones not stored)
+        sizes.append((len(snap.frame), snap.size))
+        return put_snapshot(self, snap, chunks)
 
-    def counting_chunk(self: Database, digest: bytes, flags: int, size: int, data: bytes) -> int:
-        written["chunks"] += len(data)
-        return put_chunk(self, digest, flags, size, data)
+    def counting_append(self: SQLiteBackend, events: Any, chunks: Any = (), **kw: Any) -> Any:
+        written["chunks"] += sum(len(c.data) for c in chunks)
+        return append(self, events, chunks, **kw)
 
-    monkeypatch.setattr(Database, "put_snapshot", counting_snapshot)
-    monkeypatch.setattr(Database, "put_chunk", counting_chunk)
+    monkeypatch.setattr(SQLiteBackend, "put_snapshot", counting_snapshot)
+    monkeypatch.setattr(SQLiteBackend, "append", counting_append)
     with eventlog.open(db_path, snapshot_every=5, max_cell_bytes=cell) as s:
         for i in range(400):
             s.append("s", [{"id": f"{i:08x}", "text": f"entry {i} " * 50 + random.Random(i).randbytes(200).hex()}])
@@ -509,16 +511,16 @@ def test_a_storage_error_reading_a_large_value_is_not_called_damage(
     """cbor2 wraps what its hooks raise; a failure to read a chunk that is not about
     its bytes (SQLite busy, I/O) must come out as itself, not as a
     ``CorruptionError`` (which would also make a snapshot be skipped as damaged)."""
-    from eventlog.sql import Database
+    from eventlog.backends.sqlite import SQLiteBackend
 
     with eventlog.open(db_path) as s:
         s.save("s", {"entries": [{"content": "x" * 100_000}]})
         s.snapshot("s")
 
-    def busy(self: Database, digest: bytes) -> Any:
+    def busy(self: SQLiteBackend, hashes: Any) -> Any:
         raise eventlog.StorageError("database is locked")
 
-    monkeypatch.setattr(Database, "chunk", busy)
+    monkeypatch.setattr(SQLiteBackend, "chunks", busy)
     with eventlog.open(db_path) as s:
         with pytest.raises(eventlog.StorageError, match="locked") as caught:
             s.load("s")

@@ -79,7 +79,7 @@ def test_a_failed_setup_never_removes_a_file_that_was_there(tmp_path: Path, limi
 
 def test_a_new_file_at_the_path_meanwhile_is_not_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The cleanup removes the file only if it is still the one this open made."""
-    from eventlog import sql
+    from eventlog.backends.sqlite import connection as sql
 
     path = tmp_path / "store.db"
     migrate = sql.Database._migrate
@@ -98,7 +98,7 @@ def test_a_new_file_at_the_path_meanwhile_is_not_removed(tmp_path: Path, monkeyp
 
 def test_a_failed_creation_in_process_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Any failure while the new store is set up (here an interruption) removes it."""
-    from eventlog import sql
+    from eventlog.backends.sqlite import connection as sql
 
     def interrupted(self: sql.Database, new_meta: dict[str, str | bytes]) -> None:
         raise KeyboardInterrupt
@@ -125,7 +125,9 @@ def test_a_store_renamed_over_an_open_store_stops_its_writes(tmp_path: Path) -> 
     with pytest.raises(eventlog.StorageError, match="replaced"):
         store.append("new", [{"id": 1}])
     with pytest.raises(eventlog.StorageError, match="replaced"):
-        store.delete("theirs")
+        store.delete("theirs")  # (it reads first: the old file has no such session)
+    with pytest.raises(eventlog.StorageError, match="replaced"):
+        store.load("mine")  # what the old file holds is not the store at the path
     store.close()
     with eventlog.open(path) as reopened:  # the file now at the path is whole, and unchanged
         assert reopened.sessions() == ["theirs"]

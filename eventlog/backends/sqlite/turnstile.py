@@ -2,13 +2,13 @@
 
 SQLite lets one writer in at a time, and a writer that finds the file locked waits
 in SQLite's busy handler: it sleeps (1, 2, 5, ... up to 100 ms between tries) and
-tries again.  A writer that writes back to back holds the lock nearly all the time
-(eventlog encodes a write inside its transaction), so a waiter almost never tries
-at the one moment the lock is free, and fails with "database is locked" when its
-``busy_timeout`` runs out.
+tries again.  A writer that writes back to back holds the lock nearly all the time,
+so a waiter almost never tries at the one moment the lock is free, and fails with
+"database is locked" when its ``busy_timeout`` runs out.
 
-Every write transaction of eventlog (a write, a snapshot, a batch of compaction, a
-migration, the WAL checkpoint at the end of compaction) first takes its turn here,
+Every write transaction of the SQLite backend (a write, a snapshot, a batch of
+compaction, a migration, the WAL checkpoint at the end of compaction) first takes
+its turn here (through :class:`Turns`, one per connection),
 then runs ``BEGIN IMMEDIATE`` ... ``COMMIT``, then gives the turn back.  The turn
 is a lock on the store's ``-lock`` file, an empty file next to the store
 (``PATH-lock``), with two bytes:
@@ -53,13 +53,15 @@ import random
 import struct
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 try:
     import fcntl
 except ImportError:  # not a POSIX system
     fcntl = None  # type: ignore[assignment]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("eventlog.sqlite")  # one name for the backend
 
 #: Shortest and longest pause between two tries of a queued writer (seconds).
 POLL_MIN, POLL_MAX = 0.0002, 0.001
@@ -102,8 +104,7 @@ def _log_once(key: str, level: int, message: str, *args: object) -> None:
 
 class Turnstile:
     """The turns of one store file (see the module documentation).  Not for use by
-    two threads at once: each thread (each :class:`~eventlog.sql.Database`) has its
-    own."""
+    two threads at once: each connection (each :class:`Turns`) has its own."""
 
     def __init__(self, fd: int, path: str) -> None:
         self.fd = fd
@@ -213,3 +214,61 @@ class Turnstile:
         if self.fd >= 0:
             fd, self.fd, self.held = self.fd, -1, False
             os.close(fd)
+
+
+class Turns:
+    """One connection's turns at its store's turnstile: the turnstile is opened on
+    first use (a read-only open or a store only read never makes the ``-lock``
+    file), and given up for good, with a warning, when locking it fails (writers
+    then rely on SQLite's busy handler alone)."""
+
+    def __init__(self, real_path: str, enabled: bool, timeout: float) -> None:
+        self.real_path = real_path
+        self.enabled = enabled  # False once turns turned out impossible
+        self.timeout = timeout
+        self.turnstile: Turnstile | None = None
+
+    def take(self) -> Turnstile | None:
+        """Take this writer's turn, waiting up to the timeout for it (else
+        :class:`TurnTimeout`); the turnstile to give it back to, or ``None`` (no
+        turns here, or the turn is held already, further up)."""
+        if self.turnstile is None and self.enabled:
+            self.turnstile = Turnstile.open(self.real_path)
+            self.enabled = self.turnstile is not None
+        turnstile = self.turnstile
+        if turnstile is None or turnstile.held:
+            return None
+        try:
+            turnstile.acquire(self.timeout)
+        except OSError as e:  # the lock file stopped working: go on without turns
+            self._give_up(e)
+            return None
+        return turnstile
+
+    def give(self, turnstile: Turnstile) -> None:
+        try:
+            turnstile.release()
+        except OSError as e:
+            self._give_up(e)
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """Hold this writer's turn."""
+        turnstile = self.take()
+        try:
+            yield
+        finally:
+            if turnstile is not None:
+                self.give(turnstile)
+
+    def _give_up(self, e: OSError) -> None:
+        logger.warning(
+            "locking %s failed (%s): writers of this store no longer take turns", self.real_path + "-lock", e.strerror
+        )
+        self.close()
+        self.enabled = False
+
+    def close(self) -> None:
+        if self.turnstile is not None:
+            self.turnstile.close()
+            self.turnstile = None
