@@ -36,7 +36,7 @@ import asyncio
 import os
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from itertools import islice
@@ -311,6 +311,25 @@ class AsyncStore:
         return await self._write(
             lambda s: s.compact(retain=retain, vacuum=vacuum, batch=batch, progress=progress), exclusive=True
         )
+
+    async def copy_to(
+        self, other: Store | AsyncStore, sessions: Sequence[str] | None = None, *, tree: bool = True
+    ) -> list[str]:
+        """:meth:`eventlog.Store.copy_to`: copy sessions of this store into ``other``
+        (a :class:`Store` or an :class:`AsyncStore`) with their whole history.  Into
+        an :class:`AsyncStore`, the copy runs on its writer thread, after the writes
+        queued there before it, reading this store meanwhile; into a
+        :class:`Store`, on one of this store's reader threads."""
+        if not isinstance(other, AsyncStore):
+            return await self._read(lambda s: s.copy_to(other, sessions, tree=tree))
+        if other is self:
+            raise InvalidValueError("a store cannot be copied into itself")
+        self._enter()
+        try:
+            source, _ = await self._stores()
+            return await other._write(lambda w: source.copy_to(w, sessions, tree=tree))
+        finally:
+            self._leave()
 
     # ------------------------------------------------------------------ reading
 

@@ -7,8 +7,9 @@ knows sessions, values, events, frames and snapshots; everything below it
 connections, transactions, SQL and locks.  Neither knows the other's half:
 
 * **Bytes only.**  A backend sees session ids (``str``), incarnation ids (``int``,
-  its own), positions (``int``), timestamps (``int``, Unix ms), frames (``bytes``),
-  chunk addresses (32-byte ``bytes``) and chunk bytes with their flags and raw size.
+  its own), incarnation keys (16 ``bytes``, the engine's), positions (``int``),
+  timestamps (``int``, Unix ms), frames (``bytes``), chunk addresses (32-byte
+  ``bytes``) and chunk bytes with their flags and raw size.
   Never a session, an operation, CBOR or zstd: it stores what it is given and
   returns it as stored.  The engine never sees SQL, a connection or a cursor.
 
@@ -53,13 +54,18 @@ rules, which the conformance suite (:mod:`eventlog.conformance`) races:
    the two conflicts and is retried).
 
 **Sessions and incarnations.**  A session id names at most one *live* incarnation
-at a time.  :meth:`Backend.append` creates one (``NewEvent.sid`` is ``None``); a
-tombstone (``NewEvent.tombstone``) ends it, and the same id can then be created
-again as a new incarnation with a new :attr:`Head.sid`.  An incarnation's events,
-snapshots and references stay stored after its tombstone until compaction purges
-them (:meth:`~Backend.dead`, :meth:`~Backend.purge`).  Frames are bound (their
-CRC) to the incarnation's ``sid``, which the backend gives when it creates one: so
-the frame of a session's first event may be given as a function of that ``sid``.
+at a time.  :meth:`Backend.append` creates one (``NewEvent.sid`` is ``None``), and
+so does :meth:`Backend.put_session` (with a whole history, copied from another
+store); a tombstone (``NewEvent.tombstone``) ends it, and the same id can then be
+created again as a new incarnation with a new :attr:`Head.sid`.  An incarnation's
+events, snapshots and references stay stored after its tombstone until compaction
+purges them (:meth:`~Backend.dead`, :meth:`~Backend.purge`).  Each incarnation has
+two identities: its ``sid``, the backend's own, given when it is created and never
+again in the store, by which the engine names it in every call; and its ``key``,
+16 bytes the engine makes before the first event and the backend keeps (no two
+incarnations stored in one backend share one), to which frames are bound (their
+CRC): so frames do not depend on anything the backend gives, and a session moves to
+another store with its frames.
 
 **Errors.**  A backend raises only eventlog's errors (:mod:`eventlog.errors`): its
 driver's errors are translated in one place of its own.  A row that reads wrong (a
@@ -78,15 +84,17 @@ give it a factory (``make_backend()``, ``another_handle()``), and run it.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from .errors import CorruptionError, InvalidValueError, StorageError
+from .errors import ConflictError, CorruptionError, InvalidValueError, StorageError
 
 #: Length of a chunk address (a BLAKE3 digest).
 HASH_BYTES = 32
+#: Length of an incarnation's key.
+KEY_BYTES = 16
 #: Largest position or id a backend is asked to store (a signed 64-bit integer).
 MAX_INT = (1 << 63) - 1
 
@@ -117,7 +125,8 @@ class Limits:
 @dataclass(frozen=True, slots=True)
 class Head:
     """A live session as stored: its id ``name``, its incarnation ``sid`` (the
-    backend's id, given when it was created and never given again in the store),
+    backend's id, given when it was created and never given again in the store) and
+    ``key`` (the engine's, made when it was created, kept by copies: see below),
     ``parent`` (the id recorded when it was created), ``seq`` (its head: the
     position of its last event), ``base`` (the start of its history: events at or
     below it were folded into the snapshot at ``base``, 0 unless compacted),
@@ -136,6 +145,10 @@ class Head:
     snap_seq: int
     snap_bytes: int
     snap_bytes_since: int
+    #: The incarnation's stable identity (:data:`KEY_BYTES` bytes, what its frames
+    #: are bound to since format version 3); ``None`` only for a session stored
+    #: before keys, read through an older schema (a read-only open).
+    key: bytes | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,20 +194,16 @@ class Chunk:
             raise InvalidValueError(f"a chunk's data must be bytes, not {type(self.data).__name__}")
 
 
-#: A frame, or (for the first event of a new incarnation) a function from the
-#: ``sid`` the backend gives it to the frame.
-Frame = bytes | Callable[[int], bytes]
-
-
 @dataclass(frozen=True, slots=True)
 class NewEvent:
     """One event for :meth:`Backend.append`.
 
     ``name``: the session id.  ``sid``: the live incarnation it extends, whose head
     must be ``seq - 1``; ``None`` to create the session (``seq`` must be 1; no live
-    incarnation of ``name`` may have events), recording ``parent`` and
-    ``created_ms = ts_ms``.  ``frame``: bytes, or a function of the ``sid`` giving
-    them.  ``size``: what the snapshot policy counts (added to
+    incarnation of ``name`` may have events), recording ``key`` (required then, and
+    only then: the new incarnation's key, used by no incarnation stored, else
+    :class:`KeyInUse`), ``parent`` and ``created_ms = ts_ms``.  ``frame``: its
+    bytes.  ``size``: what the snapshot policy counts (added to
     ``snap_bytes_since``).  ``refs``: the addresses of every chunk the frame uses.
     ``entries``: recorded with the head (see :class:`Listing`).  ``tombstone``: the
     incarnation ends with this event (its name is free from then on)."""
@@ -203,23 +212,28 @@ class NewEvent:
     sid: int | None
     seq: int
     ts_ms: int
-    frame: Frame
+    frame: bytes
     size: int
     refs: frozenset[bytes] = frozenset()
     entries: int | None = None
     parent: str | None = None
     tombstone: bool = False
+    key: bytes | None = None
 
     def __post_init__(self) -> None:
         check_name(self.name)
         if self.sid is not None:
             check_sid(self.sid)
-        elif self.seq != 1:
-            raise InvalidValueError(f"a new session's first event is at 1, not {self.seq!r:.40}")
+            if self.key is not None:
+                raise InvalidValueError("a key is given only to create a session (sid None)")
+        else:
+            if self.seq != 1:
+                raise InvalidValueError(f"a new session's first event is at 1, not {self.seq!r:.40}")
+            check_key(self.key)
         check_position(self.seq, "seq", least=1)
         check_position(self.ts_ms, "ts_ms")
         check_position(self.size, "size")
-        if type(self.frame) is not bytes and not callable(self.frame):
+        if type(self.frame) is not bytes:
             raise InvalidValueError(f"a frame must be bytes, not {type(self.frame).__name__}")
         check_hashes(self.refs, "refs")
         if self.entries is not None:
@@ -228,15 +242,6 @@ class NewEvent:
             check_name(self.parent, "parent")
         if type(self.tombstone) is not bool:
             raise InvalidValueError("tombstone must be True or False")
-
-    def frame_for(self, sid: int) -> bytes:
-        """The frame, for the incarnation ``sid`` (the backend calls this)."""
-        frame: Any = self.frame
-        if not isinstance(frame, bytes):
-            frame = frame(sid)
-        if type(frame) is not bytes:
-            raise InvalidValueError(f"a frame must be bytes, not {type(frame).__name__}")
-        return frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +275,88 @@ class NewSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class CopiedEvent:
+    """An event of a :class:`WholeSession`: its position ``seq``, ``ts_ms``,
+    ``frame``, ``size`` (what the snapshot policy counts) and ``refs``."""
+
+    seq: int
+    ts_ms: int
+    frame: bytes
+    size: int
+    refs: frozenset[bytes] = frozenset()
+
+    def __post_init__(self) -> None:
+        check_position(self.seq, "seq", least=1)
+        check_position(self.ts_ms, "ts_ms")
+        check_position(self.size, "size")
+        if type(self.frame) is not bytes:
+            raise InvalidValueError(f"a frame must be bytes, not {type(self.frame).__name__}")
+        check_hashes(self.refs, "refs")
+
+
+@dataclass(frozen=True, slots=True)
+class CopiedSnapshot:
+    """A snapshot of a :class:`WholeSession`: its position ``seq``, ``frame``,
+    ``size`` (recorded as ``snap_bytes`` for the newest) and ``refs``."""
+
+    seq: int
+    frame: bytes
+    size: int
+    refs: frozenset[bytes] = frozenset()
+
+    def __post_init__(self) -> None:
+        check_position(self.seq, "seq", least=1)
+        check_position(self.size, "size")
+        if type(self.frame) is not bytes:
+            raise InvalidValueError(f"a frame must be bytes, not {type(self.frame).__name__}")
+        check_hashes(self.refs, "refs")
+
+
+@dataclass(frozen=True, slots=True)
+class WholeSession:
+    """A session with its whole history, for :meth:`Backend.put_session` (a copy
+    from another store): its id ``name``, ``key``, ``parent``, ``created_ms``,
+    ``updated_ms``, head ``seq``, history start ``base``, ``entries`` (see
+    :class:`Listing`), its ``events`` (every position from ``base + 1`` to ``seq``,
+    in order) and its ``snapshots`` (positions from ``base`` to ``seq``, in order;
+    one at ``base`` when ``base`` is not 0: the floor of a compacted history)."""
+
+    name: str
+    key: bytes
+    parent: str | None
+    created_ms: int
+    updated_ms: int
+    seq: int
+    base: int
+    entries: int | None
+    events: tuple[CopiedEvent, ...]
+    snapshots: tuple[CopiedSnapshot, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_name(self.name)
+        check_key(self.key)
+        if self.parent is not None:
+            check_name(self.parent, "parent")
+        check_position(self.created_ms, "created_ms")
+        check_position(self.updated_ms, "updated_ms")
+        check_position(self.seq, "seq", least=1)
+        check_position(self.base, "base")
+        if self.entries is not None:
+            check_position(self.entries, "entries")
+        if type(self.events) is not tuple or any(not isinstance(e, CopiedEvent) for e in self.events):
+            raise InvalidValueError("events must be a tuple of CopiedEvent")
+        if type(self.snapshots) is not tuple or any(not isinstance(n, CopiedSnapshot) for n in self.snapshots):
+            raise InvalidValueError("snapshots must be a tuple of CopiedSnapshot")
+        if self.base > self.seq or [e.seq for e in self.events] != list(range(self.base + 1, self.seq + 1)):
+            raise InvalidValueError(f"the events must be at every position from {self.base + 1} to {self.seq}")
+        seqs = [n.seq for n in self.snapshots]
+        if seqs != sorted(set(seqs)) or any(not self.base <= q <= self.seq for q in seqs):
+            raise InvalidValueError(f"the snapshots must be in order, at positions from {self.base} to {self.seq}")
+        if self.base and self.base not in seqs:
+            raise InvalidValueError(f"a history from {self.base} needs its snapshot at {self.base}")
+
+
+@dataclass(frozen=True, slots=True)
 class Purged:
     """One step of :meth:`Backend.purge` or :meth:`Backend.trim`: the events and
     snapshots it removed, and whether there is nothing left to remove."""
@@ -288,6 +375,16 @@ class Freed:
     cursor: bytes | None
     chunks: int
     bytes: int
+
+
+class KeyInUse(ConflictError):
+    """A session is created with a key that an incarnation stored already has (a
+    live one, or an ended one not yet purged): nothing was written.  The engine
+    makes another key (a copy gives the session a new one)."""
+
+    def __init__(self, key: bytes, session_id: str | None = None) -> None:
+        self.key = key
+        super().__init__(f"session key {key.hex()} is in use in the store", session_id=session_id)
 
 
 class MissingChunks(StorageError):
@@ -393,6 +490,16 @@ class Backend(Protocol):
         live session whose parent is one of the events' sessions is not among them
         (a tree deleted whole); :class:`MissingChunks`; nothing is written then."""
 
+    def put_session(self, session: WholeSession, chunks: Sequence[Chunk] = ()) -> Head:
+        """Create the live session ``session.name`` with its whole history (events,
+        snapshots and their references, the given ``chunks`` that are absent), in
+        one transaction; returns its head.  Its snapshot bookkeeping is its newest
+        snapshot's (``snap_seq``, ``snap_bytes``) and the ``size`` of the events
+        after it (``snap_bytes_since``); ``pos`` of its events are new (in order).
+        Raises :class:`~eventlog.ConflictError` (its ``seq`` the head found) when a
+        live incarnation of the name has events, :class:`KeyInUse` when one stored
+        has the key, :class:`MissingChunks`; nothing is written then."""
+
     def put_snapshot(self, snapshot: NewSnapshot, chunks: Sequence[Chunk] = ()) -> bool:
         """Store a snapshot with its references (replacing one at the same
         position, and freeing the chunks only that one used), the given ``chunks``
@@ -483,6 +590,13 @@ def check_name(name: Any, what: str = "session id") -> str:
     if type(name) is not str or not name:
         raise InvalidValueError(f"{what} must be a non-empty str, not {name!r:.60}")
     return name
+
+
+def check_key(key: Any) -> bytes:
+    """``key`` if it is an incarnation key: :data:`KEY_BYTES` bytes."""
+    if type(key) is not bytes or len(key) != KEY_BYTES:
+        raise InvalidValueError(f"a session key must be {KEY_BYTES} bytes, not {key!r:.60}")
+    return key
 
 
 def check_sid(sid: Any) -> int:

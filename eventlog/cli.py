@@ -91,7 +91,11 @@ key_option = click.option(
 
 def _chunk_key() -> bytes | None:
     """The key named by ``--chunk-key-file`` (or ``$EVENTLOG_CHUNK_KEY_FILE``), if any."""
-    path = click.get_current_context().meta.get("chunk_key_file")
+    return _read_key(click.get_current_context().meta.get("chunk_key_file"))
+
+
+def _read_key(path: str | None) -> bytes | None:
+    """The chunk key in the file at ``path`` (``None``: no key)."""
     if not path:
         return None
     with open(path, "rb") as f:
@@ -1149,6 +1153,87 @@ def compact(path: str, retain: int | None, vacuum: bool) -> None:
         + ("WAL truncated" if c.checkpointed else "WAL not truncated (another reader holds it)")
         + ("; vacuumed" if c.vacuumed else "")
     )
+
+
+@main.command(name="copy")
+@click.argument("src")
+@click.argument("dst")
+@click.argument("sessions", nargs=-1)
+@click.option("--no-tree", is_flag=True, help="copy only the sessions named, not their sub-agent sessions")
+@click.option("--src-chunk-key-file", type=click.Path(dir_okay=False), default=None,
+              help="SRC's chunk_key, if it differs from --chunk-key-file")  # fmt: skip
+@click.option("--dst-chunk-key-file", type=click.Path(dir_okay=False), default=None,
+              help="DST's chunk_key (a new DST is created with it), if it differs from --chunk-key-file")  # fmt: skip
+@key_option
+@_handled
+def copy_(src: str, dst: str, sessions: tuple[str, ...], no_tree: bool, src_chunk_key_file: str | None,
+          dst_chunk_key_file: str | None) -> None:  # fmt: skip
+    """Copy sessions with their whole history from the store SRC into DST.
+
+    Copies the SESSIONs named, each with its sub-agent sessions (unless
+    --no-tree), or every session when none is named, into DST (created if
+    missing; an existing DST must be a store, and keeps what it holds).  Each
+    session keeps its id, parent, timestamps, positions and history, so fold at
+    any position gives the same session in both stores; large values are stored
+    again as DST's chunks (a store with another chunk_key, or none, works).  Each
+    session is copied in one transaction: it is in DST whole or not at all.
+    Refused, before anything is written, if a session to copy is already in DST,
+    or if its parent is in SRC but neither copied nor in DST.  SRC is opened
+    read-only and never changed.  A DST this command created is removed again if
+    nothing was copied into it.
+    """
+    src_key = _read_key(src_chunk_key_file) if src_chunk_key_file else _chunk_key()
+    dst_key = _read_key(dst_chunk_key_file) if dst_chunk_key_file else _chunk_key()
+    _check_path(src)
+    if not backends.in_memory(dst):
+        _check_target(dst)
+    try:
+        source = open_store(src, chunk_key=src_key, readonly=not backends.in_memory(src))
+    except KeyMismatchError as e:
+        _fail(f"{src}: {e} (give it with --src-chunk-key-file or --chunk-key-file)" if src_key is None else str(e))
+    copied: list[str] = []
+    with source:
+        target = _ImportTarget(dst)
+        try:
+            dest = open_store(dst, chunk_key=dst_key)
+        except BaseException:
+            target.remove_made()
+            raise
+        target.note_made()
+        empty = False
+        try:
+            copied = source.copy_to(dest, list(sessions) or None, tree=not no_tree)
+        finally:
+            with contextlib.suppress(EventLogError):
+                empty = not dest.sessions()  # (sessions copied before a failure stay)
+            dest.close()
+            if target.new and empty:
+                target.remove_made()
+    if not copied:
+        click.echo("nothing to copy: SRC holds no sessions")
+        return
+    click.echo(f"copied {_n(len(copied), 'session')}: {', '.join(copied)}")
+
+
+def _check_target(path: str) -> None:
+    """One line and exit status 1 unless ``path`` is missing (a store is made) or an
+    eventlog store to add to: never make a store of a file that is something else,
+    not even an empty one."""
+    from .backends.sqlite.files import SQLITE_MAGIC
+    from .backends.sqlite.schema import APPLICATION_ID
+
+    if not os.path.lexists(path):
+        return
+    if os.path.isdir(path):
+        _fail(f"{path} is a directory, not a store file")
+    if not os.path.isfile(path):
+        _fail(f"{path} is not a regular file (a device, pipe or socket), not a store file")
+    with open(path, "rb") as f:
+        head = f.read(72)
+    if not head and os.path.exists(path + "-wal"):
+        return  # a store whose first writes are still in its -wal: the store says what it is
+    if head[:16] != SQLITE_MAGIC or head[68:72] != APPLICATION_ID.to_bytes(4, "big"):
+        _fail(f"{path} exists and is not an eventlog store: not copying into it")
 
 
 @main.command()

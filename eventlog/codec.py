@@ -20,6 +20,15 @@ Two layers, both pure (no SQLite, no I/O):
   frames written before it lack it and are read as they are), and whether the body
   is a segmented snapshot's manifest (format version 2).  Decompression is bounded
   by the frame's declared size, checked before any memory is allocated.
+
+  The version byte says the layout and the binding: versions 1 (one body) and 2 (a
+  segmented snapshot's manifest) are bound to the backend's row id of the session
+  (:func:`binding`), versions 3 and 4, their twins, to the session's stable *key*
+  (:func:`key_binding`: 16 bytes made when the session is created, kept when it is
+  copied to another store), so a session's frames stay valid wherever its rows go.
+  This release writes 3 and 4 only; it reads all four, picking the binding by the
+  version.  Any version above 4 is checked against the key binding too, so a newer
+  format that keeps it is refused as newer (:class:`VersionError`), not as damage.
 """
 
 from __future__ import annotations
@@ -38,11 +47,20 @@ import zstandard
 
 from . import values
 
-#: Frame format version written by this release for frames without
-#: :data:`FLAG_SEGMENTS`; frames with it are version 2, which releases that cannot read
-#: them refuse as a newer format, not as damage.
+#: Frame format versions bound to the session's row id (written before session
+#: keys): one body, and a segmented snapshot's manifest (:data:`FLAG_SEGMENTS`).
 FRAME_VERSION = 1
 FRAME_VERSION_SEGMENTS = 2
+#: Their twins bound to the session's key instead (:func:`key_binding`): what this
+#: release writes.  Releases that read only 1 and 2 cannot check their CRC (it is
+#: not over the row id), so they take them for damage; they never meet them in a
+#: store, whose schema version (5) they refuse as a whole.
+FRAME_VERSION_KEYED = 3
+FRAME_VERSION_KEYED_SEGMENTS = 4
+#: Versions bound to the row id; every other one is checked against the key binding.
+ROW_BOUND = (FRAME_VERSION, FRAME_VERSION_SEGMENTS)
+#: Length of a session key.
+KEY_BYTES = 16
 FLAG_ZSTD = 1
 FLAG_SPILL = 2
 #: The CRC also covers the row's timestamp (event frames written since schema 3).
@@ -552,41 +570,54 @@ class Framer:
         return out
 
     @staticmethod
-    def seal(flags: int, payload: bytes, binding: bytes) -> bytes:
-        """A frame around ``payload``; ``binding`` ties it to its row's place."""
-        version = FRAME_VERSION_SEGMENTS if flags & FLAG_SEGMENTS else FRAME_VERSION
+    def seal(flags: int, payload: bytes, binding: bytes, *, keyed: bool = False) -> bytes:
+        """A frame around ``payload``; ``binding`` ties it to its row's place:
+        :func:`key_binding` with ``keyed`` (versions 3 and 4, what this release
+        writes), else :func:`binding` (versions 1 and 2, as older releases wrote)."""
+        version = (FRAME_VERSION_SEGMENTS if flags & FLAG_SEGMENTS else FRAME_VERSION) + (2 if keyed else 0)
         header = bytes((version, flags))
         return _HEADER.pack(version, flags, zlib.crc32(payload, zlib.crc32(binding + header))) + payload
 
     @staticmethod
-    def open(frame: bytes, binding: bytes, timed: bytes | None = None) -> tuple[int, bytes]:
+    def open(frame: bytes, binding: bytes | Place, timed: bytes | None = None) -> tuple[int, bytes]:
         """``(flags, payload)`` of a frame after checking its CRC, then its version.
-        A frame flagged :data:`FLAG_TIMED` is checked against ``timed`` (the binding
-        with the row's timestamp) instead of ``binding``.
+
+        ``binding`` is the frame's :class:`Place`, whose binding is picked by the
+        frame's version (the row id for versions 1 and 2, the session key for the
+        others) and flags (the timestamp for :data:`FLAG_TIMED`); or, as bytes, the
+        binding itself, with ``timed`` the binding to use for a :data:`FLAG_TIMED`
+        frame.
 
         The first six bytes (version, flags, CRC over binding, version, flags and
         payload) are the same in every format version, so damage is told apart from
-        a frame written by a newer release."""
+        a frame written by a newer release: a version above 4 is checked against the
+        key binding and, when its CRC holds, refused as newer."""
         if len(frame) < _HEADER.size:
             raise DecodeError(f"frame of {len(frame)} bytes is truncated")
         version, flags, crc = _HEADER.unpack_from(frame)
         payload = frame[_HEADER.size :]
-        if flags & FLAG_TIMED:
+        if isinstance(binding, Place):
+            binding = binding.binding(version not in ROW_BOUND, bool(flags & FLAG_TIMED))
+        elif flags & FLAG_TIMED:
             if timed is None:
                 raise DecodeError("frame is bound to a timestamp, and this row keeps none")
             binding = timed
         if zlib.crc32(payload, zlib.crc32(binding + bytes((version, flags)))) != crc:
             raise DecodeError("frame checksum mismatch")
-        if version not in (FRAME_VERSION, FRAME_VERSION_SEGMENTS):
+        if version not in KNOWN_VERSIONS:
             raise VersionError(
                 f"frame format version {version} is not supported "
-                f"(this release reads {FRAME_VERSION} and {FRAME_VERSION_SEGMENTS})"
+                f"(this release reads {', '.join(map(str, KNOWN_VERSIONS))})"
             )
         if flags & ~(FLAG_ZSTD | FLAG_SPILL | FLAG_TIMED | FLAG_SEGMENTS):
             raise DecodeError(f"unknown frame flags {flags:#x}")
-        if bool(flags & FLAG_SEGMENTS) != (version == FRAME_VERSION_SEGMENTS):
+        if bool(flags & FLAG_SEGMENTS) != (version in (FRAME_VERSION_SEGMENTS, FRAME_VERSION_KEYED_SEGMENTS)):
             raise DecodeError(f"frame flags {flags:#x} do not match format version {version}")
         return flags & ~FLAG_TIMED, payload
+
+
+#: Every frame format version this release reads.
+KNOWN_VERSIONS = (FRAME_VERSION, FRAME_VERSION_SEGMENTS, FRAME_VERSION_KEYED, FRAME_VERSION_KEYED_SEGMENTS)
 
 
 class VersionError(DecodeError):
@@ -607,8 +638,47 @@ def array_head(n: int) -> bytes:
 
 
 def binding(kind: bytes, sid: int, seq: int, ts: int | None = None) -> bytes:
-    """The bytes a frame's CRC binds it to: row kind, session row id, position, and
-    for a :data:`FLAG_TIMED` frame the row's timestamp (Unix ms)."""
+    """The bytes a frame of version 1 or 2 binds its CRC to: row kind, the
+    backend's row id of the session, position, and for a :data:`FLAG_TIMED` frame
+    the row's timestamp (Unix ms)."""
     if ts is None:
         return kind + struct.pack("<qq", sid, seq)
     return kind + struct.pack("<qqq", sid, seq, ts)
+
+
+def key_binding(kind: bytes, key: bytes, seq: int, ts: int | None = None) -> bytes:
+    """The bytes a frame of version 3 or 4 binds its CRC to: row kind, the
+    session's 16-byte key, position, and for a :data:`FLAG_TIMED` frame the row's
+    timestamp (Unix ms)."""
+    if len(key) != KEY_BYTES:
+        raise ValueError(f"a session key is {KEY_BYTES} bytes, not {len(key)}")
+    if ts is None:
+        return kind + key + struct.pack("<q", seq)
+    return kind + key + struct.pack("<qq", seq, ts)
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where a frame is stored: row ``kind`` (``b"E"`` or ``b"S"``), the session's
+    row id ``sid`` and ``key`` (``None`` for a session stored before keys), the
+    position ``seq`` and, for an event, its timestamp ``ts``.  Gives the binding a
+    frame's version and flags call for (:meth:`binding`)."""
+
+    kind: bytes
+    sid: int
+    key: bytes | None
+    seq: int
+    ts: int | None = None
+
+    def binding(self, keyed: bool, timed: bool) -> bytes:
+        """The binding of a frame bound to the key (``keyed``) or the row id, and
+        with ``timed`` to the timestamp; :class:`DecodeError` when this place has
+        no such thing."""
+        if timed and self.ts is None:
+            raise DecodeError("frame is bound to a timestamp, and this row keeps none")
+        ts = self.ts if timed else None
+        if not keyed:
+            return binding(self.kind, self.sid, self.seq, ts)
+        if self.key is None:
+            raise DecodeError("frame is bound to a session key, and this session has none")
+        return key_binding(self.kind, self.key, self.seq, ts)

@@ -165,15 +165,15 @@ def _own_refs(backend: Backend, log: Log, write: Step, read: Step, report: Compa
                     continue
                 for stored in backend.events(row.sid, current.base, current.seq):
                     refs: list[Ref] = []
-                    log.event(row.name, row.sid, stored.seq, stored.pos, stored.ts_ms, stored.frame, rehydrate=False,
-                              seen=refs)  # fmt: skip
+                    log.event(row.name, row.sid, row.key, stored.seq, stored.pos, stored.ts_ms, stored.frame,
+                              rehydrate=False, seen=refs)  # fmt: skip
                     events[stored.seq] = hashes_of(refs)
                 for seq in backend.snapshot_seqs(row.sid, current.seq):
                     snap = backend.snapshot(row.sid, seq)
                     if snap is None or seq < current.base:
                         continue
                     refs = []
-                    log.snapshot_state(row.name, row.sid, seq, snap, rehydrate=False, seen=refs)
+                    log.snapshot_state(row.name, row.sid, row.key, seq, snap, rehydrate=False, seen=refs)
                     snapshots[seq] = hashes_of(refs)
             with write():
                 backend.adopt_refs(row.sid, events, snapshots)
@@ -225,7 +225,7 @@ def _new_floor(backend: Backend, log: Log, write: Step, read: Step, row: Head, f
         current = backend.head(row.name)
         if current is None or current.sid != row.sid or floor <= current.base or floor > current.seq:
             return False
-        frame, refs, size = log.snapshot(row.name, row.sid, floor, current.base, writes, reuse=False)
+        frame, refs, size = log.snapshot(row.name, row.sid, row.key, floor, current.base, writes, reuse=False)
     snapshot = NewSnapshot(row.sid, floor, frame, size, refs, floor=True)
     with write():
         if not log.chunks.submit(writes, lambda give: backend.put_snapshot(snapshot, give), row.name, floor):

@@ -116,11 +116,15 @@ class Encoded:
         self.refs = refs
         self.size = size
 
-    def seal(self, kind: bytes, sid: int, seq: int, ts: int | None = None) -> bytes:
-        """The frame, bound to its row's place and, given ``ts`` (an event's
-        timestamp), to that."""
+    def seal(self, kind: bytes, key: bytes | None, seq: int, ts: int | None = None) -> bytes:
+        """The frame (format version 3 or 4), bound to its session's ``key``, its
+        position and, given ``ts`` (an event's timestamp), to that.  A session
+        without a key (``None``: only from a file of an older schema, which is
+        migrated before anything is written) is :class:`CorruptionError`."""
+        if key is None:
+            raise CorruptionError("the session has no key (its sessions row is damaged)", seq=seq)
         flags = self.flags | (codec.FLAG_TIMED if ts is not None else 0)
-        return Framer.seal(flags, self.payload, codec.binding(kind, sid, seq, ts))
+        return Framer.seal(flags, self.payload, codec.key_binding(kind, key, seq, ts), keyed=True)
 
 
 class Log:
@@ -225,7 +229,7 @@ class Log:
     def frame(
         self,
         kind: bytes,
-        sid: int,
+        key: bytes | None,
         seq: int,
         wire: Any,
         ts: int | None = None,
@@ -236,7 +240,7 @@ class Log:
         """:meth:`encode` and :meth:`Encoded.seal`: the frame, the chunks it uses
         (to be recorded as its refs) and its stored size."""
         encoded = self.encode(kind, wire, writes, seq=seq, segments=segments)
-        return encoded.seal(kind, sid, seq, ts), encoded.refs, encoded.size
+        return encoded.seal(kind, key, seq, ts), encoded.refs, encoded.size
 
     # ------------------------------------------------------------------ reading
 
@@ -245,6 +249,7 @@ class Log:
         kind: bytes,
         name: str,
         sid: int,
+        key: bytes | None,
         seq: int,
         frame: bytes,
         rehydrate: bool,
@@ -263,8 +268,7 @@ class Log:
                 return self._rehydrate(ref) if rehydrate else ref
 
         try:
-            timed = None if ts is None else codec.binding(kind, sid, seq, ts)
-            flags, payload = Framer.open(frame, codec.binding(kind, sid, seq), timed)
+            flags, payload = Framer.open(frame, codec.Place(kind, sid, key, seq, ts))
             segmented = bool(flags & codec.FLAG_SEGMENTS)
             if segmented and kind != SNAPSHOT:
                 raise DecodeError("an event frame flagged as a snapshot manifest")
@@ -311,6 +315,7 @@ class Log:
         self,
         name: str,
         sid: int,
+        key: bytes | None,
         seq: int,
         pos: int,
         ts: int,
@@ -318,7 +323,7 @@ class Log:
         rehydrate: bool,
         seen: list[Ref] | None = None,
     ) -> Event:
-        _, wire, markers = self.body(EVENT, name, sid, seq, frame, rehydrate, seen, ts)
+        _, wire, markers = self.body(EVENT, name, sid, key, seq, frame, rehydrate, seen, ts)
         try:
             ops = fold.ops_from_wire(wire)
             legit = sum(1 for op in ops if type(op) is fold.SetFields and op.changed.get("entries") is ENTRIES)
@@ -328,14 +333,16 @@ class Log:
             raise CorruptionError(f"event is damaged: {e}", session_id=name, seq=seq) from None
         return Event(name, seq, pos, ts, ops)
 
-    def events(self, name: str, sid: int, after: int, upto: int | None, rehydrate: bool) -> Iterator[Event]:
+    def events(
+        self, name: str, sid: int, key: bytes | None, after: int, upto: int | None, rehydrate: bool
+    ) -> Iterator[Event]:
         """Events ``after < seq <= upto``; :class:`CorruptionError` when one is missing."""
         expected = after + 1
         for stored in self.backend.events(sid, after, upto):
             seq = stored.seq
             if seq != expected:
                 raise CorruptionError(f"event {expected} is missing", session_id=name, seq=expected)
-            yield self.event(name, sid, seq, stored.pos, stored.ts_ms, stored.frame, rehydrate)
+            yield self.event(name, sid, key, seq, stored.pos, stored.ts_ms, stored.frame, rehydrate)
             expected += 1
         if upto is not None and expected <= upto:  # the last ones are gone
             raise CorruptionError(f"event {expected} is missing", session_id=name, seq=expected)
@@ -344,13 +351,14 @@ class Log:
         self,
         name: str,
         sid: int,
+        key: bytes | None,
         seq: int,
         frame: bytes,
         rehydrate: bool,
         seen: list[Ref] | None = None,
     ) -> State:
         """The state a snapshot holds, its segments read, verified and decoded."""
-        segmented, wire, markers = self.body(SNAPSHOT, name, sid, seq, frame, rehydrate, seen)
+        segmented, wire, markers = self.body(SNAPSHOT, name, sid, key, seq, frame, rehydrate, seen)
         try:
             if segmented:
                 fields, segments = self._manifest(wire)
@@ -504,7 +512,7 @@ class Log:
     # ------------------------------------------------------------------ snapshots
 
     def snapshot(
-        self, name: str, sid: int, seq: int, floor: int, writes: ChunkWrites, *, reuse: bool = True
+        self, name: str, sid: int, key: bytes | None, seq: int, floor: int, writes: ChunkWrites, *, reuse: bool = True
     ) -> tuple[bytes, frozenset[bytes], int]:
         """A snapshot of the session at ``seq``, its chunks collected in ``writes``:
         its frame, the addresses of every chunk it uses (segments, large values, a
@@ -521,9 +529,9 @@ class Log:
         every segment, rewriting a damaged chunk it would share: what compaction
         wants for the floor of a shortened history (large values inside are not
         read: they are stored once, whatever refers to them)."""
-        base = self._base(name, sid, seq, floor) if reuse else None
+        base = self._base(name, sid, key, seq, floor) if reuse else None
         try:
-            return self._build(name, sid, seq, floor, base, writes)
+            return self._build(name, sid, key, seq, floor, base, writes)
         except CorruptionError as e:
             if base is None:
                 raise
@@ -541,12 +549,13 @@ class Log:
         )
         writes.pieces.clear()  # (what the failed build cut is not used)
         writes.repairs.clear()
-        return self._build(name, sid, seq, floor, None, writes)
+        return self._build(name, sid, key, seq, floor, None, writes)
 
     def _build(
         self,
         name: str,
         sid: int,
+        key: bytes | None,
         seq: int,
         floor: int,
         base: tuple[int, dict[str, Any], list[Segment]] | None,
@@ -554,26 +563,44 @@ class Log:
     ) -> tuple[bytes, frozenset[bytes], int]:
         old: list[Segment] = []
         if base is None:
-            state = self.fold(name, sid, seq, False, floor)
+            state = self.fold(name, sid, key, seq, False, floor)
             items: Any = state.entries
         else:
             base_seq, fields, old = base
             items = _Layout(sum(s.count for s in old))
             state = State(fields, items)
-            for event in self.events(name, sid, base_seq, seq, rehydrate=False):
+            for event in self.events(name, sid, key, base_seq, seq, rehydrate=False):
                 try:
                     fold.apply(state, event.ops)
                 except ValueError as e:
                     raise CorruptionError(f"event does not apply: {e}", session_id=name, seq=event.seq) from None
         pieces = items.pieces if base is not None else items
-        segments, inline = self._cut(name, seq, pieces, old, writes, repair=base is None)
+        return self.snapshot_of(name, key, seq, state.fields, pieces, old, writes, repair=base is None)
+
+    def snapshot_of(
+        self,
+        name: str,
+        key: bytes | None,
+        seq: int,
+        fields: dict[str, Any],
+        pieces: list[Any],
+        old: list[Segment],
+        writes: ChunkWrites,
+        *,
+        repair: bool = True,
+    ) -> tuple[bytes, frozenset[bytes], int]:
+        """The snapshot frame of a state: its ``fields`` and its entries as
+        ``pieces`` (wire values, or ranges of positions in ``old``, the segments of
+        the snapshot it builds on: see :meth:`_cut`); returns what
+        :meth:`snapshot` does."""
+        segments, inline = self._cut(name, seq, pieces, old, writes, repair=repair)
         if inline is not None:  # a small session: one frame, as before segments
-            return self.frame(SNAPSHOT, sid, seq, fold.state_to_wire(State(state.fields, inline)), writes=writes)
+            return self.frame(SNAPSHOT, key, seq, fold.state_to_wire(State(fields, inline)), writes=writes)
         limit = self.max_body_bytes
         if sum(s.raw for s in segments) > limit:
             raise InvalidValueError(f"the session's entries encode to more than the limit of {limit} bytes", seq=seq)
-        wire = [state.fields, [s.to_wire() for s in segments]]
-        frame, refs, written = self.frame(SNAPSHOT, sid, seq, wire, writes=writes, segments=True)
+        wire = [fields, [s.to_wire() for s in segments]]
+        frame, refs, written = self.frame(SNAPSHOT, key, seq, wire, writes=writes, segments=True)
         wanted = {h for s in segments for h in (*s.pointer().chunk_hashes(), *s.inner_hashes())}
         # What it keeps or refers to without having written it must be stored (else
         # the snapshot it builds on is damaged: see snapshot()).
@@ -585,7 +612,9 @@ class Log:
         kept = set(old)
         return frame, refs | wanted, written + sum(s.length for s in segments if s not in kept)
 
-    def _base(self, name: str, sid: int, seq: int, floor: int) -> tuple[int, dict[str, Any], list[Segment]] | None:
+    def _base(
+        self, name: str, sid: int, key: bytes | None, seq: int, floor: int
+    ) -> tuple[int, dict[str, Any], list[Segment]] | None:
         """The newest snapshot at or below ``seq`` (and at or above ``floor``) if it
         is segmented, its manifest reads and no load found it damaged: its position,
         fields and segments."""
@@ -594,7 +623,7 @@ class Log:
         if frame is None or (sid, seqs[0]) in self.damaged:
             return None
         try:
-            segmented, wire, markers = self.body(SNAPSHOT, name, sid, seqs[0], frame, False)
+            segmented, wire, markers = self.body(SNAPSHOT, name, sid, key, seqs[0], frame, False)
             if not segmented:
                 return None
             fields, segments = self._manifest(wire)
@@ -706,7 +735,7 @@ class Log:
         flush()
         return out, None
 
-    def fold(self, name: str, sid: int, upto: int, rehydrate: bool, floor: int = 0) -> State:
+    def fold(self, name: str, sid: int, key: bytes | None, upto: int, rehydrate: bool, floor: int = 0) -> State:
         """The state after event ``upto``: the newest readable snapshot at or below it
         plus the events after.  A damaged snapshot is skipped (snapshots are a
         cache), except the one at ``floor``: when history before it was compacted
@@ -721,7 +750,7 @@ class Log:
             try:
                 if frame is None:
                     raise CorruptionError("snapshot is missing", session_id=name, seq=snap_seq)
-                state = self.snapshot_state(name, sid, snap_seq, frame, rehydrate)
+                state = self.snapshot_state(name, sid, key, snap_seq, frame, rehydrate)
                 base, found = snap_seq, True
                 break
             except (CorruptionError, UnsupportedVersionError) as e:
@@ -739,7 +768,7 @@ class Log:
                 why,
                 f"the snapshot at {base}" if found else "its first event",
             )
-        for event in self.events(name, sid, base, upto, rehydrate):
+        for event in self.events(name, sid, key, base, upto, rehydrate):
             try:
                 fold.apply(state, event.ops)
             except ValueError as e:

@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
@@ -24,7 +24,7 @@ from typing import Any, Unpack
 
 from . import backends, chunks, compaction
 from . import verify as verification
-from .backend import Head, Listing, NewEvent, NewSnapshot
+from .backend import KEY_BYTES, Head, Listing, NewEvent, NewSnapshot
 from .chunks import ChunkWrites
 from .codec import ENTRIES
 from .compaction import CompactReport
@@ -88,10 +88,11 @@ class _Cached:
     has_fields: bool
     mirror: Mirror | None = None  # the caller's entry objects as of the last save()
     floor: int = 0  # the session's base_seq when last looked up
+    key: bytes | None = None  # the incarnation's key (made here for a session being created)
 
     @classmethod
-    def of(cls, sid: int | None, seq: int, state: State) -> _Cached:
-        return cls(sid, seq, state, seq, len(state.entries), state.managed, bool(state.fields))
+    def of(cls, sid: int | None, seq: int, state: State, key: bytes | None) -> _Cached:
+        return cls(sid, seq, state, seq, len(state.entries), state.managed, bool(state.fields), key=key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,7 +426,7 @@ class Store:
                     self._cache.pop(name, None)
                     raise
                 break
-            c.sid = after.sid
+            c.sid, c.key = after.sid, after.key
             if remember is not None:
                 apply(c.state, private)
                 c.state_seq = seq
@@ -451,15 +452,11 @@ class Store:
         wire, private = self._prepare(ops, writes, copies=full)
         seq, ts, sid = c.seq + 1, _now_ms(), c.sid
         encoded = self._log.encode(EVENT, ops_to_wire(wire), writes, seq=seq)
-        if sid is None:  # a new session: the frame is bound to the id the backend gives it
-
-            def frame(new: int) -> bytes:
-                return encoded.seal(EVENT, new, seq, ts)
-
-            event = NewEvent(name, None, seq, ts, frame, encoded.size, encoded.refs, shape[0], parent)
+        frame = encoded.seal(EVENT, c.key, seq, ts)
+        if sid is None:  # a new session, with the key made for it
+            event = NewEvent(name, None, seq, ts, frame, encoded.size, encoded.refs, shape[0], parent, key=c.key)
         else:
-            event = NewEvent(name, sid, seq, ts, encoded.seal(EVENT, sid, seq, ts), encoded.size, encoded.refs,
-                             shape[0])  # fmt: skip
+            event = NewEvent(name, sid, seq, ts, frame, encoded.size, encoded.refs, shape[0])
         with self._committing():
             [after] = self._log.chunks.submit(writes, lambda give: self._backend.append([event], give), name, seq)
         return seq, after, shape, private
@@ -479,8 +476,8 @@ class Store:
             seq = 0 if row is None else row.seq
             if expected_seq is not None and expected_seq != seq:
                 raise ConflictError(f"expected seq {expected_seq}, found {seq}", session_id=name, seq=seq)
-            if row is None:
-                return _Cached.of(None, 0, State())
+            if row is None:  # a new session: its key is made now, before its first event
+                return _Cached.of(None, 0, State(), os.urandom(KEY_BYTES))
             return self._cached(row, full=full)
 
     @staticmethod
@@ -545,7 +542,7 @@ class Store:
             or (full and row.snap_seq > c.state_seq + 64)  # far behind a snapshot (many append() calls)
         ):
             self._check_head(row)
-            c = _Cached.of(sid, seq, self._log.fold(name, sid, seq, True, row.base))
+            c = _Cached.of(sid, seq, self._log.fold(name, sid, row.key, seq, True, row.base), row.key)
             c.floor = row.base
             self._remember(name, c)
             return c
@@ -553,7 +550,7 @@ class Store:
         c.floor = row.base
         if c.state_seq < seq and (full or c.seq < seq):
             try:
-                for event in self._log.events(name, sid, c.state_seq, seq, rehydrate=True):
+                for event in self._log.events(name, sid, row.key, c.state_seq, seq, rehydrate=True):
                     try:
                         apply(c.state, event.ops)
                     except ValueError as e:
@@ -609,7 +606,7 @@ class Store:
                 if row is None or row.sid != sid or row.seq != seq:
                     logger.debug("snapshot of session %r at %d not built: the session moved on", name, seq)
                     return  # someone wrote meanwhile; the next write will try again
-                frame, refs, size = log.snapshot(name, sid, seq, row.base, writes)
+                frame, refs, size = log.snapshot(name, sid, row.key, seq, row.base, writes)
             snapshot = NewSnapshot(sid, seq, frame, size, refs, keep=self._policy.keep)
             with self._committing():
                 stored = log.chunks.submit(writes, lambda give: backend.put_snapshot(snapshot, give), name, seq)
@@ -684,7 +681,7 @@ class Store:
                 if at == 0:
                     return {}
                 self._check_head(row)
-                return self._log.fold(session_id, sid, at, rehydrate=True, floor=row.base).session()
+                return self._log.fold(session_id, sid, row.key, at, rehydrate=True, floor=row.base).session()
 
     def events(self, session_id: str, since: int = 0) -> Iterator[Event]:
         """The session's events after sequence number ``since``, oldest first, with
@@ -724,7 +721,7 @@ class Store:
                         raise NotFoundError("the session was deleted while its events were read", session_id=name)
                     self._check_since(row, after)
                     upto = min(after + 256, row.seq)
-                    page = list(self._log.events(name, sid, after, upto, rehydrate=True))
+                    page = list(self._log.events(name, sid, row.key, after, upto, rehydrate=True))
             yield from page
             if upto >= row.seq:
                 return
@@ -831,7 +828,7 @@ class Store:
                     return []
                 now = _now_ms()
                 events = [
-                    NewEvent(r.name, r.sid, r.seq + 1, now, tomb.seal(EVENT, r.sid, r.seq + 1, now), tomb.size,
+                    NewEvent(r.name, r.sid, r.seq + 1, now, tomb.seal(EVENT, r.key, r.seq + 1, now), tomb.size,
                              tombstone=True)
                     for r in rows
                 ]  # fmt: skip
@@ -845,6 +842,58 @@ class Store:
                     for row in rows:
                         self._cache.pop(row.name, None)
                 return [r.name for r in rows]
+
+    # ------------------------------------------------------------------ copying
+
+    def copy_to(self, other: Store, sessions: Sequence[str] | None = None, *, tree: bool = True) -> list[str]:
+        """Copy sessions of this store into ``other``, each with its whole history;
+        return the ids copied, in this store's creation order.
+
+        ``sessions``: the ids to copy (default ``None``: every live session); with
+        ``tree`` (the default) each brings its live descendants (:meth:`tree`), as
+        :meth:`delete` takes them.  A copy has the same id, parent link, creation and
+        last-write times, positions, event timestamps and history start
+        (``history_start``), so ``other.fold(s, at=k) == self.fold(s, at=k)`` for
+        every ``k`` this store can fold, and ``other.events(s)`` gives the same
+        events (their ``position`` excepted: the global position is the destination's).
+        Large values are stored again in ``other`` as its chunks (addressed with its
+        ``chunk_key``, or none), so stores with different keys copy between
+        themselves; frames are written anew, bound to the session's key (which the
+        copy keeps, unless ``other`` still holds a deleted incarnation with it, not
+        yet compacted: then the copy gets a new one), whatever format version the
+        session's frames here have.  Snapshots are not copied: ``other`` builds one
+        at the head (and writes the one at the history start of a compacted
+        session).
+
+        Each session is copied in one transaction of ``other``: it is there whole
+        or not at all.  Before anything is written, the copy is refused when a
+        session to copy is live in ``other`` (:class:`ConflictError` naming them:
+        sessions are never merged or replaced; delete them in ``other`` first), when
+        one named is not a live session here (:class:`NotFoundError`), and when a
+        session's parent is live here but neither copied nor live in ``other``
+        (:class:`InvalidValueError`: copy it too).  Damage met while reading a
+        session stops the copy with :class:`CorruptionError` naming the session and
+        position; that session is not in ``other``, and those copied before it
+        are.  This store is only read (it may be opened with ``readonly=True``);
+        ``other`` must be writable.  Sessions are read and written one at a time,
+        each held in memory whole while it is copied."""
+        from . import copying
+
+        if not isinstance(other, Store):
+            raise InvalidValueError(f"other must be a Store, not {type(other).__name__}")
+        if other is self:
+            raise InvalidValueError("a store cannot be copied into itself")
+        if sessions is not None:
+            if isinstance(sessions, (str, bytes)) or not isinstance(sessions, Sequence):
+                raise InvalidValueError(
+                    f"sessions must be a sequence of session ids or None, not {type(sessions).__name__}"
+                )
+            sessions = list(sessions)
+            for name in sessions:
+                _check_id(name)
+        if type(tree) is not bool:
+            raise InvalidValueError(f"tree must be True or False, not {shown(tree, 40)}")
+        return copying.copy(self, other, sessions, tree)
 
     # ------------------------------------------------------------------ maintenance
 

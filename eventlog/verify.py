@@ -168,7 +168,8 @@ def _session(backend: Backend, log: Log, row: Head, damaged: set[bytes], report:
             expected += 1
             report.events += 1
             seen: list[Ref] = []
-            event = log.event(name, sid, seq, stored.pos, stored.ts_ms, stored.frame, rehydrate=False, seen=seen)
+            event = log.event(name, sid, row.key, seq, stored.pos, stored.ts_ms, stored.frame, rehydrate=False,
+                              seen=seen)  # fmt: skip
             _refs(backend, RefKind.EVENT, row, seq, seen, shared, damaged, report, "event")
             try:
                 apply(state, event.ops)
@@ -210,7 +211,7 @@ def _snapshot(
         raise CorruptionError("snapshot is missing", session_id=row.name, seq=seq)
     report.snapshots += 1
     seen: list[Ref] = []
-    state = log.snapshot_state(row.name, row.sid, seq, frame, rehydrate=False, seen=seen)
+    state = log.snapshot_state(row.name, row.sid, row.key, seq, frame, rehydrate=False, seen=seen)
     _refs(backend, RefKind.SNAPSHOT, row, seq, seen, shared, damaged, report, "snapshot")
     return state
 

@@ -199,6 +199,11 @@ class Sample:
     body: bytes  # the CBOR body (of a spilled frame: the body in its chunks)
     pointer: bytes | None = None  # the CBOR spill pointer of a spilled frame
     ts: int = 0  # the event row's timestamp (event frames are bound to it)
+    key: bytes = b""  # the session's key (frames are bound to it)
+
+    def seal(self, flags: int, payload: bytes) -> bytes:
+        """A frame around ``payload`` with a valid checksum in this sample's place."""
+        return Framer.seal(flags, payload, codec.key_binding(self.kind, self.key, self.seq), keyed=True)
 
 
 @dataclass
@@ -230,8 +235,9 @@ class Corpus:
         """What eventlog makes of ``frame`` in ``sample``'s place."""
         with self.db.read():
             if sample.kind == EVENT:
-                return self.log.event(sample.name, sample.sid, sample.seq, 0, sample.ts, frame, rehydrate=True).ops
-            return self.log.snapshot_state(sample.name, sample.sid, sample.seq, frame, rehydrate=True)
+                return self.log.event(sample.name, sample.sid, sample.key, sample.seq, 0, sample.ts, frame,
+                                      rehydrate=True).ops  # fmt: skip
+            return self.log.snapshot_state(sample.name, sample.sid, sample.key, sample.seq, frame, rehydrate=True)
 
 
 def _canon_decoded(kind: bytes, decoded: Any) -> bytes:
@@ -266,13 +272,14 @@ def build_corpus() -> Corpus:
     db, log = corpus.db, corpus.log
     con: sqlite3.Connection = db.con
     rows = con.execute(
-        "SELECT 'e', s.name, s.sid, e.seq, e.frame, e.ts_ms FROM events e JOIN sessions s ON s.sid = e.sid "
-        "UNION ALL SELECT 's', s.name, s.sid, n.seq, n.frame, 0 FROM snapshots n JOIN sessions s ON s.sid = n.sid"
+        "SELECT 'e', s.name, s.sid, s.key, e.seq, e.frame, e.ts_ms FROM events e JOIN sessions s ON s.sid = e.sid "
+        "UNION ALL SELECT 's', s.name, s.sid, s.key, n.seq, n.frame, 0 FROM snapshots n JOIN sessions s "
+        "ON s.sid = n.sid"
     ).fetchall()
-    for k, name, sid, seq, frame, ts in rows:
+    for k, name, sid, key, seq, frame, ts in rows:
         kind = EVENT if k == "e" else SNAPSHOT
         what = "event" if kind == EVENT else "snapshot"
-        flags, payload = Framer.open(frame, codec.binding(kind, sid, seq), codec.binding(kind, sid, seq, ts))
+        flags, payload = Framer.open(frame, codec.Place(kind, sid, key, seq, ts))
         pointer = None
         if flags & codec.FLAG_SPILL:
             pointer = payload
@@ -283,9 +290,9 @@ def build_corpus() -> Corpus:
         if name == "gone":
             decoded = canon(fold.ops_to_wire(list(fold.ops_from_wire(codec.loads(body)[0]))))
         else:
-            sample = Sample(what, kind, name, sid, seq, frame, b"", body, pointer, ts)
+            sample = Sample(what, kind, name, sid, seq, frame, b"", body, pointer, ts, key)
             decoded = _canon_decoded(kind, corpus.decode(sample, frame))
-        corpus.frames.append(Sample(what, kind, name, sid, seq, frame, decoded, body, pointer, ts))
+        corpus.frames.append(Sample(what, kind, name, sid, seq, frame, decoded, body, pointer, ts, key))
     for _cid, digest, flags, size, data in con.execute("SELECT cid, hash, flags, size, data FROM chunks"):
         corpus.chunks.append(ChunkSample(digest, flags, size, data, log.chunks.open(digest, flags, size, data)))
     kinds = {s.what for s in corpus.frames}
@@ -417,7 +424,7 @@ def reseal(corpus: Corpus, sample: Sample, body: bytes, compress: bool) -> bytes
     hostile writer (or damage the CRC misses) would leave."""
     flags, payload = corpus.log.framer.compress(body) if compress else (0, body)
     flags |= sample.frame[1] & codec.FLAG_SEGMENTS  # a snapshot's manifest stays one
-    return Framer.seal(flags, payload, codec.binding(sample.kind, sample.sid, sample.seq))
+    return sample.seal(flags, payload)
 
 
 def check_resealed(corpus: Corpus, sample: Sample, body: bytes, compress: bool) -> None:
@@ -433,7 +440,7 @@ def check_spill_pointer(corpus: Corpus, sample: Sample, pointer: bytes) -> None:
     """A spilled frame whose pointer (valid checksum) is anything: a documented error
     or the right data, in bounded time and memory."""
     flags = codec.FLAG_SPILL | (sample.frame[1] & codec.FLAG_SEGMENTS)
-    frame = Framer.seal(flags, pointer, codec.binding(sample.kind, sample.sid, sample.seq))
+    frame = sample.seal(flags, pointer)
     result = _decode_checked(corpus, sample, frame, f"decoding a {sample.what} with a hostile pointer")
     if result is not None:
         _storable_result(f"a {sample.what} with a hostile pointer", result, sample.kind)

@@ -122,10 +122,11 @@ def test_unknown_frame_version_is_reported(db_path: str) -> None:
     with eventlog.open(db_path) as s:
         s.save("sess", {"a": 1})
     con = sqlite3.connect(db_path)
-    (frame, ts) = con.execute("SELECT frame, ts_ms FROM events").fetchone()
+    (frame, ts, key) = con.execute("SELECT frame, ts_ms, key FROM events JOIN sessions USING (sid)").fetchone()
     flags, payload = frame[1], frame[6:]
     assert flags & codec.FLAG_TIMED  # event frames are bound to their timestamp too
-    crc = zlib.crc32(payload, zlib.crc32(codec.binding(b"E", 1, 1, ts) + bytes([9, flags])))
+    # A version after 4 is bound as 3 and 4 are, to the session's key.
+    crc = zlib.crc32(payload, zlib.crc32(codec.key_binding(b"E", key, 1, ts) + bytes([9, flags])))
     con.execute("UPDATE events SET frame = ?", (bytes([9, flags]) + struct.pack("<I", crc) + payload,))
     con.commit()
     con.close()

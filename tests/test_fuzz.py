@@ -23,8 +23,7 @@ from hypothesis import strategies as st
 
 import eventlog
 from eventlog import codec, values
-from eventlog.codec import DecodeError, Framer
-from eventlog.log import EVENT
+from eventlog.codec import DecodeError
 from eventlog.testing import json_values
 
 from . import fuzzing
@@ -242,7 +241,7 @@ def test_one_chunk_named_many_times_is_read_no_more_than_the_value_needs() -> No
     try:
         pointer = cbor2.dumps([flags, length, hashes[:32] * 50_000])
         with pytest.raises(eventlog.CorruptionError, match="add up to more than"):
-            c.decode(sample, Framer.seal(codec.FLAG_SPILL, pointer, codec.binding(sample.kind, sample.sid, sample.seq)))
+            c.decode(sample, sample.seal(codec.FLAG_SPILL, pointer))
     finally:
         del backend.chunks
     assert reads <= length // 4096 + 2
@@ -280,7 +279,7 @@ def _liar(size: int) -> bytes:
 def test_a_frame_claiming_gigabytes_fails_fast_without_allocating() -> None:
     c = corpus()
     sample = next(s for s in c.frames if s.what == "event")
-    frame = Framer.seal(codec.FLAG_ZSTD, _liar(8 << 30), codec.binding(EVENT, sample.sid, sample.seq))
+    frame = sample.seal(codec.FLAG_ZSTD, _liar(8 << 30))
     tracemalloc.start()
     start = time.perf_counter()
     with pytest.raises(eventlog.CorruptionError, match=r"claims 8589934592 bytes, over the limit of 268435456"):

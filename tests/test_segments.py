@@ -53,14 +53,14 @@ def _stored(n: int = 100) -> tuple[str, dict[str, Any]]:
 def _manifest(path: str, name: str = "s") -> tuple[int, int, bytes, list[Segment]]:
     """The newest snapshot of ``name``: ``(sid, seq, frame, segments)``."""
     con = sqlite3.connect(path)
-    sid, seq, frame = con.execute(
-        "SELECT n.sid, n.seq, n.frame FROM snapshots n JOIN sessions s ON s.sid = n.sid WHERE s.name = ? "
+    sid, seq, frame, key = con.execute(
+        "SELECT n.sid, n.seq, n.frame, s.key FROM snapshots n JOIN sessions s ON s.sid = n.sid WHERE s.name = ? "
         "ORDER BY n.seq DESC LIMIT 1",
         (name,),
     ).fetchone()
     con.close()
-    flags, payload = Framer.open(frame, codec.binding(SNAPSHOT, sid, seq))
-    assert flags & codec.FLAG_SEGMENTS and frame[0] == codec.FRAME_VERSION_SEGMENTS
+    flags, payload = Framer.open(frame, codec.Place(SNAPSHOT, sid, key, seq))
+    assert flags & codec.FLAG_SEGMENTS and frame[0] == codec.FRAME_VERSION_KEYED_SEGMENTS
     body = Framer().decompress(flags, payload, 1 << 30)
     wire, _ = codec.loads(body)
     return sid, seq, frame, [Segment.from_wire(w, 1 << 30) for w in wire[1]]
@@ -138,7 +138,7 @@ def test_small_sessions_keep_their_snapshot_in_one_row() -> None:
         store.snapshot("s")
         assert store.stats()["chunks"]["rows"] == 0
     frame = sqlite3.connect(path).execute("SELECT frame FROM snapshots").fetchone()[0]
-    assert frame[0] == codec.FRAME_VERSION and not frame[1] & codec.FLAG_SEGMENTS
+    assert frame[0] == codec.FRAME_VERSION_KEYED and not frame[1] & codec.FLAG_SEGMENTS
 
 
 @settings(max_examples=60, deadline=None)
@@ -241,14 +241,24 @@ def test_a_damaged_segment_of_a_floor_names_the_session_and_position() -> None:
 def _reseal(path: str, edit: Any) -> None:
     """Rewrite the newest snapshot's manifest through ``edit(wire)``, with a valid CRC."""
     sid, seq, frame, _ = _manifest(path)
-    flags, payload = Framer.open(frame, codec.binding(SNAPSHOT, sid, seq))
+    key = _key(path, sid)
+    flags, payload = Framer.open(frame, codec.Place(SNAPSHOT, sid, key, seq))
     wire, _ = codec.loads(Framer().decompress(flags, payload, 1 << 30))
     edit(wire)
-    new = Framer.seal(codec.FLAG_SEGMENTS, codec.dumps(wire), codec.binding(SNAPSHOT, sid, seq))
+    new = Framer.seal(codec.FLAG_SEGMENTS, codec.dumps(wire), codec.key_binding(SNAPSHOT, key, seq), keyed=True)
     con = sqlite3.connect(path)
     con.execute("UPDATE snapshots SET frame = ? WHERE sid = ? AND seq = ?", (new, sid, seq))
     con.commit()
     con.close()
+
+
+def _key(path: str, sid: int) -> bytes:
+    con = sqlite3.connect(path)
+    try:
+        key: bytes = con.execute("SELECT key FROM sessions WHERE sid = ?", (sid,)).fetchone()[0]
+        return key
+    finally:
+        con.close()
 
 
 def _set(index: int, value: Any) -> Any:
@@ -288,9 +298,12 @@ def test_an_event_frame_flagged_as_a_manifest_is_damage() -> None:
     with eventlog.open(path, **TINY) as store:
         store.save("s", {"entries": [_entry(1)]})
     con = sqlite3.connect(path)
-    sid, seq, ts, frame = con.execute("SELECT sid, seq, ts_ms, frame FROM events").fetchone()
-    flags, payload = Framer.open(frame, codec.binding(b"E", sid, seq), codec.binding(b"E", sid, seq, ts))
-    new = Framer.seal(flags | codec.FLAG_SEGMENTS | codec.FLAG_TIMED, payload, codec.binding(b"E", sid, seq, ts))
+    sid, seq, ts, frame, key = con.execute(
+        "SELECT sid, e.seq, e.ts_ms, e.frame, s.key FROM events e JOIN sessions s USING (sid)"
+    ).fetchone()
+    flags, payload = Framer.open(frame, codec.Place(b"E", sid, key, seq, ts))
+    new = Framer.seal(flags | codec.FLAG_SEGMENTS | codec.FLAG_TIMED, payload, codec.key_binding(b"E", key, seq, ts),
+                      keyed=True)  # fmt: skip
     con.execute("UPDATE events SET frame = ?", (new,))
     con.commit()
     con.close()
@@ -311,8 +324,8 @@ def test_a_snapshot_written_before_segments_is_read_and_built_on() -> None:
         row = backend.head("s")
         writes = ChunkWrites()
         with backend.reading():
-            state = log.fold("s", row.sid, row.seq, rehydrate=False)
-            frame, refs, size = log.frame(SNAPSHOT, row.sid, row.seq, state_to_wire(state), writes=writes)
+            state = log.fold("s", row.sid, row.key, row.seq, rehydrate=False)
+            frame, refs, size = log.frame(SNAPSHOT, row.key, row.seq, state_to_wire(state), writes=writes)
         snap = NewSnapshot(row.sid, row.seq, frame, size, refs)
         assert log.chunks.submit(writes, lambda give: backend.put_snapshot(snap, give), "s", row.seq)
     with eventlog.open(path, snapshot_every=0, **TINY) as store:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import eventlog
 from eventlog.backends.sqlite.schema import SCHEMA_VERSION
 
-from .helpers import largest_cell_and_row
+from .helpers import largest_cell_and_row, to_version_4
 
 
 def blob(seed: int, size: int) -> bytes:
@@ -380,6 +380,7 @@ def test_cli_verify_and_compact(filled: str) -> None:
 def to_version_1(path: str) -> None:
     """Rewrite a store file into the version 1 layout (refs per session, no session
     deletion, no meta table)."""
+    to_version_4(path)  # (frames bound to the row id)
     con = sqlite3.connect(path, isolation_level=None)
     con.executescript("""
         BEGIN;

@@ -28,9 +28,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..backend import (
+    KEY_BYTES,
     Chunk,
     Freed,
     Head,
+    KeyInUse,
     Limits,
     Listing,
     MissingChunks,
@@ -39,6 +41,7 @@ from ..backend import (
     Purged,
     RefKind,
     StoredEvent,
+    WholeSession,
     advance,
     check_hashes,
     check_limit,
@@ -70,6 +73,7 @@ class _Session:
     sid: int
     parent: str | None
     created_ms: int
+    key: bytes | None = None
     seq: int = 0
     base: int = 0
     updated_ms: int = 0
@@ -86,10 +90,14 @@ class _Session:
     def head(self) -> Head:
         values = (self.sid, self.seq, self.base, self.created_ms, self.updated_ms, self.snap_seq, self.snap_bytes,
                   self.snap_bytes_since)  # fmt: skip
-        if type(self.name) is not str or any(type(v) is not int for v in values):
+        if (
+            type(self.name) is not str
+            or any(type(v) is not int for v in values)
+            or not (self.key is None or (type(self.key) is bytes and len(self.key) == KEY_BYTES))
+        ):
             raise CorruptionError(f"the sessions of the store are damaged: session {self.sid!r:.40} reads wrong")
         return Head(self.name, self.sid, self.parent, self.seq, self.base, self.created_ms, self.updated_ms,
-                    self.snap_seq, self.snap_bytes, self.snap_bytes_since)  # fmt: skip
+                    self.snap_seq, self.snap_bytes, self.snap_bytes_since, self.key)  # fmt: skip
 
 
 class _Store:
@@ -362,6 +370,9 @@ class MemoryBackend:
                     if other.deleted_ms is None and other.parent in names and other.sid not in kept:
                         raise ConflictError(f"session {other.name!r:.200} was created under it meanwhile",
                                             session_id=other.parent)  # fmt: skip
+            for ev in events:
+                if ev.key is not None:
+                    self._key_free(s, ev.key, ev.name)
             refs = frozenset().union(*(ev.refs for ev in events))
             new = self._chunks_for(s, chunks, refs)
             frames: list[bytes] = []
@@ -373,7 +384,7 @@ class MemoryBackend:
                     fresh += 1
                 else:
                     sids.append(target.sid)
-                frame = ev.frame_for(sids[-1])
+                frame = ev.frame
                 self._fits(s, len(frame), _EVENT_ROOM)
                 frames.append(frame)
             # Everything is checked: from here on nothing raises.
@@ -383,9 +394,11 @@ class MemoryBackend:
             for ev, target, sid, frame in zip(events, targets, sids, frames, strict=True):
                 x = target
                 if x is None:
-                    x = _Session(ev.name, sid, ev.parent, ev.ts_ms)
+                    x = _Session(ev.name, sid, ev.parent, ev.ts_ms, ev.key)
                     s.sessions[sid] = x
                     s.live[x.name] = sid
+                elif ev.key is not None:  # (a session row with no event yet)
+                    x.key = ev.key
                 x.events[ev.seq] = (s.next_pos, ev.ts_ms, frame, ev.refs)
                 s.next_pos += 1
                 self._use(s, (), ev.refs)
@@ -407,6 +420,49 @@ class MemoryBackend:
             return x
         found = 0 if x is None else x.seq
         raise ConflictError(f"the session's head is {found}, not {ev.seq - 1}", session_id=ev.name, seq=found)
+
+    @staticmethod
+    def _key_free(s: _Store, key: bytes, name: str) -> None:
+        if any(x.key == key for x in s.sessions.values()):
+            raise KeyInUse(key, name)
+
+    def put_session(self, session: WholeSession, chunks: Sequence[Chunk] = ()) -> Head:
+        if not isinstance(session, WholeSession):
+            raise InvalidValueError(f"session must be a WholeSession, not {type(session).__name__}")
+        _, chunks = check_write((), chunks)
+        w = session
+        refs: frozenset[bytes] = frozenset().union(*(e.refs for e in w.events), *(n.refs for n in w.snapshots))
+        with self._writing() as s:
+            sid = s.live.get(w.name)
+            old = None if sid is None else s.sessions[sid]
+            if old is not None and old.seq > 0:
+                raise ConflictError("the session exists", session_id=w.name, seq=old.seq)
+            self._key_free(s, w.key, w.name)
+            new = self._chunks_for(s, chunks, refs)
+            for e in w.events:
+                self._fits(s, len(e.frame), _EVENT_ROOM)
+            for n in w.snapshots:
+                self._fits(s, len(n.frame), _SNAPSHOT_ROOM)
+            # Everything is checked: from here on nothing raises.
+            self._use(s, new, ())
+            if old is not None:
+                old.deleted_ms = old.updated_ms
+            x = _Session(w.name, s.next_sid, w.parent, w.created_ms, w.key, w.seq, w.base, w.updated_ms)
+            s.next_sid += 1
+            x.entries = w.entries
+            for e in w.events:
+                x.events[e.seq] = (s.next_pos, e.ts_ms, e.frame, e.refs)
+                s.next_pos += 1
+                self._use(s, (), e.refs)
+            for n in w.snapshots:
+                x.snapshots[n.seq] = (n.frame, n.refs)
+                self._use(s, (), n.refs)
+            if w.snapshots:
+                x.snap_seq, x.snap_bytes = w.snapshots[-1].seq, w.snapshots[-1].size
+            x.snap_bytes_since = sum(e.size for e in w.events if e.seq > x.snap_seq)
+            s.sessions[x.sid] = x
+            s.live[x.name] = x.sid
+            return x.head()
 
     def put_snapshot(self, snapshot: NewSnapshot, chunks: Sequence[Chunk] = ()) -> bool:
         if not isinstance(snapshot, NewSnapshot):

@@ -14,12 +14,14 @@ from dataclasses import replace
 from ...backend import (
     Chunk,
     Head,
+    KeyInUse,
     Limits,
     Listing,
     NewEvent,
     NewSnapshot,
     RefKind,
     StoredEvent,
+    WholeSession,
     check_hashes,
     check_limit,
     check_name,
@@ -217,7 +219,7 @@ class SQLiteBackend(Maintenance):
             cids = self._store_chunks(chunks, frozenset().union(*(ev.refs for ev in events)))
             out = []
             for ev, head in zip(events, heads, strict=True):
-                frame = ev.frame_for(head.sid)
+                frame = ev.frame
                 cur = self.db.run(
                     "UPDATE sessions SET seq = ?, updated_ms = ?, snap_bytes_since = snap_bytes_since + ?, "
                     f"entries = ?{', deleted_ms = ?' if ev.tombstone else ''} WHERE sid = ? AND seq = ?",
@@ -238,16 +240,20 @@ class SQLiteBackend(Maintenance):
         """Inside the write: the head ``ev`` extends, checked (and for a new
         session, its row, made now)."""
         if ev.sid is None:
+            assert ev.key is not None  # (NewEvent checks it)
             head = self.head(ev.name)
+            if head is None or head.seq == 0:
+                self._key_free(ev.key, ev.name)
             if head is None:
                 cur = self.db.run(
-                    "INSERT INTO sessions(name, parent, created_ms, updated_ms) VALUES (?, ?, ?, ?)",
-                    (ev.name, ev.parent, ev.ts_ms, ev.ts_ms),
+                    "INSERT INTO sessions(name, parent, created_ms, updated_ms, key) VALUES (?, ?, ?, ?, ?)",
+                    (ev.name, ev.parent, ev.ts_ms, ev.ts_ms, ev.key),
                 )
                 assert cur.lastrowid is not None
-                return Head(ev.name, cur.lastrowid, ev.parent, 0, 0, ev.ts_ms, ev.ts_ms, 0, 0, 0)
+                return Head(ev.name, cur.lastrowid, ev.parent, 0, 0, ev.ts_ms, ev.ts_ms, 0, 0, 0, ev.key)
             if head.seq == 0:  # a row with no event yet (written by an older eventlog)
-                return head
+                self.db.run("UPDATE sessions SET key = ? WHERE sid = ?", (ev.key, head.sid))
+                return replace(head, key=ev.key)
         else:
             head = self._live_head(ev.sid)
             if head is not None and head.name == ev.name and head.seq == ev.seq - 1:
@@ -255,6 +261,51 @@ class SQLiteBackend(Maintenance):
             head = self.head(ev.name)
         found = 0 if head is None else head.seq
         raise ConflictError(f"the session's head is {found}, not {ev.seq - 1}", session_id=ev.name, seq=found)
+
+    def _key_free(self, key: bytes, name: str) -> None:
+        """Inside a write: :class:`~eventlog.backend.KeyInUse` if a stored
+        incarnation has ``key``."""
+        if self.db.row("SELECT 1 FROM sessions WHERE key = ?", (key,)) is not None:
+            raise KeyInUse(key, name)
+
+    def put_session(self, session: WholeSession, chunks: Sequence[Chunk] = ()) -> Head:
+        if not isinstance(session, WholeSession):
+            raise InvalidValueError(f"session must be a WholeSession, not {type(session).__name__}")
+        _, chunks = check_write((), chunks)
+        w = session
+        refs: frozenset[bytes] = frozenset().union(*(e.refs for e in w.events), *(n.refs for n in w.snapshots))
+        last = w.snapshots[-1] if w.snapshots else None
+        snap_seq, snap_bytes = (last.seq, last.size) if last is not None else (0, 0)
+        since = sum(e.size for e in w.events if e.seq > snap_seq)
+        with self.db.write():
+            head = self.head(w.name)
+            if head is not None and head.seq > 0:
+                raise ConflictError("the session exists", session_id=w.name, seq=head.seq)
+            self._key_free(w.key, w.name)
+            cids = self._store_chunks(chunks, refs)
+            if head is not None:  # a row with no event yet (written by an older eventlog): ended, for compaction
+                self.db.run("UPDATE sessions SET deleted_ms = updated_ms WHERE sid = ?", (head.sid,))
+            cur = self.db.run(
+                "INSERT INTO sessions(name, parent, seq, created_ms, updated_ms, snap_seq, snap_bytes, "
+                "snap_bytes_since, base_seq, entries, key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (w.name, w.parent, w.seq, w.created_ms, w.updated_ms, snap_seq, snap_bytes, since, w.base, w.entries,
+                 w.key),
+            )  # fmt: skip
+            sid = cur.lastrowid
+            assert sid is not None
+            for e in w.events:
+                cur = self.db.run("INSERT INTO events(sid, seq, ts_ms, frame) VALUES (?, ?, ?, ?)",
+                                  (sid, e.seq, e.ts_ms, e.frame))  # fmt: skip
+                assert cur.lastrowid is not None
+                if e.refs:
+                    self._add_refs(EVENT_REF, cur.lastrowid, [cids[h] for h in e.refs])
+            for n in w.snapshots:
+                cur = self.db.run("INSERT INTO snapshots(sid, seq, frame) VALUES (?, ?, ?)", (sid, n.seq, n.frame))
+                assert cur.lastrowid is not None
+                if n.refs:
+                    self._add_refs(SNAPSHOT_REF, cur.lastrowid, [cids[h] for h in n.refs])
+            return Head(w.name, sid, w.parent, w.seq, w.base, w.created_ms, w.updated_ms, snap_seq, snap_bytes, since,
+                        w.key)  # fmt: skip
 
     def _whole(self, events: Sequence[NewEvent], heads: list[Head]) -> None:
         """Every live child of the events' sessions must be among them."""

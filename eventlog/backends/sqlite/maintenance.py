@@ -11,7 +11,7 @@ from ...backend import Chunk, Freed, Head, Purged, advance, check_hashes, check_
 from ...errors import CorruptionError, InvalidValueError
 from . import rows
 from .queries import Queries
-from .schema import EVENT_REF, SESSION_COLUMNS, SESSION_INDEXES, SESSION_REF, SNAPSHOT_REF
+from .schema import EVENT_REF, SESSION_COLUMN_NAMES, SESSION_COLUMNS, SESSION_INDEXES, SESSION_REF, SNAPSHOT_REF
 
 #: Everything, as a sequence number bound.
 _ALL = 1 << 62
@@ -57,8 +57,7 @@ class Maintenance(Queries):
         with self.db.write():
             q = self.db.run
             q(f"CREATE TABLE sessions_new ({SESSION_COLUMNS})")
-            q("INSERT INTO sessions_new SELECT sid, name, parent, seq, created_ms, updated_ms, snap_seq, snap_bytes, "
-              "snap_bytes_since, base_seq, deleted_ms, entries FROM sessions")  # fmt: skip
+            q(f"INSERT INTO sessions_new SELECT {SESSION_COLUMN_NAMES} FROM sessions")
             q("DELETE FROM sqlite_sequence WHERE name = 'sessions_new'")
             q("INSERT INTO sqlite_sequence(name, seq) "
               "SELECT 'sessions_new', seq FROM sqlite_sequence WHERE name = 'sessions'")  # fmt: skip

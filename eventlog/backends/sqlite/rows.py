@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ...backend import Chunk, Head, Listing, read_chunk
+from ...backend import KEY_BYTES, Chunk, Head, Listing, read_chunk
 from ...errors import CorruptionError
 
 #: The columns of a :class:`~eventlog.backend.Head`, in its order.
-HEAD = "name, sid, parent, seq, base_seq, created_ms, updated_ms, snap_seq, snap_bytes, snap_bytes_since"
+HEAD = "name, sid, parent, seq, base_seq, created_ms, updated_ms, snap_seq, snap_bytes, snap_bytes_since, key"
 #: ``SELECT`` of a head, to be followed by its ``WHERE``.
 SELECT_HEAD = f"SELECT {HEAD} FROM sessions "
 #: A listing: the head, the bytes of its event and snapshot frames, its entries.
@@ -33,16 +33,17 @@ def head(r: Sequence[Any]) -> Head:
         type(r[0]) is not str
         or not (r[2] is None or type(r[2]) is str)
         or any(type(v) is not int for v in (r[1], *r[3:10]))
+        or not (r[10] is None or (type(r[10]) is bytes and len(r[10]) == KEY_BYTES))
     ):
         raise _damaged("sessions", r)
-    return Head(*r[:10])
+    return Head(*r[:11])
 
 
 def listing(r: Sequence[Any]) -> Listing:
     """A sessions row (:data:`SELECT_LISTING`) as a listing."""
-    if type(r[10]) is not int or type(r[11]) is not int or not (r[12] is None or type(r[12]) is int):
+    if type(r[11]) is not int or type(r[12]) is not int or not (r[13] is None or type(r[13]) is int):
         raise _damaged("sessions", r)
-    return Listing(head(r), r[10] + r[11], r[12])
+    return Listing(head(r), r[11] + r[12], r[13])
 
 
 def ints(values: Iterable[Any], table: str) -> list[int]:

@@ -2,15 +2,19 @@
 the shims that show an older file as the current version to a read-only open, and
 the check that a file's tables are what this release expects.
 
-Schema (version 4)::
+Schema (version 5)::
 
     sessions(sid PK AUTOINCREMENT, name, parent, seq, created_ms, updated_ms,
-             snap_seq, snap_bytes, snap_bytes_since, base_seq, deleted_ms, entries)
+             snap_seq, snap_bytes, snap_bytes_since, base_seq, deleted_ms, entries,
+             key)
         -- one row per incarnation of a session id; seq = head; name unique among
         -- live rows (deleted_ms IS NULL); events at or below base_seq were folded
         -- into the snapshot at base_seq (history compaction); entries = the number
         -- of entries at the head, written with every event (NULL: not known, a row
-        -- last written before version 4)
+        -- last written before version 4); key = the incarnation's 16-byte key
+        -- (what its frames of format version 3 and 4 are bound to), unique among
+        -- rows, made by the engine (the migration to version 5 gives every row a
+        -- random one)
     events(pos PK AUTOINCREMENT, sid, seq, ts_ms, frame, UNIQUE(sid, seq))
     snapshots(id PK AUTOINCREMENT, sid, seq, frame, UNIQUE(sid, seq))
     chunks(cid PK, hash UNIQUE, flags, size, data)   -- size = raw length
@@ -36,7 +40,7 @@ from ...backend import RefKind
 from ...errors import CorruptionError, UnsupportedVersionError
 
 #: Schema version this release writes; ``PRAGMA user_version`` holds the file's.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: ``PRAGMA application_id`` of an eventlog file ("EvLg").
 APPLICATION_ID = 0x45764C67
 #: Most parameters bound in one statement (Durable Object limit).
@@ -98,13 +102,20 @@ _SESSION_COLUMNS_V2 = """
         base_seq INTEGER NOT NULL DEFAULT 0,
         deleted_ms INTEGER
 """
-#: The sessions table as this version makes it (when rebuilding it).
-SESSION_COLUMNS = _SESSION_COLUMNS_V2 + ",\n        entries INTEGER\n"
-SESSION_INDEXES = (
+#: The sessions table as this version makes it (when rebuilding it), and its columns.
+SESSION_COLUMNS = _SESSION_COLUMNS_V2 + ",\n        entries INTEGER,\n        key BLOB\n"
+SESSION_COLUMN_NAMES = (
+    "sid, name, parent, seq, created_ms, updated_ms, snap_seq, snap_bytes, snap_bytes_since, base_seq, "
+    "deleted_ms, entries, key"
+)
+_SESSION_INDEXES_V2 = (
     "CREATE UNIQUE INDEX sessions_name ON sessions(name) WHERE deleted_ms IS NULL",
     "CREATE INDEX sessions_parent ON sessions(parent) WHERE parent IS NOT NULL AND deleted_ms IS NULL",
     "CREATE INDEX sessions_dead ON sessions(sid) WHERE deleted_ms IS NOT NULL",
 )
+_KEY_INDEX = "CREATE UNIQUE INDEX sessions_key ON sessions(key) WHERE key IS NOT NULL"
+#: The indexes of the sessions table as this version makes them.
+SESSION_INDEXES = (*_SESSION_INDEXES_V2, _KEY_INDEX)
 
 _V1_TO_V2 = (
     f"CREATE TABLE sessions_v2 ({_SESSION_COLUMNS_V2})",
@@ -134,7 +145,7 @@ _V1_TO_V2 = (
     "ALTER TABLE sessions_v2 RENAME TO sessions",
     "ALTER TABLE snapshots_v2 RENAME TO snapshots",
     "ALTER TABLE refs_v2 RENAME TO refs",
-    *SESSION_INDEXES,
+    *_SESSION_INDEXES_V2,
     "CREATE INDEX refs_cid ON refs(cid)",
 )
 
@@ -148,8 +159,23 @@ _V2_TO_V3 = (
 # fold; rows from before are NULL (not known) until the session is next written.
 _V3_TO_V4 = ("ALTER TABLE sessions ADD COLUMN entries INTEGER",)
 
+# Each incarnation's stable key, which frames of format version 3 and 4 are bound to
+# instead of the row id (so a session can be copied to another store with its
+# frames).  Every row gets a random one now, live and ended alike: then every
+# session a writer meets has a key, so every frame written from here on is bound to
+# it and the engine has one way to seal a frame; the frames already written stay
+# bound to the row id (versions 1 and 2) and read as they are.  (Leaving old rows
+# without a key would keep a second, row-bound way of writing alive for as long as
+# such a session is appended to, and give a copy of it nothing to keep.)
+# randomblob(16): 128 random bits, so the unique index meets no collision.
+_V4_TO_V5 = (
+    "ALTER TABLE sessions ADD COLUMN key BLOB",
+    "UPDATE sessions SET key = randomblob(16)",
+    _KEY_INDEX,
+)
+
 #: ``MIGRATIONS[v]`` upgrades a file from schema version ``v`` to ``v + 1``.
-MIGRATIONS: dict[int, tuple[str, ...]] = {0: _SCHEMA_V1, 1: _V1_TO_V2, 2: _V2_TO_V3, 3: _V3_TO_V4}
+MIGRATIONS: dict[int, tuple[str, ...]] = {0: _SCHEMA_V1, 1: _V1_TO_V2, 2: _V2_TO_V3, 3: _V3_TO_V4, 4: _V4_TO_V5}
 
 #: Kinds of holder in ``refs`` (the protocol's :class:`~eventlog.backend.RefKind`).
 EVENT_REF, SNAPSHOT_REF, SESSION_REF = int(RefKind.EVENT), int(RefKind.SNAPSHOT), int(RefKind.SESSION)
@@ -158,12 +184,15 @@ EVENT_REF, SNAPSHOT_REF, SESSION_REF = int(RefKind.EVENT), int(RefKind.SNAPSHOT)
 #: connection without writing to it: TEMP views and tables, which shadow the file's
 #: own tables of the same name (SQLite looks in ``temp`` first), made the way
 #: ``MIGRATIONS[v]`` would.  A view cannot be altered, so the sessions view of
-#: version 1 files already has the ``entries`` column version 4 adds, and version
-#: 3's shim makes the view only where there is none.
+#: version 1 files already has the ``entries`` and ``key`` columns versions 4 and 5
+#: add, and the shims of versions 3 and 4 make the view only where there is none.
+#: Rows seen through a shim have no key (``NULL``): their frames are all of format
+#: version 1 or 2, bound to the row id.
 READ_SHIMS: dict[int, tuple[str, ...]] = {
     1: (
         "CREATE TEMP VIEW sessions AS SELECT sid, name, parent, seq, created_ms, updated_ms, snap_seq, "
-        "snap_bytes, snap_bytes_since, 0 AS base_seq, NULL AS deleted_ms, NULL AS entries FROM main.sessions",
+        "snap_bytes, snap_bytes_since, 0 AS base_seq, NULL AS deleted_ms, NULL AS entries, NULL AS key "
+        "FROM main.sessions",
         "CREATE TEMP VIEW snapshots AS SELECT rowid AS id, sid, seq, frame FROM main.snapshots",
         f"CREATE TEMP VIEW refs AS SELECT {SESSION_REF} AS kind, sid AS holder, cid FROM main.refs",
     ),
@@ -171,7 +200,8 @@ READ_SHIMS: dict[int, tuple[str, ...]] = {
         "CREATE TEMP TABLE meta (name TEXT PRIMARY KEY, value NOT NULL)",
         "INSERT INTO temp.meta(name, value) VALUES ('chunk_hash', 'blake3')",
     ),
-    3: ("CREATE TEMP VIEW IF NOT EXISTS sessions AS SELECT *, NULL AS entries FROM main.sessions",),
+    3: ("CREATE TEMP VIEW IF NOT EXISTS sessions AS SELECT *, NULL AS entries, NULL AS key FROM main.sessions",),
+    4: ("CREATE TEMP VIEW IF NOT EXISTS sessions AS SELECT *, NULL AS key FROM main.sessions",),
 }
 
 Schema = dict[str, tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]]
@@ -239,8 +269,9 @@ _EXPECTED_SCHEMA: Schema = {
             ("base_seq", "INTEGER", 1, "0", 0),
             ("deleted_ms", "INTEGER", 0, None, 0),
             ("entries", "INTEGER", 0, None, 0),
+            ("key", "BLOB", 0, None, 0),
         ],
-        [(0, 1, ("parent",)), (0, 1, ("sid",)), (1, 1, ("name",))],
+        [(0, 1, ("parent",)), (0, 1, ("sid",)), (1, 1, ("key",)), (1, 1, ("name",))],
     ),
     "snapshots": (
         [
