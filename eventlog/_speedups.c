@@ -7,6 +7,7 @@
  *   unchanged, record   eventlog.mirror.Mirror (the proof that a caller's entries did
  *                       not change since the last save)
  *   scan                eventlog.values.validate and decoded_ok
+ *   count               eventlog.values.count (the bound on decoded segments)
  *   copy                eventlog.values.copy
  *
  * Only the public C API of CPython 3.11 to 3.13 is used (no _Py* function, no
@@ -283,6 +284,64 @@ scan(PyObject *module, PyObject *args)
     return PyBool_FromLong(r);
 }
 
+/* count(value, budget, max_depth) -> int
+ *
+ * The number of values in `value` walked as a tree (each dict, list and leaf once
+ * per place it holds; keys are not counted), or -1 as soon as it is more than
+ * `budget`, or when dicts and lists nest max_depth levels or more.  A container
+ * held in several places (which CBOR's value sharing can make) is counted at each,
+ * so a decoded value that expands to more than its bytes could hold as a tree is
+ * caught after at most budget + 1 steps, however it is shared.  Nothing is
+ * allocated: no Python code runs.
+ */
+static int
+count_value(PyObject *v, Py_ssize_t *left, int depth, int max_depth)
+{
+    if (--*left < 0) {
+        return -1;
+    }
+    PyTypeObject *t = Py_TYPE(v);
+    if (t == &PyDict_Type) {
+        if (depth >= max_depth) {
+            return -1;
+        }
+        Py_ssize_t pos = 0;
+        PyObject *k, *x;
+        while (PyDict_Next(v, &pos, &k, &x)) {
+            if (count_value(x, left, depth + 1, max_depth) < 0) {
+                return -1;
+            }
+        }
+    }
+    else if (t == &PyList_Type) {
+        if (depth >= max_depth) {
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(v); i++) {
+            if (count_value(PyList_GET_ITEM(v, i), left, depth + 1, max_depth) < 0) {
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static PyObject *
+count(PyObject *module, PyObject *args)
+{
+    PyObject *value;
+    Py_ssize_t budget;
+    int max_depth;
+    if (!PyArg_ParseTuple(args, "Oni:count", &value, &budget, &max_depth)) {
+        return NULL;
+    }
+    Py_ssize_t left = budget < 0 ? 0 : budget;
+    if (budget < 0 || count_value(value, &left, 0, max_depth) < 0) {
+        return PyLong_FromLong(-1);
+    }
+    return PyLong_FromSsize_t(budget - left);
+}
+
 /* copy(value) -> a copy whose dicts and lists are new and whose leaves are shared
  *
  * The fast path of eventlog.values.copy, for values already validated or decoded
@@ -365,6 +424,9 @@ copy(PyObject *module, PyObject *value)
 
 static PyMethodDef methods[] = {
     {"copy", copy, METH_O, "copy(value): new dicts and lists, shared leaves."},
+    {"count", count, METH_VARARGS,
+     "count(value, budget, max_depth) -> int: the values in value walked as a tree, or -1 when more than "
+     "budget or nested max_depth deep."},
     {"scan", scan, METH_VARARGS,
      "scan(value, threshold, max_depth) -> True, False or None: storable with a possibly large leaf, "
      "storable without, or not storable."},

@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
 from typing import TypeVar
 
 import blake3
@@ -50,6 +51,9 @@ PLAIN, KEYED = "blake3", "blake3-keyed"
 _FINGERPRINT_CONTEXT = "eventlog 2026-11 chunk_key fingerprint v1"
 
 logger = logging.getLogger(__name__)
+
+#: The most stored bytes of chunks a decode holds read ahead (:meth:`Chunks.prefetch`).
+AHEAD_BYTES = 64 << 20
 
 
 def fingerprint(key: bytes) -> bytes:
@@ -111,6 +115,43 @@ class Chunks:
         self.framer = framer
         self.chunk_bytes = chunk_bytes
         self.key = key
+        # Chunks read ahead for the decode under way (see :meth:`prefetched`), as
+        # stored: each is verified when :meth:`get` takes it.
+        self._ahead: dict[bytes, Chunk] = {}
+        self._ahead_bytes = 0
+        self._holding = 0
+
+    @contextmanager
+    def reading_ahead(self) -> Iterator[None]:
+        """A decode that reads chunks ahead (:meth:`prefetch`): what was read ahead
+        is let go when the outermost block ends."""
+        outer = not self._holding
+        self._holding += 1
+        try:
+            yield
+        finally:
+            self._holding -= 1
+            if outer:
+                self._ahead, self._ahead_bytes = {}, 0
+
+    def prefetch(self, digests: Collection[bytes]) -> None:
+        """Read the chunks ``digests`` now, in one batched call of the backend, for
+        :meth:`get` to take from memory within :meth:`reading_ahead` (the first phase
+        of a decode: the addresses a frame needs are known before it is decoded, so
+        a value's chunks never cost a query each).  Those missing are simply not
+        there: :meth:`get` then reads and reports them as always.  At most
+        :data:`AHEAD_BYTES` are held: more, and what was held is let go first."""
+        if not self._holding:
+            return
+        wanted = [d for d in digests if d not in self._ahead]
+        if not wanted:
+            return
+        found = self.backend.chunks(wanted)
+        size = sum(len(c.data) for c in found.values())
+        if self._ahead_bytes + size > AHEAD_BYTES:
+            self._ahead, self._ahead_bytes = {}, 0
+        self._ahead.update(found)
+        self._ahead_bytes += size
 
     def address(self, piece: bytes | memoryview) -> bytes:
         """A piece's address: its BLAKE3 digest, keyed with the store's key if any."""
@@ -196,13 +237,14 @@ class Chunks:
         total = 0
         opened: dict[bytes, bytes] = {}
         batch = max(1, min(32, (16 << 20) // max(self.chunk_bytes, 1)))
+        ahead = self._ahead
         for i in range(0, len(digests), batch):
-            wanted = {d for d in digests[i : i + batch] if d not in opened}
+            wanted = {d for d in digests[i : i + batch] if d not in opened and d not in ahead}
             found = self.backend.chunks(wanted) if wanted else {}
             for digest in digests[i : i + batch]:
                 part = opened.get(digest)
                 if part is None:
-                    chunk = found.get(digest)
+                    chunk = found.get(digest) or ahead.get(digest)
                     if chunk is None:
                         raise DecodeError(f"chunk {digest.hex()} is missing")
                     part = opened[digest] = self.open(digest, chunk.flags, chunk.size, chunk.data)

@@ -45,6 +45,8 @@ from typing import Any
 import cbor2
 import zstandard
 
+from . import values
+
 #: Frame format versions bound to the session's row id (written before session
 #: keys): one body, and a segmented snapshot's manifest (:data:`FLAG_SEGMENTS`).
 FRAME_VERSION = 1
@@ -298,10 +300,12 @@ def _encode_marker(encoder: cbor2.CBOREncoder, value: Any) -> None:
         raise TypeError(f"cannot encode {type(value).__name__}")
 
 
-def dumps(value: Any, refs: list[Ref] | None = None) -> bytes:
+def dumps(value: Any, refs: list[Ref] | None = None, *, stringref: bool = False) -> bytes:
     """CBOR of ``value`` (storable values, :class:`Ref` and :data:`ENTRIES`); each
-    :class:`Ref` met is appended to ``refs``.  Raises ``ValueError`` for what CBOR
-    cannot hold (invalid Unicode text)."""
+    :class:`Ref` met is appended to ``refs``.  With ``stringref``, strings and byte
+    strings after the first of each are written as references to it (tags 256 and
+    25; see :mod:`eventlog.snapshots`).  Raises ``ValueError`` for what CBOR cannot
+    hold (invalid Unicode text)."""
     found = [] if refs is None else refs
 
     def default(encoder: cbor2.CBOREncoder, value: Any) -> None:
@@ -317,7 +321,7 @@ def dumps(value: Any, refs: list[Ref] | None = None) -> bytes:
             _encode_marker(encoder, value)
 
     try:
-        return cbor2.dumps(value, default=default)
+        return cbor2.dumps(value, default=default, string_referencing=stringref)
     except (cbor2.CBOREncodeError, UnicodeEncodeError, TypeError) as e:
         raise ValueError(f"cannot encode value: {e}") from None
 
@@ -329,6 +333,8 @@ def _reject(*_: Any) -> Any:
 # cbor2 decodes these tags into objects a stored value never contains; refuse them.
 _FOREIGN_TAGS = (0, 1, 4, 5, 25, 28, 29, 30, 35, 36, 37, 52, 54, 100, 256, 258, 260, 261, 1004, 55799)
 _SEMANTIC: dict[int, Any] = {tag: _reject for tag in _FOREIGN_TAGS}
+#: The same, with string references (tags 256 and 25) read by ``cbor2`` itself.
+_SEMANTIC_STRINGREF: dict[int, Any] = {tag: _reject for tag in _FOREIGN_TAGS if tag not in (25, 256)}
 
 
 def _ref_from_tag(value: Any) -> Ref:
@@ -355,9 +361,19 @@ def _ref_from_tag(value: Any) -> Ref:
     return Ref(kind, length, hashes, prefix, form)
 
 
-def loads(data: bytes, resolve: Callable[[Ref], Any] | None = None) -> tuple[Any, int]:
+def loads(data: bytes, resolve: Callable[[Ref], Any] | None = None, *, stringref: bool = False) -> tuple[Any, int]:
     """Decode CBOR written by :func:`dumps` (with ``cbor2``): ``(value, number of
     ENTRIES markers)``.
+
+    String references (tags 256 and 25) are read only with ``stringref`` (what
+    :func:`dumps` wrote with it); elsewhere they are damage.  ``cbor2`` reads them
+    fastest with its own tag handling, which also reads tags eventlog never writes
+    into values a stored value never holds (refused after, as ever: see below) and
+    reads CBOR's shared values (tags 28 and 29), which could make a few bytes
+    expand into a huge value: so that path is taken only where the C extension
+    bounds the result (:func:`eventlog.values.count`: no more values, walked as a
+    tree, than the bytes could hold, else :class:`DecodeError`); without it, every
+    tag but the string references is refused as it is elsewhere.
 
     Each :class:`Ref` is passed to ``resolve`` and replaced by what it returns (the
     rehydrated value), or kept as a :class:`Ref` when ``resolve`` is ``None``.  The
@@ -390,6 +406,8 @@ def loads(data: bytes, resolve: Callable[[Ref], Any] | None = None) -> tuple[Any
             return ENTRIES
         raise DecodeError(f"unexpected CBOR tag {tag.tag}")
 
+    bounded = stringref and values.COUNT_IN_C
+    options: dict[str, Any] = {} if bounded else {"semantic_decoders": _SEMANTIC_STRINGREF if stringref else _SEMANTIC}
     try:
         # A seekable reader, so that the decoder's position can be checked after;
         # io.BytesIO of bytes hands the decoder's one read of it all over without a copy.
@@ -397,12 +415,14 @@ def loads(data: bytes, resolve: Callable[[Ref], Any] | None = None) -> tuple[Any
         decoder = cbor2.CBORDecoder(
             fp,
             tag_hook=tag_hook,
-            semantic_decoders=_SEMANTIC,
             max_depth=MAX_CBOR_DEPTH,
             str_errors="strict",
             read_size=max(len(data), 1),
+            **options,
         )
         value = decoder.decode()
+        if bounded and values.count(value, len(data), MAX_CBOR_DEPTH) < 0:
+            raise DecodeError("the value holds more than its bytes can as a tree (shared values)")
     except DecodeError:
         raise
     except Exception as e:  # cbor2 raises a variety; all mean "not valid for us"

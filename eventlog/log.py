@@ -25,11 +25,11 @@ from typing import Any
 
 from . import codec, fold, speedups
 from .backend import Backend
-from .chunks import Chunks, ChunkWrites, hashes_of
+from .chunks import AHEAD_BYTES, Chunks, ChunkWrites, hashes_of
 from .codec import ENTRIES, DecodeError, Framer, Ref, VersionError
 from .errors import CorruptionError, InvalidValueError, UnsupportedVersionError
 from .fold import Event, State
-from .snapshots import MIN_REUSE_BYTES, SEGMENT_BYTES, Segment
+from .snapshots import FLAG_STRINGREF, MIN_REUSE_BYTES, SEGMENT_BYTES, Segment
 from .values import externalise_large, validate, validate_each
 
 logger = logging.getLogger(__name__)
@@ -362,25 +362,8 @@ class Log:
         try:
             if segmented:
                 fields, segments = self._manifest(wire)
-                entries: list[Any] = []
-                ahead = self._ahead(segments) if seen is None else []
-                starts = dict(ahead)
-                done: list[Any] | None = None
-                base = 0
-                try:
-                    for i, segment in enumerate(segments):
-                        if i in starts:
-                            done, base = starts[i].result(), i  # None: one by one, to name what is wrong
-                        body = None
-                        if done is not None and i - base < len(done):  # a run's memory goes back as it is decoded
-                            body, done[i - base] = done[i - base], None
-                        try:
-                            part = self._segment(segment, rehydrate, seen, body)
-                        except DecodeError as e:  # (a VersionError stays one)
-                            raise type(e)(f"segment {i} (entries {len(entries)}+): {e}") from None
-                        entries += part
-                finally:
-                    wait([job for _, job in ahead])  # no worker outlives the load
+                with self.chunks.reading_ahead():
+                    entries = self._segments(segments, rehydrate, seen)
                 wire = [fields, entries]
             state = fold.state_from_wire(wire)
             if markers != (1 if state.managed else 0):
@@ -390,6 +373,54 @@ class Log:
         except DecodeError as e:
             raise CorruptionError(f"snapshot is damaged: {e}", session_id=name, seq=seq) from None
         return state
+
+    def _segments(self, segments: list[Segment], rehydrate: bool, seen: list[Ref] | None) -> list[Any]:
+        """The entries of a segmented snapshot, in two phases: the manifest says
+        which chunks the segments are stored in and which the large values inside
+        them use, so those are read in a few batched calls before anything is
+        decoded, never one by one (within :meth:`Chunks.reading_ahead`)."""
+        entries: list[Any] = []
+        self.chunks.prefetch([h for s in segments for h in s.pointer().chunk_hashes()])
+        windows = self._windows(segments) if rehydrate else {}
+        ahead = self._ahead(segments) if seen is None else []
+        starts = dict(ahead)
+        done: list[Any] | None = None
+        base = 0
+        try:
+            for i, segment in enumerate(segments):
+                if i in windows:
+                    self.chunks.prefetch(windows[i])
+                if i in starts:
+                    done, base = starts[i].result(), i  # None: one by one, to name what is wrong
+                body = None
+                if done is not None and i - base < len(done):  # a run's memory goes back as it is decoded
+                    body, done[i - base] = done[i - base], None
+                try:
+                    part = self._segment(segment, rehydrate, seen, body)
+                except DecodeError as e:  # (a VersionError stays one)
+                    raise type(e)(f"segment {i} (entries {len(entries)}+): {e}") from None
+                entries += part
+        finally:
+            wait([job for _, job in ahead])  # no worker outlives the load
+        return entries
+
+    def _windows(self, segments: list[Segment]) -> dict[int, list[bytes]]:
+        """The chunks of the large values inside the segments, by the segment to
+        read them ahead at: runs of segments whose large values come to at most
+        half of :data:`~eventlog.chunks.AHEAD_BYTES` (each chunk counted at its
+        largest), so that what is held stays bounded however large the session."""
+        out: dict[int, list[bytes]] = {}
+        room = (AHEAD_BYTES // 2) // max(self.chunks.chunk_bytes, 1)
+        start, run = 0, list[bytes]()
+        for i, segment in enumerate(segments):
+            inner = segment.inner_hashes()
+            if run and len(run) + len(inner) > room:
+                out[start] = run
+                start, run = i, []
+            run += inner[: max(room - len(run), 0)]  # the rest of a segment with more: read as met
+        if run:
+            out[start] = run
+        return out
 
     def _manifest(self, wire: Any) -> tuple[dict[str, Any], list[Segment]]:
         """A segmented snapshot's fields and segments; :class:`DecodeError` if
@@ -422,7 +453,7 @@ class Log:
         jobs: list[tuple[int, Future[list[bytes] | None]]] = []
         try:
             for a, b in itertools.pairwise(cuts):
-                items = [(s.flags, self._payload(s, None)) for s in segments[a:b]]
+                items = [(s.compression, self._payload(s, None)) for s in segments[a:b]]
                 try:
                     job = pool.submit(codec.decompress_run, items, [s.raw for s in segments[a:b]])
                 except RuntimeError:  # no new thread now: read in order
@@ -459,7 +490,7 @@ class Log:
         snapshot), unless ``body`` is given: its bytes already read, verified and
         decompressed."""
         if body is None:
-            body = self.framer.decompress_exact(segment.flags, self._payload(segment, seen), segment.raw)
+            body = self.framer.decompress_exact(segment.compression, self._payload(segment, seen), segment.raw)
         return self._segment_entries(segment, body, rehydrate, seen)
 
     def _segment_entries(self, segment: Segment, body: Any, rehydrate: bool, seen: list[Ref] | None) -> list[Any]:
@@ -469,7 +500,7 @@ class Log:
             found.append(ref)
             return self._rehydrate(ref) if rehydrate else ref
 
-        value, markers = codec.loads(body, resolve)
+        value, markers = codec.loads(body, resolve, stringref=segment.stringref)
         if type(value) is not list or len(value) != segment.count or markers:
             raise DecodeError("malformed snapshot segment")
         if {h for ref in found for h in ref.chunk_hashes()} != set(segment.inner_hashes()):
@@ -647,10 +678,17 @@ class Log:
             nonlocal size
             if not encoded:
                 return
-            raw = codec.array_head(len(encoded)) + b"".join(encoded)
+            # A segment large enough to be reused (kept by every later snapshot until
+            # its entries change) is encoded again as one value, with string
+            # references: a load reads it about a third faster (see
+            # eventlog.snapshots).  A smaller one is rewritten as its neighbours
+            # grow: its entries' own encodings will do.
+            full = size >= self.min_reuse_bytes
+            raw = codec.dumps(values, stringref=True) if full else codec.array_head(len(encoded)) + b"".join(encoded)
             flags, payload = self.framer.compress(raw)
             hashes = self.chunks.put(payload, writes, compress=False, repair=repair)
             inner = b"".join(sorted({h for ref in refs for h in ref.chunk_hashes()}))
+            flags |= FLAG_STRINGREF if full else 0
             out.append(Segment(len(encoded), flags, len(raw), len(payload), hashes, inner))
             encoded.clear()
             values.clear()

@@ -81,8 +81,42 @@ _ATOMS = frozenset((int, float, bool, type(None)))
 # The C twins (eventlog._speedups) of the walks below, when in use (see eventlog.speedups).
 _c_scan: Callable[[Any, int, int], bool | None] | None = None
 _c_copy: Callable[[Any], Any] | None = None
+_c_count: Callable[[Any, int, int], int] | None = None
 if speedups.ext is not None:
-    _c_scan, _c_copy = speedups.ext.scan, speedups.ext.copy
+    _c_scan, _c_copy, _c_count = speedups.ext.scan, speedups.ext.copy, speedups.ext.count
+#: Whether :func:`count` runs in C (fast enough to bound every decoded segment).
+COUNT_IN_C = _c_count is not None
+
+
+def count(value: Any, budget: int, max_depth: int) -> int:
+    """The number of values in ``value`` walked as a tree (each dict, list and leaf
+    once for every place that holds it; keys are not counted), or ``-1`` as soon as
+    it is more than ``budget``, or when dicts and lists nest ``max_depth`` levels or
+    more.  At most ``budget + 1`` steps whatever ``value`` is: a value whose
+    containers are shared (as CBOR's value sharing can make them) and would expand to
+    more than its encoding could hold as a tree is caught without walking it all."""
+    if _c_count is not None:
+        return _c_count(value, budget, max_depth)
+    return _count(value, budget, max_depth)
+
+
+def _count(value: Any, budget: int, max_depth: int) -> int:
+    """:func:`count` in Python (the C walk's twin and test oracle)."""
+    if budget < 0:
+        return -1
+    left = budget
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        v, depth = stack.pop()
+        left -= 1
+        if left < 0:
+            return -1
+        t = type(v)
+        if t is dict or t is list:
+            if depth >= max_depth:
+                return -1
+            stack.extend((x, depth + 1) for x in (v.values() if t is dict else v))
+    return budget - left
 
 
 def validate(value: Any, threshold: int) -> bool:

@@ -21,7 +21,7 @@ from eventlog.chunks import ChunkWrites
 from eventlog.codec import Framer
 from eventlog.errors import CorruptionError
 from eventlog.log import SNAPSHOT
-from eventlog.snapshots import Segment
+from eventlog.snapshots import FLAG_STRINGREF, Segment
 from eventlog.testing import histories, mutate, sessions
 from eventlog.values import same
 
@@ -669,3 +669,132 @@ def test_a_damaged_segment_payload_is_named_with_or_without_the_worker(
         with eventlog.open(path, **TINY) as store, pytest.raises(CorruptionError, match=f"segment {index} ") as raised:
             store.load("s")
         assert raised.value.session_id == "s"
+
+
+def _with_images(n: int) -> dict[str, Any]:
+    """A session of ``n`` entries, every fifth with its own screenshot-sized image."""
+    rng = random.Random(7)
+    entries = []
+    for i in range(n):
+        entry: dict[str, Any] = {"id": f"e{i}", "text": f"turn {i} " + "w" * 200}
+        if i % 5 == 0:
+            entry["image"] = "data:image/png;base64," + codec.base64.b64encode(rng.randbytes(40_000)).decode()
+        entries.append(entry)
+    return {"entries": entries, "leafId": entries[-1]["id"]}
+
+
+def _counting_reads(store: eventlog.Store) -> list[int]:
+    """Patch the store's backend to record the size of each batch of chunks read."""
+    backend = store._backend  # (the engine's one way to storage)
+    plain = backend.chunks
+    calls: list[int] = []
+
+    def chunks(hashes: Any) -> Any:
+        calls.append(len(hashes))
+        return plain(hashes)
+
+    backend.chunks = chunks  # type: ignore[method-assign]
+    return calls
+
+
+def test_a_snapshot_load_reads_its_chunks_in_batches_not_one_by_one() -> None:
+    """Two-phase decode: a segmented snapshot's manifest names the chunks of its
+    segments and of the large values inside them, so a cold load reads them in a
+    few batched calls; before, each segment and each large value cost a query."""
+    path = _path()
+    data = _with_images(400)
+    with eventlog.open(path, chunk_bytes=64 * 1024) as store:
+        store.save("s", data)
+        store.snapshot("s")
+    with eventlog.open(path, chunk_bytes=64 * 1024) as store:
+        calls = _counting_reads(store)
+        assert same(store.load("s"), data)
+    wanted = sum(calls)
+    assert wanted >= 80  # 80 images and the segments, each named once
+    assert len(calls) <= 3, calls
+
+
+def test_reading_ahead_stays_bounded_and_reads_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With little room to read ahead, the large values are read in many windows
+    (never more held than the bound), and the load is the same."""
+    from eventlog import chunks as chunk_module
+    from eventlog import log as log_module
+
+    path = _path()
+    data = _with_images(400)
+    with eventlog.open(path, chunk_bytes=64 * 1024) as store:
+        store.save("s", data)
+        store.snapshot("s")
+    monkeypatch.setattr(chunk_module, "AHEAD_BYTES", 1 << 20)
+    monkeypatch.setattr(log_module, "AHEAD_BYTES", 1 << 20)
+    with eventlog.open(path, chunk_bytes=64 * 1024) as store:
+        held: list[int] = []
+        plain = chunk_module.Chunks.prefetch
+
+        def prefetch(self: Any, digests: Any) -> None:
+            plain(self, digests)
+            held.append(self._ahead_bytes)
+
+        monkeypatch.setattr(chunk_module.Chunks, "prefetch", prefetch)
+        calls = _counting_reads(store)
+        assert same(store.load("s"), data)
+        assert store._log.chunks._ahead == {}  # let go once the load is done
+    assert len(calls) > 3 and max(held) <= 1 << 20, (calls, held)
+
+
+def _shared(depth: int) -> Any:
+    v: Any = "leaf"
+    for _ in range(depth):
+        v = [v, v]
+    return v
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        [_shared(60)],  # a few hundred bytes that are 2**60 values as a tree
+        [{"when": __import__("datetime").datetime(2026, 1, 1, tzinfo=__import__("datetime").timezone.utc)}],
+        [{"re": __import__("re").compile("x+")}],
+        [b"\x00" * 10, {"k": "v"}],  # not one entry per stated entry
+    ],
+    ids=["shared values", "datetime", "regex", "count"],
+)
+def test_a_hostile_string_referencing_segment_is_damage(value: Any) -> None:
+    """Segments with string references are read by cbor2's own tag handling (the
+    fast path): what it makes of tags eventlog never writes is refused as before,
+    and shared values that would expand beyond what the segment's bytes hold as a
+    tree are refused without walking them (they would take 2**60 steps)."""
+    import blake3
+    import cbor2
+
+    path = _path()
+    data = {"entries": [_entry(i, 3000) for i in range(40)]}
+    with eventlog.open(path, snapshot_every=0, max_body_bytes=200_000, **TINY) as store:
+        store.save("s", data)
+        store.compact(retain=0)  # the snapshot is the only copy: its errors surface
+    raw = cbor2.dumps(value, value_sharing=True, string_referencing=True)
+    digest = blake3.blake3(raw).digest()
+    con = sqlite3.connect(path)
+    con.execute("INSERT INTO chunks(hash, flags, size, data) VALUES (?, 0, ?, ?)", (digest, len(raw), raw))
+    con.commit()
+    con.close()
+    _reseal(path, lambda wire: wire[1].__setitem__(0, [1, FLAG_STRINGREF, len(raw), len(raw), digest, b""]))
+    with eventlog.open(path, max_body_bytes=200_000, **TINY) as store:
+        with pytest.raises(CorruptionError, match="snapshot is damaged") as raised:
+            store.load("s")
+        assert raised.value.session_id == "s" and raised.value.seq == 1
+
+
+def test_reused_segments_are_written_with_string_references_and_all_read() -> None:
+    """A snapshot holds both kinds: the segments large enough to be reused, with
+    string references; the small tail, plain.  Loads read both."""
+    path, data = _stored(300)
+    with eventlog.open(path, snapshot_every=0, **TINY) as store:
+        store.append("s", [{"id": "z"}])
+        store.snapshot("s")
+        data = store.load("s")
+    segments = _manifest(path)[3]
+    kinds = [s.stringref for s in segments]
+    assert kinds[-1] is False and all(kinds[:-1]), [(s.raw, s.flags) for s in segments]
+    with eventlog.open(path, **TINY) as store:
+        assert same(store.load("s"), data) and store.verify().ok

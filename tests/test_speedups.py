@@ -45,7 +45,7 @@ def test_the_extension_holds_only_walkers_on_the_public_api() -> None:
     text = SOURCE.read_text()
     code = re.sub(r"/\*.*?\*/", "", text, flags=re.S)  # comments may name what is not there
     names = re.findall(r'\{"(\w+)"', code)
-    assert sorted(names) == ["copy", "record", "scan", "unchanged"]
+    assert sorted(names) == ["copy", "count", "record", "scan", "unchanged"]
     assert not re.findall(r"\b_Py\w*", code)
     assert "internal/" not in code and "Py_BUILD_CORE" not in code
     for word in ("PyGC_", "madvise", "decode", "encode", "gc.", "PyEval_", "threshold("):
@@ -119,6 +119,47 @@ def test_scan_agrees_on_hostile_values(value: Any) -> None:
     assert speedups.ext is not None
     for threshold in (64, 1 << 15):
         assert speedups.ext.scan(value, threshold, values.MAX_DEPTH) == python_answer(value, threshold)
+
+
+def shared(depth: int) -> Any:
+    """A value of ``2 ** depth`` leaves as a tree, built of ``depth`` containers
+    each holding the one below twice (what CBOR's value sharing can decode to)."""
+    v: Any = "leaf"
+    for i in range(depth):
+        v = [v, v] if i % 2 else {"a": v, "b": v}
+    return v
+
+
+def tree_size(value: Any) -> int:
+    """The oracle of the oracle: values counted by plain recursion."""
+    if type(value) is dict:
+        return 1 + sum(tree_size(v) for v in value.values())
+    if type(value) is list:
+        return 1 + sum(tree_size(v) for v in value)
+    return 1
+
+
+@given(value=storable, slack=st.integers(-3, 3))
+def test_count_is_the_tree_size_within_its_budget(value: Any, slack: int) -> None:
+    n = tree_size(value)
+    budget = max(n + slack, 0)
+    want = n if n <= budget else -1
+    assert values._count(value, budget, values.MAX_DEPTH + 1) == want
+    if speedups.ext is not None:
+        assert speedups.ext.count(value, budget, values.MAX_DEPTH + 1) == want
+
+
+@pytest.mark.parametrize("count", [values._count, speedups.ext.count if speedups.ext else None], ids=["python", "c"])
+def test_count_of_shared_values_stops_at_its_budget(count: Any) -> None:
+    """A value that would take 2**60 steps to walk as a tree is refused after about
+    its budget's worth (a hang otherwise)."""
+    if count is None:
+        pytest.skip("no C extension")
+    assert count(shared(60), 10_000, 220) == -1
+    assert count(shared(10), 1 << 11, 220) == (1 << 11) - 1  # 1023 containers, 1024 leaves: within
+    assert count(shared(10), (1 << 11) - 2, 220) == -1
+    assert count(nested(200), 1000, 200) == 201 and count(nested(201), 1000, 200) == -1  # too deep
+    assert count([], -1, 10) == -1
 
 
 @needs_ext
