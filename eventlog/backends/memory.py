@@ -215,6 +215,8 @@ class MemoryBackend:
             return [x.head().name for x in s.sessions.values() if x.deleted_ms is None and x.seq > 0]
 
     def children(self, parents: Sequence[str]) -> list[Head]:
+        if isinstance(parents, (str, bytes)) or not isinstance(parents, Sequence):  # a str is a sequence of names
+            raise InvalidValueError(f"parents must be a sequence of session ids, not {type(parents).__name__}")
         wanted = set()
         for p in parents:
             wanted.add(check_name(p, "parent"))
