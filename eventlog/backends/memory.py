@@ -207,12 +207,12 @@ class MemoryBackend:
         check_limit(limit)
         s = self._read()
         with s.lock:
-            return [x.head() for x in s.sessions.values() if x.sid > after and x.deleted_ms is None][:limit]
+            return [h for h in self._live(s) if h.sid > after][:limit]
 
     def names(self) -> list[str]:
         s = self._read()
         with s.lock:
-            return [x.head().name for x in s.sessions.values() if x.deleted_ms is None and x.seq > 0]
+            return [h.name for h in self._live(s) if h.seq > 0]
 
     def children(self, parents: Sequence[str]) -> list[Head]:
         if isinstance(parents, (str, bytes)) or not isinstance(parents, Sequence):  # a str is a sequence of names
@@ -222,7 +222,14 @@ class MemoryBackend:
             wanted.add(check_name(p, "parent"))
         s = self._read()
         with s.lock:
-            return [x.head() for x in s.sessions.values() if x.deleted_ms is None and x.parent in wanted]
+            return [h for h in self._live(s) if h.parent in wanted]
+
+    @staticmethod
+    def _live(s: _Store) -> list[Head]:
+        """The heads of the live incarnations, each read (checked) before anything
+        compares its fields: a damaged one is :class:`~eventlog.CorruptionError`,
+        never a ``TypeError``."""
+        return [x.head() for x in s.sessions.values() if x.deleted_ms is None]
 
     def _listing(self, x: _Session) -> Listing:
         head = x.head()
@@ -242,7 +249,7 @@ class MemoryBackend:
     def listing(self) -> list[Listing]:
         s = self._read()
         with s.lock:
-            return [self._listing(x) for x in s.sessions.values() if x.deleted_ms is None and x.seq > 0]
+            return [self._listing(s.sessions[h.sid]) for h in self._live(s) if h.seq > 0]
 
     # ------------------------------------------------------------------ reading
 
