@@ -576,8 +576,11 @@ class MemoryBackend:
             for x in s.sessions.values():
                 try:
                     x.head()
-                except CorruptionError as e:
-                    out.append(e.message)
+                except CorruptionError as damaged:
+                    out.append(damaged.message)
+                for q, e in x.events.items():
+                    if type(q) is not int or type(e[0]) is not int or type(e[1]) is not int:
+                        out.append(f"session {x.name!r:.200}: event {q!r:.40} reads values of the wrong type")
                 holders = [(f"event {q}", e[3], e[2], _EVENT_ROOM) for q, e in x.events.items()]
                 holders += [(f"snapshot {q!r:.40}", n[1], n[0], _SNAPSHOT_ROOM) for q, n in x.snapshots.items()]
                 for what, refs, frame, room in holders:
@@ -596,6 +599,10 @@ class MemoryBackend:
             if uses != {h: n for h, n in s.uses.items() if n}:
                 out.append("the reference counts of the chunks are wrong")
             for h, c in s.chunks.items():
+                try:
+                    read_chunk(c.hash, c.flags, c.size, c.data, f"chunk {h.hex()}")
+                except CorruptionError as damaged:
+                    out.append(damaged.message)
                 if type(c.data) is not bytes or len(c.data) + _CHUNK_ROOM > s.max_cell_bytes or c.hash != h:
                     out.append(f"chunk {h.hex()} is over the budget or stored under another address")
         return out[:limit]
