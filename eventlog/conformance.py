@@ -223,7 +223,7 @@ class BackendTests:
     for the factory's files."""
 
     #: Operations of each writer in the race tests (more: a longer race).
-    race_ops = 150
+    race_ops = 300
     tmp_path: Path
 
     # ------------------------------------------------------------------ the factory (hooks)
