@@ -1,6 +1,7 @@
 """A rule-based state machine: save, append, delete, compact, reopen and a second
-writer on the same file, against a plain in-memory model of what each session must
-be.  After every step the store verifies clean (no dangling reference, every chunk
+writer on the same store, against a plain in-memory model of what each session must
+be, on both backends (an SQLite file; an in-memory store, kept alive across reopens
+by a handle of its own).  After every step the store verifies clean (no dangling reference, every chunk
 matching its hash, every live session replaying), deleted sessions are gone, and
 right after a compaction no chunk is left that nothing refers to."""
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import eventlog
+from eventlog.backends.memory import MemoryBackend
 from eventlog.testing import entries, mutate, sessions
 from eventlog.values import same
 
@@ -28,12 +31,21 @@ BUDGET = 40_000
 
 
 class StoreMachine(RuleBasedStateMachine):
+    #: The backend: "sqlite" (a file) or "memory".
+    backend = "sqlite"
+
     @initialize()
     def open_store(self) -> None:
-        self.path = str(Path(tempfile.mkdtemp()) / "m.db")
+        self.anchor: MemoryBackend | None = None
+        if self.backend == "sqlite":
+            self.path = str(Path(tempfile.mkdtemp()) / "m.db")
+        else:
+            self.path = f"memory:machine-{uuid.uuid4().hex}"
         self.store = eventlog.open(
             self.path, max_cell_bytes=BUDGET, chunk_bytes=2048, synchronous="OFF", snapshot_every=3
         )
+        if self.backend == "memory":  # the store lives while a handle is open: keep one across reopens
+            self.anchor = MemoryBackend(self.path.removeprefix("memory:"))
         self.other: eventlog.Store | None = None
         self.model: dict[str, dict[str, Any]] = {}
         self.live: dict[str, dict[str, Any]] = {}  # the caller's own objects, mutated in place
@@ -154,7 +166,10 @@ class StoreMachine(RuleBasedStateMachine):
 
     @invariant()
     def no_cell_over_budget(self) -> None:
-        if hasattr(self, "path"):
+        if getattr(self, "anchor", None) is not None:
+            stats = self.anchor.stats()  # type: ignore[union-attr]
+            assert max(stats[t]["largest"] for t in ("events", "snapshots", "chunks")) <= BUDGET
+        elif hasattr(self, "path"):
             cell, row = largest_cell_and_row(self.path)
             assert cell <= BUDGET and row <= BUDGET
 
@@ -163,7 +178,15 @@ class StoreMachine(RuleBasedStateMachine):
             self.store.close()
         if getattr(self, "other", None) is not None:
             self.other.close()  # type: ignore[union-attr]
+        if getattr(self, "anchor", None) is not None:
+            self.anchor.close()  # type: ignore[union-attr]
+
+
+class MemoryStoreMachine(StoreMachine):
+    backend = "memory"
 
 
 TestStoreMachine = StoreMachine.TestCase
 TestStoreMachine.settings = __import__("hypothesis").settings(stateful_step_count=25, deadline=None)
+TestMemoryStoreMachine = MemoryStoreMachine.TestCase
+TestMemoryStoreMachine.settings = TestStoreMachine.settings

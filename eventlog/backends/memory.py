@@ -215,20 +215,29 @@ class MemoryBackend:
         check_limit(limit)
         s = self._read()
         with s.lock:
-            return [x.head() for x in s.sessions.values() if x.sid > after and x.deleted_ms is None][:limit]
+            return [h for h in self._live(s) if h.sid > after][:limit]
 
     def names(self) -> list[str]:
         s = self._read()
         with s.lock:
-            return [x.head().name for x in s.sessions.values() if x.deleted_ms is None and x.seq > 0]
+            return [h.name for h in self._live(s) if h.seq > 0]
 
     def children(self, parents: Sequence[str]) -> list[Head]:
+        if isinstance(parents, (str, bytes)) or not isinstance(parents, Sequence):  # a str is a sequence of names
+            raise InvalidValueError(f"parents must be a sequence of session ids, not {type(parents).__name__}")
         wanted = set()
         for p in parents:
             wanted.add(check_name(p, "parent"))
         s = self._read()
         with s.lock:
-            return [x.head() for x in s.sessions.values() if x.deleted_ms is None and x.parent in wanted]
+            return [h for h in self._live(s) if h.parent in wanted]
+
+    @staticmethod
+    def _live(s: _Store) -> list[Head]:
+        """The heads of the live incarnations, each read (checked) before anything
+        compares its fields: a damaged one is :class:`~eventlog.CorruptionError`,
+        never a ``TypeError``."""
+        return [x.head() for x in s.sessions.values() if x.deleted_ms is None]
 
     def _listing(self, x: _Session) -> Listing:
         head = x.head()
@@ -248,7 +257,7 @@ class MemoryBackend:
     def listing(self) -> list[Listing]:
         s = self._read()
         with s.lock:
-            return [self._listing(x) for x in s.sessions.values() if x.deleted_ms is None and x.seq > 0]
+            return [self._listing(s.sessions[h.sid]) for h in self._live(s) if h.seq > 0]
 
     # ------------------------------------------------------------------ reading
 
@@ -546,7 +555,8 @@ class MemoryBackend:
         return len(events), len(snaps)
 
     def scrub(self) -> None:
-        self._check()  # nothing of a removed session is kept anywhere
+        with self._writing():  # a write like any other (refused read-only), though nothing of a
+            pass  # removed session is kept anywhere
 
     def legacy(self, after: int, limit: int) -> list[Head]:
         check_position(after, "after")
@@ -623,8 +633,11 @@ class MemoryBackend:
             for x in s.sessions.values():
                 try:
                     x.head()
-                except CorruptionError as e:
-                    out.append(e.message)
+                except CorruptionError as damaged:
+                    out.append(damaged.message)
+                for q, e in x.events.items():
+                    if type(q) is not int or type(e[0]) is not int or type(e[1]) is not int:
+                        out.append(f"session {x.name!r:.200}: event {q!r:.40} reads values of the wrong type")
                 holders = [(f"event {q}", e[3], e[2], _EVENT_ROOM) for q, e in x.events.items()]
                 holders += [(f"snapshot {q!r:.40}", n[1], n[0], _SNAPSHOT_ROOM) for q, n in x.snapshots.items()]
                 for what, refs, frame, room in holders:
@@ -643,6 +656,10 @@ class MemoryBackend:
             if uses != {h: n for h, n in s.uses.items() if n}:
                 out.append("the reference counts of the chunks are wrong")
             for h, c in s.chunks.items():
+                try:
+                    read_chunk(c.hash, c.flags, c.size, c.data, f"chunk {h.hex()}")
+                except CorruptionError as damaged:
+                    out.append(damaged.message)
                 if type(c.data) is not bytes or len(c.data) + _CHUNK_ROOM > s.max_cell_bytes or c.hash != h:
                     out.append(f"chunk {h.hex()} is over the budget or stored under another address")
         return out[:limit]

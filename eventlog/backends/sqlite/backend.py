@@ -95,6 +95,8 @@ class SQLiteBackend(Maintenance):
         return names
 
     def children(self, parents: Sequence[str]) -> list[Head]:
+        if isinstance(parents, (str, bytes)) or not isinstance(parents, Sequence):  # a str is a sequence of names
+            raise InvalidValueError(f"parents must be a sequence of session ids, not {type(parents).__name__}")
         parents = list(parents)
         for name in parents:
             check_name(name, "parent")

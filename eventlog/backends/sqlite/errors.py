@@ -34,7 +34,7 @@ def translate(e: sqlite3.Error | UnicodeDecodeError, what: str) -> EventLogError
 def opening_error(e: sqlite3.Error | UnicodeDecodeError, path: str) -> EventLogError:
     """An error of SQLite's while opening ``path``: :class:`UnsupportedVersionError`
     for a file that is not an SQLite database at all, else as :func:`translate`."""
-    if getattr(e, "sqlite_errorname", "") == "SQLITE_NOTADB" and not_sqlite(path):
+    if getattr(e, "sqlite_errorname", "") == "SQLITE_NOTADB" and not_sqlite(path, any_size=True):
         return UnsupportedVersionError(f"{path!r} is not an eventlog store (not an SQLite database file)")
     return translate(e, f"opening {path!r}")
 

@@ -17,10 +17,30 @@ from ...errors import StorageError
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-def not_sqlite(path: str) -> bool:
+#: The smallest SQLite database file that is not empty (one page of the smallest size).
+SMALLEST_DATABASE = 512
+
+
+def not_sqlite(path: str, *, any_size: bool = False) -> bool:
     """Whether ``path`` is a regular file with bytes in it that do not start as an
     SQLite database does (a text file, an image): not an eventlog store, rather than
-    a damaged one.  ``False`` when it cannot be read."""
+    a damaged one.  ``False`` when it cannot be read.
+
+    Unless ``any_size``, only a file shorter than :data:`SMALLEST_DATABASE` is read
+    (SQLite would take a file of a byte or two for an empty database and write over
+    it; of a longer one it reads the header itself and says it is not a database).
+    Opening and closing a file that SQLite has open in this process drops every
+    POSIX lock the process holds on it (they belong to the process, not to the
+    descriptor): another process would then find the store unused, checkpoint and
+    delete its ``-wal`` under the open connections.  So a store file in use, never
+    shorter than a page, is not opened here; ``any_size`` is for a file SQLite has
+    just refused as not a database."""
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        return False
+    if not size or (size >= SMALLEST_DATABASE and not any_size):
+        return False
     try:
         with open(path, "rb") as f:
             head = f.read(len(SQLITE_MAGIC))

@@ -185,6 +185,22 @@ class Maintenance(Queries):
         ):
             out.append(f"session {name!r:.200}: a snapshot is at position {seq!r:.40}, not in the log: "
                        "its row is damaged")  # fmt: skip
+        # Rows the reads would refuse (CorruptionError) or, for a frame that is not a
+        # blob, read as the bytes of whatever it holds.
+        for table, rowid, wrong in (
+            ("events", "pos", "typeof(sid) != 'integer' OR typeof(seq) != 'integer' OR typeof(ts_ms) != 'integer' "
+                              "OR typeof(frame) != 'blob'"),
+            ("snapshots", "id", "typeof(sid) != 'integer' OR typeof(frame) != 'blob'"),
+            ("sessions", "sid", "typeof(name) != 'text' OR (parent IS NOT NULL AND typeof(parent) != 'text') "
+                                "OR typeof(seq) != 'integer' OR typeof(base_seq) != 'integer' "
+                                "OR typeof(created_ms) != 'integer' OR typeof(updated_ms) != 'integer' "
+                                "OR typeof(snap_seq) != 'integer' OR typeof(snap_bytes) != 'integer' "
+                                "OR typeof(snap_bytes_since) != 'integer' "
+                                "OR (deleted_ms IS NOT NULL AND typeof(deleted_ms) != 'integer') "
+                                "OR (entries IS NOT NULL AND typeof(entries) != 'integer')"),
+        ):  # fmt: skip
+            for (found,) in self.db.rows(f"SELECT {rowid} FROM {table} WHERE {wrong} LIMIT ?", (limit,)):
+                out.append(f"the {table} table is damaged: row {found!r:.40} reads values of the wrong type")
         for (cid,) in self.db.rows(
             "SELECT cid FROM chunks WHERE typeof(hash) != 'blob' OR length(hash) != 32 OR typeof(flags) != 'integer' "
             "OR typeof(size) != 'integer' LIMIT ?",
