@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import multiprocessing
+import os
 import random
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -48,15 +49,20 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from .backend import (
+    KEY_BYTES,
     Backend,
     Chunk,
+    CopiedEvent,
+    CopiedSnapshot,
     Head,
+    KeyInUse,
     MissingChunks,
     NewEvent,
     NewSnapshot,
     Purged,
     RefKind,
     StoredEvent,
+    WholeSession,
 )
 from .errors import (
     ConflictError,
@@ -82,6 +88,16 @@ DAMAGES = (
     "chunk_column",  # a chunk's size reads a value of the wrong type (text)
     "chunk_missing",  # a chunk something refers to is gone
 )
+
+
+def new_event(name: str, sid: int | None, seq: int, ts_ms: int, frame: Any, size: int,
+              refs: frozenset[bytes] = frozenset(), entries: int | None = None, parent: str | None = None,
+              tombstone: bool = False, key: bytes | None = None) -> NewEvent:  # fmt: skip
+    """A :class:`NewEvent`, with a fresh random key when it creates its session
+    (``sid`` None) and none is given."""
+    if sid is None and key is None:
+        key = os.urandom(KEY_BYTES)
+    return NewEvent(name, sid, seq, ts_ms, frame, size, refs, entries, parent, tombstone, key)
 
 
 def chunk_for(tag: int | str, size: int = 40) -> Chunk:
@@ -125,7 +141,7 @@ def _append_until(backend: Backend, name: str, tag: str, count: int) -> list[tup
         frame = f"{tag}-{len(done)}".encode()
         seq = 1 if head is None else head.seq + 1
         try:
-            backend.append([NewEvent(name, None if head is None else head.sid, seq, 1000 + seq, frame, 1)])
+            backend.append([new_event(name, None if head is None else head.sid, seq, 1000 + seq, frame, 1)])
         except ConflictError as e:
             assert e.seq is not None and e.seq >= seq - 1, f"a conflict must carry the current head, not {e.seq}"
             continue
@@ -159,7 +175,7 @@ def _gc_writer(backend: Backend, rng: random.Random, ops: int, prefix: str) -> i
         what = rng.random()
         if head is None or what < 0.6:
             seq = 1 if head is None else head.seq + 1
-            ev = NewEvent(name, None if head is None else head.sid, seq, seq, b"event", 1, refs)
+            ev = new_event(name, None if head is None else head.sid, seq, seq, b"event", 1, refs)
 
             def append(give: Sequence[Chunk], ev: NewEvent = ev) -> list[Head]:
                 return backend.append([ev], give)
@@ -173,7 +189,7 @@ def _gc_writer(backend: Backend, rng: random.Random, ops: int, prefix: str) -> i
             ok, missing = write_with_chunks(backend, refs, _POOL, put)
             assert ok, "a snapshot at or below the head of a live session is stored"
         else:
-            backend.append([NewEvent(name, head.sid, head.seq + 1, 0, b"tombstone", 0, tombstone=True)])
+            backend.append([new_event(name, head.sid, head.seq + 1, 0, b"tombstone", 0, tombstone=True)])
             missing = False
         freed_meanwhile += missing
     return freed_meanwhile
@@ -283,15 +299,15 @@ class BackendTests:
     @staticmethod
     def create(b: Backend, name: str, frame: bytes = b"first", *, refs: Sequence[Chunk] = (), give: bool = True,
                parent: str | None = None, ts: int = 1000, size: int = 1,
-               entries: int | None = None) -> Head:  # fmt: skip
-        (head,) = b.append([NewEvent(name, None, 1, ts, frame, size, frozenset(c.hash for c in refs), entries,
-                                     parent)], list(refs) if give else [])  # fmt: skip
+               entries: int | None = None, key: bytes | None = None) -> Head:  # fmt: skip
+        (head,) = b.append([new_event(name, None, 1, ts, frame, size, frozenset(c.hash for c in refs), entries,
+                                     parent, key=key)], list(refs) if give else [])  # fmt: skip
         return head
 
     @staticmethod
     def extend(b: Backend, head: Head, frame: bytes = b"next", *, refs: Sequence[Chunk] = (), give: bool = True,
                ts: int = 2000, size: int = 1, tombstone: bool = False) -> Head:  # fmt: skip
-        (new,) = b.append([NewEvent(head.name, head.sid, head.seq + 1, ts, frame, size,
+        (new,) = b.append([new_event(head.name, head.sid, head.seq + 1, ts, frame, size,
                                     frozenset(c.hash for c in refs), tombstone=tombstone)],
                           list(refs) if give else [])  # fmt: skip
         return new
@@ -335,17 +351,83 @@ class BackendTests:
     def test_a_new_session_reads_back_as_written(self) -> None:
         b = self.backend()
         assert b.head("a") is None and b.info("a") is None and b.names() == []
-        (head,) = b.append([NewEvent("a", None, 1, 1234, lambda sid: b"frame of %d" % sid, 7, entries=3,
-                                     parent="p")])  # fmt: skip
+        key = os.urandom(KEY_BYTES)
+        (head,) = b.append([new_event("a", None, 1, 1234, b"first frame", 7, entries=3, parent="p", key=key)])
         assert (head.name, head.parent, head.seq, head.base, head.created_ms, head.updated_ms) == ("a", "p", 1, 0,
                                                                                                1234, 1234)  # fmt: skip
         assert (head.snap_seq, head.snap_bytes, head.snap_bytes_since) == (0, 0, 7)
         assert b.head("a") == head
         (ev,) = b.events(head.sid, 0)
-        assert (ev.seq, ev.ts_ms, ev.frame) == (1, 1234, b"frame of %d" % head.sid)  # the frame bound to its sid
+        assert (ev.seq, ev.ts_ms, ev.frame) == (1, 1234, b"first frame") and head.key == key
         info = b.info("a")
         assert info is not None and info.head == head and info.entries == 3 and info.stored_bytes == len(ev.frame)
         assert b.names() == ["a"] and b.listing() == [info] and b.last_seq(head.sid) == 1
+
+    def test_a_key_names_one_incarnation_until_it_is_purged(self) -> None:
+        """Frames are bound to an incarnation's key: no two stored incarnations
+        (live, or ended and not yet purged) may share one."""
+        b = self.backend()
+        key = os.urandom(KEY_BYTES)
+        a = self.create(b, "a", key=key)
+        assert a.key == key and b.head("a") == a
+        before = self.state(b)
+        for name, error in (("b", KeyInUse), ("a", ConflictError)):  # ("a" is live: that comes first)
+            with pytest.raises(error):
+                b.append([new_event(name, None, 1, 1, b"x", 1, key=key)])
+            self.assert_unchanged(b, before)
+        self.extend(b, a, tombstone=True)
+        with pytest.raises(KeyInUse):  # ended, not yet purged: its frames are still stored
+            b.append([new_event("b", None, 1, 1, b"x", 1, key=key)])
+        _compact_once(b)
+        assert self.create(b, "b", key=key).key == key
+
+    def whole(self, name: str, *, key: bytes | None = None, base: int = 0, seq: int = 3,
+              refs: Sequence[Chunk] = (), parent: str | None = None) -> WholeSession:  # fmt: skip
+        hashes = frozenset(c.hash for c in refs)
+        events = tuple(CopiedEvent(q, 100 + q, b"copied %d" % q, 2, hashes if q == seq else frozenset())
+                       for q in range(base + 1, seq + 1))  # fmt: skip
+        snaps = tuple(CopiedSnapshot(q, b"snap %d" % q, 3, hashes) for q in sorted({base, seq}) if q)
+        return WholeSession(name, key or os.urandom(KEY_BYTES), parent, 100, 100 + seq, seq, base, 4, events, snaps)
+
+    def test_a_whole_session_is_put_in_one_unit_of_work(self) -> None:
+        b = self.backend()
+        refs = [chunk_for("w1"), chunk_for("w2")]
+        session = self.whole("w", base=2, seq=5, refs=refs, parent="p")
+        head = b.put_session(session, refs)
+        assert (head.name, head.key, head.parent, head.seq, head.base) == ("w", session.key, "p", 5, 2)
+        assert (head.created_ms, head.updated_ms, head.snap_seq) == (100, 105, 5)
+        assert [(e.seq, e.ts_ms, e.frame) for e in b.events(head.sid, 0)] == [
+            (q, 100 + q, b"copied %d" % q) for q in (3, 4, 5)]  # fmt: skip
+        assert b.snapshot_seqs(head.sid, 10) == [5, 2] and b.snapshot(head.sid, 2) == b"snap 2"
+        assert b.refs(RefKind.EVENT, head.sid, 5) == {c.hash for c in refs}
+        assert b.refs(RefKind.SNAPSHOT, head.sid, 2) == {c.hash for c in refs}
+        info = b.info("w")
+        assert info is not None and info.entries == 4
+        # The chunk-GC contract holds for what it stored: nothing frees them while used.
+        _free_all(b)
+        assert b.chunks([c.hash for c in refs]) == {c.hash: c for c in refs}
+        # A write after it continues its history.
+        assert self.extend(b, head).seq == 6
+
+    def test_a_whole_session_that_cannot_be_put_writes_nothing(self) -> None:
+        b = self.backend()
+        live = self.create(b, "w")
+        refs = [chunk_for("p1")]
+        before = self.state(b)
+        attempts: list[tuple[type[Exception], Callable[[], object]]] = [
+            (ConflictError, lambda: b.put_session(self.whole("w", refs=refs), refs)),  # the id is live
+            (KeyInUse, lambda: b.put_session(self.whole("x", key=live.key, refs=refs), refs)),
+            (MissingChunks, lambda: b.put_session(self.whole("x", refs=refs), [])),
+            (InvalidValueError, lambda: b.put_session("not a session", refs)),  # type: ignore[arg-type]
+        ]
+        for error, attempt in attempts:
+            with pytest.raises(error):
+                attempt()
+            self.assert_unchanged(b, before)
+        assert b.head("x") is None
+        with pytest.raises(InvalidValueError):  # a history from 2 without its floor snapshot
+            WholeSession("x", os.urandom(KEY_BYTES), None, 1, 1, 3, 2, None,
+                         tuple(CopiedEvent(q, 1, b"e", 1) for q in (3,)), ())  # fmt: skip
 
     def test_events_come_in_order_and_by_range(self) -> None:
         b = self.backend()
@@ -407,15 +489,15 @@ class BackendTests:
     def test_one_write_appends_to_several_sessions_at_once(self) -> None:
         b = self.backend()
         a = self.create(b, "a")
-        out = b.append([NewEvent("a", a.sid, 2, 5, b"a2", 1), NewEvent("b", None, 1, 5, b"b1", 1)])
+        out = b.append([new_event("a", a.sid, 2, 5, b"a2", 1), new_event("b", None, 1, 5, b"b1", 1)])
         assert [(h.name, h.seq) for h in out] == [("a", 2), ("b", 1)]
         # A conflict on one writes nothing for either.
         before = self.state(b)
         with pytest.raises(ConflictError):
-            b.append([NewEvent("a", a.sid, 3, 6, b"a3", 1), NewEvent("b", out[1].sid, 1, 6, b"stale", 1)])
+            b.append([new_event("a", a.sid, 3, 6, b"a3", 1), new_event("b", out[1].sid, 1, 6, b"stale", 1)])
         self.assert_unchanged(b, before)
         with pytest.raises(InvalidValueError):
-            b.append([NewEvent("a", a.sid, 3, 6, b"a3", 1), NewEvent("a", a.sid, 3, 6, b"twice", 1)])
+            b.append([new_event("a", a.sid, 3, 6, b"a3", 1), new_event("a", a.sid, 3, 6, b"twice", 1)])
         self.assert_unchanged(b, before)
 
     def test_bad_arguments_are_invalid_value_errors(self) -> None:
@@ -424,17 +506,20 @@ class BackendTests:
         before = self.state(b)
         h = chunk_for(1).hash
         calls: list[Callable[[], object]] = [
-            lambda: b.append(e for e in [NewEvent("a", head.sid, 2, 1, b"", 1)]),  # type: ignore[arg-type]
+            lambda: b.append(e for e in [new_event("a", head.sid, 2, 1, b"", 1)]),  # type: ignore[arg-type]
             lambda: b.append(["not an event"]),  # type: ignore[list-item]
-            lambda: b.append([NewEvent("a", head.sid, 2, 1, b"", 1)], [b"not a chunk"]),  # type: ignore[list-item]
-            lambda: b.append([NewEvent("a", head.sid, 2, 1, b"", 1)], whole_tree=1),  # type: ignore[arg-type]
-            lambda: b.append([NewEvent("b", None, 1, 1, lambda sid: "not bytes", 1)]),  # type: ignore[arg-type,return-value]
-            lambda: NewEvent("", None, 1, 1, b"", 1),
-            lambda: NewEvent("a", head.sid, 0, 1, b"", 1),
-            lambda: NewEvent("a", True, 2, 1, b"", 1),
-            lambda: NewEvent("a", head.sid, 2, -1, b"", 1),
-            lambda: NewEvent("a", head.sid, 2, 1, "text", 1),  # type: ignore[arg-type]
-            lambda: NewEvent("a", head.sid, 2, 1, b"", 1, frozenset([b"short"])),
+            lambda: b.append([new_event("a", head.sid, 2, 1, b"", 1)], [b"not a chunk"]),  # type: ignore[list-item]
+            lambda: b.append([new_event("a", head.sid, 2, 1, b"", 1)], whole_tree=1),  # type: ignore[arg-type]
+            lambda: b.append([new_event("b", None, 1, 1, "not bytes", 1)]),
+            lambda: NewEvent("b", None, 1, 1, b"", 1),  # a new session without a key
+            lambda: NewEvent("b", None, 1, 1, b"", 1, key=b"short"),
+            lambda: NewEvent("a", head.sid, 2, 1, b"", 1, key=bytes(KEY_BYTES)),  # a key, not creating
+            lambda: new_event("", None, 1, 1, b"", 1),
+            lambda: new_event("a", head.sid, 0, 1, b"", 1),
+            lambda: new_event("a", True, 2, 1, b"", 1),
+            lambda: new_event("a", head.sid, 2, -1, b"", 1),
+            lambda: new_event("a", head.sid, 2, 1, "text", 1),
+            lambda: new_event("a", head.sid, 2, 1, b"", 1, frozenset([b"short"])),
             lambda: NewSnapshot(head.sid, 1, b"", 1, keep=0),
             lambda: Chunk(b"x" * 31, 0, 1, b"x"),
             lambda: b.put_snapshot("not a snapshot"),  # type: ignore[arg-type]
@@ -471,11 +556,11 @@ class BackendTests:
         head = self.create(b, "a")
         head = self.extend(b, self.extend(b, head))
         before = self.state(b)
-        stale = NewEvent("a", head.sid, head.seq, 9, b"stale", 1, frozenset([chunk_for("new").hash]))
+        stale = new_event("a", head.sid, head.seq, 9, b"stale", 1, frozenset([chunk_for("new").hash]))
         with pytest.raises(ConflictError) as e:
             b.append([stale], [chunk_for("new")])
         assert e.value.seq == 3, "a conflict carries the session's current head"
-        ahead = NewEvent("a", head.sid, head.seq + 2, 9, b"ahead", 1)
+        ahead = new_event("a", head.sid, head.seq + 2, 9, b"ahead", 1)
         with pytest.raises(ConflictError) as e:
             b.append([ahead])
         assert e.value.seq == 3
@@ -483,7 +568,7 @@ class BackendTests:
             self.create(b, "a", b"again")  # a live session is not created again
         assert e.value.seq == 3
         with pytest.raises(ConflictError) as e:
-            b.append([NewEvent("nobody", head.sid, 4, 9, b"x", 1)])  # another session's sid
+            b.append([new_event("nobody", head.sid, 4, 9, b"x", 1)])  # another session's sid
         assert e.value.seq == 0
         self.assert_unchanged(b, before)
         assert b.chunk_sizes([chunk_for("new").hash]) == {}, "a conflicting write stored its chunks"
@@ -493,12 +578,12 @@ class BackendTests:
         old = self.extend(b, self.create(b, "a", b"old"), tombstone=True)
         assert b.head("a") is None and b.info("a") is None and b.names() == []
         with pytest.raises(ConflictError) as e:
-            b.append([NewEvent("a", old.sid, old.seq + 1, 1, b"late", 1)])
+            b.append([new_event("a", old.sid, old.seq + 1, 1, b"late", 1)])
         assert e.value.seq == 0
         new = self.create(b, "a", b"new")
         assert new.sid != old.sid and new.seq == 1
         with pytest.raises(ConflictError) as e:
-            b.append([NewEvent("a", old.sid, 2, 1, b"late", 1)])  # the old sid, the new head
+            b.append([new_event("a", old.sid, 2, 1, b"late", 1)])  # the old sid, the new head
         assert e.value.seq == 1
         assert self.frames(b, old.sid) == [(1, b"old"), (2, b"next")], "ended history stays until purged"
         assert self.frames(b, new.sid) == [(1, b"new")]
@@ -511,10 +596,10 @@ class BackendTests:
         g = self.create(b, "g", parent="c")
         before = self.state(b)
         with pytest.raises(ConflictError):  # a live child left out of a whole-tree write
-            b.append([NewEvent("p", p.sid, 2, 1, b"t", 0, tombstone=True),
-                      NewEvent("c", c.sid, 2, 1, b"t", 0, tombstone=True)], whole_tree=True)  # fmt: skip
+            b.append([new_event("p", p.sid, 2, 1, b"t", 0, tombstone=True),
+                      new_event("c", c.sid, 2, 1, b"t", 0, tombstone=True)], whole_tree=True)  # fmt: skip
         self.assert_unchanged(b, before)
-        b.append([NewEvent(h.name, h.sid, 2, 1, b"t", 0, tombstone=True) for h in (p, c, g)], whole_tree=True)
+        b.append([new_event(h.name, h.sid, 2, 1, b"t", 0, tombstone=True) for h in (p, c, g)], whole_tree=True)
         assert b.names() == [] and b.children(["p", "c"]) == [] and sorted(b.dead(10)) == sorted([p.sid, c.sid, g.sid])
         assert b.counts()[:2] == (0, 3)
 
@@ -583,9 +668,9 @@ class BackendTests:
         head = self.extend(b, head, refs=[old])
         before = self.state(b)
         for attempt in (
-            lambda: b.append([NewEvent("a", head.sid, 3, 1, b"x", 1, frozenset([given.hash, lost.hash, old.hash]))],
+            lambda: b.append([new_event("a", head.sid, 3, 1, b"x", 1, frozenset([given.hash, lost.hash, old.hash]))],
                              [given]),
-            lambda: b.append([NewEvent("new", None, 1, 1, b"x", 1, frozenset([lost.hash]))]),
+            lambda: b.append([new_event("new", None, 1, 1, b"x", 1, frozenset([lost.hash]))]),
             lambda: self.snapshot_of(b, head, 2, refs=[given, lost], give=False),
         ):
             with pytest.raises(MissingChunks) as e:
@@ -610,10 +695,10 @@ class BackendTests:
             assert b.refs(RefKind.EVENT, head.sid, 1) == {c.hash for c in many}
             assert b.refs(RefKind.SNAPSHOT, head.sid, 1) == {c.hash for c in many}
             assert self.snapshot_of(b, head, 1, b"again")  # dropping the old one's 250 references
-            tomb = [NewEvent(f"k{i}", None, 1, 1, b"k", 1, parent="a") for i in range(150)]
+            tomb = [new_event(f"k{i}", None, 1, 1, b"k", 1, parent="a") for i in range(150)]
             heads = b.append(tomb)
-            b.append([NewEvent(h.name, h.sid, 2, 1, b"t", 0, tombstone=True) for h in heads]
-                     + [NewEvent("a", head.sid, 2, 1, b"t", 0, tombstone=True)], whole_tree=True)  # fmt: skip
+            b.append([new_event(h.name, h.sid, 2, 1, b"t", 0, tombstone=True) for h in heads]
+                     + [new_event("a", head.sid, 2, 1, b"t", 0, tombstone=True)], whole_tree=True)  # fmt: skip
             self.create(b, "z")
             _compact_once(b, batch=500)
             assert b.chunk_page(b"", 1000) == [] and b.counts() == (1, 0, 0)
@@ -786,7 +871,7 @@ class BackendTests:
         dead = self.extend(b, self.create(b, "d"), tombstone=True)
         before = self.state(b)
         assert self.snapshot_of(b, dead, 1, refs=[c]) is False
-        gone = Head("z", dead.sid + 100, None, 5, 0, 0, 0, 0, 0, 0)
+        gone = Head("z", dead.sid + 100, None, 5, 0, 0, 0, 0, 0, 0, bytes(KEY_BYTES))
         assert self.snapshot_of(b, gone, 1, refs=[c]) is False
         self.assert_unchanged(b, before)
         assert b.chunk_sizes([c.hash]) == {}
@@ -1045,7 +1130,7 @@ class _ModelMachine(RuleBasedStateMachine):
         refs = self._refs(data)
         sid = self.live.get(name)
         seq = 1 if sid is None else self.model[sid]["seq"] + 1
-        ev = NewEvent(name, sid, seq, seq, b"%s-%d" % (name.encode(), seq), 1, refs)
+        ev = new_event(name, sid, seq, seq, b"%s-%d" % (name.encode(), seq), 1, refs)
         (head,) = write_with_chunks(b, refs, self.by_hash, lambda give: b.append([ev], give))[0]
         assert head.seq == seq
         if sid is None:
@@ -1062,7 +1147,7 @@ class _ModelMachine(RuleBasedStateMachine):
             return
         seq = self.model[sid]["seq"] - back  # at the head (taken) or below it
         with pytest.raises(ConflictError) as e:
-            self.handles[0].append([NewEvent(name, sid, max(seq, 1), 1, b"stale", 1)])
+            self.handles[0].append([new_event(name, sid, max(seq, 1), 1, b"stale", 1)])
         assert e.value.seq == self.model[sid]["seq"]
 
     @rule(name=st.sampled_from("abc"), data=st.data(), keep=st.none() | st.integers(1, 2), floor=st.booleans())
@@ -1094,7 +1179,7 @@ class _ModelMachine(RuleBasedStateMachine):
         if sid is None:
             return
         m = self.model[sid]
-        self.handles[second].append([NewEvent(name, sid, m["seq"] + 1, 1, b"end", 0, tombstone=True)])
+        self.handles[second].append([new_event(name, sid, m["seq"] + 1, 1, b"end", 0, tombstone=True)])
         m["seq"] += 1
         m["events"][m["seq"]] = frozenset()
         m["live"] = False

@@ -399,6 +399,7 @@ class Store:
         with self._lock:
             self._open()
             tries = 0
+            stale = False  # a conflict of the cached incarnation was retried once
             while True:
                 head: int | None = None
                 try:
@@ -410,6 +411,12 @@ class Store:
                     self._cache.pop(name, None)
                     if expected_seq is not None:
                         found = 0 if e.seq is None else e.seq
+                        if found == expected_seq and not stale:
+                            # The head is as the caller expects: what conflicted was this
+                            # store's cached incarnation (deleted and made again by
+                            # another handle meanwhile).  Once more, from the head read now.
+                            stale = True
+                            continue
                         raise ConflictError(f"expected seq {expected_seq}, found {found}", session_id=name,
                                             seq=found) from None  # fmt: skip
                     tries += 1

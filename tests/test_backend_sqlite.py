@@ -135,7 +135,7 @@ def test_a_second_handle_in_the_process_keeps_the_first_ones_locks(tmp_path: Any
     path = str(tmp_path / "s.db")
     first = SQLiteBackend(path, max_cell_bytes=2_000_000, synchronous="OFF")
     try:
-        (head,) = first.append([NewEvent("a", None, 1, 1, b"first", 1)])
+        (head,) = first.append([NewEvent("a", None, 1, 1, b"first", 1, key=bytes(16))])
         second = SQLiteBackend(path, max_cell_bytes=2_000_000, synchronous="OFF")
         second.close()
         subprocess.run([sys.executable, "-c", _CHILD, path], check=True, timeout=120)

@@ -525,3 +525,18 @@ def test_a_storage_error_reading_a_large_value_is_not_called_damage(
         with pytest.raises(eventlog.StorageError, match="locked") as caught:
             s.load("s")
         assert not isinstance(caught.value, eventlog.CorruptionError)
+
+
+def test_expected_seq_holds_against_a_session_made_again_by_another_handle(tmp_path: Path) -> None:
+    """Regression: a handle that had cached a session deleted and made again by
+    another handle raised "expected seq 1, found 1" for an append whose
+    expectation held: the conflict was its cached incarnation's, not the caller's."""
+    path = str(tmp_path / "s.db")
+    with eventlog.open(path) as one, eventlog.open(path) as two:
+        two.append("d", [{"id": "old"}])
+        one.delete("d")
+        one.append("d", [{"id": "new"}])
+        assert two.append("d", [{"id": "more"}], expected_seq=1) == 2
+        assert one.load("d") == {"entries": [{"id": "new"}, {"id": "more"}], "leafId": "more"}
+        with pytest.raises(eventlog.ConflictError, match="expected seq 1, found 2"):
+            two.append("d", [{"id": "late"}], expected_seq=1)
