@@ -2,8 +2,8 @@
 
 Run from the repository root with the dev install active::
 
-    python tools/make_vectors.py              # rewrites tests/vectors/stores and tests/vectors/frames
-    python tools/make_vectors.py --out DIR    # writes them under DIR instead
+    python tools/make_vectors.py --keep-old   # rewrites tests/vectors, keeping its compatibility stores
+    python tools/make_vectors.py --out DIR    # writes them all under DIR instead
 
 The vectors are committed: they are what eventlog must go on reading, whatever it
 writes later.  **Regenerating them must not be needed unless the on-disk format
@@ -14,22 +14,36 @@ ones beside them.
 
 What is written is deterministic where it can be: the clock is fixed (every call of
 ``time.time_ns`` while a store is written advances a fake clock by one second,
-from 2026-01-01T00:00:00Z for each store), the chunk key is fixed (bytes 0..31), and the values come
-from a seeded ``random.Random``.  The bytes of the files still depend on the SQLite
-and zstd libraries that write them, so the test that reruns this script
+from 2026-01-01T00:00:00Z for each store), the chunk key is fixed (bytes 0..31),
+session keys come from a seeded ``random.Random`` (one per store), and so do the
+values.  The bytes of the files still depend on the SQLite and zstd libraries that
+write them, so the test that reruns this script
 (``test_the_generator_still_writes_what_the_vectors_expect``) compares what the new
 files decode to with the committed expectations, not their bytes.
 
 Each store's expectations (``stores/<name>.json``) are derived from what this script
 wrote (the session dicts it saved, its own replay of each ``append()``), then checked
 against what eventlog reads back before anything is written; only the events' ops,
-the timestamps and ``verify()``'s counts are recorded as read back.
+the timestamps, the session keys and ``verify()``'s counts are recorded as read back.
 
-Older schema versions (1, 2, 3) are made as the tests make them: a current store is
-rewritten with ``sqlite3`` into the older layout, and (for versions 1 and 2, whose
-writers predated timestamped frames) its event frames are resealed without the
-timestamp, with the CRC computed as docs/format.md specifies, independently of
-eventlog's code.
+Two generations of stores are written:
+
+* The current format (schema version 5): frames of format versions 3 and 4, bound
+  to each session's key, and segments large enough to be reused written with
+  string references (segment flag 2).  Written by eventlog as it is.
+* The compatibility vectors, as the releases before session keys wrote them
+  (``v4_*``: schema version 4; ``schema_v1`` to ``schema_v3``): written by eventlog
+  as those releases did (:func:`before_keys`: segments without string references),
+  then rewritten with ``sqlite3`` into the older layout: every frame resealed bound
+  to its session's row id (format versions 1 and 2, the same steps as
+  ``tests/helpers.py``'s ``to_version_4``), the ``key`` column dropped, and for
+  schema versions 1 to 3 the later tables and columns dropped and (for versions 1
+  and 2, whose writers predated timestamped frames) event frames resealed without
+  the timestamp.  Every CRC is computed as docs/format.md specifies it,
+  independently of eventlog's code, after checking the one it replaces.  The
+  committed files of that generation are those the releases before keys wrote
+  (tools/make_vectors.py of then); this script makes their equivalents, which the
+  drift test compares with them.
 """
 
 from __future__ import annotations
@@ -58,7 +72,11 @@ from unittest import mock
 import zstandard
 
 import eventlog
+import eventlog.copying
+import eventlog.log
+import eventlog.store
 from eventlog import codec
+from eventlog.snapshots import FLAG_STRINGREF
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "tests" / "vectors"
@@ -143,13 +161,43 @@ def same(a: Any, b: Any) -> bool:
 
 
 @contextmanager
-def fixed_clock() -> Iterator[None]:
+def fixed_clock(keys: random.Random) -> Iterator[None]:
+    """A fake clock, and session keys (16 bytes of ``os.urandom`` in eventlog's
+    ``store`` and ``copying`` modules) drawn from ``keys``."""
     ticks = itertools.count()
 
     def time_ns() -> int:
         return (CLOCK_START_MS + next(ticks) * CLOCK_STEP_MS) * 1_000_000
 
-    with mock.patch.object(time, "time_ns", time_ns):
+    class Os:  # the os module, but for its session keys
+        def __getattr__(self, name: str) -> Any:
+            return getattr(os, name)
+
+        @staticmethod
+        def urandom(n: int) -> bytes:
+            assert n == codec.KEY_BYTES, n
+            return keys.randbytes(n)
+
+    with (
+        mock.patch.object(time, "time_ns", time_ns),
+        mock.patch.object(eventlog.store, "os", Os()),
+        mock.patch.object(eventlog.copying, "os", Os()),
+    ):
+        yield
+
+
+@contextmanager
+def before_keys() -> Iterator[None]:
+    """Write as the releases before session keys (schema version 4) did, apart from
+    the frames' binding (resealed after, by :func:`to_version_4`): segments without
+    string references, whatever their size (their entries' own encodings one after
+    the other, segment flag 2 never set)."""
+    dumps = codec.dumps
+
+    def plain_dumps(value: Any, refs: list[codec.Ref] | None = None, *, stringref: bool = False) -> bytes:
+        return dumps(value, refs)
+
+    with mock.patch.object(eventlog.log, "FLAG_STRINGREF", 0), mock.patch.object(codec, "dumps", plain_dumps):
         yield
 
 
@@ -203,9 +251,10 @@ class Recorder:
         for k in range(1, start):
             states[k] = None
 
-    def expectations(self, about: str, options: dict[str, Any]) -> dict[str, Any]:
-        """Check the store against the recorded states; the JSON expectations."""
+    def expectations(self, about: str, options: dict[str, Any], path: str) -> dict[str, Any]:
+        """Check the store (at ``path``) against the recorded states; the JSON expectations."""
         store = self.store
+        keys = session_keys(path)
         assert store.sessions() == list(self.states), (store.sessions(), list(self.states))
         sessions = []
         for name, states in self.states.items():
@@ -223,6 +272,7 @@ class Recorder:
                 {
                     "id": name,
                     "parent": self.parents[name],
+                    "key": keys[name].hex(),
                     "seq": info.seq,
                     "history_start": info.history_start,
                     "entries": info.entries,
@@ -239,7 +289,7 @@ class Recorder:
         return {
             "about": about,
             "open": to_json(options),
-            "schema_version": 4,
+            "schema_version": 5,
             "sessions": sessions,
             "deleted": list(self.deleted),
             "verify": {
@@ -250,6 +300,18 @@ class Recorder:
                 "garbage_chunks": report.garbage_chunks,
             },
         }
+
+
+def session_keys(path: str) -> dict[str, bytes]:
+    """The key of each live session in the store file at ``path`` (``sessions.key``),
+    open in a store (its WAL is read: the store's connection removes it when closed)."""
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT name, key FROM sessions WHERE deleted_ms IS NULL").fetchall()
+    finally:
+        con.close()
+    assert all(type(key) is bytes and len(key) == codec.KEY_BYTES for _, key in rows), rows
+    return dict(rows)
 
 
 def entry(i: int, role: str = "user", **extra: Any) -> dict[str, Any]:
@@ -303,6 +365,7 @@ def build_plain(path: str, rng: random.Random) -> dict[str, Any]:
         return r.expectations(
             "A plain store (no chunk key, default options): events of every operation and values of every kind.",
             options,
+            path,
         )
 
 
@@ -356,10 +419,11 @@ def build_large(path: str, rng: random.Random, key: bytes | None) -> dict[str, A
             "PEM (64), URL-safe unpadded base64, a value repeated (stored once), a snapshot holding refs, "
             "large_value_bytes=256 and chunk_bytes=1024.",
             options,
+            path,
         )
 
 
-def build_segmented(path: str, rng: random.Random) -> dict[str, Any]:
+def build_segmented(path: str, rng: random.Random, last: bool = False) -> dict[str, Any]:
     options: dict[str, Any] = {"chunk_bytes": 1024, "large_value_bytes": 512, "snapshot_every": 0, "snapshot_bytes": 0}
     with eventlog.open(path, **options) as store:
         r = Recorder(store)
@@ -381,10 +445,20 @@ def build_segmented(path: str, rng: random.Random) -> dict[str, Any]:
         state["title"] = "events after the newest snapshot"
         del state["entries"][0]
         r.save("long", state)
-        return r.expectations(
+        about = (
             "Segmented snapshots (chunk_bytes=1024: segments of about 1 KiB of CBOR): 41 entries, a snapshot "
-            "at 5, an edit and 10 more entries, a snapshot at 7 reusing untouched segments, then 2 events after it.",
+            "at 5, an edit and 10 more entries, a snapshot at 7 reusing untouched segments, then 2 events after it."
+        )
+        if last:
+            store.snapshot("long")  # a small new tail segment, under a quarter of segment_bytes
+            about += (
+                " Then a snapshot at 9 (the one at 5 dropped), its last segment (the 2 new entries) written "
+                "without string references (segment flags 1), the others with them (3)."
+            )
+        return r.expectations(
+            about,
             options,
+            path,
         )
 
 
@@ -404,6 +478,7 @@ def build_spilled(path: str, rng: random.Random) -> dict[str, Any]:
             "Frames over the cell budget (max_cell_bytes=16384) spilled into chunks: an event, and a snapshot "
             "frame (the session's bulk is in a top-level field, so its snapshot is one frame).",
             options,
+            path,
         )
 
 
@@ -427,6 +502,7 @@ def build_tree(path: str, rng: random.Random) -> dict[str, Any]:
             "Parent links and deletion: root > a > a1 and root > b > b1; a deleted with its tree, b alone "
             "(b1 keeps its link), gone alone, then b written again as a new session. Tombstones kept (not compacted).",
             options,
+            path,
         )
 
 
@@ -451,6 +527,7 @@ def build_compacted(path: str, rng: random.Random) -> dict[str, Any]:
             "History compaction: 'trimmed' kept its last 2 events (compact(retain=2)); its history starts at 4, "
             "the floor snapshot there; a deleted session and the chunk only it and the dropped events used are gone.",
             options,
+            path,
         )
 
 
@@ -465,30 +542,105 @@ def build_legacy(path: str, rng: random.Random) -> dict[str, Any]:
         r.save("root", {"version": 5, "entries": [first, entry(2, "assistant")], "leafId": "e2"})  # snapshot at 2
         r.save("root", {"version": 5, "entries": [first, entry(3, "assistant")], "leafId": "e3"})
         r.save("child", {"version": 5, "entries": [entry(4, text="sub-task")], "leafId": "e4"}, parent="root")
-        return r.expectations("", {})
+        return r.expectations("", {}, path)
+
+
+def build_copied(path: str, rng: random.Random) -> dict[str, Any]:
+    options: dict[str, Any] = {"chunk_key": CHUNK_KEY, "large_value_bytes": 256}
+    image = base64.b64encode(rng.randbytes(600)).decode()
+    text = big_text(rng, 100)
+    source_path = path + ".source"
+    with eventlog.open(source_path, large_value_bytes=256, snapshot_every=0) as source:
+        src = Recorder(source)
+        src.append("agent", [entry(0, img=image)])
+        src.append("agent", [entry(1, "assistant", text=text)])
+        src.append("agent/sub", [entry(2, img=image)], parent="agent")
+        src.append("trimmed", [entry(3, text=text)])
+        for i in range(4, 8):
+            src.append("trimmed", [entry(i)])
+        assert source.compact(retain=2).sessions_truncated == 1
+        src.compacted("trimmed", 3)
+        keys = session_keys(source_path)
+        with eventlog.open(path, **options) as store:
+            r = Recorder(store)
+            r.save("local", {"entries": [entry(9)], "leafId": "e9"})  # row 1 here: the copies' row ids differ
+            copied = source.copy_to(store)
+            assert copied == ["agent", "agent/sub", "trimmed"], copied
+            for name in copied:
+                r.states[name], r.parents[name] = src.states[name], src.parents[name]
+            expected = r.expectations(
+                "Sessions copied (Store.copy_to) from an unkeyed store, where they were rows 1 to 3, into a keyed "
+                "one (chunk_key = bytes 0..31) after a session of its own: same keys (so their frames, all written "
+                "anew, are bound as in the source), positions, times and history start ('trimmed' was compacted "
+                "with retain=2 before the copy: its floor snapshot came with it); the large values stored again "
+                "under this store's chunk key, large_value_bytes=256.",
+                options,
+                path,
+            )
+    for session in expected["sessions"]:
+        if session["id"] in copied:
+            assert session["key"] == keys[session["id"]].hex(), session["id"]
+    for side in ("", "-wal", "-shm", "-lock"):
+        if os.path.exists(source_path + side):
+            os.remove(source_path + side)
+    return expected
+
+
+def _reseal(frame: bytes, old: bytes, new: bytes, version: int, flags: int) -> bytes:
+    """``frame`` with its CRC, found over the binding ``old``, made over the binding
+    ``new`` with ``version`` and ``flags`` instead (docs/format.md, "Frames"): CRC32
+    over binding | version | flags | payload."""
+    was, had, crc = struct.unpack_from("<BBI", frame)
+    payload = frame[6:]
+    assert zlib.crc32(old + bytes((was, had)) + payload) == crc, "not bound as expected"
+    return struct.pack("<BBI", version, flags, zlib.crc32(new + bytes((version, flags)) + payload)) + payload
+
+
+def to_version_4(path: str) -> None:
+    """Make a closed store file of schema version 5 into a version 4 one, as the
+    releases before session keys wrote it (the steps of tests/helpers.py's
+    ``to_version_4``): every frame of format version 3 or 4, bound to its session's
+    key, resealed as version 1 or 2, bound to its row id; no ``sessions.key``."""
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("BEGIN")
+    keys = dict(con.execute("SELECT sid, key FROM sessions"))
+    rows = con.execute("SELECT pos, sid, seq, ts_ms, frame FROM events").fetchall()
+    for pos, sid, seq, ts, frame in rows:
+        version, flags = frame[0], frame[1]
+        assert version == 3, (version, flags)
+        time = struct.pack("<q", ts) if flags & codec.FLAG_TIMED else b""
+        old, new = b"E" + keys[sid] + struct.pack("<q", seq) + time, b"E" + struct.pack("<qq", sid, seq) + time
+        con.execute("UPDATE events SET frame = ? WHERE pos = ?", (_reseal(frame, old, new, 1, flags), pos))
+    for nid, sid, seq, frame in con.execute("SELECT id, sid, seq, frame FROM snapshots").fetchall():
+        version, flags = frame[0], frame[1]
+        assert version in (3, 4), (version, flags)
+        old, new = b"S" + keys[sid] + struct.pack("<q", seq), b"S" + struct.pack("<qq", sid, seq)
+        con.execute("UPDATE snapshots SET frame = ? WHERE id = ?", (_reseal(frame, old, new, version - 2, flags), nid))
+    con.execute("DROP INDEX sessions_key")
+    con.execute("ALTER TABLE sessions DROP COLUMN key")
+    con.execute("PRAGMA user_version = 4")
+    con.execute("COMMIT")
+    con.close()
 
 
 def _events_untimed(con: sqlite3.Connection, only_first: bool = False) -> None:
-    """Reseal event frames without FLAG_TIMED, as writers before it sealed them
-    (docs/format.md, "Frames"): CRC32 over binding | version | flags | payload."""
+    """Reseal event frames (of version 1) without FLAG_TIMED, as writers before it
+    sealed them."""
     rows = con.execute("SELECT pos, sid, seq, ts_ms, frame FROM events ORDER BY pos").fetchall()
     for pos, sid, seq, ts, frame in rows:
         if only_first and seq != 1:
             continue
-        version, flags, crc = struct.unpack_from("<BBI", frame)
-        payload = frame[6:]
-        if not flags & 4:
+        version, flags = frame[0], frame[1]
+        assert version == 1, version
+        if not flags & codec.FLAG_TIMED:
             continue  # untimed already
-        timed = b"E" + struct.pack("<qqq", sid, seq, ts)
-        assert zlib.crc32(timed + bytes((version, flags)) + payload) == crc, "not a timed frame"
-        flags &= ~4
-        crc = zlib.crc32(b"E" + struct.pack("<qq", sid, seq) + bytes((version, flags)) + payload)
-        con.execute(
-            "UPDATE events SET frame = ? WHERE pos = ?", (struct.pack("<BBI", version, flags, crc) + payload, pos)
-        )
+        bound = b"E" + struct.pack("<qq", sid, seq)
+        frame = _reseal(frame, bound + struct.pack("<q", ts), bound, version, flags & ~codec.FLAG_TIMED)
+        con.execute("UPDATE events SET frame = ? WHERE pos = ?", (frame, pos))
 
 
 def to_version_3(path: str) -> None:
+    to_version_4(path)
     con = sqlite3.connect(path, isolation_level=None)
     con.executescript("BEGIN; ALTER TABLE sessions DROP COLUMN entries; PRAGMA user_version = 3;")
     _events_untimed(con, only_first=True)  # a file upgraded to 3 before frames were timed holds both kinds
@@ -531,24 +683,77 @@ def to_version_1(path: str) -> None:
     con.close()
 
 
-def build_version(version: int) -> Callable[[str, random.Random], dict[str, Any]]:
-    downgrade = {1: to_version_1, 2: to_version_2, 3: to_version_3}[version]
+def read_back(path: str, expected: dict[str, Any]) -> None:
+    """The store file at ``path`` (rewritten into an older layout), read-only, holds
+    what ``expected`` records, as the JSON this script writes says it."""
+    copied = path + ".copy"  # (a read-only open may leave -wal and -shm files next to what it reads)
+    shutil.copyfile(path, copied)
+    with eventlog.open(copied, readonly=True, **expected["open_options"]) as store:
+        assert store.sessions() == [s["id"] for s in expected["sessions"]]
+        for s in expected["sessions"]:
+            for k, state in enumerate(s["folds"]):
+                if state is not None:
+                    assert json.dumps(to_json(store.fold(s["id"], at=k))) == json.dumps(state), (s["id"], k)
+            events = list(store.events(s["id"], since=s["history_start"]))
+            assert [[op_to_json(op) for op in e.ops] for e in events] == [e["ops"] for e in s["events"]]
+        report = store.verify()
+        assert report.ok, report.problems
+        assert {k: getattr(report, k) for k in expected["verify"]} == expected["verify"]
+    for side in ("", "-wal", "-shm"):
+        if os.path.exists(copied + side):
+            os.remove(copied + side)
 
-    def build(path: str, rng: random.Random) -> dict[str, Any]:
-        expected = build_legacy(path, rng)
+
+def before_keys_store(
+    build: Callable[[str, random.Random], dict[str, Any]], version: int = 4
+) -> Callable[[str, random.Random], dict[str, Any]]:
+    """``build``, written as the releases before session keys wrote it
+    (:func:`before_keys`), made into a file of schema ``version`` (4 or older)."""
+    downgrade = {1: to_version_1, 2: to_version_2, 3: to_version_3, 4: to_version_4}[version]
+
+    def built(path: str, rng: random.Random) -> dict[str, Any]:
+        with before_keys():
+            expected = build(path, rng)
         downgrade(path)
-        copied = path + ".copy"  # (a read-only open may leave -wal and -shm files next to what it reads)
-        shutil.copyfile(path, copied)
-        with eventlog.open(copied, readonly=True) as store:  # what verify counts in the older layout
-            report = store.verify()
-            assert report.ok, report.problems
-        assert expected["verify"]["snapshots"] == report.snapshots
         expected["schema_version"] = version
         for session in expected["sessions"]:
-            session["entries"] = None  # not recorded before version 4
+            session["key"] = None  # none before version 5: frames are bound to the row id
+            if version < 4:
+                session["entries"] = None  # not recorded before version 4
+        read_back(path, {**expected, "open_options": from_options(expected["open"])})
+        return expected
+
+    return built
+
+
+def from_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Options recorded in tagged JSON, as given to ``eventlog.open``."""
+    return {k: base64.b64decode(v["$bytes"]) if type(v) is dict else v for k, v in options.items()}
+
+
+def build_v4(build: Callable[[str, random.Random], dict[str, Any]]) -> Callable[[str, random.Random], dict[str, Any]]:
+    made = before_keys_store(build)
+
+    def built(path: str, rng: random.Random) -> dict[str, Any]:
+        expected = made(path, rng)
         expected["about"] = (
-            f"A schema version {version} file (written by this release, then rewritten into that version's "
-            "layout): a session with a large value and a snapshot, and a child. "
+            "As the releases before session keys wrote it (schema version 4: no sessions.key; frames of format "
+            "versions 1 and 2, bound to the row id; segments without string references). " + expected["about"]
+        )
+        return expected
+
+    return built
+
+
+def build_version(version: int) -> Callable[[str, random.Random], dict[str, Any]]:
+    made = before_keys_store(build_legacy, version)
+
+    def build(path: str, rng: random.Random) -> dict[str, Any]:
+        expected = made(path, rng)
+        expected["about"] = (
+            f"A schema version {version} file (written by eventlog as the releases before session keys did, then "
+            "rewritten into that version's layout, frames bound to the row id): a session with a large value and "
+            "a snapshot, and a child. "
             + {
                 1: "Refs per session (kind 2), no meta table, no base_seq/deleted_ms; event frames untimed.",
                 2: "No meta table (plain BLAKE3 addresses); event frames untimed.",
@@ -560,14 +765,54 @@ def build_version(version: int) -> Callable[[str, random.Random], dict[str, Any]
     return build
 
 
+def segment_flags(path: str) -> list[int]:
+    """The flags of every segment of every segmented snapshot in the store file at
+    ``path`` (read with ``sqlite3`` and :mod:`eventlog.codec`)."""
+    con = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)  # (closed: no side files made)
+    try:
+        rows = con.execute("SELECT frame FROM snapshots").fetchall()
+    finally:
+        con.close()
+    found: list[int] = []
+    for (frame,) in rows:
+        if frame[1] & codec.FLAG_SEGMENTS and not frame[1] & codec.FLAG_SPILL:
+            body = codec.Framer().decompress(frame[1], frame[6:], 1 << 20)
+            found += [segment[1] for segment in codec.loads(body)[0][1]]
+    return found
+
+
+def build_segmented_now(path: str, rng: random.Random) -> dict[str, Any]:
+    expected = build_segmented(path, rng, last=True)
+    flags = segment_flags(path)
+    assert any(f & FLAG_STRINGREF for f in flags) and any(not f & FLAG_STRINGREF for f in flags), flags
+    return expected
+
+
+def build_segmented_before_keys(path: str, rng: random.Random) -> dict[str, Any]:
+    expected = build_segmented(path, rng)
+    flags = segment_flags(path)
+    assert flags and not any(f & FLAG_STRINGREF for f in flags), flags
+    return expected
+
+
 STORES: dict[str, Callable[[str, random.Random], dict[str, Any]]] = {
+    # The current format (schema version 5).
     "plain": build_plain,
     "large_plain": lambda path, rng: build_large(path, rng, None),
     "large_keyed": lambda path, rng: build_large(path, rng, CHUNK_KEY),
-    "segmented": build_segmented,
+    "segmented": build_segmented_now,
     "spilled": build_spilled,
     "tree": build_tree,
     "compacted": build_compacted,
+    "copied": build_copied,
+    # As the releases before session keys wrote them: the compatibility vectors.
+    "v4_plain": build_v4(build_plain),
+    "v4_large_plain": build_v4(lambda path, rng: build_large(path, rng, None)),
+    "v4_large_keyed": build_v4(lambda path, rng: build_large(path, rng, CHUNK_KEY)),
+    "v4_segmented": build_v4(build_segmented_before_keys),
+    "v4_spilled": build_v4(build_spilled),
+    "v4_tree": build_v4(build_tree),
+    "v4_compacted": build_v4(build_compacted),
     "schema_v1": build_version(1),
     "schema_v2": build_version(2),
     "schema_v3": build_version(3),
@@ -583,9 +828,38 @@ def seal(version: int, flags: int, payload: bytes, binding: bytes) -> bytes:
     return struct.pack("<BBI", version, flags, crc) + payload
 
 
-def binding(kind: str, sid: int, seq: int, ts: int | None) -> bytes:
+def row_binding(kind: str, sid: int, seq: int, ts: int | None) -> bytes:
+    """What a frame of version 1 or 2 binds its CRC to (docs/format.md, "Frame binding")."""
     out = kind.encode() + struct.pack("<qq", sid, seq)
     return out if ts is None else out + struct.pack("<q", ts)
+
+
+def key_binding(kind: str, key: bytes, seq: int, ts: int | None) -> bytes:
+    """What a frame of any other version binds its CRC to."""
+    out = kind.encode() + key + struct.pack("<q", seq)
+    return out if ts is None else out + struct.pack("<q", ts)
+
+
+#: A frame vector's row: kind ("E" or "S"), sid, key (None before schema 5), seq, ts.
+Row = tuple[str, int, bytes | None, int, int | None]
+
+
+def covered(frame: bytes, row: Row) -> bytes | None:
+    """What a reader at ``row`` computes the CRC of ``frame`` over, before its version
+    and flags bytes: the binding its version calls for, with the timestamp when its
+    flags have TIMED; ``None`` when it has no version byte or the row lacks what
+    the binding needs (a reader refuses the frame before any CRC)."""
+    kind, sid, key, seq, ts = row
+    if not frame:
+        return None
+    timed = len(frame) > 1 and bool(frame[1] & codec.FLAG_TIMED)
+    if timed and ts is None:
+        return None
+    if frame[0] in (1, 2):
+        return row_binding(kind, sid, seq, ts if timed else None)
+    if key is None:
+        return None
+    return key_binding(kind, key, seq, ts if timed else None)
 
 
 class Frames:
@@ -595,30 +869,29 @@ class Frames:
         self.dir = out
         self.index: list[dict[str, Any]] = []
 
-    def add(
-        self, name: str, about: str, frame: bytes, kind: str, sid: int, seq: int, ts: int | None, expect: Any
-    ) -> None:
+    def add(self, name: str, about: str, frame: bytes, row: Row, expect: Any) -> None:
         (self.dir / f"{name}.frame").write_bytes(frame)
+        kind, sid, key, seq, ts = row
+        bound = covered(frame, row)
         self.index.append(
             {
                 "name": name,
                 "about": about,
                 "file": f"{name}.frame",
-                "binding": {"kind": kind, "sid": sid, "seq": seq, "ts": ts},
-                # What the CRC covers before version and flags: the timestamp is in it
-                # only for a frame flagged timed (4).
-                "binding_bytes": binding(kind, sid, seq, ts if len(frame) > 1 and frame[1] & 4 else None).hex(),
+                "binding": {"kind": kind, "sid": sid, "key": None if key is None else key.hex(), "seq": seq, "ts": ts},
+                "binding_bytes": None if bound is None else bound.hex(),
                 "expect": expect,
             }
         )
 
 
-def decode(frame: bytes, kind: str, sid: int, seq: int, ts: int | None) -> dict[str, Any]:
-    """What eventlog's codec makes of a frame: its flags (as opened: without the
-    timestamp flag) and body (spill pointer or CBOR value), or the error class."""
+def decode(frame: bytes, row: Row) -> dict[str, Any]:
+    """What eventlog's codec makes of a frame read at ``row``: its flags (as opened:
+    without the timestamp flag) and body (spill pointer or CBOR value), or the error
+    class."""
+    kind, sid, key, seq, ts = row
     try:
-        timed = codec.binding(kind.encode(), sid, seq, ts) if ts is not None else None
-        flags, payload = codec.Framer.open(frame, codec.binding(kind.encode(), sid, seq), timed)
+        flags, payload = codec.Framer.open(frame, codec.Place(kind.encode(), sid, key, seq, ts))
         if not flags & codec.FLAG_SPILL:
             payload = codec.Framer().decompress(flags, payload, 1 << 20)
         value, markers = codec.loads(payload)
@@ -627,125 +900,188 @@ def decode(frame: bytes, kind: str, sid: int, seq: int, ts: int | None) -> dict[
     return {"flags": flags, "markers": markers, "body": to_json(value)}
 
 
-def store_frames(path: Path, table: str) -> list[tuple[int, int, int | None, bytes]]:
+Found = tuple[Row, bytes]
+
+
+def store_frames(path: Path, table: str) -> list[Found]:
     con = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)  # (no side files made)
     try:
+        has_key = any(r[1] == "key" for r in con.execute("PRAGMA table_info(sessions)"))
+        key = "s.key" if has_key else "NULL"
         if table == "events":
-            return [tuple(r) for r in con.execute("SELECT sid, seq, ts_ms, frame FROM events ORDER BY pos")]
-        return [(sid, seq, None, frame) for sid, seq, frame in con.execute("SELECT sid, seq, frame FROM snapshots")]
+            sql = f"SELECT 'E', t.sid, {key}, t.seq, t.ts_ms, t.frame FROM events t JOIN sessions s USING (sid)"
+            sql += " ORDER BY pos"
+        else:
+            sql = f"SELECT 'S', t.sid, {key}, t.seq, NULL, t.frame FROM snapshots t JOIN sessions s USING (sid)"
+        return [((r[0], r[1], r[2], r[3], r[4]), r[5]) for r in con.execute(sql)]
     finally:
         con.close()
 
 
-def pick(
-    frames: list[tuple[int, int, int | None, bytes]], test: Callable[[int, int, bytes], bool]
-) -> tuple[int, int, int | None, bytes]:
+def pick(frames: list[Found], test: Callable[[int, int, bytes], bool]) -> Found:
     """The first frame whose (version, flags, payload) pass ``test``."""
     for f in frames:
-        if test(f[3][0], f[3][1], f[3][6:]):
+        if test(f[1][0], f[1][1], f[1][6:]):
             return f
     raise AssertionError("no such frame in the vectors")
 
 
 def build_frames(stores: Path, out: Path) -> None:
     frames = Frames(out)
-    plain = store_frames(stores / "plain.eventlog", "events")
-    large = store_frames(stores / "large_plain.eventlog", "events")
-    spilled = store_frames(stores / "spilled.eventlog", "events")
-    tree = store_frames(stores / "tree.eventlog", "events")
-    v2 = store_frames(stores / "schema_v2.eventlog", "events")
-    snaps = store_frames(stores / "segmented.eventlog", "snapshots")
-    snaps_small = store_frames(stores / "schema_v3.eventlog", "snapshots")
-    spilled_snaps = store_frames(stores / "spilled.eventlog", "snapshots")
 
-    def ok(name: str, about: str, f: tuple[int, int, int | None, bytes], kind: str = "E") -> None:
-        sid, seq, ts, frame = f
-        expect = decode(frame, kind, sid, seq, ts)
+    def ok(name: str, about: str, found: Found) -> None:
+        row, frame = found
+        expect = decode(frame, row)
         assert "error" not in expect, (name, expect)
-        frames.add(name, about, frame, kind, sid, seq, ts, expect)
+        frames.add(name, about, frame, row, expect)
 
-    def bad(name: str, about: str, frame: bytes, kind: str, sid: int, seq: int, ts: int | None, error: str) -> None:
-        found = decode(frame, kind, sid, seq, ts)
+    def bad(name: str, about: str, frame: bytes, row: Row, error: str) -> None:
+        found = decode(frame, row)
         assert found == {"error": error}, (name, found)
-        frames.add(name, about, frame, kind, sid, seq, ts, {"error": error})
+        frames.add(name, about, frame, row, {"error": error})
 
-    raw = pick(plain, lambda v, f, p: f == codec.FLAG_TIMED and len(p) > 20)
-    ok("event_raw", "An event frame, uncompressed (flags: timed), from plain.eventlog.", raw)
-    packed = pick(plain, lambda v, f, p: f == codec.FLAG_TIMED | codec.FLAG_ZSTD)
-    ok("event_zstd", "An event frame, zstd-compressed (flags: zstd, timed), from plain.eventlog.", packed)
-    empty = pick(plain, lambda v, f, p: p == b"\x80")
-    ok("event_no_ops", "An event with no operations: the body is an empty CBOR array.", empty)
-    ok("event_untimed", "An event frame from before timestamps were bound (schema_v2.eventlog).", v2[0])
-    refs = pick(large, lambda v, f, p: f == codec.FLAG_TIMED and b"\xd9\xe8\x6d" in p)
-    ok("event_refs", "An event holding large values as refs (tag 59501) and the entries marker (tag 59502).", refs)
-    forms = pick(large, lambda v, f, p: b"\xd9\xe8\x6d\x85" in p or b"\xd9\xe8\x6d\x85" in _unzstd(f, p))
-    ok("event_base64_forms", "An event with refs of base64 in non-canonical forms (5-field refs).", forms)
-    spill = pick(spilled, lambda v, f, p: bool(f & codec.FLAG_SPILL))
-    ok("event_spilled", "An event spilled into chunks: the payload is the pointer [flags, length, hashes].", spill)
-    tomb = pick(tree, lambda v, f, p: p[:2] == b"\x81\x83" and p[2] == 4)
-    ok("event_tombstone", "A tombstone event: [[4, root, null]].", tomb)
-    single = pick(snaps_small, lambda v, f, p: v == 1 and not f & codec.FLAG_SPILL)
-    ok("snapshot_single", "A snapshot in one frame (format version 1): [fields, entries].", single, "S")
-    manifest = pick(snaps, lambda v, f, p: v == 2)
-    ok("snapshot_manifest", "A segmented snapshot's manifest (format version 2, flag segments).", manifest, "S")
-    ok("snapshot_spilled", "A one-frame snapshot spilled into chunks.", spilled_snaps[0], "S")
+    def accepted(prefix: str, v: int, generation: str) -> tuple[Found, Found]:
+        """The frames of one generation (``""``: the current format, ``"v4_"``: before
+        keys) that every reader must accept; ``v`` their one-body version.  Returns
+        a raw and a compressed event frame to damage."""
+        plain = store_frames(stores / f"{prefix}plain.eventlog", "events")
+        large = store_frames(stores / f"{prefix}large_plain.eventlog", "events")
+        spilled = store_frames(stores / f"{prefix}spilled.eventlog", "events")
+        tree = store_frames(stores / f"{prefix}tree.eventlog", "events")
+        snaps = store_frames(stores / f"{prefix}segmented.eventlog", "snapshots")
+        small = "schema_v3" if prefix else "compacted"  # (large_plain's snapshot is segmented)
+        small_snaps = store_frames(stores / f"{small}.eventlog", "snapshots")
+        spilled_snaps = store_frames(stores / f"{prefix}spilled.eventlog", "snapshots")
+        at = f"v{v}_"
+        raw = pick(plain, lambda ver, f, p: f == codec.FLAG_TIMED and len(p) > 20)
+        ok(f"{at}event_raw", f"An event frame, uncompressed (flags: timed), from {prefix}plain.eventlog; {generation}.",
+            raw)  # fmt: skip
+        packed = pick(plain, lambda ver, f, p: f == codec.FLAG_TIMED | codec.FLAG_ZSTD)
+        ok(f"{at}event_zstd", f"An event frame, zstd-compressed (flags: zstd, timed), from {prefix}plain.eventlog.",
+            packed)  # fmt: skip
+        empty = pick(plain, lambda ver, f, p: p == b"\x80")
+        ok(f"{at}event_no_ops", "An event with no operations: the body is an empty CBOR array.", empty)
+        refs = pick(large, lambda ver, f, p: f == codec.FLAG_TIMED and b"\xd9\xe8\x6d" in p)
+        ok(f"{at}event_refs",
+            "An event holding large values as refs (tag 59501) and the entries marker (tag 59502).", refs)  # fmt: skip
+        forms = pick(large, lambda ver, f, p: b"\xd9\xe8\x6d\x85" in p or b"\xd9\xe8\x6d\x85" in _unzstd(f, p))
+        ok(f"{at}event_base64_forms", "An event with refs of base64 in non-canonical forms (5-field refs).", forms)
+        spill = pick(spilled, lambda ver, f, p: bool(f & codec.FLAG_SPILL))
+        ok(f"{at}event_spilled",
+            f"An event spilled into chunks: the payload is the pointer [flags, length, hashes] (the chunks are in "
+            f"{prefix}spilled.eventlog).", spill)  # fmt: skip
+        tomb = pick(tree, lambda ver, f, p: p[:2] == b"\x81\x83" and p[2] == 4)
+        ok(f"{at}event_tombstone", "A tombstone event: [[4, root, null]].", tomb)
+        single = pick(small_snaps, lambda ver, f, p: ver == v and not f & codec.FLAG_SPILL)
+        ok(f"{at}snapshot_single", f"A snapshot in one frame (format version {v}): [fields, entries], from "
+            f"{small}.eventlog.", single)  # fmt: skip
+        manifest = pick(snaps, lambda ver, f, p: ver == v + 1 and (v == 1 or len(set(segment_kinds(f, p))) == 2))
+        segments = "some with string references (segment flags 3), the last without (1)" if v == 3 else "flags 1"
+        ok(f"v{v + 1}_snapshot_manifest",
+            f"A segmented snapshot's manifest (format version {v + 1}, flag segments), from "
+            f"{prefix}segmented.eventlog; its segments: {segments}.", manifest)  # fmt: skip
+        ok(f"{at}snapshot_spilled", "A one-frame snapshot spilled into chunks.", spilled_snaps[0])
+        return raw, packed
 
-    sid, seq, ts, frame = raw
-    flags = frame[1]
-    payload = frame[6:]
-    assert ts is not None
-    timed = binding("E", sid, seq, ts)
+    raw1, packed1 = accepted("v4_", 1, "as the releases before session keys wrote it, bound to the row id")
+    v2 = store_frames(stores / "schema_v2.eventlog", "events")
+    ok("v1_event_untimed", "An event frame from before timestamps were bound (schema_v2.eventlog).", v2[0])
+    raw3, _ = accepted("", 3, "bound to the session's key")
+
+    # Damage and newer versions, from a version 1 frame (row-bound) ...
+    row, frame = raw1
+    kind, sid, key, seq, ts = row
+    assert ts is not None and key is None
+    flags, payload = frame[1], frame[6:]
+    timed = row_binding("E", sid, seq, ts)
     flipped = bytearray(frame)
     flipped[-1] ^= 0x01
-    bad(
-        "reject_flipped_byte", "event_raw with its last byte flipped.", bytes(flipped), "E", sid, seq, ts, "DecodeError"
-    )
-    bad("reject_other_position", "event_raw read at seq + 1.", frame, "E", sid, seq + 1, ts, "DecodeError")
-    bad("reject_other_session", "event_raw read as session sid + 1's.", frame, "E", sid + 1, seq, ts, "DecodeError")
-    bad("reject_as_snapshot", "event_raw read as a snapshot row.", frame, "S", sid, seq, None, "DecodeError")
-    bad("reject_other_time", "event_raw read with another timestamp.", frame, "E", sid, seq, ts + 1, "DecodeError")
-    bad("reject_timed_without_time", "A timed frame where the row keeps no timestamp.", frame, "E", sid, seq, None,
+    bad("reject_flipped_byte", "v1_event_raw with its last byte flipped.", bytes(flipped), row, "DecodeError")
+    bad("reject_other_position", "v1_event_raw read at seq + 1.", frame, (kind, sid, key, seq + 1, ts), "DecodeError")
+    bad("reject_other_session", "v1_event_raw read as session sid + 1's.", frame, (kind, sid + 1, key, seq, ts),
         "DecodeError")  # fmt: skip
+    bad("reject_as_snapshot", "v1_event_raw read as a snapshot row.", frame, ("S", sid, key, seq, None), "DecodeError")
+    bad("reject_other_time", "v1_event_raw read with another timestamp.", frame, (kind, sid, key, seq, ts + 1),
+        "DecodeError")  # fmt: skip
+    bad("reject_timed_without_time", "A timed frame where the row keeps no timestamp.", frame,
+        (kind, sid, key, seq, None), "DecodeError")  # fmt: skip
     for n in (0, 1, 5):
-        bad(f"reject_truncated_{n}", f"The first {n} bytes of event_raw.", frame[:n], "E", sid, seq, ts, "DecodeError")
-    bad("reject_version_3", "Format version 3, CRC valid: a newer release wrote it.",
-        seal(3, flags, payload, timed), "E", sid, seq, ts, "VersionError")  # fmt: skip
-    bad("reject_version_0", "Format version 0, CRC valid.", seal(0, flags, payload, timed), "E", sid, seq, ts,
-        "VersionError")  # fmt: skip
-    newer = bytearray(seal(3, flags, payload, timed))
-    newer[-1] ^= 0x01
-    bad("reject_version_3_damaged", "Format version 3 with a bad CRC: damage, not a newer format.", bytes(newer),
-        "E", sid, seq, ts, "DecodeError")  # fmt: skip
+        bad(f"reject_truncated_{n}", f"The first {n} bytes of v1_event_raw.", frame[:n], row, "DecodeError")
     bad("reject_segments_flag_in_version_1", "Flag segments (8) in a version 1 frame, CRC valid.",
-        seal(1, flags | 8, payload, timed), "E", sid, seq, ts, "DecodeError")  # fmt: skip
+        seal(1, flags | 8, payload, timed), row, "DecodeError")  # fmt: skip
     bad("reject_version_2_without_segments", "A version 2 frame without flag segments, CRC valid.",
-        seal(2, flags, payload, timed), "E", sid, seq, ts, "DecodeError")  # fmt: skip
-    bad("reject_unknown_flag", "Flag 16 (unknown), CRC valid.", seal(1, flags | 16, payload, timed), "E", sid, seq,
-        ts, "DecodeError")  # fmt: skip
+        seal(2, flags, payload, timed), row, "DecodeError")  # fmt: skip
+    bad("reject_unknown_flag", "Flag 16 (unknown), CRC valid.", seal(1, flags | 16, payload, timed), row,
+        "DecodeError")  # fmt: skip
     bad("reject_trailing_bytes", "A valid body followed by a byte, CRC valid.",
-        seal(1, flags, payload + b"\x00", timed), "E", sid, seq, ts, "DecodeError")  # fmt: skip
+        seal(1, flags, payload + b"\x00", timed), row, "DecodeError")  # fmt: skip
     bad("reject_foreign_tag", "A body holding CBOR tag 1 (an epoch date), CRC valid.",
-        seal(1, flags, bytes.fromhex("81c11a5f000000"), timed), "E", sid, seq, ts, "DecodeError")  # fmt: skip
+        seal(1, flags, bytes.fromhex("81c11a5f000000"), timed), row, "DecodeError")  # fmt: skip
     marker = bytes.fromhex("81 83 03 a1 67") + b"entries" + bytes.fromhex("d9e86e 00 f6")
     bad("reject_marker_not_null", "The entries marker (tag 59502) over 0 instead of null, CRC valid.",
-        seal(1, flags, marker, timed), "E", sid, seq, ts, "DecodeError")  # fmt: skip
+        seal(1, flags, marker, timed), row, "DecodeError")  # fmt: skip
     ref = bytes.fromhex("81 83 00 00 81 d9e86d 85 02 18 30 58 20") + bytes(32) + bytes.fromhex("60 19 0110")
     bad("reject_ref_newer_form", "A ref whose base64 form has flag 0x10 (unknown: a newer release), CRC valid.",
-        seal(1, flags, ref, timed), "E", sid, seq, ts, "VersionError")  # fmt: skip
+        seal(1, flags, ref, timed), row, "VersionError")  # fmt: skip
     ref = bytes.fromhex("81 83 00 00 81 d9e86d 83 00 01 58 1f") + bytes(31)
     bad("reject_ref_short_hash", "A ref whose hashes are not a multiple of 32 bytes, CRC valid.",
-        seal(1, flags, ref, timed), "E", sid, seq, ts, "DecodeError")  # fmt: skip
-    zsid, zseq, zts, zframe = packed
-    zversion, zflags = zframe[0], zframe[1]
-    zpayload = zframe[6:]
-    zbind = binding("E", zsid, zseq, zts)
-    bad("reject_zstd_cut", "event_zstd with its zstd payload cut short, CRC valid.",
-        seal(zversion, zflags, zpayload[:-3], zbind), "E", zsid, zseq, zts, "DecodeError")  # fmt: skip
+        seal(1, flags, ref, timed), row, "DecodeError")  # fmt: skip
+    zrow, zframe = packed1
+    zbind = row_binding("E", zrow[1], zrow[3], zrow[4])
+    bad("reject_zstd_cut", "v1_event_zstd with its zstd payload cut short, CRC valid.",
+        seal(zframe[0], zframe[1], zframe[6:][:-3], zbind), zrow, "DecodeError")  # fmt: skip
     bad("reject_zstd_flag_on_cbor", "A plain CBOR body flagged zstd, CRC valid.",
-        seal(1, flags | codec.FLAG_ZSTD, payload, timed), "E", sid, seq, ts, "DecodeError")  # fmt: skip
+        seal(1, flags | codec.FLAG_ZSTD, payload, timed), row, "DecodeError")  # fmt: skip
+
+    # ... and from a version 3 frame (key-bound): what the key binding adds.
+    row, frame = raw3
+    kind, sid, key, seq, ts = row
+    assert ts is not None and key is not None
+    flags, payload = frame[1], frame[6:]
+    keyed = key_binding("E", key, seq, ts)
+    other = bytes(b ^ 0xFF for b in key)
+    bad("reject_v3_other_key", "v3_event_raw read as the session whose key is its key's complement.", frame,
+        (kind, sid, other, seq, ts), "DecodeError")  # fmt: skip
+    bad("reject_v3_other_position", "v3_event_raw read at seq + 1.", frame, (kind, sid, key, seq + 1, ts),
+        "DecodeError")  # fmt: skip
+    ok("v3_event_other_row",
+        "v3_event_raw read in another row (sid + 1) of the same session key, as in a copy: accepted.",
+        ((kind, sid + 1, key, seq, ts), frame))  # fmt: skip
+    bad("reject_v3_without_key", "v3_event_raw read where the session has no key (a row of schema 4).", frame,
+        (kind, sid, None, seq, ts), "DecodeError")  # fmt: skip
+    bad("reject_v3_bound_to_row_id", "Format version 3 with the CRC over the row-id binding (that of version 1).",
+        seal(3, flags, payload, row_binding("E", sid, seq, ts)), row, "DecodeError")  # fmt: skip
+    bad("reject_v1_bound_to_key", "Format version 1 with the CRC over the key binding (that of version 3).",
+        seal(1, flags, payload, keyed), row, "DecodeError")  # fmt: skip
+    bad("reject_segments_flag_in_version_3", "Flag segments (8) in a version 3 frame, CRC valid.",
+        seal(3, flags | 8, payload, keyed), row, "DecodeError")  # fmt: skip
+    bad("reject_version_4_without_segments", "A version 4 frame without flag segments, CRC valid.",
+        seal(4, flags, payload, keyed), row, "DecodeError")  # fmt: skip
+    bad("reject_v3_unknown_flag", "Flag 16 (unknown) in a version 3 frame, CRC valid.",
+        seal(3, flags | 16, payload, keyed), row, "DecodeError")  # fmt: skip
+    bad("reject_version_5", "Format version 5, CRC valid over the key binding: a newer release wrote it.",
+        seal(5, flags, payload, keyed), row, "VersionError")  # fmt: skip
+    newer = bytearray(seal(5, flags, payload, keyed))
+    newer[-1] ^= 0x01
+    bad("reject_version_5_damaged", "Format version 5 with a bad CRC: damage, not a newer format.", bytes(newer),
+        row, "DecodeError")  # fmt: skip
+    bad("reject_version_5_bound_to_row_id",
+        "Format version 5 with the CRC over the row-id binding: versions above 4 are checked with the key "
+        "binding, so this is damage.", seal(5, flags, payload, row_binding("E", sid, seq, ts)), row,
+        "DecodeError")  # fmt: skip
+    bad("reject_version_255", "Format version 255, CRC valid over the key binding.",
+        seal(255, flags, payload, keyed), row, "VersionError")  # fmt: skip
+    bad("reject_version_0", "Format version 0, CRC valid over the key binding: not a version this format has.",
+        seal(0, flags, payload, keyed), row, "VersionError")  # fmt: skip
     written = {"zstd": zstandard.ZSTD_VERSION, "sqlite": sqlite3.sqlite_version}
     text = json.dumps({"written_with": written, "frames": frames.index}, indent=1, ensure_ascii=False)
     (out / "frames.json").write_text(text + "\n", encoding="utf-8")
+
+
+def segment_kinds(flags: int, payload: bytes) -> list[int]:
+    """Whether each segment of a manifest frame's payload has string references."""
+    body = codec.Framer().decompress(flags, payload, 1 << 20)
+    return [segment[1] & FLAG_STRINGREF for segment in codec.loads(body)[0][1]]
 
 
 def _unzstd(flags: int, payload: bytes) -> bytes:
@@ -771,8 +1107,33 @@ def pack(path: str) -> None:
         con.close()
 
 
-def generate(out: Path) -> None:
+#: The compatibility vectors: as the releases before session keys wrote them.
+BEFORE_KEYS = tuple(name for name in STORES if name.startswith(("v4_", "schema_v")))
+#: What the fake clock gives: how many times a writer reads it is not part of the format.
+_TIMES = ("created_ms", "updated_ms", "timestamp_ms", "ts")
+
+
+def untimed(value: Any) -> Any:
+    """``value`` (decoded JSON) without the times in it (as tests/test_vectors.py)."""
+    if type(value) is dict:
+        return {k: untimed(v) for k, v in value.items() if k not in _TIMES}
+    if type(value) is list:
+        return [untimed(v) for v in value]
+    return value
+
+
+def generate(out: Path, keep: bool = False) -> None:
+    """Write every store and frame vector under ``out``.  With ``keep``, the
+    compatibility stores already there are kept as they are (the bytes the releases
+    before session keys wrote), once what this script makes instead is found to
+    record the same expectations (times aside), and the frame vectors are taken
+    from them."""
     stores, frames = out / "stores", out / "frames"
+    kept: dict[str, tuple[bytes, str]] = {}
+    for name in BEFORE_KEYS if keep else ():
+        path = stores / f"{name}.eventlog"
+        if path.exists():
+            kept[name] = (path.read_bytes(), (stores / f"{name}.json").read_text(encoding="utf-8"))
     for d in (stores, frames):
         if d.exists():
             shutil.rmtree(d)
@@ -780,23 +1141,37 @@ def generate(out: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, build in STORES.items():
             work = os.path.join(tmp, f"{name}.eventlog")
-            with fixed_clock():  # each store's clock starts at CLOCK_START_MS
-                expected = build(work, random.Random(f"eventlog vectors: {name}"))
+            seed = name.removeprefix("v4_")  # a v4_ store holds the same values as its current twin
+            with fixed_clock(random.Random(f"eventlog vectors, session keys: {name}")):  # from CLOCK_START_MS
+                expected = build(work, random.Random(f"eventlog vectors: {seed}"))
             expected = {"name": name, **expected}
             for side in ("-wal", "-shm", "-journal"):
                 assert not os.path.exists(work + side), f"{name}: {side} left behind"
-            pack(work)
-            shutil.copyfile(work, stores / f"{name}.eventlog")
-            text = json.dumps(expected, indent=1, ensure_ascii=False)
-            (stores / f"{name}.json").write_text(text + "\n", encoding="utf-8")
+            text = json.dumps(expected, indent=1, ensure_ascii=False) + "\n"
+            if name in kept:
+                data, text = kept[name]
+                assert untimed(json.loads(text)) == untimed(expected), (
+                    f"{name}: other expectations than the kept file's"
+                )
+                (stores / f"{name}.eventlog").write_bytes(data)
+            else:
+                pack(work)
+                shutil.copyfile(work, stores / f"{name}.eventlog")
+            (stores / f"{name}.json").write_text(text, encoding="utf-8")
     build_frames(stores, frames)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write (default: tests/vectors)")
+    parser.add_argument(
+        "--keep-old",
+        action="store_true",
+        help="keep the compatibility stores (v4_*, schema_v*) already in --out, checked against what would be "
+        "written instead",
+    )
     args = parser.parse_args(argv)
-    generate(args.out)
+    generate(args.out, args.keep_old)
     total = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
     print(f"wrote {args.out} ({total:,} bytes)", file=sys.stderr)
     return 0
