@@ -286,41 +286,90 @@ scan(PyObject *module, PyObject *args)
 
 /* count(value, budget, max_depth) -> int
  *
- * The number of values in `value` walked as a tree (each dict, list and leaf once
- * per place it holds; keys are not counted), or -1 as soon as it is more than
- * `budget`, or when dicts and lists nest max_depth levels or more.  A container
- * held in several places (which CBOR's value sharing can make) is counted at each,
- * so a decoded value that expands to more than its bytes could hold as a tree is
- * caught after at most budget + 1 steps, however it is shared.  Nothing is
- * allocated: no Python code runs.
+ * The number of values in `value` (each dict, list and leaf; keys are not counted),
+ * or -1 as soon as it is more than `budget`, when dicts and lists nest max_depth
+ * levels or more, or when one dict or list is met twice: held in two places (which
+ * CBOR's shared values can make) or inside itself.  So a decoded value that is not a
+ * plain tree is refused after at most budget + 1 steps, however it is shared.  The
+ * containers met are remembered in a table of pointers of its own (allocated with
+ * PyMem, freed before returning); no Python code runs.
  */
+typedef struct {
+    PyObject **slots;
+    size_t mask; /* capacity - 1, capacity a power of two */
+    size_t used;
+} seen_set;
+
+/* 1 when added, 0 when already there, -1 (MemoryError set) when out of memory. */
 static int
-count_value(PyObject *v, Py_ssize_t *left, int depth, int max_depth)
+seen_add(seen_set *s, PyObject *p)
+{
+    if ((s->used + 1) * 2 > s->mask + 1) {
+        size_t cap = (s->mask + 1) * 2;
+        PyObject **slots = PyMem_Calloc(cap, sizeof(PyObject *));
+        if (slots == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (size_t i = 0; i <= s->mask; i++) {
+            PyObject *q = s->slots[i];
+            if (q != NULL) {
+                size_t j = ((size_t)(uintptr_t)q >> 4) & (cap - 1);
+                while (slots[j] != NULL) {
+                    j = (j + 1) & (cap - 1);
+                }
+                slots[j] = q;
+            }
+        }
+        PyMem_Free(s->slots);
+        s->slots = slots;
+        s->mask = cap - 1;
+    }
+    size_t j = ((size_t)(uintptr_t)p >> 4) & s->mask;
+    while (s->slots[j] != NULL) {
+        if (s->slots[j] == p) {
+            return 0;
+        }
+        j = (j + 1) & s->mask;
+    }
+    s->slots[j] = p;
+    s->used++;
+    return 1;
+}
+
+/* 0 when counted, -1 when refused (see above), -2 with an exception set. */
+static int
+count_value(PyObject *v, Py_ssize_t *left, int depth, int max_depth, seen_set *seen)
 {
     if (--*left < 0) {
         return -1;
     }
     PyTypeObject *t = Py_TYPE(v);
+    if (t != &PyDict_Type && t != &PyList_Type) {
+        return 0;
+    }
+    if (depth >= max_depth) {
+        return -1;
+    }
+    int added = seen_add(seen, v);
+    if (added <= 0) {
+        return added == 0 ? -1 : -2;
+    }
     if (t == &PyDict_Type) {
-        if (depth >= max_depth) {
-            return -1;
-        }
         Py_ssize_t pos = 0;
         PyObject *k, *x;
         while (PyDict_Next(v, &pos, &k, &x)) {
-            if (count_value(x, left, depth + 1, max_depth) < 0) {
-                return -1;
+            int r = count_value(x, left, depth + 1, max_depth, seen);
+            if (r < 0) {
+                return r;
             }
         }
+        return 0;
     }
-    else if (t == &PyList_Type) {
-        if (depth >= max_depth) {
-            return -1;
-        }
-        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(v); i++) {
-            if (count_value(PyList_GET_ITEM(v, i), left, depth + 1, max_depth) < 0) {
-                return -1;
-            }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(v); i++) {
+        int r = count_value(PyList_GET_ITEM(v, i), left, depth + 1, max_depth, seen);
+        if (r < 0) {
+            return r;
         }
     }
     return 0;
@@ -335,11 +384,20 @@ count(PyObject *module, PyObject *args)
     if (!PyArg_ParseTuple(args, "Oni:count", &value, &budget, &max_depth)) {
         return NULL;
     }
-    Py_ssize_t left = budget < 0 ? 0 : budget;
-    if (budget < 0 || count_value(value, &left, 0, max_depth) < 0) {
+    if (budget < 0) {
         return PyLong_FromLong(-1);
     }
-    return PyLong_FromSsize_t(budget - left);
+    seen_set seen = {PyMem_Calloc(64, sizeof(PyObject *)), 63, 0};
+    if (seen.slots == NULL) {
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t left = budget;
+    int r = count_value(value, &left, 0, max_depth, &seen);
+    PyMem_Free(seen.slots);
+    if (r == -2) {
+        return NULL;
+    }
+    return PyLong_FromSsize_t(r < 0 ? -1 : budget - left);
 }
 
 /* copy(value) -> a copy whose dicts and lists are new and whose leaves are shared
@@ -425,8 +483,8 @@ copy(PyObject *module, PyObject *value)
 static PyMethodDef methods[] = {
     {"copy", copy, METH_O, "copy(value): new dicts and lists, shared leaves."},
     {"count", count, METH_VARARGS,
-     "count(value, budget, max_depth) -> int: the values in value walked as a tree, or -1 when more than "
-     "budget or nested max_depth deep."},
+     "count(value, budget, max_depth) -> int: the values in value, or -1 when more than budget, nested "
+     "max_depth deep, or not a tree (a dict or list met twice)."},
     {"scan", scan, METH_VARARGS,
      "scan(value, threshold, max_depth) -> True, False or None: storable with a possibly large leaf, "
      "storable without, or not storable."},

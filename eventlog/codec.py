@@ -371,9 +371,10 @@ def loads(data: bytes, resolve: Callable[[Ref], Any] | None = None, *, stringref
     into values a stored value never holds (refused after, as ever: see below) and
     reads CBOR's shared values (tags 28 and 29), which could make a few bytes
     expand into a huge value: so that path is taken only where the C extension
-    bounds the result (:func:`eventlog.values.count`: no more values, walked as a
-    tree, than the bytes could hold, else :class:`DecodeError`); without it, every
-    tag but the string references is refused as it is elsewhere.
+    checks the result (:func:`eventlog.values.count`: a plain tree of no more
+    values than the bytes could hold, else :class:`DecodeError`, as shared values
+    are refused everywhere); without it, every tag but the string references is
+    refused as it is elsewhere.
 
     Each :class:`Ref` is passed to ``resolve`` and replaced by what it returns (the
     rehydrated value), or kept as a :class:`Ref` when ``resolve`` is ``None``.  The
@@ -422,7 +423,7 @@ def loads(data: bytes, resolve: Callable[[Ref], Any] | None = None, *, stringref
         )
         value = decoder.decode()
         if bounded and values.count(value, len(data), MAX_CBOR_DEPTH) < 0:
-            raise DecodeError("the value holds more than its bytes can as a tree (shared values)")
+            raise DecodeError("the value is not a tree its bytes can hold (shared values)")
     except DecodeError:
         raise
     except Exception as e:  # cbor2 raises a variety; all mean "not valid for us"

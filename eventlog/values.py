@@ -89,12 +89,12 @@ COUNT_IN_C = _c_count is not None
 
 
 def count(value: Any, budget: int, max_depth: int) -> int:
-    """The number of values in ``value`` walked as a tree (each dict, list and leaf
-    once for every place that holds it; keys are not counted), or ``-1`` as soon as
-    it is more than ``budget``, or when dicts and lists nest ``max_depth`` levels or
-    more.  At most ``budget + 1`` steps whatever ``value`` is: a value whose
-    containers are shared (as CBOR's value sharing can make them) and would expand to
-    more than its encoding could hold as a tree is caught without walking it all."""
+    """The number of values in ``value`` (each dict, list and leaf; keys are not
+    counted), or ``-1`` as soon as it is more than ``budget``, when dicts and lists
+    nest ``max_depth`` levels or more, or when one dict or list is met twice (held in
+    two places, as CBOR's shared values can make it, or inside itself): a value
+    that is not a plain tree is refused after at most ``budget + 1`` steps, however
+    it is shared."""
     if _c_count is not None:
         return _c_count(value, budget, max_depth)
     return _count(value, budget, max_depth)
@@ -105,6 +105,7 @@ def _count(value: Any, budget: int, max_depth: int) -> int:
     if budget < 0:
         return -1
     left = budget
+    seen: set[int] = set()
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         v, depth = stack.pop()
@@ -113,8 +114,9 @@ def _count(value: Any, budget: int, max_depth: int) -> int:
             return -1
         t = type(v)
         if t is dict or t is list:
-            if depth >= max_depth:
+            if depth >= max_depth or id(v) in seen:
                 return -1
+            seen.add(id(v))
             stack.extend((x, depth + 1) for x in (v.values() if t is dict else v))
     return budget - left
 

@@ -130,6 +130,13 @@ def shared(depth: int) -> Any:
     return v
 
 
+def tree(depth: int) -> Any:
+    """``shared(depth)`` without the sharing: ``2 ** depth`` leaves in new containers."""
+    if depth == 0:
+        return "leaf"
+    return [tree(depth - 1), tree(depth - 1)] if (depth - 1) % 2 else {"a": tree(depth - 1), "b": tree(depth - 1)}
+
+
 def tree_size(value: Any) -> int:
     """The oracle of the oracle: values counted by plain recursion."""
     if type(value) is dict:
@@ -139,8 +146,13 @@ def tree_size(value: Any) -> int:
     return 1
 
 
-@given(value=storable, slack=st.integers(-3, 3))
-def test_count_is_the_tree_size_within_its_budget(value: Any, slack: int) -> None:
+@given(value=storable, slack=st.integers(-3, 3), twice=st.booleans())
+def test_count_is_the_tree_size_within_its_budget(value: Any, slack: int, twice: bool) -> None:
+    if twice and type(value) in (dict, list):  # one container in two places: never a tree
+        for holder in ([value, value], {"x": value, "y": [value]}):
+            assert values._count(holder, 1 << 20, values.MAX_DEPTH + 1) == -1
+            if speedups.ext is not None:
+                assert speedups.ext.count(holder, 1 << 20, values.MAX_DEPTH + 1) == -1
     n = tree_size(value)
     budget = max(n + slack, 0)
     want = n if n <= budget else -1
@@ -156,8 +168,14 @@ def test_count_of_shared_values_stops_at_its_budget(count: Any) -> None:
     if count is None:
         pytest.skip("no C extension")
     assert count(shared(60), 10_000, 220) == -1
-    assert count(shared(10), 1 << 11, 220) == (1 << 11) - 1  # 1023 containers, 1024 leaves: within
-    assert count(shared(10), (1 << 11) - 2, 220) == -1
+    assert count(shared(10), 1 << 30, 220) == -1  # within any budget, still not a tree
+    assert count(tree(10), 1 << 11, 220) == (1 << 11) - 1  # 1023 containers, 1024 leaves
+    assert count(tree(10), (1 << 11) - 2, 220) == -1
+    loop: list[Any] = [1]
+    loop.append(loop)
+    assert count(loop, 100, 220) == -1 and count({"a": [loop]}, 100, 220) == -1
+    leaf = "the same str in many places is a tree"
+    assert count([leaf] * 10, 100, 220) == 11
     assert count(nested(200), 1000, 200) == 201 and count(nested(201), 1000, 200) == -1  # too deep
     assert count([], -1, 10) == -1
 
