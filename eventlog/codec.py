@@ -544,6 +544,8 @@ class Framer:
             raise DecodeError("zstd frame does not declare its size")
         if size > limit:
             raise DecodeError(f"zstd frame claims {size} bytes, over the limit of {limit}")
+        if not _one_frame(payload):  # zstd would read the first frame and ignore the rest
+            raise DecodeError("not exactly one zstd frame")
         try:
             out = self._dctx.decompress(payload, max_output_size=size)
         except zstandard.ZstdError as e:

@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 
 import eventlog
-from eventlog import codec, values
+from eventlog import codec
 
 VECTORS = Path(__file__).resolve().parent / "vectors"
 ROOT = VECTORS.parent.parent
@@ -405,12 +405,9 @@ def test_the_generator_still_writes_what_the_vectors_expect(tmp_path: Path) -> N
             assert new["expect"].get("flags") == old["expect"].get("flags"), new["name"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Framer.decompress reads the first zstd frame of an event or snapshot payload and ignores bytes "
-    "after it; docs/format.md says the payload is exactly one zstd frame (as segments are checked to be)",
-)
 def test_bytes_after_the_zstd_frame_of_a_frame_payload_are_refused() -> None:
+    """Regression: Framer.decompress read the first zstd frame of an event or snapshot
+    payload and ignored what followed; the payload is exactly one zstd frame."""
     vector = next(f for f in FRAMES if f["name"] == "v3_event_zstd")
     frame = (VECTORS / "frames" / vector["file"]).read_bytes()
     bound = covered(frame, vector["binding"])
@@ -420,13 +417,6 @@ def test_bytes_after_the_zstd_frame_of_a_frame_payload_are_refused() -> None:
         decode_frame(resealed, vector["binding"])
 
 
-@pytest.mark.xfail(
-    values.COUNT_IN_C,
-    strict=True,
-    reason="with the C extension, a segment with string references is decoded by cbor2's own tag handling, "
-    "which reads CBOR shared values (tags 28 and 29) and keeps them when they expand to no more values than "
-    "the bytes; docs/format.md says shared values are refused, and the pure-Python build refuses them",
-)
 def test_shared_values_in_a_string_referencing_segment_are_refused() -> None:
     """The same bytes get the same answer with and without the C extension: a
     string-referencing segment body ([28(["a"]), 29(0)]: a value shared, then
