@@ -315,7 +315,7 @@ def test_writer_killed_never_loses_an_acknowledged_save(tmp_path: Path) -> None:
         wait_for(proc, out, err, marker="save")  # the first save can be slow (cbor2 imports on first use)
         time.sleep(rng.uniform(0.05, 0.3))
         assert kill(proc), f"round {r}: the writer stopped by itself:\n{err.read_text()}"
-        lines = out.read_text().splitlines()
+        lines = crashing.written_lines(out)
         saves = [int(line.split()[1]) for line in lines if line.startswith("save ")]
         acked_deletes |= {int(line.split()[1]) for line in lines if line.startswith("delete ")}
         assert saves, f"round {r}: no save acknowledged"
