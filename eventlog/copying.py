@@ -38,6 +38,7 @@ from .codec import ENTRIES
 from .errors import ConflictError, CorruptionError, InvalidValueError, NotFoundError
 from .fold import Event, State, apply, ops_to_wire
 from .log import EVENT
+from .snapshots import SnapshotBuilder
 
 if TYPE_CHECKING:
     from .store import Store
@@ -156,7 +157,7 @@ def _whole(dst: Store, row: Head, floor: State | None, events: list[Event], entr
     if floor is not None:
         fields = {k: v if v is ENTRIES else log.encodable(v, writes) for k, v in floor.fields.items()}
         pieces: list[Any] = log.encodable_each(list(floor.entries), writes)
-        frame, refs, size = log.snapshot_of(name, key, row.base, fields, pieces, [], writes)
+        frame, refs, size = SnapshotBuilder(log).snapshot_of(name, key, row.base, fields, pieces, [], writes)
         snapshots.append(CopiedSnapshot(row.base, frame, size, refs))
     return WholeSession(name, key, row.parent, row.created_ms, row.updated_ms, row.seq, row.base, entries,
                         tuple(copied), tuple(snapshots))  # fmt: skip

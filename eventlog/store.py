@@ -57,7 +57,7 @@ from .mirror import Mirror
 from .options import MIN_CELL_BYTES as MIN_CELL_BYTES
 from .options import Options, OptionValues, resolve, shown
 from .progress import Progress
-from .snapshots import SnapshotPolicy
+from .snapshots import SnapshotBuilder, SnapshotPolicy
 from .values import copy
 from .verify import VerifyReport
 
@@ -225,6 +225,7 @@ class Store:
             max_body_bytes=opts.max_body_bytes,
             chunk_key=opts.chunk_key,  # chunk addresses keyed with the store's key, if it has one
         )
+        self._snapshots = SnapshotBuilder(self._log)
         self._policy = SnapshotPolicy(opts.snapshot_every, opts.snapshot_bytes)
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._cache_size = opts.cache_sessions
@@ -613,7 +614,7 @@ class Store:
                 if row is None or row.sid != sid or row.seq != seq:
                     logger.debug("snapshot of session %r at %d not built: the session moved on", name, seq)
                     return  # someone wrote meanwhile; the next write will try again
-                frame, refs, size = log.snapshot(name, sid, row.key, seq, row.base, writes)
+                frame, refs, size = self._snapshots.snapshot(name, sid, row.key, seq, row.base, writes)
             snapshot = NewSnapshot(sid, seq, frame, size, refs, keep=self._policy.keep)
             with self._committing():
                 stored = log.chunks.submit(writes, lambda give: backend.put_snapshot(snapshot, give), name, seq)

@@ -6,6 +6,7 @@ import base64
 import copy
 import random
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 import pytest
