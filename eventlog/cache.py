@@ -139,9 +139,6 @@ class SessionCache:
         self._log = log
         self._kept: OrderedDict[str, Cached] = OrderedDict()
 
-    def __contains__(self, name: str) -> bool:
-        return name in self._kept
-
     def clear(self) -> None:
         """Forget every session (a write whose outcome is unknown may be stored)."""
         self._kept.clear()
