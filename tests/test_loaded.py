@@ -176,6 +176,25 @@ def test_events_from_another_writer_change_nothing_a_load_gave() -> None:
         assert a.load("s")["entries"][-1] == _entry(29)  # type: ignore[index]
 
 
+@pytest.mark.parametrize("how", ["save", "append"])
+def test_what_a_caller_wrote_and_then_changes_never_reaches_the_store(how: str) -> None:
+    """The other door of the session cache: the values a write was given are never
+    kept (a save keeps copies; an append keeps nothing of them)."""
+    entries = [_entry(i) for i in range(3)]
+    with eventlog.open(_path()) as s:
+        if how == "save":
+            s.save("s", {"entries": entries})
+        else:
+            s.append("s", entries)
+        kept = copy.deepcopy(s.load("s"))
+        entries[0]["message"]["role"] = "changed"  # in place, deep
+        entries.append(_entry(9))
+        assert s.load("s") == kept
+        assert s.fold("s") == kept
+        s.append("s", [_entry(10)])
+        assert s.load("s") == {**kept, "entries": [*kept["entries"], _entry(10)], "leafId": "e10"}
+
+
 @pytest.mark.parametrize("edit", ["replace", "delete"])
 def test_a_save_made_again_after_a_conflict_compares_what_the_other_writer_changed(edit: str) -> None:
     """Regression: when another handle had moved the session on, ``save()`` made
