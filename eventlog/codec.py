@@ -649,6 +649,11 @@ def binding(kind: bytes, sid: int, seq: int, ts: int | None = None) -> bytes:
     return kind + struct.pack("<qqq", sid, seq, ts)
 
 
+#: The row kinds a frame binds to (see :func:`key_binding`): an event, a snapshot.
+EVENT = b"E"
+SNAPSHOT = b"S"
+
+
 def key_binding(kind: bytes, key: bytes, seq: int, ts: int | None = None) -> bytes:
     """The bytes a frame of version 3 or 4 binds its CRC to: row kind, the
     session's 16-byte key, position, and for a :data:`FLAG_TIMED` frame the row's

@@ -41,6 +41,7 @@ from .codec import Ref
 from .errors import CorruptionError, EventLogError
 from .log import Log
 from .progress import Progress
+from .snapshots import SnapshotBuilder
 
 logger = logging.getLogger(__name__)
 
@@ -225,7 +226,8 @@ def _new_floor(backend: Backend, log: Log, write: Step, read: Step, row: Head, f
         current = backend.head(row.name)
         if current is None or current.sid != row.sid or floor <= current.base or floor > current.seq:
             return False
-        frame, refs, size = log.snapshot(row.name, row.sid, row.key, floor, current.base, writes, reuse=False)
+        build = SnapshotBuilder(log).snapshot
+        frame, refs, size = build(row.name, row.sid, row.key, floor, current.base, writes, reuse=False)
     snapshot = NewSnapshot(row.sid, floor, frame, size, refs, floor=True)
     with write():
         if not log.chunks.submit(writes, lambda give: backend.put_snapshot(snapshot, give), row.name, floor):

@@ -33,11 +33,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .backend import KEY_BYTES, CopiedEvent, CopiedSnapshot, Head, KeyInUse, WholeSession
+from .cache import check_head
 from .chunks import ChunkWrites
 from .codec import ENTRIES
 from .errors import ConflictError, CorruptionError, InvalidValueError, NotFoundError
 from .fold import Event, State, apply, ops_to_wire
 from .log import EVENT
+from .snapshots import SnapshotBuilder
+from .writer import encodable_ops
 
 if TYPE_CHECKING:
     from .store import Store
@@ -123,7 +126,7 @@ def _read(src: Store, head: Head) -> tuple[Head, State | None, list[Event], int]
             if row is None or row.sid != head.sid or row.seq == 0:
                 raise NotFoundError("the session was deleted while it was copied", session_id=name)
             try:
-                src._check_head(row)
+                check_head(src._backend, row)
                 floor = None
                 if row.base:
                     floor = src._log.fold(name, row.sid, row.key, row.base, rehydrate=True, floor=row.base)
@@ -148,7 +151,7 @@ def _whole(dst: Store, row: Head, floor: State | None, events: list[Event], entr
     log, name = dst._log, row.name
     copied = []
     for event in events:
-        wire, _ = dst._prepare(list(event.ops), writes, copies=False)
+        wire = encodable_ops(log, list(event.ops), writes)
         encoded = log.encode(EVENT, ops_to_wire(wire), writes, seq=event.seq)
         frame = encoded.seal(EVENT, key, event.seq, event.timestamp_ms)
         copied.append(CopiedEvent(event.seq, event.timestamp_ms, frame, encoded.size, encoded.refs))
@@ -156,7 +159,7 @@ def _whole(dst: Store, row: Head, floor: State | None, events: list[Event], entr
     if floor is not None:
         fields = {k: v if v is ENTRIES else log.encodable(v, writes) for k, v in floor.fields.items()}
         pieces: list[Any] = log.encodable_each(list(floor.entries), writes)
-        frame, refs, size = log.snapshot_of(name, key, row.base, fields, pieces, [], writes)
+        frame, refs, size = SnapshotBuilder(log).snapshot_of(name, key, row.base, fields, pieces, [], writes)
         snapshots.append(CopiedSnapshot(row.base, frame, size, refs))
     return WholeSession(name, key, row.parent, row.created_ms, row.updated_ms, row.seq, row.base, entries,
                         tuple(copied), tuple(snapshots))  # fmt: skip
@@ -174,7 +177,7 @@ def copy_one(src: Store, dst: Store, head: Head) -> None:
             writes = ChunkWrites()
             whole = _whole(dst, row, floor, events, entries, key, writes)
             try:
-                with dst._committing(name):
+                with dst._writer.committing(name):
                     stored = dst._log.chunks.submit(writes, functools.partial(dst._backend.put_session, whole), name,
                                                     None)  # fmt: skip
                 break
@@ -185,9 +188,9 @@ def copy_one(src: Store, dst: Store, head: Head) -> None:
                 key = os.urandom(KEY_BYTES)
         else:  # pragma: no cover - three random 128-bit keys in use
             raise ConflictError("no free session key found for the copy", session_id=name)
-        dst._cache.pop(name, None)
+        dst._cache.drop(name)
         if stored.seq > stored.base:
-            dst._snapshot(name, stored.sid, stored.seq)  # a cache: a failure is logged, and loses nothing
+            dst._writer.snapshot(name, stored.sid, stored.seq)  # a cache: a failure is logged, and loses nothing
     logger.debug("session %r copied: %d events from %d", name, len(events), row.base)
 
 

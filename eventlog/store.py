@@ -1,12 +1,18 @@
 """The public face of eventlog: :func:`open` and :class:`Store`.
 
 A store talks to its storage only through the protocol of :mod:`eventlog.backend`
-(picked for the path by :func:`eventlog.backends.open_backend`).  A write reads the
-session's head (or trusts its cache), encodes the event outside any transaction,
-and hands it to the backend as one unit of work conditional on that head: when
-another writer got there first, a ``save()`` or ``append()`` without
-``expected_seq`` catches up and encodes again; with ``expected_seq``, the caller
-gets the :class:`~eventlog.ConflictError`.
+(picked for the path by :func:`eventlog.backends.open_backend`).  This module holds
+the public API: argument checks, the store's lock, opening and closing; the work
+is done by the session cache (:mod:`eventlog.cache`: folded states, what a load
+hands out), the writer (:mod:`eventlog.writer`: every event appended, by
+``save()``, ``append()`` and ``delete()``), the log (:mod:`eventlog.log`: frames,
+events, folding) and the snapshot builder (:mod:`eventlog.snapshots`).
+
+A write reads the session's head (or trusts its cache), encodes the event outside
+any transaction, and hands it to the backend as one unit of work conditional on
+that head: when another writer got there first, a ``save()`` or ``append()``
+without ``expected_seq`` catches up and encodes again; with ``expected_seq``, the
+caller gets the :class:`~eventlog.ConflictError`.
 """
 
 from __future__ import annotations
@@ -14,9 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
@@ -24,75 +28,31 @@ from typing import Any, Unpack
 
 from . import backends, chunks, compaction
 from . import verify as verification
-from .backend import KEY_BYTES, Head, Listing, NewEvent, NewSnapshot
-from .chunks import ChunkWrites
+from .backend import Head, Listing
+from .cache import SessionCache, check_head
 from .codec import ENTRIES
 from .compaction import CompactReport
 from .errors import (
-    ConflictError,
-    CorruptionError,
     EventLogError,
     InvalidValueError,
     NotFoundError,
-    OutcomeUnknownError,
     ReadOnlyError,
-    StorageError,
     StoreClosedError,
 )
-from .fold import (
-    Delete,
-    Event,
-    Insert,
-    Op,
-    Replace,
-    SetFields,
-    State,
-    Tombstone,
-    apply,
-    diff,
-    ops_to_wire,
-)
-from .log import EVENT, Log
-from .mirror import Mirror
+from .fold import Event
+from .log import Log
 from .options import MIN_CELL_BYTES as MIN_CELL_BYTES
 from .options import Options, OptionValues, resolve, shown
 from .progress import Progress
-from .snapshots import SnapshotPolicy
-from .values import copy
+from .snapshots import SnapshotBuilder, SnapshotPolicy
 from .verify import VerifyReport
+from .writer import MAX_TRIES as MAX_TRIES
+from .writer import Writer, naming
 
 #: Longest session id accepted, in UTF-8 bytes.
 MAX_SESSION_ID_BYTES = 4096
-#: Times a write without ``expected_seq`` is made again because other writers moved
-#: the session on meanwhile, before :class:`StorageError` (each time one of them
-#: wrote: a bound that only a backend that is wrong about heads can reach).
-MAX_TRIES = 1000
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class _Cached:
-    """What the store remembers of a session between calls.
-
-    Its state is the store's own: no object in it is ever handed to a caller (a load
-    returns a copy) or taken from one (a save keeps copies of what it wrote).  The
-    mirror only records the identity of the caller's objects, never reads them."""
-
-    sid: int | None  # None: the session is being created
-    seq: int  # the head
-    state: State  # folded up to state_seq; caught up from the log when needed
-    state_seq: int
-    entries: int  # at the head: number of entries, whether "entries" is a list,
-    managed: bool  # and whether there are any fields (all append() needs)
-    has_fields: bool
-    mirror: Mirror | None = None  # the caller's entry objects as of the last save()
-    floor: int = 0  # the session's base_seq when last looked up
-    key: bytes | None = None  # the incarnation's key (made here for a session being created)
-
-    @classmethod
-    def of(cls, sid: int | None, seq: int, state: State, key: bytes | None) -> _Cached:
-        return cls(sid, seq, state, seq, len(state.entries), state.managed, bool(state.fields), key=key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,21 +78,6 @@ class SessionInfo:
 def _info(found: Listing) -> SessionInfo:
     h = found.head
     return SessionInfo(h.name, h.parent, h.seq, h.created_ms, h.updated_ms, h.base, found.stored_bytes, found.entries)
-
-
-@contextmanager
-def _naming(session_id: str) -> Iterator[None]:
-    """Damage the backend reports while a session is read is reported as that session's."""
-    try:
-        yield
-    except CorruptionError as e:
-        if e.session_id is not None:
-            raise
-        raise CorruptionError(e.message, session_id=session_id, seq=e.seq) from None
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _check_id(session_id: Any, what: str = "session id") -> str:
@@ -161,6 +106,11 @@ def check_path(path: Any, what: str = "path") -> str:
     if isinstance(path, bytes):
         raise InvalidValueError(f"{what} must be a str or os.PathLike, not bytes (decode it with os.fsdecode())")
     raise InvalidValueError(f"{what} must be a str or os.PathLike, not {type(path).__name__}")
+
+
+def _check_expected(expected_seq: Any, session_id: str) -> None:
+    if expected_seq is not None and (type(expected_seq) is not int or expected_seq < 0):
+        raise InvalidValueError("expected_seq must be a non-negative int", session_id=session_id)
 
 
 def _check_progress(progress: Any) -> None:
@@ -225,13 +175,11 @@ class Store:
             max_body_bytes=opts.max_body_bytes,
             chunk_key=opts.chunk_key,  # chunk addresses keyed with the store's key, if it has one
         )
-        self._policy = SnapshotPolicy(opts.snapshot_every, opts.snapshot_bytes)
-        self._cache: OrderedDict[str, _Cached] = OrderedDict()
-        self._cache_size = opts.cache_sessions
+        self._cache = SessionCache(opts.cache_sessions, self._backend, self._log)
+        policy = SnapshotPolicy(opts.snapshot_every, opts.snapshot_bytes)
+        self._writer = Writer(self._backend, self._log, self._cache, SnapshotBuilder(self._log), policy)
         self._lock = threading.RLock()
         self._closed = False
-        # Sessions whose last snapshot failed (warned about once, until one is built).
-        self._unsnapshotted: set[str] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -257,20 +205,6 @@ class Store:
         self._open()
         if self.readonly:
             raise ReadOnlyError(f"{what}() on a store opened with readonly=True")
-
-    @contextmanager
-    def _committing(self, session_id: str | None = None) -> Iterator[None]:
-        """Around the backend's units of work (about ``session_id``).  When one's
-        outcome is unknown (the commit failed at the disk; the connection was
-        reopened) the cached sessions are dropped: the write may yet turn out to be
-        in the file."""
-        try:
-            yield
-        except OutcomeUnknownError as e:
-            self._cache.clear()
-            if session_id is None:
-                raise
-            raise OutcomeUnknownError(e.message, session_id=session_id) from None
 
     # ------------------------------------------------------------------ writing
 
@@ -308,26 +242,10 @@ class Store:
                 raise InvalidValueError(f"key {shown(k, 40)} is a {type(k).__name__}, not a str", session_id=session_id)
             if v is ENTRIES:
                 raise InvalidValueError(f"field {k!r:.40} holds eventlog.ENTRIES", session_id=session_id)
-        entries = data.get("entries")
-        known = 0
-
-        def ops(c: _Cached) -> list[Op]:
-            nonlocal known
-            mirror = c.mirror
-            if type(entries) is list and mirror is not None and len(mirror.entries) == len(c.state.entries):
-                known = len(c.state.entries) if c.state.managed and mirror.unchanged(entries) else 0
-            return diff(c.state, data, known)
-
-        def remember(mirror: Mirror | None) -> Mirror | None:
-            if type(entries) is not list:
-                return None
-            if known and mirror is not None:
-                mirror.extend(entries[known:])
-                return mirror
-            # Mirror fully only a caller that passes the same entry objects again.
-            return Mirror(entries, full=mirror is not None and mirror.same_entry_objects(entries))
-
-        return self._write(session_id, parent_id, expected_seq, ops, remember)
+        _check_expected(expected_seq, session_id)
+        with self._lock:
+            self._open()
+            return self._writer.save(session_id, parent_id, expected_seq, data)
 
     def append(
         self,
@@ -356,243 +274,10 @@ class Store:
             raise InvalidValueError(
                 f"entries must be a list of entries, not {type(entries).__name__}", session_id=session_id
             )
-        batch = list(entries)
-
-        def ops(c: _Cached) -> list[Op]:
-            if c.has_fields and not c.managed:
-                raise InvalidValueError("the stored session's entries field is not a list", session_id=session_id)
-            out: list[Op] = [Insert(c.entries, batch)] if batch else []
-            changed: dict[str, Any] = {} if c.managed else {"entries": ENTRIES}
-            last = batch[-1] if batch else None
-            if type(last) is dict and "id" in last:
-                changed["leafId"] = last["id"]
-            if changed:
-                out.append(SetFields(changed))
-            return out
-
-        return self._write(session_id, parent_id, expected_seq, ops, None)
-
-    def _write(
-        self,
-        name: str,
-        parent: str | None,
-        expected_seq: int | None,
-        make_ops: Callable[[_Cached], list[Op]],
-        remember: Callable[[Mirror | None], Mirror | None] | None,
-    ) -> int:
-        """Append one event made by ``make_ops(cached)``, as one unit of work of the
-        backend, conditional on the head it was made from.
-
-        With ``remember`` (``save()``) the cached state is brought to the head first and
-        kept current with private copies of the written values, and ``remember(mirror)``
-        gives its new mirror.  Without (``append()``), only the cached head moves: the
-        written values are not copied, and the state catches up from the log when a
-        later call needs it.
-
-        The event is made from the cached session when it is current (no read), else
-        from the head read now; when the backend finds the head moved meanwhile (a
-        :class:`ConflictError`), the cache is dropped and, without ``expected_seq``,
-        the event is made again from the new head."""
-        if expected_seq is not None and (type(expected_seq) is not int or expected_seq < 0):
-            raise InvalidValueError("expected_seq must be a non-negative int", session_id=name)
-        full = remember is not None
+        _check_expected(expected_seq, session_id)
         with self._lock:
             self._open()
-            tries = 0
-            stale = False  # a conflict of the cached incarnation was retried once
-            while True:
-                head: int | None = None
-                try:
-                    with _naming(name):
-                        c = self._current(name, expected_seq, full)
-                        head = c.seq
-                        seq, after, shape, private = self._append(name, parent, c, make_ops(c), full)
-                except ConflictError as e:
-                    self._cache.pop(name, None)
-                    if expected_seq is not None:
-                        found = 0 if e.seq is None else e.seq
-                        if found == expected_seq and not stale:
-                            # The head is as the caller expects: what conflicted was this
-                            # store's cached incarnation (deleted and made again by
-                            # another handle meanwhile).  Once more, from the head read now.
-                            stale = True
-                            continue
-                        raise ConflictError(f"expected seq {expected_seq}, found {found}", session_id=name,
-                                            seq=found) from None  # fmt: skip
-                    tries += 1
-                    if tries >= MAX_TRIES:
-                        raise StorageError(f"the session moved on {tries} times while a write was encoded: "
-                                           "given up", session_id=name) from None  # fmt: skip
-                    logger.debug("session %r moved on while a write was encoded: writing it again", name)
-                    continue
-                except OutcomeUnknownError as e:
-                    raise OutcomeUnknownError(
-                        e.message, session_id=name, seq=None if head is None else head + 1, expected_seq=head
-                    ) from None
-                except BaseException:
-                    self._cache.pop(name, None)
-                    raise
-                break
-            c.sid, c.key = after.sid, after.key
-            if remember is not None:
-                apply(c.state, private)
-                c.state_seq = seq
-                c.mirror = remember(c.mirror)
-                c.entries, c.managed, c.has_fields = len(c.state.entries), c.state.managed, bool(c.state.fields)
-            else:
-                c.mirror = None
-                c.entries, c.managed, c.has_fields = shape
-            c.seq = seq
-            self._remember(name, c)
-            if self._policy.due(seq, after.snap_seq, after.snap_bytes, after.snap_bytes_since):
-                self._snapshot(name, after.sid, seq)
-            return seq
-
-    def _append(
-        self, name: str, parent: str | None, c: _Cached, ops: list[Op], full: bool
-    ) -> tuple[int, Head, tuple[int, bool, bool], list[Op]]:
-        """Encode ``ops`` as the event after ``c``'s head and append it (one unit of
-        work); the new head's position and record, the session's shape after it,
-        and (with ``full``) the ops with private copies of the caller's values."""
-        shape = self._shape_after(c, ops)
-        writes = ChunkWrites()
-        wire, private = self._prepare(ops, writes, copies=full)
-        seq, ts, sid = c.seq + 1, _now_ms(), c.sid
-        encoded = self._log.encode(EVENT, ops_to_wire(wire), writes, seq=seq)
-        frame = encoded.seal(EVENT, c.key, seq, ts)
-        if sid is None:  # a new session, with the key made for it
-            event = NewEvent(name, None, seq, ts, frame, encoded.size, encoded.refs, shape[0], parent, key=c.key)
-        else:
-            event = NewEvent(name, sid, seq, ts, frame, encoded.size, encoded.refs, shape[0])
-        with self._committing():
-            [after] = self._log.chunks.submit(writes, lambda give: self._backend.append([event], give), name, seq)
-        return seq, after, shape, private
-
-    def _current(self, name: str, expected_seq: int | None, full: bool) -> _Cached:
-        """The cached session to make a write from: as cached when its head (and,
-        with ``full``, its state) is the last this store wrote or read and
-        ``expected_seq`` agrees (the backend checks the head when it appends), else
-        from the head read now (:class:`ConflictError` when it is not
-        ``expected_seq``), caught up."""
-        c = self._cache.get(name)
-        if c is not None and (not full or c.state_seq == c.seq) and expected_seq in (None, c.seq):
-            self._cache.move_to_end(name)
-            return c
-        with self._backend.reading():
-            row = self._backend.head(name)
-            seq = 0 if row is None else row.seq
-            if expected_seq is not None and expected_seq != seq:
-                raise ConflictError(f"expected seq {expected_seq}, found {seq}", session_id=name, seq=seq)
-            if row is None:  # a new session: its key is made now, before its first event
-                return _Cached.of(None, 0, State(), os.urandom(KEY_BYTES))
-            return self._cached(row, full=full)
-
-    @staticmethod
-    def _shape_after(c: _Cached, ops: list[Op]) -> tuple[int, bool, bool]:
-        """Entries count, managed and has-fields after ``ops`` (from the head before)."""
-        n, managed, has_fields = c.entries, c.managed, c.has_fields
-        for op in ops:
-            if type(op) is Insert:
-                n += len(op.entries)
-            elif type(op) is Delete:
-                n -= op.count
-            elif type(op) is SetFields:
-                has_fields = True
-                if "entries" in op.changed:
-                    managed = op.changed["entries"] is ENTRIES
-        return n, managed, has_fields
-
-    def _prepare(self, ops: list[Op], writes: ChunkWrites, *, copies: bool) -> tuple[list[Op], list[Op]]:
-        """Each op with encodable values (large ones cut into chunks, for
-        ``writes``) and, with ``copies``, again with private copies of the caller's
-        values."""
-
-        def enc(v: Any) -> Any:
-            return self._log.encodable(v, writes)
-
-        cpy = copy if copies else (lambda v: v)
-        wire: list[Op] = []
-        private: list[Op] = []
-        for op in ops:
-            if type(op) is Insert:
-                wire.append(Insert(op.index, self._log.encodable_each(op.entries, writes)))
-                if copies:
-                    private.append(Insert(op.index, [cpy(e) for e in op.entries]))
-            elif type(op) is Replace:
-                wire.append(Replace(op.index, enc(op.entry)))
-                private.append(Replace(op.index, cpy(op.entry)))
-            elif type(op) is SetFields:
-                ch = op.changed
-                wire.append(SetFields({k: v if v is ENTRIES else enc(v) for k, v in ch.items()}, op.order))
-                private.append(SetFields({k: v if v is ENTRIES else cpy(v) for k, v in ch.items()}, op.order))
-            else:
-                assert isinstance(op, Delete)
-                wire.append(op)
-                private.append(op)
-        return wire, private
-
-    # ------------------------------------------------------------------ state cache
-
-    def _cached(self, row: Head, *, full: bool) -> _Cached:
-        """The cached session with its head at the row's and, with ``full``, its
-        state caught up to it.  Events written since (by ``append()`` or another
-        process) are read from the log and applied; with nothing usable cached, the
-        session is folded from its newest snapshot."""
-        name, sid, seq = row.name, row.sid, row.seq
-        c = self._cache.get(name)
-        if (
-            c is None
-            or c.sid != sid
-            or c.state_seq > seq
-            or c.seq > seq
-            or c.state_seq < row.base
-            or (full and row.snap_seq > c.state_seq + 64)  # far behind a snapshot (many append() calls)
-        ):
-            self._check_head(row)
-            c = _Cached.of(sid, seq, self._log.fold(name, sid, row.key, seq, True, row.base), row.key)
-            c.floor = row.base
-            self._remember(name, c)
-            return c
-        self._cache.move_to_end(name)
-        c.floor = row.base
-        if c.state_seq < seq and (full or c.seq < seq):
-            try:
-                for event in self._log.events(name, sid, row.key, c.state_seq, seq, rehydrate=True):
-                    try:
-                        apply(c.state, event.ops)
-                    except ValueError as e:
-                        raise CorruptionError(f"event does not apply: {e}", session_id=name, seq=event.seq) from None
-                    c.state_seq = event.seq
-            except BaseException:
-                self._cache.pop(name, None)
-                raise
-            c.seq, c.mirror = seq, None
-            c.entries, c.managed, c.has_fields = len(c.state.entries), c.state.managed, bool(c.state.fields)
-        return c
-
-    def _handed_out(self, name: str, c: _Cached) -> dict[str, Any]:
-        """``c``'s session for a caller, who may change it at will: a copy (new
-        containers, shared immutable leaves) of the state the store keeps, or the
-        state itself when the store does not keep it (no cache)."""
-        if self._cache.get(name) is not c:
-            return c.state.session()  # folded for this call alone: the caller's already
-        return copy(c.state.session())  # type: ignore[no-any-return]
-
-    def _check_head(self, row: Head) -> None:
-        """The session's head (a plain column, no checksum) must be its last event: a
-        damaged head would otherwise fold to an older state without a word."""
-        last = self._backend.last_seq(row.sid)
-        if last == row.seq or (row.base == row.seq and (last is None or last < row.seq)):
-            return  # (with retain=0 every event may be folded into the snapshot at the head)
-        raise CorruptionError(f"the session's head says {row.seq}, its log ends at {last}", session_id=row.name)
-
-    def _remember(self, name: str, cached: _Cached) -> None:
-        if self._cache_size <= 0:
-            return
-        self._cache[name] = cached
-        self._cache.move_to_end(name)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+            return self._writer.append(session_id, parent_id, expected_seq, list(entries))
 
     # ------------------------------------------------------------------ snapshots
 
@@ -601,34 +286,8 @@ class Store:
         with self._lock:
             self._writable("snapshot")
             row = self._lookup(session_id)
-            self._snapshot(session_id, row.sid, row.seq)
+            self._writer.snapshot(session_id, row.sid, row.seq)
             return row.seq
-
-    def _snapshot(self, name: str, sid: int, seq: int) -> None:
-        log, backend = self._log, self._backend
-        try:
-            writes = ChunkWrites()
-            with backend.reading(), _naming(name):
-                row = backend.head(name)
-                if row is None or row.sid != sid or row.seq != seq:
-                    logger.debug("snapshot of session %r at %d not built: the session moved on", name, seq)
-                    return  # someone wrote meanwhile; the next write will try again
-                frame, refs, size = log.snapshot(name, sid, row.key, seq, row.base, writes)
-            snapshot = NewSnapshot(sid, seq, frame, size, refs, keep=self._policy.keep)
-            with self._committing():
-                stored = log.chunks.submit(writes, lambda give: backend.put_snapshot(snapshot, give), name, seq)
-            if not stored:
-                logger.debug("snapshot of session %r at %d not stored: the session was deleted meanwhile", name, seq)
-                return
-        except EventLogError as e:
-            # A snapshot is a cache: failing to build one loses nothing, but loads of
-            # the session replay more.  Said once, until a snapshot of it is built.
-            level = logging.DEBUG if name in self._unsnapshotted else logging.WARNING
-            self._unsnapshotted.add(name)
-            logger.log(level, "snapshot of session %r at %d failed (it is tried again later): %s", name, seq, e)
-            return
-        self._unsnapshotted.discard(name)
-        logger.debug("snapshot of session %r built at %d (%d bytes written)", name, seq, size)
 
     # ------------------------------------------------------------------ reading
 
@@ -646,11 +305,11 @@ class Store:
         with self._lock:
             self._open()
             _check_id(session_id)
-            with self._backend.reading(), _naming(session_id):
+            with self._backend.reading(), naming(session_id):
                 row = self._backend.head(session_id)
                 if row is None or row.seq == 0:
                     return None
-                return self._handed_out(session_id, self._cached(row, full=True))
+                return self._cache.session(row)
 
     def seq(self, session_id: str) -> int:
         """The session's current sequence number (0 when it does not exist)."""
@@ -672,7 +331,7 @@ class Store:
             raise InvalidValueError(message, session_id=session_id)
         with self._lock:
             self._open()
-            with self._backend.reading(), _naming(session_id):
+            with self._backend.reading(), naming(session_id):
                 row = self._lookup(session_id)
                 sid, seq = row.sid, row.seq
                 if at is None:
@@ -681,13 +340,13 @@ class Store:
                     raise NotFoundError(f"no position {shown(at, 40)}; the session is at {seq}", session_id=session_id)
                 if 0 < at < row.base:
                     raise NotFoundError(f"history before {row.base} was compacted away", session_id=session_id, seq=at)
-                cached = self._cache.get(session_id)
-                if at == seq and cached is not None and cached.sid == sid and cached.state_seq == seq:
-                    cached.floor = row.base
-                    return self._handed_out(session_id, cached)
+                if at == seq:
+                    cached = self._cache.session_at_head(row)
+                    if cached is not None:
+                        return cached
                 if at == 0:
                     return {}
-                self._check_head(row)
+                check_head(self._backend, row)
                 return self._log.fold(session_id, sid, row.key, at, rehydrate=True, floor=row.base).session()
 
     def events(self, session_id: str, since: int = 0) -> Iterator[Event]:
@@ -722,7 +381,7 @@ class Store:
         while True:
             with self._lock:
                 self._open()
-                with self._backend.reading(), _naming(name):
+                with self._backend.reading(), naming(name):
                     row = self._backend.head(name)
                     if row is None or row.sid != sid:
                         raise NotFoundError("the session was deleted while its events were read", session_id=name)
@@ -824,31 +483,13 @@ class Store:
             raise InvalidValueError("tree must be True or False", session_id=session_id)
         with self._lock:
             self._writable("delete")
-            tomb = self._log.encode(EVENT, ops_to_wire([Tombstone(session_id)]), ChunkWrites())
-            while True:  # again when a session of the tree moved meanwhile
-                with self._backend.reading():
-                    root = self._backend.head(session_id)
-                    rows = [root] if root is not None else []
-                    if tree:
-                        rows += self._descendants(session_id)
-                if not rows:
-                    return []
-                now = _now_ms()
-                events = [
-                    NewEvent(r.name, r.sid, r.seq + 1, now, tomb.seal(EVENT, r.key, r.seq + 1, now), tomb.size,
-                             tombstone=True)
-                    for r in rows
-                ]  # fmt: skip
-                try:
-                    with self._committing(session_id):
-                        self._backend.append(events, whole_tree=tree)
-                except ConflictError:
-                    logger.debug("a session of the tree of %r moved on while it was deleted: again", session_id)
-                    continue
-                finally:
-                    for row in rows:
-                        self._cache.pop(row.name, None)
-                return [r.name for r in rows]
+
+            def find() -> list[Head]:
+                root = self._backend.head(session_id)
+                rows = [root] if root is not None else []
+                return rows + self._descendants(session_id) if tree else rows
+
+            return self._writer.delete(session_id, find, tree)
 
     # ------------------------------------------------------------------ copying
 
@@ -910,7 +551,7 @@ class Store:
         (or, with ``read``, its reads in one view) inside."""
         with self._lock:
             self._open()
-            with self._backend.reading() if read else self._committing():
+            with self._backend.reading() if read else self._writer.committing():
                 yield
 
     def compact(

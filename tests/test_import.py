@@ -398,23 +398,25 @@ def test_ctrl_c_while_waiting_on_a_fifo_reports_what_was_done(tmp_path: Path) ->
 
 INTERRUPTING = """
 import sys
-from eventlog import store
+from eventlog import cache, writer
+# Writer._encodable: while a write is encoded (before its commit); SessionCache.saved: after it.
+owner = writer.Writer if sys.argv[1] == "_encodable" else cache.SessionCache
 calls = []
-original = getattr(store.Store, sys.argv[1])
+original = getattr(owner, sys.argv[1])
 def interrupted(self, *args, **kwargs):
     calls.append(1)
     if len(calls) == int(sys.argv[2]):
-        if sys.argv[1] == "_remember":  # after the commit
+        if sys.argv[1] == "saved":  # after the commit
             original(self, *args, **kwargs)
         raise KeyboardInterrupt
     return original(self, *args, **kwargs)
-setattr(store.Store, sys.argv[1], interrupted)
+setattr(owner, sys.argv[1], interrupted)
 from eventlog.cli import main
 main(sys.argv[3:], prog_name="eventlog")
 """
 
 
-@pytest.mark.parametrize("where", ["_prepare", "_remember"])
+@pytest.mark.parametrize("where", ["_encodable", "saved"])
 def test_ctrl_c_during_a_save(tmp_path: Path, where: str) -> None:
     """Ctrl-C inside the second session's save: before its commit the session is
     rolled back and not reported; after it, it is in the store and reported."""
@@ -424,7 +426,7 @@ def test_ctrl_c_during_a_save(tmp_path: Path, where: str) -> None:
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert res.returncode == 130, res.stderr
     assert "Traceback" not in res.stderr and "eventlog: import interrupted" in res.stderr
-    done = ["a", "b"] if where == "_remember" else ["a"]
+    done = ["a", "b"] if where == "saved" else ["a"]
     with eventlog.open(target) as store:
         assert store.sessions() == done and store.verify().ok
     summary = f"imported {len(done)} session{'s' if len(done) > 1 else ''}, skipped 0, failed 0"
@@ -434,7 +436,7 @@ def test_ctrl_c_during_a_save(tmp_path: Path, where: str) -> None:
 def test_ctrl_c_before_anything_was_imported_leaves_no_store(tmp_path: Path) -> None:
     a = session_file(tmp_path, "a")
     target = tmp_path / "new.db"
-    res = subprocess.run([sys.executable, "-c", INTERRUPTING, "_prepare", "1", "import", str(target), a],
+    res = subprocess.run([sys.executable, "-c", INTERRUPTING, "_encodable", "1", "import", str(target), a],
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert res.returncode == 130 and "(interrupted)" in res.stdout
     assert sorted(os.listdir(tmp_path)) == ["a.json"]

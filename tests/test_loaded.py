@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import eventlog
-from eventlog import store as store_module
+from eventlog import writer as writer_module
 from eventlog.testing import histories, mutate
 from eventlog.values import same
 
@@ -74,13 +74,13 @@ def test_a_loaded_session_edited_in_place_is_stored_exactly(
 def _known_same(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The count of entries each save() took as proven unchanged."""
     seen: list[int] = []
-    diff = store_module.diff
+    diff = writer_module.diff
 
     def spy(old: Any, data: dict[str, Any], known_same: int = 0) -> Any:
         seen.append(known_same)
         return diff(old, data, known_same)
 
-    monkeypatch.setattr(store_module, "diff", spy)
+    monkeypatch.setattr(writer_module, "diff", spy)
     return seen
 
 
@@ -174,6 +174,53 @@ def test_events_from_another_writer_change_nothing_a_load_gave() -> None:
         first["entries"][-1]["message"]["role"] = "edited"
         assert second["entries"][-1] == _entry(29)
         assert a.load("s")["entries"][-1] == _entry(29)  # type: ignore[index]
+
+
+@pytest.mark.parametrize("how", ["save", "append"])
+def test_what_a_caller_wrote_and_then_changes_never_reaches_the_store(how: str) -> None:
+    """The other door of the session cache: the values a write was given are never
+    kept (a save keeps copies; an append keeps nothing of them)."""
+    entries = [_entry(i) for i in range(3)]
+    with eventlog.open(_path()) as s:
+        if how == "save":
+            s.save("s", {"entries": entries})
+        else:
+            s.append("s", entries)
+        kept = copy.deepcopy(s.load("s"))
+        entries[0]["message"]["role"] = "changed"  # in place, deep
+        entries.append(_entry(9))
+        assert s.load("s") == kept
+        assert s.fold("s") == kept
+        s.append("s", [_entry(10)])
+        assert s.load("s") == {**kept, "entries": [*kept["entries"], _entry(10)], "leafId": "e10"}
+
+
+@pytest.mark.parametrize("edit", ["replace", "delete"])
+def test_a_save_made_again_after_a_conflict_compares_what_the_other_writer_changed(edit: str) -> None:
+    """Regression: when another handle had moved the session on, ``save()`` made
+    its event again from the new head but kept the count of entries the mirror had
+    vouched for on the first try (against the head it had cached), so it skipped
+    comparing them with what the other writer changed: the store then held, and
+    loaded, the other writer's entries instead of the ones saved."""
+    path = _path()
+    entries = [_entry(i) for i in range(5)]
+    data = {"entries": entries}
+    with eventlog.open(path) as a, eventlog.open(path) as b:
+        a.save("s", data)
+        a.save("s", data)  # the same entry objects again: the mirror vouches for them next time
+        other = b.load("s")
+        assert other is not None
+        if edit == "replace":
+            other["entries"][0] = _entry(100)
+        else:
+            del other["entries"][1]
+        b.save("s", other)
+        entries.append(_entry(5))
+        a.save("s", data)  # its cached head is stale: the backend refuses, and it is made again
+        assert a.load("s") == data
+        assert b.load("s") == data
+    with eventlog.open(path) as fresh:
+        assert fresh.load("s") == data
 
 
 def test_the_store_never_changes_the_collector(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -29,10 +29,10 @@ def _records(caplog: pytest.LogCaptureFixture, level: int = logging.WARNING) -> 
 
 
 def test_every_module_logs_under_the_eventlog_logger() -> None:
-    from eventlog import chunks, compaction, log, store
+    from eventlog import chunks, compaction, log, snapshots, store, writer
     from eventlog.backends.sqlite import connection, turnstile
 
-    for module in (chunks, compaction, log, store):
+    for module in (chunks, compaction, log, snapshots, store, writer):
         assert module.logger.name == module.__name__
     # The SQLite backend logs under one name, whichever of its modules speaks.
     assert connection._log.name == turnstile.logger.name == "eventlog.sqlite"
@@ -61,13 +61,13 @@ def test_a_failed_snapshot_is_a_warning_once_and_loses_nothing(
     warnings = _records(caplog)
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
     record = warnings[0]
-    assert record.name == "eventlog.store" and record.levelno == logging.WARNING
+    assert record.name == "eventlog.writer" and record.levelno == logging.WARNING
     assert "snapshot of session 's' at 4 failed" in record.getMessage()
     assert "over the limit of 1024" in record.getMessage()
     # Each later attempt (after every write: the policy says one is due) is DEBUG.
-    retries = [m for name, m in _records_at(caplog, logging.DEBUG) if name == "eventlog.store" and "failed" in m]
+    retries = [m for name, m in _records_at(caplog, logging.DEBUG) if name == "eventlog.writer" and "failed" in m]
     assert [m.split(" failed")[0] for m in retries] == ["snapshot of session 's' at 5", "snapshot of session 's' at 6"]
-    built = [m for name, m in _records_at(caplog, logging.DEBUG) if name == "eventlog.store" and "built" in m]
+    built = [m for name, m in _records_at(caplog, logging.DEBUG) if name == "eventlog.writer" and "built" in m]
     assert built and built[0].startswith("snapshot of session 's' built at 2")
     with eventlog.open(path) as store:
         assert store.load("s") == {"entries": entries, "leafId": "e5"}
@@ -174,7 +174,7 @@ def test_nothing_is_printed_unless_the_application_configures_logging(tmp_path: 
     )
     assert out.stdout == "done\n"
     if configured:
-        assert out.stderr.startswith("WARNING:eventlog.store:snapshot of session 's' at 4 failed")
+        assert out.stderr.startswith("WARNING:eventlog.writer:snapshot of session 's' at 4 failed")
     else:
         assert out.stderr == ""
 

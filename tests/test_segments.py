@@ -388,16 +388,16 @@ def test_a_new_snapshot_does_not_carry_a_damaged_segment(edit_first: bool) -> No
 def test_building_on_a_snapshot_works_on_runs_not_entries(monkeypatch: pytest.MonkeyPatch) -> None:
     """The positions of the snapshot built on stay ranges while events are replayed
     over them: the work grows with what changed, not with the session."""
-    from eventlog import log as log_module
+    from eventlog import snapshots
 
     seen: list[int] = []
-    cut = log_module.Log._cut
+    cut = snapshots.SnapshotBuilder._cut
 
     def spy(self: Any, name: str, seq: int, pieces: list[Any], *args: Any, **kwargs: Any) -> Any:
         seen.append(len(pieces))
         return cut(self, name, seq, pieces, *args, **kwargs)
 
-    monkeypatch.setattr(log_module.Log, "_cut", spy)
+    monkeypatch.setattr(snapshots.SnapshotBuilder, "_cut", spy)
     path = _path()
     data = {"entries": [_entry(i, 40) for i in range(3000)]}
     with eventlog.open(path, snapshot_every=0, **TINY) as store:
@@ -454,7 +454,7 @@ def test_the_layout_of_a_snapshot_being_built_is_the_list_the_ops_make(case: tup
     """Replaying operations over old positions kept as ranges gives the same list as
     replaying them over the positions one by one."""
     from eventlog import fold
-    from eventlog.log import _Layout
+    from eventlog.snapshots import _Layout
 
     n, ops = case
     plain = fold.State({"entries": codec.ENTRIES}, [("old", q) for q in range(n)])
