@@ -72,8 +72,10 @@ from unittest import mock
 import zstandard
 
 import eventlog
+import eventlog.cache
 import eventlog.copying
 import eventlog.log
+import eventlog.snapshots
 import eventlog.store
 from eventlog import codec
 from eventlog.snapshots import FLAG_STRINGREF
@@ -163,7 +165,7 @@ def same(a: Any, b: Any) -> bool:
 @contextmanager
 def fixed_clock(keys: random.Random) -> Iterator[None]:
     """A fake clock, and session keys (16 bytes of ``os.urandom`` in eventlog's
-    ``store`` and ``copying`` modules) drawn from ``keys``."""
+    ``store``, ``cache`` and ``copying`` modules) drawn from ``keys``."""
     ticks = itertools.count()
 
     def time_ns() -> int:
@@ -181,6 +183,7 @@ def fixed_clock(keys: random.Random) -> Iterator[None]:
     with (
         mock.patch.object(time, "time_ns", time_ns),
         mock.patch.object(eventlog.store, "os", Os()),
+        mock.patch.object(eventlog.cache, "os", Os()),
         mock.patch.object(eventlog.copying, "os", Os()),
     ):
         yield
@@ -197,7 +200,7 @@ def before_keys() -> Iterator[None]:
     def plain_dumps(value: Any, refs: list[codec.Ref] | None = None, *, stringref: bool = False) -> bytes:
         return dumps(value, refs)
 
-    with mock.patch.object(eventlog.log, "FLAG_STRINGREF", 0), mock.patch.object(codec, "dumps", plain_dumps):
+    with mock.patch.object(eventlog.snapshots, "FLAG_STRINGREF", 0), mock.patch.object(codec, "dumps", plain_dumps):
         yield
 
 

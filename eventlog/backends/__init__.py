@@ -20,6 +20,11 @@ from ..backend import Backend
 from .memory import PREFIX as MEMORY
 from .memory import MemoryBackend
 
+# The default backend, imported with eventlog (not at the first open, where its
+# imports would be counted in the open).
+from .sqlite import SIDECARS, SQLiteBackend
+from .sqlite import live_names as sqlite_names
+
 
 def open_backend(
     path: str,
@@ -36,8 +41,6 @@ def open_backend(
     if memory_store and path.startswith(MEMORY):
         name = path[len(MEMORY) :]
         return MemoryBackend(name or None, max_cell_bytes=max_cell_bytes, new_meta=new_meta, readonly=readonly)
-    from .sqlite import SQLiteBackend
-
     return SQLiteBackend(
         path,
         max_cell_bytes=max_cell_bytes,
@@ -65,8 +68,6 @@ def store_files(path: str) -> list[str]:
     writers' ``-lock``); none for an in-memory store."""
     if in_memory(path):
         return []
-    from .sqlite import SIDECARS
-
     return [path, *(path + s for s in SIDECARS)]
 
 
@@ -75,6 +76,4 @@ def live_names(path: str) -> list[str] | None:
     anything next to it (no side files made); ``None`` if it is not a store."""
     if in_memory(path) or not os.path.isfile(path):
         return None
-    from .sqlite import live_names as sqlite_names
-
     return sqlite_names(path)
