@@ -234,8 +234,9 @@ class SQLiteBackend(Maintenance):
                 assert cur.lastrowid is not None
                 if ev.refs:
                     self._add_refs(EVENT_REF, cur.lastrowid, [cids[h] for h in ev.refs])
-                out.append(replace(head, seq=ev.seq, updated_ms=ev.ts_ms,
-                                   snap_bytes_since=head.snap_bytes_since + ev.size))  # fmt: skip
+                # (a Head made field by field: dataclasses.replace costs ~15 µs a call here)
+                out.append(Head(head.name, head.sid, head.parent, ev.seq, head.base, head.created_ms, ev.ts_ms,
+                                head.snap_seq, head.snap_bytes, head.snap_bytes_since + ev.size, head.key))  # fmt: skip
         return out
 
     def _before(self, ev: NewEvent) -> Head:
