@@ -355,6 +355,18 @@ class WholeSession:
         if self.base and self.base not in seqs:
             raise InvalidValueError(f"a history from {self.base} needs its snapshot at {self.base}")
 
+    @property
+    def refs(self) -> frozenset[bytes]:
+        """Every chunk its events and snapshots use."""
+        return frozenset().union(*(e.refs for e in self.events), *(n.refs for n in self.snapshots))
+
+    @property
+    def policy(self) -> tuple[int, int, int]:
+        """The snapshot bookkeeping :meth:`Backend.put_session` records: ``(snap_seq,
+        snap_bytes, snap_bytes_since)`` of its newest snapshot and the events after it."""
+        snap_seq, snap_bytes = (self.snapshots[-1].seq, self.snapshots[-1].size) if self.snapshots else (0, 0)
+        return snap_seq, snap_bytes, sum(e.size for e in self.events if e.seq > snap_seq)
+
 
 @dataclass(frozen=True, slots=True)
 class Purged:

@@ -25,6 +25,8 @@ import pytest
 
 import eventlog
 
+from .dialect_sessions import png
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None:
     if os.environ.get("EVENTLOG_REQUIRE_BROWSER"):
@@ -32,18 +34,6 @@ if CHROMIUM is None:
     pytest.skip("no chromium (CI installs it)", allow_module_level=True)
 
 MAGENTA = (255, 0, 255)
-
-
-def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
-    """A solid-colour PNG."""
-    row = b"\x00" + bytes(rgb) * width
-    raw = zlib.compress(row * height)
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")
 
 
 def pixels(data: bytes) -> tuple[int, int, int, bytes]:

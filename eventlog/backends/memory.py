@@ -440,7 +440,7 @@ class MemoryBackend:
             raise InvalidValueError(f"session must be a WholeSession, not {type(session).__name__}")
         _, chunks = check_write((), chunks)
         w = session
-        refs: frozenset[bytes] = frozenset().union(*(e.refs for e in w.events), *(n.refs for n in w.snapshots))
+        refs = w.refs
         with self._writing() as s:
             sid = s.live.get(w.name)
             old = None if sid is None else s.sessions[sid]
@@ -466,9 +466,7 @@ class MemoryBackend:
             for n in w.snapshots:
                 x.snapshots[n.seq] = (n.frame, n.refs)
                 self._use(s, (), n.refs)
-            if w.snapshots:
-                x.snap_seq, x.snap_bytes = w.snapshots[-1].seq, w.snapshots[-1].size
-            x.snap_bytes_since = sum(e.size for e in w.events if e.seq > x.snap_seq)
+            x.snap_seq, x.snap_bytes, x.snap_bytes_since = w.policy
             s.sessions[x.sid] = x
             s.live[x.name] = x.sid
             return x.head()

@@ -276,10 +276,8 @@ class SQLiteBackend(Maintenance):
             raise InvalidValueError(f"session must be a WholeSession, not {type(session).__name__}")
         _, chunks = check_write((), chunks)
         w = session
-        refs: frozenset[bytes] = frozenset().union(*(e.refs for e in w.events), *(n.refs for n in w.snapshots))
-        last = w.snapshots[-1] if w.snapshots else None
-        snap_seq, snap_bytes = (last.seq, last.size) if last is not None else (0, 0)
-        since = sum(e.size for e in w.events if e.seq > snap_seq)
+        refs = w.refs
+        snap_seq, snap_bytes, since = w.policy
         with self.db.write():
             head = self.head(w.name)
             if head is not None and head.seq > 0:
