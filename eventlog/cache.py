@@ -7,20 +7,34 @@ events written since by ``append()`` or by other handles are read and applied), 
 the mirror of the caller's entries as of the last ``save()`` (see
 :mod:`eventlog.mirror`).
 
-**The rule.**  No object of the cache is ever handed to a caller, and no caller's
-object is ever kept in it: a caller may change what it got or what it gave at will,
-and the store must never see that.  The rule is kept here, at two doors:
-:meth:`SessionCache.session` is the only way a cached session goes out to a caller
-(as a copy), and :meth:`SessionCache.saved` the only way written values come in (as
-copies; ``append()`` leaves the state behind with :meth:`SessionCache.appended`, to
-be caught up from the log).  The writer reads a cached state to diff against it
-(:attr:`Cached.state`), never keeps or hands out what it reads.  The mirror is the
-one exception, by design: it records the identity of the caller's objects (and
-keeps them alive), but never reads or returns them.
+**The rule.**  A caller may change what it got or what it gave at will, and the
+store must never see that: no caller's object is ever kept in the cache as a value,
+and nothing of the cache that a caller holds is ever used unproven.  The rule is
+kept here, at three doors:
+
+* :meth:`SessionCache.session` is the only way a cached session goes out to a
+  caller.  A state that nobody holds any part of (folded from the log, or made of
+  the private copies a save keeps) is *lent*: the caller gets the state itself (no
+  copy of its ~100,000 containers on a cold load of 10,000 entries), and the cache
+  keeps its own top-level containers (the fields dict, the entries list) over the
+  same values, with a :class:`~eventlog.mirror.Mirror` of everything below them,
+  ``Cached.lent``.  Every later handout is a copy.
+* :meth:`SessionCache.trusted` is the only way a kept state is used (handed out
+  again, or diffed against by a save): the mirror of what was lent must prove it
+  untouched, by identity; if the caller changed any of it, the state is dropped and
+  folded again from the log.
+* :meth:`SessionCache.saved` is the only way written values come in (as copies;
+  ``append()`` leaves the state behind with :meth:`SessionCache.appended`, to be
+  caught up from the log).
+
+The writer reads a cached state to diff against it (:attr:`Cached.state`), never
+keeps or hands out what it reads.  The mirrors record the identity of objects a
+caller holds (and keep them alive), but never read or return them.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -33,6 +47,8 @@ from .fold import Delete, Insert, Op, Replace, SetFields, State, apply
 from .log import Log
 from .mirror import Mirror
 from .values import copy
+
+log = logging.getLogger(__name__)
 
 
 class Incarnation(NamedTuple):
@@ -76,14 +92,17 @@ class Tip(NamedTuple):
 class Cached:
     """What the store remembers of one session (see the module documentation):
     ``who``, its ``tip`` (both replaced whole), its ``state`` folded up to
-    ``state_seq`` (at most the tip's: changed only by :class:`SessionCache`) and the
-    ``mirror`` of the caller's entries."""
+    ``state_seq`` (at most the tip's: changed only by :class:`SessionCache`), the
+    ``mirror`` of the caller's entries and the mirrors of what of the state was
+    ``lent`` to a caller: its entries, and its other fields' values (``None``:
+    nothing, the state is all the cache's own)."""
 
     who: Incarnation
     tip: Tip
     state: State
     state_seq: int
     mirror: Mirror | None = None
+    lent: tuple[Mirror, Mirror] | None = None
 
     @classmethod
     def of(cls, who: Incarnation, seq: int, state: State) -> Cached:
@@ -192,46 +211,86 @@ class SessionCache:
         return c
 
     def session(self, row: Head) -> dict[str, Any]:
-        """The session at ``row`` for a caller, who may change it at will: a copy (new
-        containers, shared immutable leaves) of the state the cache keeps, or the
-        state itself when the cache does not keep it (folded for this call alone).
-        The only way a session leaves the cache for a caller."""
-        return self._handed_out(row.name, self.caught_up(row, full=True))
+        """The session at ``row`` for a caller, who may change it at will: the state
+        itself when the cache does not keep it (folded for this call alone) or when
+        nobody holds any of it yet (then lent: see the module documentation), else a
+        copy (new containers, shared immutable leaves).  The only way a session
+        leaves the cache for a caller."""
+        c = self.trusted(row.name, self.caught_up(row, full=True))
+        if c is None:  # what was lent was changed: folded again (and kept) from the log
+            c = self.caught_up(row, full=True)
+        return self._handed_out(row.name, c)
 
     def session_at_head(self, row: Head) -> dict[str, Any] | None:
         """:meth:`session`, if the cached state of the session is at ``row``'s head
         already (nothing read), else ``None``."""
-        c = self._kept.get(row.name)
+        c = self.trusted(row.name, self._kept.get(row.name))
         if c is not None and c.who.sid == row.sid and c.state_seq == row.seq:
             return self._handed_out(row.name, c)
         return None
 
+    def trusted(self, name: str, c: Cached | None, *, known: int = 0) -> Cached | None:
+        """``c``, unless part of its state was lent to a caller who changed it since
+        (then it is forgotten: ``None``).  Every use of a kept state passes here.
+        ``known``: what :meth:`Cached.known_same` proved of a caller's entries just
+        now, which vouches for the lent entries too when its mirror started as theirs."""
+        lent = None if c is None else c.lent
+        if lent is None:
+            return c
+        assert c is not None
+        vouched = known > 0 and c.mirror is not None and c.mirror.origin is lent[0]
+        if (vouched or lent[0].untouched()) and lent[1].untouched():
+            return c
+        log.debug("session %r: a loaded value was changed in place; folding it again from the log", name)
+        if self._kept.get(name) is c:
+            del self._kept[name]
+        return None
+
     def _handed_out(self, name: str, c: Cached) -> dict[str, Any]:
+        state = c.state
         if self._kept.get(name) is not c:
-            return c.state.session()  # folded for this call alone: the caller's already
-        return copy(c.state.session())  # type: ignore[no-any-return]
+            return state.session()  # folded for this call alone: the caller's already
+        if c.lent is None:  # nobody holds any of it: lend it, guarded
+            values = [v for v in state.fields.values() if v is not ENTRIES]
+            lent = (Mirror(state.entries, full=True), Mirror(values, full=True))
+            if all(m.full for m in lent):  # (else a key that is not an exact str: copied)
+                out = state.session()
+                c.state, c.lent = State(dict(state.fields), list(state.entries)), lent
+                if c.mirror is None and state.managed:  # what vouches for the first save's entries
+                    c.mirror = lent[0].clone()
+                return out
+        return copy(state.session())  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ writing
 
-    def for_write(self, name: str, expected_seq: int | None, *, full: bool) -> Cached:
-        """The cached session to make a write from: as cached when its head (and,
-        with ``full``, its state) is the last this store wrote or read and
-        ``expected_seq`` agrees (the backend checks the head when it appends), else
-        from the head read now (:class:`ConflictError` when it is not
+    def for_write(self, name: str, expected_seq: int | None, *, full: bool, entries: Any = None) -> tuple[Cached, int]:
+        """The cached session to make a write from, and how many of the caller's
+        ``entries`` (with ``full``) its mirror proves unchanged: as cached when its
+        head (and, with ``full``, its state) is the last this store wrote or read
+        and ``expected_seq`` agrees (the backend checks the head when it appends),
+        else from the head read now (:class:`ConflictError` when it is not
         ``expected_seq``), caught up; a session that does not exist yet gets its
         new key here."""
         c = self._kept.get(name)
         if c is not None and (not full or c.current) and expected_seq in (None, c.tip.seq):
-            self._kept.move_to_end(name)
-            return c
+            known = c.known_same(entries) if full else 0
+            if not full or self.trusted(name, c, known=known) is not None:
+                self._kept.move_to_end(name)
+                return c, known
         with self._backend.reading():
             row = self._backend.head(name)
             seq = 0 if row is None else row.seq
             if expected_seq is not None and expected_seq != seq:
                 raise ConflictError(f"expected seq {expected_seq}, found {seq}", session_id=name, seq=seq)
             if row is None:  # a new session: its key is made now, before its first event
-                return Cached.of(Incarnation(None, os.urandom(KEY_BYTES)), 0, State())
-            return self.caught_up(row, full=full)
+                return Cached.of(Incarnation(None, os.urandom(KEY_BYTES)), 0, State()), 0
+            c = self.caught_up(row, full=full)
+            if not full:
+                return c, 0
+            known = c.known_same(entries)
+            if self.trusted(name, c, known=known) is None:  # folded again from the log
+                c, known = self.caught_up(row, full=True), 0
+            return c, known
 
     def saved(self, name: str, c: Cached, after: Head, ops: list[Op], entries: Any, known: int) -> None:
         """``c`` after ``save()`` wrote ``ops`` (made from it) as the head ``after``:

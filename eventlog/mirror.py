@@ -85,13 +85,14 @@ MODE = "c" if _c_unchanged is not None else "gc" if FAST else "portable"
 class Mirror:
     """Identity snapshot of the caller's entries as of the last save."""
 
-    __slots__ = ("containers", "dicts", "entries", "full", "keys", "lens", "values", "views")
+    __slots__ = ("containers", "dicts", "entries", "full", "keys", "lens", "origin", "values", "views")
 
     def __init__(self, entries: list[Any], *, full: bool) -> None:
         """Mirror ``entries``.  A shallow mirror (``full=False``) records only the
         entry objects: cheap, for callers that pass new objects every time, and
         never :meth:`unchanged`; it only tells whether a full one is worth making."""
         self.full = full
+        self.origin: Mirror | None = None  # the mirror this one was cloned from
         self.entries: list[Any] = []
         self.containers: list[Any] = []  # every dict and list of the entries
         self.lens: list[int] = []
@@ -147,11 +148,25 @@ class Mirror:
         if MODE != "gc":
             self.views += [c.values() if type(c) is dict else c for c in containers]
 
+    def clone(self) -> Mirror:
+        """A mirror of the same objects that extends apart from this one (its
+        ``origin``: this one, whose entries it starts with, whatever it records next)."""
+        twin = Mirror.__new__(Mirror)
+        twin.full, twin.origin = self.full, self
+        for name in ("entries", "containers", "lens", "keys", "values", "dicts", "views"):
+            setattr(twin, name, list(getattr(self, name)))
+        return twin
+
     def unchanged(self, entries: list[Any]) -> bool:
         """Whether ``entries`` starts with exactly the recorded entries, untouched:
         every container still holds the same keys and the very same values, by
         identity (never ``==``, which 1.0, -0.0 or an equal dict could satisfy)."""
-        if not (self.full and self.same_entry_objects(entries)):
+        return self.full and self.same_entry_objects(entries) and self.untouched()
+
+    def untouched(self) -> bool:
+        """Whether the recorded entries (the very objects, which the mirror keeps) are
+        untouched: what :meth:`unchanged` checks below the top-level list."""
+        if not self.full:
             return False
         if MODE == "c":
             assert _c_unchanged is not None

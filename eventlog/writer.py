@@ -190,22 +190,24 @@ class Writer:
         name: str,
         parent: str | None,
         expected_seq: int | None,
-        make_ops: Callable[[Cached], list[Op]],
+        make_ops: Callable[[Cached, int], list[Op]],
         done: Callable[[Cached, Head, list[Op], Tip], None],
         *,
         full: bool,
+        entries: Any = None,
     ) -> int:
-        """Append one event made by ``make_ops(cached)`` from the cached session
-        (with ``full``, its state caught up to the head), then tell ``done`` what
-        was written and run the snapshot policy."""
+        """Append one event made by ``make_ops(cached, known)`` from the cached
+        session (with ``full``, its state caught up to the head, and ``known`` of
+        the caller's ``entries`` proven unchanged by its mirror), then tell ``done``
+        what was written and run the snapshot policy."""
         c: Cached | None = None
         ops: list[Op] = []
         tip: Tip | None = None
 
         def attempt() -> _Attempt:
             nonlocal c, ops, tip
-            c = self._cache.for_write(name, expected_seq, full=full)
-            ops = make_ops(c)
+            c, known = self._cache.for_write(name, expected_seq, full=full, entries=entries)
+            ops = make_ops(c, known)
             tip = c.tip.after(ops)
             writes = ChunkWrites()
             wire = self._encodable(ops, writes)
@@ -237,20 +239,20 @@ class Writer:
         entries = data.get("entries")
         known = 0
 
-        def make_ops(c: Cached) -> list[Op]:
+        def make_ops(c: Cached, proven: int) -> list[Op]:
             nonlocal known
-            known = c.known_same(entries)  # (for this attempt's state)
+            known = proven  # (for this attempt's state)
             return diff(c.state, data, known)
 
         def done(c: Cached, after: Head, ops: list[Op], tip: Tip) -> None:
             self._cache.saved(name, c, after, ops, entries, known)
 
-        return self._write(name, parent, expected_seq, make_ops, done, full=True)
+        return self._write(name, parent, expected_seq, make_ops, done, full=True, entries=entries)
 
     def append(self, name: str, parent: str | None, expected_seq: int | None, batch: list[Any]) -> int:
         """:meth:`eventlog.Store.append` (its arguments checked)."""
 
-        def make_ops(c: Cached) -> list[Op]:
+        def make_ops(c: Cached, _: int) -> list[Op]:
             if c.tip.has_fields and not c.tip.managed:
                 raise InvalidValueError("the stored session's entries field is not a list", session_id=name)
             out: list[Op] = [Insert(c.tip.entries, batch)] if batch else []

@@ -109,3 +109,19 @@ def test_items_moved_between_containers_are_noticed() -> None:
     m = Mirror(es, full=True)
     es[0]["p"]["l"] = es[0]["q"].pop("l")
     assert not m.unchanged(es)
+
+
+@pytest.mark.parametrize("edit", [e for e in EDITS if e is not EDITS[8] and e is not EDITS[9]])
+def test_what_a_mirror_keeps_is_untouched_until_an_edit_below_it(edit: Callable[[list[Any]], Any]) -> None:
+    """``untouched()`` (the guard of what a load lent) checks the kept entries
+    themselves, whatever list now holds them; a clone extends apart from its origin."""
+    es = entries()
+    m = Mirror(es, full=True)
+    twin = m.clone()
+    assert twin.origin is m and m.untouched() and twin.untouched()
+    twin.extend([{"id": "c", "d": {}}])
+    assert len(twin.entries) == 3 and len(m.entries) == 2
+    twin.entries[2]["d"]["k"] = 1
+    assert m.untouched() and not twin.untouched()
+    edit(es)
+    assert not m.untouched()
