@@ -8,7 +8,7 @@
   spilled frames, snapshots, child sessions, deletes, compaction) killed at random
   moments: after each kill the store opens, verifies and holds every acknowledged
   save exactly, and the operation in flight happened entirely or not at all
-  (``tests/crashing.py``; ``tools/crash`` runs hundreds of kills).
+  (``tools/crashing.py``; ``tools/crash`` runs hundreds of kills).
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import eventlog
-
-from . import crashing
-from .crashing import blob, check_verify, dangling_refs, kill, start_child, wait_for
+from tools import crashing
+from tools.crashing import blob, check_verify, dangling_refs, kill, start_child, wait_for
 
 #: Store options shared by the test and its child processes (small chunks: many of them).
 OPTIONS: dict[str, Any] = {"synchronous": "NORMAL", "snapshot_every": 4, "chunk_bytes": 4096}

@@ -3,7 +3,7 @@
 ``load`` gives the data that was saved or raises a documented error naming the
 session; ``verify`` never raises and reports every flip that changed what SQLite
 reads, except in the few columns nothing checks (see
-``tests/fuzzing.py:UNCHECKED_COLUMNS``).  Flips in free space and unused bytes change
+``tools/fuzzing.py:UNCHECKED_COLUMNS``).  Flips in free space and unused bytes change
 nothing and go unreported.  ``tools/fuzz --target file`` runs many more flips.
 """
 
@@ -20,9 +20,8 @@ from typing import Any
 import pytest
 
 import eventlog
-
-from . import fuzzing
-from .fuzzing import FILE_OPTIONS
+from tools import fuzzing
+from tools.fuzzing import FILE_OPTIONS
 
 
 @functools.cache

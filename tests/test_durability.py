@@ -28,8 +28,7 @@ from typing import Any
 import pytest
 
 import eventlog
-
-from .test_crash import blob, check_verify, kill, start_child, wait_for
+from tools.crashing import blob, check_verify, kill, start_child, wait_for
 
 LEVELS = {"OFF": 0, "NORMAL": 1, "FULL": 2, "EXTRA": 3}
 

@@ -1,6 +1,6 @@
 """Every decoder fed arbitrary and mutated bytes: only documented errors come out,
 never another exception, a hang or different data.  ``tools/fuzz`` runs the same
-targets (``tests/fuzzing.py``) for as long as it is given."""
+targets (``tools/fuzzing.py``) for as long as it is given."""
 
 from __future__ import annotations
 
@@ -25,9 +25,8 @@ import eventlog
 from eventlog import codec, values
 from eventlog.codec import DecodeError
 from eventlog.testing import json_values
-
-from . import fuzzing
-from .fuzzing import Corpus, Sample
+from tools import fuzzing
+from tools.fuzzing import Corpus, Sample
 
 #: Examples per fuzz test in CI (each takes well under a millisecond or so);
 #: ``tools/fuzz`` runs the targets for minutes.

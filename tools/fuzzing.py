@@ -1,5 +1,6 @@
-"""Fuzzing machinery shared by ``tests/test_fuzz.py`` (short runs in CI) and
-``tools/fuzz`` (long, time-bounded runs).
+"""Fuzzing machinery shared by ``tests/robustness/test_fuzz.py`` and
+``tests/robustness/test_damage.py`` (short runs in CI) and ``tools/fuzz`` (long,
+time-bounded runs).
 
 Each ``check_*`` target feeds one input to a decoding entry point and checks what
 eventlog promises about hostile and damaged bytes: only documented errors come out

@@ -1,4 +1,4 @@
-"""Crash-injection machinery shared by ``tests/test_crash.py`` (bounded runs in CI)
+"""Crash-injection machinery shared by ``tests/robustness/test_crash.py`` (bounded runs in CI)
 and ``tools/crash`` (hundreds of kills).
 
 A child process runs a :class:`Workload`: it saves and appends to sessions (large
@@ -130,7 +130,7 @@ def after_append(data: dict[str, Any] | None, batch: list[Any]) -> dict[str, Any
 
 WORKLOAD_CHILD = """
 import sys
-from tests.crashing import Workload
+from tools.crashing import Workload
 Workload(sys.argv[1], int(sys.argv[2]), sys.argv[3]).run()
 """
 
