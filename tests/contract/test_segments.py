@@ -25,7 +25,7 @@ from eventlog.snapshots import FLAG_STRINGREF, Segment
 from eventlog.testing import histories, mutate, sessions
 from eventlog.values import same
 
-from .helpers import largest_cell_and_row
+from ..helpers import largest_cell_and_row
 
 SMALL = {"image_size": 40_000, "big": 40_000}
 #: Segments of about 1 KB (chunk_bytes // 2), kept from 256 bytes up.

@@ -33,7 +33,7 @@ from eventlog.backends.sqlite import SQLiteBackend
 from eventlog.backends.sqlite.schema import SCHEMA_VERSION
 from eventlog.cli import main
 
-from .helpers import to_version_4
+from ..helpers import to_version_4
 
 KEY_A = bytes(range(32))
 KEY_B = bytes(range(100, 132))

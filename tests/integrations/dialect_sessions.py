@@ -1,5 +1,5 @@
 """Sessions in each message dialect, for the tests of the debugging tools
-(tests/test_dialects.py in the terminal, tests/test_viewer_dialects.py in Chromium).
+(tests/integrations/test_dialects.py in the terminal, tests/integrations/test_viewer_dialects.py in Chromium).
 
 Where a real library writes the dialect, the library writes it: the OpenAI Agents
 SDK's ``Runner`` with a scripted model (a tool call, a tool that fails, a computer-use

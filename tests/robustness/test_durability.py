@@ -61,7 +61,7 @@ def test_a_bad_setting_is_refused_before_the_file_is_touched(tmp_path: Path, bad
 APPENDER_CHILD = """
 import sys
 import eventlog
-from tests.test_durability import appended_entry, saved_state
+from tests.robustness.test_durability import appended_entry, saved_state
 
 path, setting = sys.argv[1], sys.argv[2]
 with eventlog.open(path, synchronous=setting, snapshot_every=8, chunk_bytes=4096) as store:

@@ -29,7 +29,7 @@ import eventlog
 from eventlog.backends.sqlite import turnstile
 from eventlog.backends.sqlite.turnstile import Turnstile, TurnTimeout
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # Turns need Linux's open-file-description locks; elsewhere writers go without them.
 pytestmark = pytest.mark.skipif(not turnstile._OFD, reason="no open-file-description locks here")

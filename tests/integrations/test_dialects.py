@@ -5,7 +5,7 @@ Sessions written by the real libraries where one exists (the OpenAI Agents SDK's
 chat-completions sessions made by hand, and sessions of no known dialect; each
 through ``replay``, ``show``, ``log`` and ``diff``, in the terminal and as ``--json``.
 The page of ``view`` is checked here as data (its timeline rebuilds every state) and
-in a real browser in tests/test_viewer_dialects.py.
+in a real browser in tests/integrations/test_viewer_dialects.py.
 """
 
 from __future__ import annotations
@@ -504,7 +504,7 @@ def test_pi_sessions_say_their_dialect(tmp_path: Path) -> None:
 
 def test_env_flags_are_documented_in_ci() -> None:
     """CI sets the flags that turn these skips into failures."""
-    ci = (Path(__file__).parent.parent / ".ci" / "run").read_text(encoding="utf-8")
+    ci = (Path(__file__).resolve().parents[2] / ".ci" / "run").read_text(encoding="utf-8")
     assert "EVENTLOG_REQUIRE_AGENTS=1" in ci and "EVENTLOG_REQUIRE_LANGGRAPH=1" in ci
 
 

@@ -21,7 +21,7 @@ from eventlog.backends.memory import MemoryBackend
 from eventlog.testing import entries, mutate, sessions
 from eventlog.values import same
 
-from .helpers import largest_cell_and_row
+from ..helpers import largest_cell_and_row
 
 NAMES = st.sampled_from(["a", "b", 'agent-session:["i","default","default"]', "c", "d"])
 #: Parent given when each session is created: c is a's child, d is c's.

@@ -22,8 +22,7 @@ import pytest
 import eventlog
 from eventlog.backends.sqlite.schema import SCHEMA_VERSION
 
-from .helpers import to_version_3
-from .test_cli import run
+from ..helpers import run, to_version_3
 from .test_trees import to_version_1
 
 KEY = bytes(range(100, 132))
@@ -177,7 +176,7 @@ def test_read_only_opens_nothing_that_is_not_a_store(tmp_path: Path) -> None:
     with pytest.raises(eventlog.UnsupportedVersionError, match="empty"):
         eventlog.open(str(empty), readonly=True)
     assert empty.read_bytes() == b""
-    # Foreign files and newer schemas: tests/test_codec.py, with and without readonly.
+    # Foreign files and newer schemas: tests/robustness/test_codec.py, with and without readonly.
 
 
 # ----------------------------------------------------------------------------- the command line

@@ -16,7 +16,7 @@ import pytest
 import eventlog
 from eventlog.agents import EventlogSession
 
-from .helpers import largest_cell_and_row
+from ..helpers import largest_cell_and_row
 
 
 def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:

@@ -21,7 +21,7 @@ from eventlog.backends.memory import MemoryBackend
 from eventlog.testing import histories, json_values, mutate, sessions
 from eventlog.values import same
 
-from .helpers import dump, largest_cell_and_row
+from ..helpers import dump, largest_cell_and_row
 
 SMALL = {"image_size": 120_000, "big": 120_000}
 BUDGETS = st.sampled_from([16_384, 40_000, 2_000_000])

@@ -35,7 +35,7 @@ import pytest
 import eventlog
 from eventlog import codec
 
-VECTORS = Path(__file__).resolve().parent / "vectors"
+VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 ROOT = VECTORS.parent.parent
 STORES = sorted(p.stem for p in (VECTORS / "stores").glob("*.eventlog"))
 _INDEX = json.loads((VECTORS / "frames" / "frames.json").read_text(encoding="utf-8"))

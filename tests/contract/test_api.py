@@ -22,7 +22,7 @@ import eventlog
 from eventlog.samples import coding_session
 from eventlog.testing import histories
 
-from .helpers import dump, largest_cell_and_row
+from ..helpers import dump, largest_cell_and_row
 
 Open = Callable[..., Any]
 

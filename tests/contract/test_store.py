@@ -17,7 +17,7 @@ import eventlog
 from eventlog.samples import SessionBuilder, coding_session
 from eventlog.testing import BASE64_FORMS, base64_text, json_values
 
-from .helpers import dump, largest_cell_and_row
+from ..helpers import dump, largest_cell_and_row
 
 
 def session(n: int = 3, seed: int = 0) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import eventlog
 from eventlog.agents import EventlogSession
 from eventlog.backends.sqlite.schema import SCHEMA_VERSION
 
-from .helpers import to_version_3
+from ..helpers import to_version_3
 from .test_segments import TINY, _damage_first_segment, _stored
 
 
@@ -153,7 +153,7 @@ import logging, sys
 sys.path.insert(0, {root!r})
 if sys.argv[1] == "configured":
     logging.basicConfig(level=logging.WARNING)
-from tests.test_logging import _fill_past_the_body_limit
+from tests.contract.test_logging import _fill_past_the_body_limit
 _fill_past_the_body_limit(sys.argv[2])
 print("done")
 """
@@ -163,7 +163,7 @@ print("done")
 def test_nothing_is_printed_unless_the_application_configures_logging(tmp_path: Path, configured: bool) -> None:
     """Without the NullHandler on ``eventlog``, Python's last-resort handler would
     print every warning to stderr of an application that never asked for logs."""
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     mode = "configured" if configured else "silent"
     out = subprocess.run(
         [sys.executable, "-c", SCRIPT.format(root=root), mode, str(tmp_path / "s.db")],

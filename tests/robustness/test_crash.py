@@ -80,7 +80,7 @@ with eventlog.open(path, synchronous="NORMAL", snapshot_every=4, chunk_bytes=409
 WRITER_CHILD = """
 import sys
 import eventlog
-from tests.test_crash import side_data, writer_data
+from tests.robustness.test_crash import side_data, writer_data
 
 path = sys.argv[1]
 with eventlog.open(path, synchronous="NORMAL", snapshot_every=4, chunk_bytes=4096) as store:
@@ -350,7 +350,7 @@ def test_mixed_workload_killed_at_random_moments(tmp_path: Path) -> None:
 
 def test_the_long_crash_run_runs(tmp_path: Path) -> None:
     """``tools/crash`` (what a long run uses) works: two kills of it."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     done = subprocess.run(
         [sys.executable, "tools/crash", "--kills", "2", "--seed", "1", "--keep", str(tmp_path / "kept.db")],
         cwd=root, capture_output=True, text=True, timeout=300,

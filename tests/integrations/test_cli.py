@@ -25,19 +25,10 @@ from eventlog.cli import main
 from eventlog.samples import SessionBuilder
 from eventlog.testing import histories
 
-from .helpers import to_version_3
+from ..helpers import run, to_version_3
 
 ROOT = "agent-session:root"
 CHILD = "task:agent-session:root:t1"
-
-
-def run(*args: str, script: bool = False) -> subprocess.CompletedProcess[str]:
-    """``python -m eventlog ARGS`` (or the installed console script)."""
-    exe = [shutil.which("eventlog", path=os.path.dirname(sys.executable)) or "eventlog"] if script else [
-        sys.executable, "-m", "eventlog"
-    ]  # fmt: skip
-    env = {**os.environ, "NO_COLOR": "1"}
-    return subprocess.run([*exe, *args], capture_output=True, text=True, timeout=120, env=env)
 
 
 @pytest.fixture(scope="module")

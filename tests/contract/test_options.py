@@ -23,7 +23,7 @@ from eventlog import options as opts
 from eventlog.agents import EventlogSession
 from eventlog.options import AsyncOptionValues, Options, OptionValues
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NAMES = Options.names()
 
 

@@ -21,7 +21,7 @@ import pytest
 
 import eventlog
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 #: Opens a new store with files limited to ``limit`` bytes (SIGXFSZ ignored, so a
 #: write past it fails with EFBIG, as on a full disk).

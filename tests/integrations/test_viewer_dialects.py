@@ -2,7 +2,7 @@
 
 The pages of sessions written by the OpenAI Agents SDK's ``Runner``, by a LangGraph
 graph (in three shapes), by hand in the chat-completions dialect, and of no known
-dialect (tests/dialect_sessions.py) are opened at points of their timeline; the
+dialect (tests/integrations/dialect_sessions.py) are opened at points of their timeline; the
 DOM Chromium built is parsed to check who spoke, each tool call side by side with
 its result, errors marked and the generic rendering not empty, and screenshots
 are decoded to check that the images are painted.

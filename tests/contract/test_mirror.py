@@ -21,7 +21,7 @@ def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Non
     """Every test runs on each way of checking: the C extension, one gc.get_referents
     call, and plain Python (used where neither is available)."""
     if request.param == "c" and mirror._c_unchanged is None:
-        pytest.skip("the C extension is not in use (tests/test_speedups.py says why)")
+        pytest.skip("the C extension is not in use (tests/contract/test_speedups.py says why)")
     monkeypatch.setattr(mirror, "MODE", request.param)
 
 

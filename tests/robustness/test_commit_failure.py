@@ -31,7 +31,7 @@ import pytest
 
 import eventlog
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 SHIM = r"""
 #define _GNU_SOURCE

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import eventlog
 from eventlog.backends.sqlite.schema import SCHEMA_VERSION
 
-from .helpers import largest_cell_and_row, to_version_4
+from ..helpers import largest_cell_and_row, to_version_4
 
 
 def blob(seed: int, size: int) -> bytes:

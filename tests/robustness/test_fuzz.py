@@ -409,7 +409,7 @@ def test_mutating_a_frame_never_changes_what_it_decodes_to() -> None:
 
 def test_the_long_fuzz_run_runs() -> None:
     """``tools/fuzz`` (what a long run uses) works: two seconds of it."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     done = subprocess.run(
         [sys.executable, "tools/fuzz", "--seconds", "2", "--seed", "1"],
         cwd=root,

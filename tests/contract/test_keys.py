@@ -19,7 +19,7 @@ from eventlog.chunks import fingerprint
 from eventlog.testing import histories
 from eventlog.values import same
 
-from .helpers import dump, to_version_3
+from ..helpers import dump, to_version_3
 
 KEY_A = bytes(range(32))
 KEY_B = bytes(range(1, 33))
