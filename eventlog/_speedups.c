@@ -1,7 +1,7 @@
 /* Optional C speedups for eventlog: walks over Python objects, never a parser of bytes.
  *
  * Each function here has a pure-Python twin that gives the same answers and is its
- * test oracle (tests/test_speedups.py); eventlog uses the twin when this module is
+ * test oracle (tests/contract/test_speedups.py); eventlog uses the twin when this module is
  * not built, or is switched off (EVENTLOG_NO_SPEEDUPS=1):
  *
  *   unchanged, record   eventlog.mirror.Mirror (the proof that a caller's entries did

@@ -1,9 +1,14 @@
-"""Shared test helpers: raw looks at the database file."""
+"""Shared test helpers: raw looks at the database file, and the command line run
+in a subprocess."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
+import subprocess
+import sys
 from typing import Any
 
 from eventlog import codec
@@ -77,3 +82,12 @@ def to_version_3(path: str) -> None:
         con.executescript("ALTER TABLE sessions DROP COLUMN entries; PRAGMA user_version = 3;")
     finally:
         con.close()
+
+
+def run(*args: str, script: bool = False) -> subprocess.CompletedProcess[str]:
+    """``python -m eventlog ARGS`` (or the installed console script)."""
+    exe = [shutil.which("eventlog", path=os.path.dirname(sys.executable)) or "eventlog"] if script else [
+        sys.executable, "-m", "eventlog"
+    ]  # fmt: skip
+    env = {**os.environ, "NO_COLOR": "1"}
+    return subprocess.run([*exe, *args], capture_output=True, text=True, timeout=120, env=env)

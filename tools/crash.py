@@ -5,8 +5,8 @@ spilled into chunks included), appends, builds snapshots, creates child sessions
 deletes trees and compacts; it is killed with ``kill -9`` at random moments,
 hundreds of times.  After each kill the store must open, pass ``verify()`` and hold
 every save that had returned, exactly (and the operation in flight entirely or not
-at all).  The machinery is ``tests/crashing.py``, which ``tests/test_crash.py``
-runs for a few kills in CI.
+at all).  The machinery is ``tools/crashing.py``, which
+``tests/robustness/test_crash.py`` runs for a few kills in CI.
 
 Prints a summary; exits 1 on the first broken promise, keeping the store file.
 """
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests import crashing  # noqa: E402
+from tools import crashing  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,8 +1,8 @@
 """Long fuzz run of every eventlog decoder: ``tools/fuzz [--seconds N]``.
 
-Runs the targets of ``tests/fuzzing.py`` (the ones ``tests/test_fuzz.py`` and
-``tests/test_damage.py`` run briefly in CI) on random inputs until the time is up:
-arbitrary and structured CBOR, mutated event, snapshot and spilled frames, resealed
+Runs the targets of ``tools/fuzzing.py`` (the ones ``tests/robustness/test_fuzz.py``
+and ``tests/robustness/test_damage.py`` run briefly in CI) on random inputs until
+the time is up: arbitrary and structured CBOR, mutated event, snapshot and spilled frames, resealed
 bodies (valid checksum, anything inside), spill pointers, chunk rows, zstd input,
 and byte flips in a real store file.  Input ``i`` of a run is made by
 ``random.Random(f"{seed}:{i}")``, so ``--seed S --only I`` replays it.
@@ -34,8 +34,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from eventlog import codec  # noqa: E402
-from tests import fuzzing  # noqa: E402
-from tests.fuzzing import Corpus, Finding  # noqa: E402
+from tools import fuzzing  # noqa: E402
+from tools.fuzzing import Corpus, Finding  # noqa: E402
 
 #: Longest one input may take before it counts as a hang (a damaged file: longer).
 LIMIT = 10.0

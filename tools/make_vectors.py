@@ -7,7 +7,7 @@ Run from the repository root with the dev install active::
 
 The vectors are committed: they are what eventlog must go on reading, whatever it
 writes later.  **Regenerating them must not be needed unless the on-disk format
-changes.**  A change that makes ``tests/test_vectors.py`` fail against the committed
+changes.**  A change that makes ``tests/contract/test_vectors.py`` fail against the committed
 files breaks every store already written; when the format changes on purpose (a new
 frame or schema version), keep the old vectors (they must still read) and add new
 ones beside them.
@@ -1117,7 +1117,7 @@ _TIMES = ("created_ms", "updated_ms", "timestamp_ms", "ts")
 
 
 def untimed(value: Any) -> Any:
-    """``value`` (decoded JSON) without the times in it (as tests/test_vectors.py)."""
+    """``value`` (decoded JSON) without the times in it (as tests/contract/test_vectors.py)."""
     if type(value) is dict:
         return {k: untimed(v) for k, v in value.items() if k not in _TIMES}
     if type(value) is list:
