@@ -37,6 +37,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -227,6 +228,16 @@ class SessionCache:
         c = self.trusted(row.name, self._kept.get(row.name))
         if c is not None and c.who.sid == row.sid and c.state_seq == row.seq:
             return self._handed_out(row.name, c)
+        return None
+
+    def part_at_head(self, row: Head, pick: Callable[[State], list[Any]]) -> list[Any] | None:
+        """A copy of ``pick(state)`` (a part of the session, such as a slice of a
+        list) of the cached state, if it is at ``row``'s head already, else ``None``
+        (nothing read).  What ``pick`` raises comes out."""
+        c = self.trusted(row.name, self._kept.get(row.name))
+        if c is not None and c.who.sid == row.sid and c.state_seq == row.seq:
+            self._kept.move_to_end(row.name)
+            return copy(pick(c.state))  # type: ignore[no-any-return]
         return None
 
     def trusted(self, name: str, c: Cached | None, *, known: int = 0) -> Cached | None:

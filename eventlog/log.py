@@ -254,6 +254,11 @@ class Log:
             raise DecodeError(f"a large value claims {ref.length} bytes, over the limit of {self.max_body_bytes}")
         return self.chunks.get(ref.chunk_hashes(), ref.length)
 
+    def rehydrate(self, ref: Ref) -> str | bytes:
+        """The large value ``ref`` stands for, read and verified
+        (:class:`~eventlog.codec.DecodeError` when it cannot be)."""
+        return self._rehydrate(ref)
+
     def _rehydrate(self, ref: Ref) -> str | bytes:
         size = codec.value_bytes(ref)
         if size > self.max_body_bytes:

@@ -39,11 +39,12 @@ from .errors import (
     ReadOnlyError,
     StoreClosedError,
 )
-from .fold import Event
+from .fold import Event, State
 from .log import Log
 from .options import MIN_CELL_BYTES as MIN_CELL_BYTES
 from .options import Options, OptionValues, resolve, shown
 from .progress import Progress
+from .slices import NotAList, entries_slice
 from .snapshots import SnapshotBuilder, SnapshotPolicy
 from .verify import VerifyReport
 from .writer import MAX_TRIES as MAX_TRIES
@@ -116,6 +117,28 @@ def _check_expected(expected_seq: Any, session_id: str) -> None:
 def _check_progress(progress: Any) -> None:
     if progress is not None and not callable(progress):
         raise InvalidValueError(f"progress must be a callable or None, not {type(progress).__name__}")
+
+
+def _check_field(field: Any, session_id: str) -> tuple[str, ...]:
+    """The path of keys ``field`` names (a key, or a non-empty sequence of keys)."""
+    path = (field,) if type(field) is str else tuple(field) if isinstance(field, (list, tuple)) else ()
+    if not path or not all(type(k) is str for k in path):
+        message = f"field must be a str or a non-empty list or tuple of str, not {shown(field, 60)}"
+        raise InvalidValueError(message, session_id=session_id)
+    return path
+
+
+def _list_at(state: State, path: tuple[str, ...], session_id: str) -> list[Any]:
+    """The list at ``path`` in ``state`` (shared, not copied)."""
+    value: Any = state.session()
+    for depth, k in enumerate(path):
+        if type(value) is not dict or k not in value:
+            where = ".".join(path[: depth + 1])
+            raise NotFoundError(f"the session has no value at {where!r}", session_id=session_id)
+        value = value[k]
+    if type(value) is not list:
+        raise InvalidValueError(f"the session's {'.'.join(path)!r} is not a list", session_id=session_id)
+    return value
 
 
 def _check_ids(session_id: Any, parent_id: Any) -> None:
@@ -310,6 +333,61 @@ class Store:
                 if row is None or row.seq == 0:
                     return None
                 return self._cache.session(row)
+
+    def items(
+        self,
+        session_id: str,
+        start: int | None = None,
+        stop: int | None = None,
+        *,
+        field: str | Sequence[str] = "entries",
+    ) -> list[Any]:
+        """``list[start:stop]`` (Python's slice rules, negative indexes included) of
+        the list at ``field`` of the session as last saved: a key of the session
+        dict (default ``"entries"``) or a path of keys through nested dicts
+        (``("state", "messages")``).  Equal to ``load(session_id)[field][start:stop]``,
+        but of ``entries`` it decodes only what the slice needs (the snapshot's
+        segments holding the wanted entries, and the events since), not the whole
+        session.  The result is the caller's own.
+
+        Raises :class:`NotFoundError` for an unknown session or when the session has
+        no value at ``field``, :class:`InvalidValueError` when that value is not a
+        list or for bad arguments."""
+        _check_id(session_id)
+        path = _check_field(field, session_id)
+        for name, index in (("start", start), ("stop", stop)):
+            if index is not None and type(index) is not int:
+                raise InvalidValueError(f"{name} must be an int or None, not {shown(index, 40)}", session_id=session_id)
+        with self._lock:
+            self._open()
+            with self._backend.reading(), naming(session_id):
+                row = self._lookup(session_id)
+
+                def pick(state: State) -> list[Any]:
+                    return _list_at(state, path, session_id)[start:stop]
+
+                cached = self._cache.part_at_head(row, pick)
+                if cached is not None:
+                    return cached
+                check_head(self._backend, row)
+                if path == ("entries",):
+                    try:
+                        part = entries_slice(self._log, session_id, row.sid, row.key, row.seq, row.base, start, stop)
+                    except NotAList:
+                        message = "the session's entries field is not a list"
+                        raise InvalidValueError(message, session_id=session_id) from None
+                    if part is None:
+                        raise NotFoundError("the session has no entries field", session_id=session_id)
+                    return part
+                return pick(self._log.fold(session_id, row.sid, row.key, row.seq, rehydrate=True, floor=row.base))
+
+    def tail(self, session_id: str, n: int, *, field: str | Sequence[str] = "entries") -> list[Any]:
+        """The last ``n`` items (all when there are fewer) of the list at ``field``:
+        :meth:`items` of ``-n`` on (``[]`` for ``n == 0``).  ``n`` must be an int, 0
+        or more (:class:`InvalidValueError`)."""
+        if type(n) is not int or n < 0:
+            raise InvalidValueError(f"n must be a non-negative int, not {shown(n, 40)}", session_id=session_id)
+        return self.items(session_id, -n if n else 0, None if n else 0, field=field)
 
     def seq(self, session_id: str) -> int:
         """The session's current sequence number (0 when it does not exist)."""

@@ -1,0 +1,173 @@
+"""Partial reads: a run of a session's entries without decoding the rest.
+
+A load decodes the whole newest snapshot (every segment) and the events after it.
+:func:`entries_slice` decodes only what a slice of the entries needs: the snapshot's
+manifest (its fields and the list of its segments, never their bytes), the events
+after it with their large values left as references, and then just the segments
+that hold the wanted entries the snapshot had and the large values inside those
+entries.  The events are applied to a stand-in list, one :class:`_Slot` per entry
+of the snapshot, so that inserts, replacements and deletions after the snapshot
+move the entries exactly as a full fold would; what is left in the wanted range
+says which snapshot entries to decode.
+
+A snapshot that turns out damaged while read this way is a cache like any other:
+the slice then comes from a full fold, which skips it (see
+:meth:`eventlog.log.Log.fold`).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from itertools import accumulate
+from typing import Any
+
+from . import fold
+from .codec import SNAPSHOT, DecodeError, Ref, VersionError
+from .errors import CorruptionError, UnsupportedVersionError
+from .fold import State
+from .log import Log
+from .snapshots import Segment
+from .values import MAX_DEPTH, decoded_ok
+
+
+class _Slot:
+    """Stands for entry ``index`` of the snapshot, not decoded."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+
+class NotAList(Exception):
+    """The session's ``entries`` field is not a list (its value is not sliced)."""
+
+
+def entries_slice(
+    log: Log, name: str, sid: int, key: bytes | None, upto: int, floor: int, start: int | None, stop: int | None
+) -> list[Any] | None:
+    """``entries[start:stop]`` (Python's slice rules) of the session's state after
+    event ``upto``, large values rehydrated: a new list of new values (``None``
+    when the state has no ``entries`` field).  Raises :class:`NotAList` when the
+    state's ``entries`` field is not a list,
+    :class:`~eventlog.CorruptionError` (or
+    :class:`~eventlog.UnsupportedVersionError`) for damage a full fold would
+    also meet."""
+    try:
+        state, segments = _lazy_state(log, name, sid, key, upto, floor)
+    except (CorruptionError, UnsupportedVersionError):
+        state, segments = log.fold(name, sid, key, upto, True, floor), []  # skips a damaged snapshot
+    if not state.managed:
+        if "entries" in state.fields:
+            raise NotAList
+        return None
+    chosen = state.entries[start:stop]
+    wanted = sorted({x.index for x in chosen if type(x) is _Slot})
+    decoded: dict[int, Any] = {}
+    if wanted:
+        try:
+            decoded = _snapshot_entries(log, segments, wanted)
+        except DecodeError as e:
+            raise CorruptionError(f"snapshot is damaged: {e}", session_id=name) from None
+    out = [decoded[x.index] if type(x) is _Slot else x for x in chosen]
+    refs: list[Ref] = []
+    _refs_in(out, refs)
+    try:
+        with log.chunks.reading_ahead():
+            log.chunks.prefetch({h for ref in refs for h in ref.chunk_hashes()})
+            return [_rehydrated(log, v) for v in out]
+    except DecodeError as e:
+        raise CorruptionError(f"a large value is damaged: {e}", session_id=name) from None
+
+
+def _lazy_state(log: Log, name: str, sid: int, key: bytes | None, upto: int, floor: int) -> tuple[State, list[Segment]]:
+    """The state after ``upto`` with the newest snapshot's entries as slots (when it
+    is segmented) and the events after it applied, their large values as
+    references; the snapshot's segments."""
+    backend = log.backend
+    base, state, segments = 0, State(), list[Segment]()
+    for snap_seq in backend.snapshot_seqs(sid, upto):
+        if snap_seq < floor:
+            continue  # left over from compaction, about to be removed
+        if (sid, snap_seq) in log.damaged:
+            continue
+        frame = backend.snapshot(sid, snap_seq)
+        if frame is None:
+            raise CorruptionError("snapshot is missing", session_id=name, seq=snap_seq)
+        segmented, wire, markers = log.body(SNAPSHOT, name, sid, key, snap_seq, frame, False)
+        try:
+            if segmented:
+                fields, segments = log.manifest(wire)
+                state = fold.state_from_wire([fields, []])
+                n = sum(s.count for s in segments)
+                if n and not state.managed:
+                    raise DecodeError("malformed snapshot body")
+                state.entries = [_Slot(i) for i in range(n)]
+            else:
+                state = fold.state_from_wire(wire)
+            if markers != (1 if state.managed else 0):
+                raise DecodeError("entries marker inside a value")
+        except VersionError as e:
+            raise UnsupportedVersionError(str(e), session_id=name, seq=snap_seq) from None
+        except DecodeError as e:
+            raise CorruptionError(f"snapshot is damaged: {e}", session_id=name, seq=snap_seq) from None
+        base = snap_seq
+        break
+    else:
+        if floor:
+            raise CorruptionError("the snapshot holding the compacted history is missing", session_id=name, seq=floor)
+    for event in log.events(name, sid, key, base, upto, False):
+        try:
+            fold.apply(state, event.ops)
+        except ValueError as e:
+            raise CorruptionError(f"event does not apply: {e}", session_id=name, seq=event.seq) from None
+    return state, segments
+
+
+def _snapshot_entries(log: Log, segments: list[Segment], wanted: list[int]) -> dict[int, Any]:
+    """The snapshot entries at the ``wanted`` indexes (sorted), decoding only the
+    segments that hold them (read in one batch), large values as references."""
+    ends = list(accumulate(s.count for s in segments))
+    needed = sorted({bisect_right(ends, i) for i in wanted})
+    out: dict[int, Any] = {}
+    with log.chunks.reading_ahead():
+        log.chunks.prefetch([h for i in needed for h in segments[i].pointer().chunk_hashes()])
+        for i in needed:
+            segment = segments[i]
+            try:
+                entries = log.segment(segment, False, None)
+            except DecodeError as e:  # (a VersionError stays one)
+                raise type(e)(f"segment {i}: {e}") from None
+            if not decoded_ok(entries, MAX_DEPTH + 1, Ref):
+                raise DecodeError(f"segment {i}: malformed snapshot segment")
+            first = ends[i] - segment.count
+            for j in range(first, ends[i]):
+                out[j] = entries[j - first]
+    return {j: out[j] for j in wanted}
+
+
+def _refs_in(value: Any, out: list[Ref]) -> None:
+    """Append every large value reference inside ``value`` to ``out``."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        t = type(v)
+        if t is Ref:
+            out.append(v)
+        elif t is dict:
+            stack.extend(v.values())
+        elif t is list:
+            stack.extend(v)
+
+
+def _rehydrated(log: Log, value: Any) -> Any:
+    """``value`` with every large value reference replaced by the value it stands
+    for, in new containers."""
+    t = type(value)
+    if t is Ref:
+        return log.rehydrate(value)
+    if t is dict:
+        return {k: _rehydrated(log, v) for k, v in value.items()}
+    if t is list:
+        return [_rehydrated(log, v) for v in value]
+    return value

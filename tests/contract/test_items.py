@@ -1,0 +1,111 @@
+"""Partial reads: ``Store.items`` and ``Store.tail`` give exactly the slice of what a
+load gives, decoding only the part of the newest snapshot they need."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import eventlog
+from eventlog import log as log_module
+from eventlog.testing import histories
+from eventlog.values import same
+
+SMALL = {"image_size": 40_000, "big": 40_000}
+#: Segments of about 1 KB, so that small sessions have snapshots of many segments.
+TINY = {"chunk_bytes": 2048, "max_cell_bytes": 16_384, "synchronous": "OFF"}
+INDEX = st.one_of(st.none(), st.integers(-15, 15))
+
+
+def _path() -> str:
+    return str(Path(tempfile.mkdtemp()) / "s.db")
+
+
+def _entry(i: int, **extra: Any) -> dict[str, Any]:
+    return {"id": f"e{i}", "message": {"role": "user", "content": [{"type": "text", "text": f"hello {i} " * 30}]}, **extra}
+
+
+@settings(max_examples=40, deadline=None)
+@given(histories(**SMALL), st.integers(0, 3), st.lists(st.tuples(INDEX, INDEX), min_size=1, max_size=4))
+def test_a_slice_is_the_slice_of_a_load(history: list[Any], every: int, slices: list[tuple[Any, Any]]) -> None:
+    """Any history, snapshots taken often or never, read cold (a new handle) and
+    warm: ``items(id, a, b)`` equals ``load(id)["entries"][a:b]`` strictly."""
+    path = _path()
+    with eventlog.open(path, snapshot_every=every, **TINY) as s:
+        for state in history:
+            s.save("s", state)
+    want = history[-1]
+    for cache in (0, 8):
+        with eventlog.open(path, cache_sessions=cache, **TINY) as s:
+            for a, b in slices:
+                if type(want.get("entries")) is list:
+                    assert same(s.items("s", a, b), want["entries"][a:b])
+                    n = b if b is not None and b >= 0 else 3
+                    assert same(s.tail("s", n), want["entries"][-n:] if n else [])
+                elif "entries" in want:
+                    with pytest.raises(eventlog.InvalidValueError):
+                        s.items("s", a, b)
+                else:
+                    with pytest.raises(eventlog.NotFoundError):
+                        s.items("s", a, b)
+                s.load("s")  # the next slices come from the cache
+
+
+def test_a_slice_after_edits_past_the_snapshot_decodes_only_its_segments(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inserts, replacements and deletes after the snapshot move the entries as a
+    full fold would; only the segments holding the wanted entries are decoded."""
+    path = _path()
+    entries = [_entry(i) for i in range(400)]
+    with eventlog.open(path, snapshot_every=0, **TINY) as s:
+        s.save("s", {"entries": entries, "title": "t"})
+        s.snapshot("s")
+        entries = [_entry(-1), *entries[:10], *entries[12:], _entry(400)]
+        entries[50] = _entry(50, edited=True)
+        s.save("s", {"entries": entries, "title": "t"})
+        s.append("s", [_entry(401)])
+        entries.append(_entry(401))
+    decoded: list[int] = []
+    segment = log_module.Log.segment
+
+    def spy(self: Any, seg: Any, *args: Any, **kwargs: Any) -> Any:
+        decoded.append(seg.count)
+        return segment(self, seg, *args, **kwargs)
+
+    monkeypatch.setattr(log_module.Log, "segment", spy)
+    with eventlog.open(path, **TINY) as s:
+        assert s.tail("s", 5) == entries[-5:]
+        assert s.items("s", 0, 3) == entries[:3]
+        assert s.items("s", 49, 52) == entries[49:52]
+        assert s.items("s", -500) == entries
+        few = len(decoded)
+        assert s.load("s") == {"entries": entries, "title": "t", "leafId": "e401"}
+    assert 0 < sum(decoded[:3]) < 60 and len(decoded) > few + 20  # the load decoded them all
+
+
+def test_items_of_other_lists_and_bad_arguments() -> None:
+    with eventlog.open(_path()) as s:
+        s.save("s", {"state": {"messages": [1, 2, 3], "n": 1}, "entries": "text"})
+        assert s.items("s", 1, field=("state", "messages")) == [2, 3]
+        assert s.tail("s", 2, field=["state", "messages"]) == [2, 3]
+        got = s.items("s", field=("state", "messages"))
+        got.append(4)  # the caller's own
+        assert s.items("s", field=("state", "messages")) == [1, 2, 3]
+        with pytest.raises(eventlog.InvalidValueError, match="not a list"):
+            s.items("s")
+        with pytest.raises(eventlog.InvalidValueError, match="not a list"):
+            s.items("s", field=("state", "n"))
+        with pytest.raises(eventlog.NotFoundError, match="state.other"):
+            s.items("s", field=("state", "other", "x"))
+        with pytest.raises(eventlog.NotFoundError):
+            s.items("nope")
+        for bad in ({"start": "1"}, {"stop": 1.0}, {"start": True}, {"field": ()}, {"field": [1]}, {"field": 3}):
+            with pytest.raises(eventlog.InvalidValueError):
+                s.items("s", **bad)
+        for n in (-1, 1.5, None):
+            with pytest.raises(eventlog.InvalidValueError):
+                s.tail("s", n)  # type: ignore[arg-type]
