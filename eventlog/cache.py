@@ -4,32 +4,35 @@ For each of the sessions used last (up to the ``cache_sessions`` option), a stor
 keeps the incarnation it knows, its head with what ``append()`` needs of its shape,
 its state folded up to some position (caught up from the log when a call needs it:
 events written since by ``append()`` or by other handles are read and applied), and
-the mirror of the caller's entries as of the last ``save()`` (see
-:mod:`eventlog.mirror`).
+the mirrors of the caller's lists (``entries`` and the lists at paths: see
+:func:`eventlog.fold.lists_in`) as of the last ``save()`` (see :mod:`eventlog.mirror`).
 
 **The rule.**  No object of the cache is ever handed to a caller, and no caller's
 object is ever kept in it: a caller may change what it got or what it gave at will,
 and the store must never see that.  The rule is kept here, at two doors:
 :meth:`SessionCache.session` is the only way a cached session goes out to a caller
 (as a copy), and :meth:`SessionCache.saved` the only way written values come in (as
-copies; ``append()`` leaves the state behind with :meth:`SessionCache.appended`, to
-be caught up from the log).  The writer reads a cached state to diff against it
-(:attr:`Cached.state`), never keeps or hands out what it reads.  The mirror is the
-one exception, by design: it records the identity of the caller's objects (and
-keeps them alive), but never reads or returns them.
+copies, lists and dicts at paths included: see :func:`private`; ``append()`` leaves
+the state behind with :meth:`SessionCache.appended`, to be caught up from the log).
+The writer reads a cached state to diff against it (:attr:`Cached.state`), never
+keeps or hands out what it reads.  The mirror is the one exception, by design: it
+records the identity of the caller's objects (and keeps them alive), but never
+reads or returns them.  It vouches only for a list
+whose mirror has exactly as many items as the cached state's list at the same path
+(the state was made equal to the caller's session by the save that recorded it).
 """
 
 from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from .backend import KEY_BYTES, Backend, Head
 from .codec import ENTRIES
 from .errors import ConflictError, CorruptionError
-from .fold import Delete, Insert, Op, Replace, SetFields, State, apply
+from .fold import At, Delete, Insert, Op, Replace, SetFields, State, apply
 from .log import Log
 from .mirror import Mirror
 from .values import copy
@@ -77,13 +80,13 @@ class Cached:
     """What the store remembers of one session (see the module documentation):
     ``who``, its ``tip`` (both replaced whole), its ``state`` folded up to
     ``state_seq`` (at most the tip's: changed only by :class:`SessionCache`) and the
-    ``mirror`` of the caller's entries."""
+    ``mirrors`` of the caller's lists by path (``("entries",)``: the entries)."""
 
     who: Incarnation
     tip: Tip
     state: State
     state_seq: int
-    mirror: Mirror | None = None
+    mirrors: dict[tuple[str, ...], Mirror] = field(default_factory=dict)
 
     @classmethod
     def of(cls, who: Incarnation, seq: int, state: State) -> Cached:
@@ -94,29 +97,34 @@ class Cached:
         """Whether the state is folded up to the head."""
         return self.state_seq == self.tip.seq
 
-    def known_same(self, entries: Any) -> int:
-        """How many of the caller's ``entries`` the mirror proves unchanged since the
-        last save (all or none: 0 when it cannot say)."""
-        mirror, state = self.mirror, self.state
-        if type(entries) is list and mirror is not None and len(mirror.entries) == len(state.entries):
-            return len(state.entries) if state.managed and mirror.unchanged(entries) else 0
+    def known_same(self, path: tuple[str, ...], items: Any) -> int:
+        """How many of the caller's list ``items`` at ``path`` the mirror proves
+        unchanged since the last save (all or none: 0 when it cannot say)."""
+        mirror = self.mirrors.get(path)
+        if mirror is None or type(items) is not list:
+            return 0
+        mine = self.state.list_at(path)
+        if mine is not None and len(mirror.entries) == len(mine) and mirror.unchanged(items):
+            return len(mine)
         return 0
 
 
 def private(ops: list[Op]) -> list[Op]:
     """``ops`` with private copies (new containers, shared immutable leaves) of the
     caller's values in them."""
-    out: list[Op] = []
-    for op in ops:
-        if type(op) is Insert:
-            out.append(Insert(op.index, [copy(e) for e in op.entries]))
-        elif type(op) is Replace:
-            out.append(Replace(op.index, copy(op.entry)))
-        elif type(op) is SetFields:
-            out.append(SetFields({k: v if v is ENTRIES else copy(v) for k, v in op.changed.items()}, op.order))
-        else:
-            out.append(op)
-    return out
+    return [_private(op) for op in ops]
+
+
+def _private(op: Op) -> Op:
+    if type(op) is Insert:
+        return Insert(op.index, [copy(e) for e in op.entries])
+    if type(op) is Replace:
+        return Replace(op.index, copy(op.entry))
+    if type(op) is SetFields:
+        return SetFields({k: v if v is ENTRIES else copy(v) for k, v in op.changed.items()}, op.order)
+    if type(op) is At:
+        return At(op.path, _private(op.op))  # type: ignore[arg-type]
+    return op
 
 
 def check_head(backend: Backend, row: Head) -> None:
@@ -188,7 +196,7 @@ class SessionCache:
             except BaseException:
                 self.drop(name)
                 raise
-            c.tip, c.mirror = Tip.of(seq, c.state), None
+            c.tip, c.mirrors = Tip.of(seq, c.state), {}
         return c
 
     def session(self, row: Head) -> dict[str, Any]:
@@ -233,25 +241,36 @@ class SessionCache:
                 return Cached.of(Incarnation(None, os.urandom(KEY_BYTES)), 0, State())
             return self.caught_up(row, full=full)
 
-    def saved(self, name: str, c: Cached, after: Head, ops: list[Op], entries: Any, known: int) -> None:
+    def saved(
+        self,
+        name: str,
+        c: Cached,
+        after: Head,
+        ops: list[Op],
+        lists: dict[tuple[str, ...], list[Any]],
+        known: dict[tuple[str, ...], int],
+    ) -> None:
         """``c`` after ``save()`` wrote ``ops`` (made from it) as the head ``after``:
-        its state caught up with private copies of the values written, its mirror
-        of the caller's ``entries`` (``known``: as many as the mirror vouched for).
-        The only way written values come into the cache."""
+        its state caught up with private copies of the values written, its mirrors
+        of the caller's ``lists`` by path (``known``: as many items of each as its
+        mirror vouched for).  The only way written values come into the cache."""
         apply(c.state, private(ops))
         c.state_seq = after.seq
         c.who, c.tip = Incarnation(after.sid, after.key), Tip.of(after.seq, c.state)
-        if type(entries) is not list:
-            c.mirror = None
-        elif known and c.mirror is not None:
-            c.mirror.extend(entries[known:])
-        else:  # mirror fully only a caller that passes the same entry objects again
-            c.mirror = Mirror(entries, full=c.mirror is not None and c.mirror.same_entry_objects(entries))
+        mirrors: dict[tuple[str, ...], Mirror] = {}
+        for path, items in lists.items():
+            mirror = c.mirrors.get(path)
+            if known.get(path) and mirror is not None:
+                mirror.extend(items[known[path] :])
+            else:  # mirror fully only a caller that passes the same item objects again
+                mirror = Mirror(items, full=mirror is not None and mirror.same_entry_objects(items))
+            mirrors[path] = mirror
+        c.mirrors = mirrors
         self._keep(name, c)
 
     def appended(self, name: str, c: Cached, after: Head, tip: Tip) -> None:
         """``c`` after ``append()`` wrote the head ``after``: only its tip moves
         (nothing of the caller's is kept); its state is caught up from the log when
         a later call needs it."""
-        c.who, c.tip, c.mirror = Incarnation(after.sid, after.key), tip, None
+        c.who, c.tip, c.mirrors = Incarnation(after.sid, after.key), tip, {}
         self._keep(name, c)

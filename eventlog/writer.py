@@ -43,7 +43,7 @@ from .errors import (
     OutcomeUnknownError,
     StorageError,
 )
-from .fold import Delete, Insert, Op, Replace, SetFields, Tombstone, diff, ops_to_wire
+from .fold import At, Delete, Insert, Op, Replace, SetFields, Tombstone, diff, lists_in, ops_to_wire
 from .log import Log
 from .snapshots import SnapshotBuilder, SnapshotPolicy
 
@@ -73,19 +73,22 @@ def now_ms() -> int:
 def encodable_ops(log: Log, ops: list[Op], writes: ChunkWrites) -> list[Op]:
     """Each op with encodable values: validated, large ones cut into chunks (for
     ``writes``) and replaced by refs."""
-    wire: list[Op] = []
-    for op in ops:
-        if type(op) is Insert:
-            wire.append(Insert(op.index, log.encodable_each(op.entries, writes)))
-        elif type(op) is Replace:
-            wire.append(Replace(op.index, log.encodable(op.entry, writes)))
-        elif type(op) is SetFields:
-            changed = {k: v if v is ENTRIES else log.encodable(v, writes) for k, v in op.changed.items()}
-            wire.append(SetFields(changed, op.order))
-        else:
-            assert isinstance(op, Delete)
-            wire.append(op)
-    return wire
+    return [_encodable(log, op, writes, 0) for op in ops]
+
+
+def _encodable(log: Log, op: Op, writes: ChunkWrites, within: int) -> Op:
+    """``op`` encodable, its values nested ``within`` keys down (an :class:`At`'s path)."""
+    if type(op) is Insert:
+        return Insert(op.index, log.encodable_each(op.entries, writes, within))
+    if type(op) is Replace:
+        return Replace(op.index, log.encodable(op.entry, writes, within))
+    if type(op) is SetFields:
+        changed = {k: v if v is ENTRIES else log.encodable(v, writes, within) for k, v in op.changed.items()}
+        return SetFields(changed, op.order)
+    if type(op) is At:
+        return At(op.path, _encodable(log, op.op, writes, len(op.path)))  # type: ignore[arg-type]
+    assert isinstance(op, Delete)
+    return op
 
 
 @dataclass(slots=True)
@@ -232,18 +235,18 @@ class Writer:
 
     def save(self, name: str, parent: str | None, expected_seq: int | None, data: dict[str, Any]) -> int:
         """:meth:`eventlog.Store.save` (its arguments checked): the ops that turn the
-        stored state into ``data``, compared entry by entry except for the entries
-        the mirror proves unchanged."""
-        entries = data.get("entries")
-        known = 0
+        stored state into ``data``, each list compared item by item except for the
+        items its mirror proves unchanged."""
+        lists = lists_in(data)
+        known: dict[tuple[str, ...], int] = {}
 
         def make_ops(c: Cached) -> list[Op]:
             nonlocal known
-            known = c.known_same(entries)  # (for this attempt's state)
-            return diff(c.state, data, known)
+            known = {path: c.known_same(path, items) for path, items in lists.items()}  # (for this attempt's state)
+            return diff(c.state, data, known.get(("entries",), 0), known)
 
         def done(c: Cached, after: Head, ops: list[Op], tip: Tip) -> None:
-            self._cache.saved(name, c, after, ops, entries, known)
+            self._cache.saved(name, c, after, ops, lists, known)
 
         return self._write(name, parent, expected_seq, make_ops, done, full=True)
 

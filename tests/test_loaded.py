@@ -76,9 +76,9 @@ def _known_same(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     seen: list[int] = []
     diff = writer_module.diff
 
-    def spy(old: Any, data: dict[str, Any], known_same: int = 0) -> Any:
+    def spy(old: Any, data: dict[str, Any], known_same: int = 0, known: Any = None) -> Any:
         seen.append(known_same)
-        return diff(old, data, known_same)
+        return diff(old, data, known_same, known)
 
     monkeypatch.setattr(writer_module, "diff", spy)
     return seen

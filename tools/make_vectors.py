@@ -64,7 +64,7 @@ import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -74,6 +74,7 @@ import zstandard
 import eventlog
 import eventlog.cache
 import eventlog.copying
+import eventlog.fold
 import eventlog.log
 import eventlog.snapshots
 import eventlog.store
@@ -140,6 +141,8 @@ def op_to_json(op: eventlog.Op) -> list[Any]:
         return [2, op.index, op.count]
     if type(op) is eventlog.SetFields:
         return [3, to_json(op.changed), op.order]
+    if type(op) is eventlog.At:
+        return [5, list(op.path), op_to_json(op.op)]
     assert type(op) is eventlog.Tombstone
     return [4, op.root, None]
 
@@ -201,6 +204,15 @@ def before_keys() -> Iterator[None]:
         return dumps(value, refs)
 
     with mock.patch.object(eventlog.snapshots, "FLAG_STRINGREF", 0), mock.patch.object(codec, "dumps", plain_dumps):
+        yield
+
+
+@contextmanager
+def before_lists() -> Iterator[None]:
+    """Write as the releases before lists at paths did: every top-level field but
+    ``entries`` set whole when it changes (no :class:`eventlog.At` operations).  The
+    stores written before those existed are made so, to record what they hold."""
+    with mock.patch.object(eventlog.fold, "_diff_in", lambda *args: False):
         yield
 
 
@@ -1111,6 +1123,8 @@ def pack(path: str) -> None:
 
 
 #: The compatibility vectors: as the releases before session keys wrote them.
+#: The stores written with operations at paths (the others: :func:`before_lists`).
+AT_PATHS: tuple[str, ...] = ()
 BEFORE_KEYS = tuple(name for name in STORES if name.startswith(("v4_", "schema_v")))
 #: What the fake clock gives: how many times a writer reads it is not part of the format.
 _TIMES = ("created_ms", "updated_ms", "timestamp_ms", "ts")
@@ -1145,7 +1159,10 @@ def generate(out: Path, keep: bool = False) -> None:
         for name, build in STORES.items():
             work = os.path.join(tmp, f"{name}.eventlog")
             seed = name.removeprefix("v4_")  # a v4_ store holds the same values as its current twin
-            with fixed_clock(random.Random(f"eventlog vectors, session keys: {name}")):  # from CLOCK_START_MS
+            with (
+                fixed_clock(random.Random(f"eventlog vectors, session keys: {name}")),  # from CLOCK_START_MS
+                nullcontext() if name in AT_PATHS else before_lists(),
+            ):
                 expected = build(work, random.Random(f"eventlog vectors: {seed}"))
             expected = {"name": name, **expected}
             for side in ("-wal", "-shm", "-journal"):
