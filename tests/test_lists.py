@@ -7,6 +7,7 @@ damaged forms of the new operation, and the cache's rule for the new lists."""
 from __future__ import annotations
 
 import copy
+import itertools
 import tempfile
 import uuid
 from pathlib import Path
@@ -197,7 +198,7 @@ def test_a_save_appending_k_items_encodes_those_items(tmp_path: Path, shape: str
                 data = {outer: {inner: msgs, "turn": turn}, "v": 1}
             store.save("s", data)
             sizes.append(store.info("s").stored_bytes)
-        per_save = [b - a for a, b in zip(sizes, sizes[1:], strict=False)]
+        per_save = [b - a for a, b in itertools.pairwise(sizes)]
         assert max(per_save[-20:]) < 1000, per_save[-20:]  # 2 items of ~550 bytes of JSON, compressed
         assert max(per_save[-20:]) <= max(per_save[:20]) + 64  # flat, not growing with the session
         events = list(store.events("s"))
