@@ -384,6 +384,34 @@ def build_plain(path: str, rng: random.Random) -> dict[str, Any]:
         )
 
 
+def build_lists(path: str, rng: random.Random) -> dict[str, Any]:
+    """Lists and dicts at paths, kept item by item and key by key (At, kind 5)."""
+    options: dict[str, Any] = {"snapshot_every": 3}
+    with eventlog.open(path, **options) as store:
+        r = Recorder(store)
+        m = [entry(i, note=rng.randbytes(4).hex()) for i in range(6)]
+        r.save("chat", {"messages": m[:2], "model": "m1"})  # a new field: set whole
+        r.save("chat", {"messages": m[:4], "model": "m1"})  # At Insert at the end
+        r.save("chat", {"messages": [m[0], dict(m[1], content="edited"), m[3]], "model": "m2"})  # Replace, Delete
+        r.save("chat", {"messages": [m[5], m[0], dict(m[1], content="edited"), m[3]], "model": "m2"})  # Insert at 0
+        r.save("graph", {"state": {"messages": m[:1], "step": 0}, "thread": "t"})
+        r.save("graph", {"state": {"messages": m[:3], "step": 1}, "thread": "t"})  # At Insert + At SetFields
+        r.save("graph", {"thread": "t", "state": {"step": 2, "messages": m[:3], "extra": [1]}})  # orders
+        r.save("graph", {"thread": "t", "state": {"step": 2, "messages": "not a list now"}})  # key dropped
+        r.save("graph", {"thread": "t", "state": {"step": 2, "messages": m[:2]}})  # a list again: set whole
+        deep = {"checkpoint": {"channel_values": {"messages": m[:1], "n": 1}}}
+        r.save("deep", deep)
+        r.save("deep", {"checkpoint": {"channel_values": {"messages": m[:2], "n": 1}}})  # a path of 3 keys
+        r.save("deep", {"checkpoint": "replaced by a string"})
+        return r.expectations(
+            "Lists and dicts at paths (At, kind 5): a top-level messages list edited item by item, "
+            "state.messages beside a sibling key and a key order change, a list turning into a string and back, "
+            "checkpoint.channel_values.messages; snapshots every 3 events.",
+            options,
+            path,
+        )
+
+
 def big_text(rng: random.Random, n: int) -> str:
     words = ["the", "agent", "called", "a", "tool", "über", "résultat", "→", "ok", "🙂", "line\n"]
     return "".join(rng.choice(words) + " " for _ in range(n))
@@ -820,6 +848,7 @@ STORES: dict[str, Callable[[str, random.Random], dict[str, Any]]] = {
     "tree": build_tree,
     "compacted": build_compacted,
     "copied": build_copied,
+    "lists": build_lists,
     # As the releases before session keys wrote them: the compatibility vectors.
     "v4_plain": build_v4(build_plain),
     "v4_large_plain": build_v4(lambda path, rng: build_large(path, rng, None)),
@@ -1124,7 +1153,7 @@ def pack(path: str) -> None:
 
 #: The compatibility vectors: as the releases before session keys wrote them.
 #: The stores written with operations at paths (the others: :func:`before_lists`).
-AT_PATHS: tuple[str, ...] = ()
+AT_PATHS: tuple[str, ...] = ("lists",)
 BEFORE_KEYS = tuple(name for name in STORES if name.startswith(("v4_", "schema_v")))
 #: What the fake clock gives: how many times a writer reads it is not part of the format.
 _TIMES = ("created_ms", "updated_ms", "timestamp_ms", "ts")
