@@ -131,6 +131,48 @@ def bulk_append(tmp: Path, total: int, batch: int, sync: str, reps: int) -> Figu
     )  # fmt: skip
 
 
+#: The session shapes compared by :func:`shapes`: where the conversation list sits.
+SHAPES = ("entries", "messages", "state.messages")
+
+
+def _shaped(data: dict[str, Any], shape: str) -> dict[str, Any]:
+    """A coding session's dict with its conversation under ``shape`` (the same list object)."""
+    rest = {k: v for k, v in data.items() if k != "entries"}
+    if shape == "entries":
+        return data
+    if shape == "messages":
+        return {"messages": data["entries"], **rest}
+    return {"state": {"messages": data["entries"], **rest}, "thread": "t-1"}
+
+
+def shapes(tmp: Path, turns: int, sync: str, reps: int) -> list[Figure]:
+    """A chat run saved after every turn under each of :data:`SHAPES`: total save
+    time (best of ``reps``, the shapes taking turns) and bytes on disk, as ratios to
+    the same run under ``entries`` (issue 17: any list is a log)."""
+    times = dict.fromkeys(SHAPES, float("inf"))
+    sizes: dict[str, int] = {}
+    for rep in range(reps):
+        for shape in SHAPES:
+            path = str(tmp / f"shape-{shape}-{rep}.db")
+            runs = [_shaped(d, shape) for d in coding_session(turns, seed=4)]
+            with eventlog.open(path, synchronous=sync) as store:
+                times[shape] = min(times[shape], sum(_timed(store.save, "s", d) for d in runs))
+            sizes[shape] = file_bytes(path)
+    figures = []
+    base_t, base_b = times["entries"], sizes["entries"]
+    for shape in SHAPES[1:]:
+        rt, rb = times[shape] / base_t, sizes[shape] / base_b
+        figures += [
+            Figure(f"{turns}-turn chat saved after every turn under {shape}: total save time",
+                   f"{shape} {times[shape] * 1e3:.0f} ms, entries {base_t * 1e3:.0f} ms",
+                   rt, f"{shape}/entries <= 1.3", rt <= 1.3),
+            Figure(f"{turns}-turn chat under {shape}: bytes on disk",
+                   f"{shape} {sizes[shape] / 1e6:.2f} MB, entries {base_b / 1e6:.2f} MB",
+                   rb, f"{shape}/entries <= 1.3", rb <= 1.3),
+        ]  # fmt: skip
+    return figures
+
+
 def run(quick: bool, sync: str) -> tuple[list[Figure], dict[str, list[float]]]:
     """All core figures; returns them and the per-save latency series for plotting."""
     n_long, n_total, n_bulk = (400, 200, 10_000) if quick else (2000, 1000, 100_000)
@@ -141,6 +183,7 @@ def run(quick: bool, sync: str) -> tuple[list[Figure], dict[str, list[float]]]:
         figures.append(save_fig)
         figures += session_total(tmp, n_total, sync, reps=1 if quick else 2)
         figures.append(bulk_append(tmp, n_bulk, 1000, sync, reps=1 if quick else 3))
+        figures += shapes(tmp, 250, sync, reps=1 if quick else 3)
     if quick:
         for f in figures:
             f.ok = None

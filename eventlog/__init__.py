@@ -32,7 +32,7 @@ from .errors import (
     StoreClosedError,
     UnsupportedVersionError,
 )
-from .fold import Delete, Event, Insert, Op, Replace, SetFields, Tombstone
+from .fold import At, Delete, Event, Insert, Op, Replace, SetFields, Tombstone
 from .options import Options
 from .store import Store, open
 from .verify import Problem, VerifyReport
@@ -44,6 +44,7 @@ _logging.getLogger(__name__).addHandler(_logging.NullHandler())
 __all__ = [
     "ENTRIES",
     "AsyncStore",
+    "At",
     "CompactReport",
     "ConflictError",
     "CorruptionError",

@@ -4,8 +4,8 @@ For each of the sessions used last (up to the ``cache_sessions`` option), a stor
 keeps the incarnation it knows, its head with what ``append()`` needs of its shape,
 its state folded up to some position (caught up from the log when a call needs it:
 events written since by ``append()`` or by other handles are read and applied), and
-the mirror of the caller's entries as of the last ``save()`` (see
-:mod:`eventlog.mirror`).
+the mirrors of the caller's lists (``entries`` and the lists at paths: see
+:func:`eventlog.fold.lists_in`) as of the last ``save()`` (see :mod:`eventlog.mirror`).
 
 **The rule.**  A caller may change what it got or what it gave at will, and the
 store must never see that: no caller's object is ever kept in the cache as a value,
@@ -13,23 +13,28 @@ and nothing of the cache that a caller holds is ever used unproven.  The rule is
 kept here, at three doors:
 
 * :meth:`SessionCache.session` is the only way a cached session goes out to a
-  caller.  A state that nobody holds any part of (folded from the log, or made of
-  the private copies a save keeps) is *lent*: the caller gets the state itself (no
-  copy of its ~100,000 containers on a cold load of 10,000 entries), and the cache
-  keeps its own top-level containers (the fields dict, the entries list) over the
-  same values, with a :class:`~eventlog.mirror.Mirror` of everything below them,
-  ``Cached.lent``.  Every later handout is a copy.
+  caller (and :meth:`SessionCache.part_at_head`, for a part of it, copied).  A
+  state that nobody holds any part of (folded from the log, or made of the private
+  copies a save keeps) is *lent*: the caller gets the state itself (no copy of its
+  ~70,000 containers on a cold load of 10,000 entries), and the cache keeps its own
+  *spine* over the same values (:meth:`~eventlog.fold.State.clone`: the top-level
+  dict and every list and dict an operation may change in place), with a
+  :class:`~eventlog.mirror.Mirror` of the items of each list and of the other
+  containers below the spine: ``Cached.lent``.  Every later handout is a copy.
 * :meth:`SessionCache.trusted` is the only way a kept state is used (handed out
-  again, or diffed against by a save): the mirror of what was lent must prove it
+  again, or diffed against by a save): the mirrors of what was lent must prove it
   untouched, by identity; if the caller changed any of it, the state is dropped and
   folded again from the log.
-* :meth:`SessionCache.saved` is the only way written values come in (as copies;
-  ``append()`` leaves the state behind with :meth:`SessionCache.appended`, to be
-  caught up from the log).
+* :meth:`SessionCache.saved` is the only way written values come in (as copies,
+  lists and dicts at paths included: see :func:`private`; ``append()`` leaves the
+  state behind with :meth:`SessionCache.appended`, to be caught up from the log).
 
 The writer reads a cached state to diff against it (:attr:`Cached.state`), never
 keeps or hands out what it reads.  The mirrors record the identity of objects a
-caller holds (and keep them alive), but never read or return them.
+caller holds (and keep them alive), but never read or return them.  The mirror of
+a caller's list vouches only for a list whose mirror has exactly as many items as
+the cached state's list at the same path (the state was made equal to the caller's
+session by the save that recorded it, or lent to it by a load).
 """
 
 from __future__ import annotations
@@ -38,18 +43,22 @@ import logging
 import os
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from .backend import KEY_BYTES, Backend, Head
 from .codec import ENTRIES
 from .errors import ConflictError, CorruptionError
-from .fold import Delete, Insert, Op, Replace, SetFields, State, apply
+from .fold import MAX_PATH, At, Delete, Insert, Op, Replace, SetFields, State, apply, lists_in
 from .log import Log
 from .mirror import Mirror
 from .values import copy
 
 log = logging.getLogger(__name__)
+
+#: What a load lent a caller: mirrors of the items of each list of the spine, by
+#: path, and of the other containers below the spine.
+Lent = tuple[dict[tuple[str, ...], Mirror], Mirror]
 
 
 class Incarnation(NamedTuple):
@@ -94,16 +103,16 @@ class Cached:
     """What the store remembers of one session (see the module documentation):
     ``who``, its ``tip`` (both replaced whole), its ``state`` folded up to
     ``state_seq`` (at most the tip's: changed only by :class:`SessionCache`), the
-    ``mirror`` of the caller's entries and the mirrors of what of the state was
-    ``lent`` to a caller: its entries, and its other fields' values (``None``:
-    nothing, the state is all the cache's own)."""
+    ``mirrors`` of the caller's lists by path (``("entries",)``: the entries) and
+    what of the state was ``lent`` to a caller (``None``: nothing, the state is all
+    the cache's own)."""
 
     who: Incarnation
     tip: Tip
     state: State
     state_seq: int
-    mirror: Mirror | None = None
-    lent: tuple[Mirror, Mirror] | None = None
+    mirrors: dict[tuple[str, ...], Mirror] = field(default_factory=dict)
+    lent: Lent | None = None
 
     @classmethod
     def of(cls, who: Incarnation, seq: int, state: State) -> Cached:
@@ -114,28 +123,56 @@ class Cached:
         """Whether the state is folded up to the head."""
         return self.state_seq == self.tip.seq
 
-    def known_same(self, entries: Any) -> int:
-        """How many of the caller's ``entries`` the mirror proves unchanged since the
-        last save (all or none: 0 when it cannot say)."""
-        mirror, state = self.mirror, self.state
-        if type(entries) is list and mirror is not None and len(mirror.entries) == len(state.entries):
-            return len(state.entries) if state.managed and mirror.unchanged(entries) else 0
+    def known_same(self, path: tuple[str, ...], items: Any) -> int:
+        """How many of the caller's list ``items`` at ``path`` the mirror proves
+        unchanged since the last save (all or none: 0 when it cannot say)."""
+        mirror = self.mirrors.get(path)
+        if mirror is None or type(items) is not list:
+            return 0
+        mine = self.state.list_at(path)
+        if mine is not None and len(mirror.entries) == len(mine) and mirror.unchanged(items):
+            return len(mine)
         return 0
 
 
 def private(ops: list[Op]) -> list[Op]:
     """``ops`` with private copies (new containers, shared immutable leaves) of the
     caller's values in them."""
-    out: list[Op] = []
-    for op in ops:
-        if type(op) is Insert:
-            out.append(Insert(op.index, [copy(e) for e in op.entries]))
-        elif type(op) is Replace:
-            out.append(Replace(op.index, copy(op.entry)))
-        elif type(op) is SetFields:
-            out.append(SetFields({k: v if v is ENTRIES else copy(v) for k, v in op.changed.items()}, op.order))
-        else:
-            out.append(op)
+    return [_private(op) for op in ops]
+
+
+def _private(op: Op) -> Op:
+    if type(op) is Insert:
+        return Insert(op.index, [copy(e) for e in op.entries])
+    if type(op) is Replace:
+        return Replace(op.index, copy(op.entry))
+    if type(op) is SetFields:
+        return SetFields({k: v if v is ENTRIES else copy(v) for k, v in op.changed.items()}, op.order)
+    if type(op) is At:
+        return At(op.path, _private(op.op))  # type: ignore[arg-type]
+    return op
+
+
+def _known(c: Cached, lists: dict[tuple[str, ...], list[Any]] | None) -> dict[tuple[str, ...], int]:
+    """How many items of each of the caller's ``lists`` the mirrors of ``c`` prove
+    unchanged (see :meth:`Cached.known_same`)."""
+    return {path: c.known_same(path, items) for path, items in (lists or {}).items()}
+
+
+def _below_spine(data: dict[str, Any]) -> list[Any]:
+    """The dicts of a session dict just below its spine (the dicts an operation may
+    change in place: those fewer than :data:`~eventlog.fold.MAX_PATH` keys deep),
+    which a lent state shares with the caller besides the items of its lists."""
+    out: list[Any] = []
+    stack: list[tuple[int, dict[str, Any]]] = [(0, data)]
+    while stack:
+        depth, d = stack.pop()
+        for v in d.values():
+            if type(v) is dict:
+                if depth + 1 < MAX_PATH:
+                    stack.append((depth + 1, v))
+                else:
+                    out.append(v)
     return out
 
 
@@ -208,7 +245,7 @@ class SessionCache:
             except BaseException:
                 self.drop(name)
                 raise
-            c.tip, c.mirror = Tip.of(seq, c.state), None
+            c.tip, c.mirrors = Tip.of(seq, c.state), {}
         return c
 
     def session(self, row: Head) -> dict[str, Any]:
@@ -240,18 +277,28 @@ class SessionCache:
             return copy(pick(c.state))  # type: ignore[no-any-return]
         return None
 
-    def trusted(self, name: str, c: Cached | None, *, known: int = 0) -> Cached | None:
+    def trusted(
+        self, name: str, c: Cached | None, *, known: dict[tuple[str, ...], int] | None = None
+    ) -> Cached | None:
         """``c``, unless part of its state was lent to a caller who changed it since
         (then it is forgotten: ``None``).  Every use of a kept state passes here.
-        ``known``: what :meth:`Cached.known_same` proved of a caller's entries just
-        now, which vouches for the lent entries too when its mirror started as theirs."""
+        ``known``: what :meth:`Cached.known_same` proved of a caller's lists just
+        now, which vouches for a lent list's items too when the list's mirror
+        started as the one made when it was lent."""
         lent = None if c is None else c.lent
         if lent is None:
             return c
         assert c is not None
-        vouched = known > 0 and c.mirror is not None and c.mirror.origin is lent[0]
-        if (vouched or lent[0].untouched()) and lent[1].untouched():
-            return c
+        lists, others = lent
+        for path, m in lists.items():
+            mirror = c.mirrors.get(path)
+            if known and known.get(path) and mirror is not None and mirror.origin is m:
+                continue
+            if not m.untouched():
+                break
+        else:
+            if others.untouched():
+                return c
         log.debug("session %r: a loaded value was changed in place; folding it again from the log", name)
         if self._kept.get(name) is c:
             del self._kept[name]
@@ -262,29 +309,36 @@ class SessionCache:
         if self._kept.get(name) is not c:
             return state.session()  # folded for this call alone: the caller's already
         if c.lent is None:  # nobody holds any of it: lend it, guarded
-            values = [v for v in state.fields.values() if v is not ENTRIES]
-            lent = (Mirror(state.entries, full=True), Mirror(values, full=True))
-            if all(m.full for m in lent):  # (else a key that is not an exact str: copied)
-                out = state.session()
-                c.state, c.lent = State(dict(state.fields), list(state.entries)), lent
-                if c.mirror is None and state.managed:  # what vouches for the first save's entries
-                    c.mirror = lent[0].clone()
+            out = state.session()
+            lists = {path: Mirror(items, full=True) for path, items in lists_in(out).items()}
+            others = Mirror(_below_spine(out), full=True)
+            if others.full and all(m.full for m in lists.values()):  # (else a key that is not an exact str)
+                c.state, c.lent = state.clone(), (lists, others)
+                for path, m in lists.items():  # what vouches for the first save's lists
+                    c.mirrors.setdefault(path, m.clone())
                 return out
         return copy(state.session())  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ writing
 
-    def for_write(self, name: str, expected_seq: int | None, *, full: bool, entries: Any = None) -> tuple[Cached, int]:
-        """The cached session to make a write from, and how many of the caller's
-        ``entries`` (with ``full``) its mirror proves unchanged: as cached when its
-        head (and, with ``full``, its state) is the last this store wrote or read
-        and ``expected_seq`` agrees (the backend checks the head when it appends),
-        else from the head read now (:class:`ConflictError` when it is not
-        ``expected_seq``), caught up; a session that does not exist yet gets its
-        new key here."""
+    def for_write(
+        self,
+        name: str,
+        expected_seq: int | None,
+        *,
+        full: bool,
+        lists: dict[tuple[str, ...], list[Any]] | None = None,
+    ) -> tuple[Cached, dict[tuple[str, ...], int]]:
+        """The cached session to make a write from, and how many items of each of
+        the caller's ``lists`` (by path; with ``full``) its mirrors prove unchanged:
+        as cached when its head (and, with ``full``, its state) is the last this
+        store wrote or read and ``expected_seq`` agrees (the backend checks the head
+        when it appends), else from the head read now (:class:`ConflictError` when
+        it is not ``expected_seq``), caught up; a session that does not exist yet
+        gets its new key here."""
         c = self._kept.get(name)
         if c is not None and (not full or c.current) and expected_seq in (None, c.tip.seq):
-            known = c.known_same(entries) if full else 0
+            known = _known(c, lists) if full else {}
             if not full or self.trusted(name, c, known=known) is not None:
                 self._kept.move_to_end(name)
                 return c, known
@@ -294,34 +348,45 @@ class SessionCache:
             if expected_seq is not None and expected_seq != seq:
                 raise ConflictError(f"expected seq {expected_seq}, found {seq}", session_id=name, seq=seq)
             if row is None:  # a new session: its key is made now, before its first event
-                return Cached.of(Incarnation(None, os.urandom(KEY_BYTES)), 0, State()), 0
+                return Cached.of(Incarnation(None, os.urandom(KEY_BYTES)), 0, State()), {}
             c = self.caught_up(row, full=full)
             if not full:
-                return c, 0
-            known = c.known_same(entries)
+                return c, {}
+            known = _known(c, lists)
             if self.trusted(name, c, known=known) is None:  # folded again from the log
-                c, known = self.caught_up(row, full=True), 0
+                c, known = self.caught_up(row, full=True), {}
             return c, known
 
-    def saved(self, name: str, c: Cached, after: Head, ops: list[Op], entries: Any, known: int) -> None:
+    def saved(
+        self,
+        name: str,
+        c: Cached,
+        after: Head,
+        ops: list[Op],
+        lists: dict[tuple[str, ...], list[Any]],
+        known: dict[tuple[str, ...], int],
+    ) -> None:
         """``c`` after ``save()`` wrote ``ops`` (made from it) as the head ``after``:
-        its state caught up with private copies of the values written, its mirror
-        of the caller's ``entries`` (``known``: as many as the mirror vouched for).
-        The only way written values come into the cache."""
+        its state caught up with private copies of the values written, its mirrors
+        of the caller's ``lists`` by path (``known``: as many items of each as its
+        mirror vouched for).  The only way written values come into the cache."""
         apply(c.state, private(ops))
         c.state_seq = after.seq
         c.who, c.tip = Incarnation(after.sid, after.key), Tip.of(after.seq, c.state)
-        if type(entries) is not list:
-            c.mirror = None
-        elif known and c.mirror is not None:
-            c.mirror.extend(entries[known:])
-        else:  # mirror fully only a caller that passes the same entry objects again
-            c.mirror = Mirror(entries, full=c.mirror is not None and c.mirror.same_entry_objects(entries))
+        mirrors: dict[tuple[str, ...], Mirror] = {}
+        for path, items in lists.items():
+            mirror = c.mirrors.get(path)
+            if known.get(path) and mirror is not None:
+                mirror.extend(items[known[path] :])
+            else:  # mirror fully only a caller that passes the same item objects again
+                mirror = Mirror(items, full=mirror is not None and mirror.same_entry_objects(items))
+            mirrors[path] = mirror
+        c.mirrors = mirrors
         self._keep(name, c)
 
     def appended(self, name: str, c: Cached, after: Head, tip: Tip) -> None:
         """``c`` after ``append()`` wrote the head ``after``: only its tip moves
         (nothing of the caller's is kept); its state is caught up from the log when
         a later call needs it."""
-        c.who, c.tip, c.mirror = Incarnation(after.sid, after.key), tip, None
+        c.who, c.tip, c.mirrors = Incarnation(after.sid, after.key), tip, {}
         self._keep(name, c)

@@ -135,7 +135,7 @@ def _read(src: Store, head: Head) -> tuple[Head, State | None, list[Event], int]
                 if e.session_id is not None:
                     raise
                 raise CorruptionError(e.message, session_id=name, seq=e.seq) from None
-    state = State() if floor is None else State(dict(floor.fields), list(floor.entries))
+    state = State() if floor is None else floor.clone()  # (apply changes lists at paths in place)
     for event in events:  # (also proves that the history folds, before anything is written)
         try:
             apply(state, event.ops)

@@ -131,17 +131,18 @@ class Log:
         hashes = self.chunks.put(raw, writes)
         return Ref(kind, len(raw), hashes, prefix, form)
 
-    def encodable(self, value: Any, writes: ChunkWrites) -> Any:
-        """A caller's value, validated, with its large strings and bytes cut into
-        chunks (for ``writes``) and replaced by refs."""
-        if validate(value, self.large_value_bytes):
+    def encodable(self, value: Any, writes: ChunkWrites, within: int = 0) -> Any:
+        """A caller's value, validated (nested ``within`` levels down in a field:
+        see :func:`~eventlog.values.validate`), with its large strings and bytes cut
+        into chunks (for ``writes``) and replaced by refs."""
+        if validate(value, self.large_value_bytes, within):
             return externalise_large(value, self.large_value_bytes, lambda v: self._externalise(v, writes))
         return value
 
-    def encodable_each(self, items: list[Any], writes: ChunkWrites) -> list[Any]:
+    def encodable_each(self, items: list[Any], writes: ChunkWrites, within: int = 0) -> list[Any]:
         """:meth:`encodable` of each value in ``items`` (appended entries), validated
         in one walk: ``items`` itself when none holds a large value."""
-        if validate_each(items, self.large_value_bytes):
+        if validate_each(items, self.large_value_bytes, within):
             put = lambda v: self._externalise(v, writes)  # noqa: E731
             return [externalise_large(v, self.large_value_bytes, put) for v in items]
         return items
@@ -281,6 +282,7 @@ class Log:
         try:
             ops = fold.ops_from_wire(wire)
             legit = sum(1 for op in ops if type(op) is fold.SetFields and op.changed.get("entries") is ENTRIES)
+            # (an At's values are checked without the marker: one there is damage)
             if markers != legit:
                 raise DecodeError("entries marker inside a value")
         except DecodeError as e:

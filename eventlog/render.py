@@ -11,6 +11,7 @@ generically.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from . import dialects
 from .codec import ENTRIES
 from .dialects import Conversation, Message, data_size
 from .dialects import words as words
-from .fold import Delete, Event, Insert, Op, Replace, SetFields, Tombstone
+from .fold import At, Delete, Event, Insert, Op, Replace, SetFields, Tombstone
 from .values import same
 
 
@@ -202,6 +203,10 @@ def op_lines(op: Op, dialect: str = "pi", names: dict[str, str] | None = None) -
         yield OpLine("fields", None, "", size_of(op.changed), shown)
     elif type(op) is Tombstone:
         yield OpLine("tombstone", None, "", 0, f"deleted with {op.root!r}")
+    elif type(op) is At:  # an operation on the list or dict at a path: said with the path
+        where = ".".join(op.path)
+        for line in op_lines(op.op, dialect, names):
+            yield dataclasses.replace(line, summary=f"{where}: {line.summary}")
 
 
 def _item_line(kind: str, index: int, item: Any, dialect: str, names: dict[str, str] | None) -> OpLine:
@@ -238,7 +243,8 @@ def op_data(op: Op) -> dict[str, Any]:
     "index", "entries"}``, ``{"op": "replace", "index", "entry"}``, ``{"op":
     "delete", "index", "count"}``, ``{"op": "fields", "set", "order"}`` (a field
     set to ``{"$entries": true}`` is the entries list, which the other operations
-    build) or ``{"op": "tombstone", "root"}``."""
+    build), ``{"op": "tombstone", "root"}``, or ``{"op": "at", "path", "do"}``
+    (one of the first four applied to the list or dict at ``path``, a list of keys)."""
     if type(op) is Insert:
         return {"op": "insert", "index": op.index, "entries": op.entries}
     if type(op) is Replace:
@@ -248,6 +254,8 @@ def op_data(op: Op) -> dict[str, Any]:
     if type(op) is SetFields:
         changed = {k: {"$entries": True} if v is ENTRIES else v for k, v in op.changed.items()}
         return {"op": "fields", "set": changed, "order": op.order}
+    if type(op) is At:
+        return {"op": "at", "path": list(op.path), "do": op_data(op.op)}
     assert isinstance(op, Tombstone)
     return {"op": "tombstone", "root": op.root}
 

@@ -1,14 +1,14 @@
-"""Partial reads: a run of a session's entries without decoding the rest.
+"""Partial reads: a run of a session's list without decoding the rest.
 
-A load decodes the whole newest snapshot (every segment) and the events after it.
-:func:`entries_slice` decodes only what a slice of the entries needs: the snapshot's
-manifest (its fields and the list of its segments, never their bytes), the events
-after it with their large values left as references, and then just the segments
-that hold the wanted entries the snapshot had and the large values inside those
-entries.  The events are applied to a stand-in list, one :class:`_Slot` per entry
-of the snapshot, so that inserts, replacements and deletions after the snapshot
-move the entries exactly as a full fold would; what is left in the wanted range
-says which snapshot entries to decode.
+A load decodes the whole newest snapshot (every segment) and the events after it,
+and reads every large value.  :func:`list_slice` decodes only what a slice of one
+list needs: the snapshot's manifest (its fields and the list of its segments, never
+their bytes), the events after it with their large values left as references, then
+(for ``entries``) just the segments that hold the wanted entries the snapshot had,
+and only the large values inside the wanted items.  The events are applied to a
+stand-in list, one :class:`_Slot` per entry of the snapshot, so that inserts,
+replacements and deletions after the snapshot move the entries exactly as a full
+fold would; what is left in the wanted range says which snapshot entries to decode.
 
 A snapshot that turns out damaged while read this way is a cache like any other:
 the slice then comes from a full fold, which skips it (see
@@ -23,7 +23,7 @@ from typing import Any
 
 from . import fold
 from .codec import SNAPSHOT, DecodeError, Ref, VersionError
-from .errors import CorruptionError, UnsupportedVersionError
+from .errors import CorruptionError, InvalidValueError, NotFoundError, UnsupportedVersionError
 from .fold import State
 from .log import Log
 from .snapshots import Segment
@@ -39,17 +39,36 @@ class _Slot:
         self.index = index
 
 
-class NotAList(Exception):
-    """The session's ``entries`` field is not a list (its value is not sliced)."""
+def list_at(state: State, path: tuple[str, ...], name: str) -> list[Any]:
+    """The list at ``path`` (keys from the session dict down through dicts) in
+    ``state``, shared, not copied.  Raises :class:`~eventlog.NotFoundError` when
+    there is no value there, :class:`~eventlog.InvalidValueError` when it is not a
+    list."""
+    value: Any = state.session()
+    for depth, k in enumerate(path):
+        if type(value) is not dict or k not in value:
+            where = ".".join(path[: depth + 1])
+            raise NotFoundError(f"the session has no value at {where!r}", session_id=name)
+        value = value[k]
+    if type(value) is not list:
+        raise InvalidValueError(f"the session's {'.'.join(path)!r} is not a list", session_id=name)
+    return value
 
 
-def entries_slice(
-    log: Log, name: str, sid: int, key: bytes | None, upto: int, floor: int, start: int | None, stop: int | None
-) -> list[Any] | None:
-    """``entries[start:stop]`` (Python's slice rules) of the session's state after
-    event ``upto``, large values rehydrated: a new list of new values (``None``
-    when the state has no ``entries`` field).  Raises :class:`NotAList` when the
-    state's ``entries`` field is not a list,
+def list_slice(
+    log: Log,
+    name: str,
+    sid: int,
+    key: bytes | None,
+    upto: int,
+    floor: int,
+    path: tuple[str, ...],
+    start: int | None,
+    stop: int | None,
+) -> list[Any]:
+    """``list[start:stop]`` (Python's slice rules) of the list at ``path`` of the
+    session's state after event ``upto``, large values rehydrated: a new list of
+    new values.  Raises what :func:`list_at` raises, and
     :class:`~eventlog.CorruptionError` (or
     :class:`~eventlog.UnsupportedVersionError`) for damage a full fold would
     also meet."""
@@ -57,11 +76,7 @@ def entries_slice(
         state, segments = _lazy_state(log, name, sid, key, upto, floor)
     except (CorruptionError, UnsupportedVersionError):
         state, segments = log.fold(name, sid, key, upto, True, floor), []  # skips a damaged snapshot
-    if not state.managed:
-        if "entries" in state.fields:
-            raise NotAList
-        return None
-    chosen = state.entries[start:stop]
+    chosen = list_at(state, path, name)[start:stop]
     wanted = sorted({x.index for x in chosen if type(x) is _Slot})
     decoded: dict[int, Any] = {}
     if wanted:

@@ -44,7 +44,7 @@ from .log import Log
 from .options import MIN_CELL_BYTES as MIN_CELL_BYTES
 from .options import Options, OptionValues, resolve, shown
 from .progress import Progress
-from .slices import NotAList, entries_slice
+from .slices import list_at, list_slice
 from .snapshots import SnapshotBuilder, SnapshotPolicy
 from .verify import VerifyReport
 from .writer import MAX_TRIES as MAX_TRIES
@@ -126,19 +126,6 @@ def _check_field(field: Any, session_id: str) -> tuple[str, ...]:
         message = f"field must be a str or a non-empty list or tuple of str, not {shown(field, 60)}"
         raise InvalidValueError(message, session_id=session_id)
     return path
-
-
-def _list_at(state: State, path: tuple[str, ...], session_id: str) -> list[Any]:
-    """The list at ``path`` in ``state`` (shared, not copied)."""
-    value: Any = state.session()
-    for depth, k in enumerate(path):
-        if type(value) is not dict or k not in value:
-            where = ".".join(path[: depth + 1])
-            raise NotFoundError(f"the session has no value at {where!r}", session_id=session_id)
-        value = value[k]
-    if type(value) is not list:
-        raise InvalidValueError(f"the session's {'.'.join(path)!r} is not a list", session_id=session_id)
-    return value
 
 
 def _check_ids(session_id: Any, parent_id: Any) -> None:
@@ -346,9 +333,10 @@ class Store:
         the list at ``field`` of the session as last saved: a key of the session
         dict (default ``"entries"``) or a path of keys through nested dicts
         (``("state", "messages")``).  Equal to ``load(session_id)[field][start:stop]``,
-        but of ``entries`` it decodes only what the slice needs (the snapshot's
-        segments holding the wanted entries, and the events since), not the whole
-        session.  The result is the caller's own.
+        but it decodes only what the slice needs: the newest snapshot's fields (of
+        ``entries``, only the segments holding the wanted entries), the events
+        since, and only the large values inside the wanted items.  The result is
+        the caller's own.
 
         Raises :class:`NotFoundError` for an unknown session or when the session has
         no value at ``field``, :class:`InvalidValueError` when that value is not a
@@ -364,22 +352,13 @@ class Store:
                 row = self._lookup(session_id)
 
                 def pick(state: State) -> list[Any]:
-                    return _list_at(state, path, session_id)[start:stop]
+                    return list_at(state, path, session_id)[start:stop]
 
                 cached = self._cache.part_at_head(row, pick)
                 if cached is not None:
                     return cached
                 check_head(self._backend, row)
-                if path == ("entries",):
-                    try:
-                        part = entries_slice(self._log, session_id, row.sid, row.key, row.seq, row.base, start, stop)
-                    except NotAList:
-                        message = "the session's entries field is not a list"
-                        raise InvalidValueError(message, session_id=session_id) from None
-                    if part is None:
-                        raise NotFoundError("the session has no entries field", session_id=session_id)
-                    return part
-                return pick(self._log.fold(session_id, row.sid, row.key, row.seq, rehydrate=True, floor=row.base))
+                return list_slice(self._log, session_id, row.sid, row.key, row.seq, row.base, path, start, stop)
 
     def tail(self, session_id: str, n: int, *, field: str | Sequence[str] = "entries") -> list[Any]:
         """The last ``n`` items (all when there are fewer) of the list at ``field``:

@@ -121,33 +121,36 @@ def _count(value: Any, budget: int, max_depth: int) -> int:
     return budget - left
 
 
-def validate(value: Any, threshold: int) -> bool:
+def validate(value: Any, threshold: int, within: int = 0) -> bool:
     """Check that ``value`` is storable; return whether it may hold a large leaf (a
     ``str`` or ``bytes`` that :func:`externalise_large` would swap: a str is at most
     4 UTF-8 bytes a character, so this is a cheap over-estimate).
 
     Raises :class:`InvalidValueError` for an unsupported type (subclasses included),
-    a non-``str`` key or nesting deeper than :data:`MAX_DEPTH`.  With the optional C
-    extension the walk runs in C; the Python walk then only words the error.
+    a non-``str`` key or nesting deeper than :data:`MAX_DEPTH` (counting ``within``
+    levels above the value: the keys of the path of a value inside a field).  With
+    the optional C extension the walk runs in C; the Python walk then only words
+    the error.
     """
     if _c_scan is not None:
-        found = _c_scan(value, threshold, MAX_DEPTH)
+        found = _c_scan(value, threshold, MAX_DEPTH - within)
         if found is not None:
             return found
-    return _validate(value, threshold, 0)
+    return _validate(value, threshold, within)
 
 
-def validate_each(items: list[Any], threshold: int) -> bool:
+def validate_each(items: list[Any], threshold: int, within: int = 0) -> bool:
     """:func:`validate` of every value in the list ``items`` (each nested at most
-    :data:`MAX_DEPTH` deep on its own): whether any may hold a large leaf.  With the
-    C extension, one walk over the whole list (a batch of appended entries)."""
+    :data:`MAX_DEPTH` deep on its own, less ``within``): whether any may hold a large
+    leaf.  With the C extension, one walk over the whole list (a batch of appended
+    entries)."""
     if _c_scan is not None:
-        found = _c_scan(items, threshold, MAX_DEPTH + 1)
+        found = _c_scan(items, threshold, MAX_DEPTH + 1 - within)
         if found is not None:
             return found
     large = False
     for v in items:
-        if validate(v, threshold):
+        if validate(v, threshold, within):
             large = True
     return large
 

@@ -43,7 +43,7 @@ from .errors import (
     OutcomeUnknownError,
     StorageError,
 )
-from .fold import Delete, Insert, Op, Replace, SetFields, Tombstone, diff, ops_to_wire
+from .fold import At, Delete, Insert, Op, Replace, SetFields, Tombstone, diff, lists_in, ops_to_wire
 from .log import Log
 from .snapshots import SnapshotBuilder, SnapshotPolicy
 
@@ -73,19 +73,22 @@ def now_ms() -> int:
 def encodable_ops(log: Log, ops: list[Op], writes: ChunkWrites) -> list[Op]:
     """Each op with encodable values: validated, large ones cut into chunks (for
     ``writes``) and replaced by refs."""
-    wire: list[Op] = []
-    for op in ops:
-        if type(op) is Insert:
-            wire.append(Insert(op.index, log.encodable_each(op.entries, writes)))
-        elif type(op) is Replace:
-            wire.append(Replace(op.index, log.encodable(op.entry, writes)))
-        elif type(op) is SetFields:
-            changed = {k: v if v is ENTRIES else log.encodable(v, writes) for k, v in op.changed.items()}
-            wire.append(SetFields(changed, op.order))
-        else:
-            assert isinstance(op, Delete)
-            wire.append(op)
-    return wire
+    return [_encodable(log, op, writes, 0) for op in ops]
+
+
+def _encodable(log: Log, op: Op, writes: ChunkWrites, within: int) -> Op:
+    """``op`` encodable, its values nested ``within`` keys down (an :class:`At`'s path)."""
+    if type(op) is Insert:
+        return Insert(op.index, log.encodable_each(op.entries, writes, within))
+    if type(op) is Replace:
+        return Replace(op.index, log.encodable(op.entry, writes, within))
+    if type(op) is SetFields:
+        changed = {k: v if v is ENTRIES else log.encodable(v, writes, within) for k, v in op.changed.items()}
+        return SetFields(changed, op.order)
+    if type(op) is At:
+        return At(op.path, _encodable(log, op.op, writes, len(op.path)))  # type: ignore[arg-type]
+    assert isinstance(op, Delete)
+    return op
 
 
 @dataclass(slots=True)
@@ -190,23 +193,23 @@ class Writer:
         name: str,
         parent: str | None,
         expected_seq: int | None,
-        make_ops: Callable[[Cached, int], list[Op]],
+        make_ops: Callable[[Cached, dict[tuple[str, ...], int]], list[Op]],
         done: Callable[[Cached, Head, list[Op], Tip], None],
         *,
         full: bool,
-        entries: Any = None,
+        lists: dict[tuple[str, ...], list[Any]] | None = None,
     ) -> int:
         """Append one event made by ``make_ops(cached, known)`` from the cached
-        session (with ``full``, its state caught up to the head, and ``known`` of
-        the caller's ``entries`` proven unchanged by its mirror), then tell ``done``
-        what was written and run the snapshot policy."""
+        session (with ``full``, its state caught up to the head, and ``known``: how
+        many items of each of the caller's ``lists`` its mirrors prove unchanged),
+        then tell ``done`` what was written and run the snapshot policy."""
         c: Cached | None = None
         ops: list[Op] = []
         tip: Tip | None = None
 
         def attempt() -> _Attempt:
             nonlocal c, ops, tip
-            c, known = self._cache.for_write(name, expected_seq, full=full, entries=entries)
+            c, known = self._cache.for_write(name, expected_seq, full=full, lists=lists)
             ops = make_ops(c, known)
             tip = c.tip.after(ops)
             writes = ChunkWrites()
@@ -234,25 +237,25 @@ class Writer:
 
     def save(self, name: str, parent: str | None, expected_seq: int | None, data: dict[str, Any]) -> int:
         """:meth:`eventlog.Store.save` (its arguments checked): the ops that turn the
-        stored state into ``data``, compared entry by entry except for the entries
-        the mirror proves unchanged."""
-        entries = data.get("entries")
-        known = 0
+        stored state into ``data``, each list compared item by item except for the
+        items its mirror proves unchanged."""
+        lists = lists_in(data)
+        known: dict[tuple[str, ...], int] = {}
 
-        def make_ops(c: Cached, proven: int) -> list[Op]:
+        def make_ops(c: Cached, proven: dict[tuple[str, ...], int]) -> list[Op]:
             nonlocal known
             known = proven  # (for this attempt's state)
-            return diff(c.state, data, known)
+            return diff(c.state, data, known.get(("entries",), 0), known)
 
         def done(c: Cached, after: Head, ops: list[Op], tip: Tip) -> None:
-            self._cache.saved(name, c, after, ops, entries, known)
+            self._cache.saved(name, c, after, ops, lists, known)
 
-        return self._write(name, parent, expected_seq, make_ops, done, full=True, entries=entries)
+        return self._write(name, parent, expected_seq, make_ops, done, full=True, lists=lists)
 
     def append(self, name: str, parent: str | None, expected_seq: int | None, batch: list[Any]) -> int:
         """:meth:`eventlog.Store.append` (its arguments checked)."""
 
-        def make_ops(c: Cached, _: int) -> list[Op]:
+        def make_ops(c: Cached, _: dict[tuple[str, ...], int]) -> list[Op]:
             if c.tip.has_fields and not c.tip.managed:
                 raise InvalidValueError("the stored session's entries field is not a list", session_id=name)
             out: list[Op] = [Insert(c.tip.entries, batch)] if batch else []

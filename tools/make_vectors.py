@@ -64,7 +64,7 @@ import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -74,6 +74,7 @@ import zstandard
 import eventlog
 import eventlog.cache
 import eventlog.copying
+import eventlog.fold
 import eventlog.log
 import eventlog.snapshots
 import eventlog.store
@@ -140,6 +141,8 @@ def op_to_json(op: eventlog.Op) -> list[Any]:
         return [2, op.index, op.count]
     if type(op) is eventlog.SetFields:
         return [3, to_json(op.changed), op.order]
+    if type(op) is eventlog.At:
+        return [5, list(op.path), op_to_json(op.op)]
     assert type(op) is eventlog.Tombstone
     return [4, op.root, None]
 
@@ -201,6 +204,15 @@ def before_keys() -> Iterator[None]:
         return dumps(value, refs)
 
     with mock.patch.object(eventlog.snapshots, "FLAG_STRINGREF", 0), mock.patch.object(codec, "dumps", plain_dumps):
+        yield
+
+
+@contextmanager
+def before_lists() -> Iterator[None]:
+    """Write as the releases before lists at paths did: every top-level field but
+    ``entries`` set whole when it changes (no :class:`eventlog.At` operations).  The
+    stores written before those existed are made so, to record what they hold."""
+    with mock.patch.object(eventlog.fold, "_diff_in", lambda *args: False):
         yield
 
 
@@ -367,6 +379,34 @@ def build_plain(path: str, rng: random.Random) -> dict[str, Any]:
         r.save("empty", {})
         return r.expectations(
             "A plain store (no chunk key, default options): events of every operation and values of every kind.",
+            options,
+            path,
+        )
+
+
+def build_lists(path: str, rng: random.Random) -> dict[str, Any]:
+    """Lists and dicts at paths, kept item by item and key by key (At, kind 5)."""
+    options: dict[str, Any] = {"snapshot_every": 3}
+    with eventlog.open(path, **options) as store:
+        r = Recorder(store)
+        m = [entry(i, note=rng.randbytes(4).hex()) for i in range(6)]
+        r.save("chat", {"messages": m[:2], "model": "m1"})  # a new field: set whole
+        r.save("chat", {"messages": m[:4], "model": "m1"})  # At Insert at the end
+        r.save("chat", {"messages": [m[0], dict(m[1], content="edited"), m[3]], "model": "m2"})  # Replace, Delete
+        r.save("chat", {"messages": [m[5], m[0], dict(m[1], content="edited"), m[3]], "model": "m2"})  # Insert at 0
+        r.save("graph", {"state": {"messages": m[:1], "step": 0}, "thread": "t"})
+        r.save("graph", {"state": {"messages": m[:3], "step": 1}, "thread": "t"})  # At Insert + At SetFields
+        r.save("graph", {"thread": "t", "state": {"step": 2, "messages": m[:3], "extra": [1]}})  # orders
+        r.save("graph", {"thread": "t", "state": {"step": 2, "messages": "not a list now"}})  # key dropped
+        r.save("graph", {"thread": "t", "state": {"step": 2, "messages": m[:2]}})  # a list again: set whole
+        deep = {"checkpoint": {"channel_values": {"messages": m[:1], "n": 1}}}
+        r.save("deep", deep)
+        r.save("deep", {"checkpoint": {"channel_values": {"messages": m[:2], "n": 1}}})  # a path of 3 keys
+        r.save("deep", {"checkpoint": "replaced by a string"})
+        return r.expectations(
+            "Lists and dicts at paths (At, kind 5): a top-level messages list edited item by item, "
+            "state.messages beside a sibling key and a key order change, a list turning into a string and back, "
+            "checkpoint.channel_values.messages; snapshots every 3 events.",
             options,
             path,
         )
@@ -808,6 +848,7 @@ STORES: dict[str, Callable[[str, random.Random], dict[str, Any]]] = {
     "tree": build_tree,
     "compacted": build_compacted,
     "copied": build_copied,
+    "lists": build_lists,
     # As the releases before session keys wrote them: the compatibility vectors.
     "v4_plain": build_v4(build_plain),
     "v4_large_plain": build_v4(lambda path, rng: build_large(path, rng, None)),
@@ -1111,6 +1152,8 @@ def pack(path: str) -> None:
 
 
 #: The compatibility vectors: as the releases before session keys wrote them.
+#: The stores written with operations at paths (the others: :func:`before_lists`).
+AT_PATHS: tuple[str, ...] = ("lists",)
 BEFORE_KEYS = tuple(name for name in STORES if name.startswith(("v4_", "schema_v")))
 #: What the fake clock gives: how many times a writer reads it is not part of the format.
 _TIMES = ("created_ms", "updated_ms", "timestamp_ms", "ts")
@@ -1145,7 +1188,10 @@ def generate(out: Path, keep: bool = False) -> None:
         for name, build in STORES.items():
             work = os.path.join(tmp, f"{name}.eventlog")
             seed = name.removeprefix("v4_")  # a v4_ store holds the same values as its current twin
-            with fixed_clock(random.Random(f"eventlog vectors, session keys: {name}")):  # from CLOCK_START_MS
+            with (
+                fixed_clock(random.Random(f"eventlog vectors, session keys: {name}")),  # from CLOCK_START_MS
+                nullcontext() if name in AT_PATHS else before_lists(),
+            ):
                 expected = build(work, random.Random(f"eventlog vectors: {seed}"))
             expected = {"name": name, **expected}
             for side in ("-wal", "-shm", "-journal"):

@@ -16,6 +16,10 @@ from eventlog import log as log_module
 from eventlog.testing import histories
 from eventlog.values import same
 
+from .test_lists import at as lists_at
+from .test_lists import containers
+from .test_lists import histories as lists_histories
+
 SMALL = {"image_size": 40_000, "big": 40_000}
 #: Segments of about 1 KB, so that small sessions have snapshots of many segments.
 TINY = {"chunk_bytes": 2048, "max_cell_bytes": 16_384, "synchronous": "OFF"}
@@ -27,7 +31,8 @@ def _path() -> str:
 
 
 def _entry(i: int, **extra: Any) -> dict[str, Any]:
-    return {"id": f"e{i}", "message": {"role": "user", "content": [{"type": "text", "text": f"hello {i} " * 30}]}, **extra}
+    text = f"hello {i} " * 30
+    return {"id": f"e{i}", "message": {"role": "user", "content": [{"type": "text", "text": text}]}, **extra}
 
 
 @settings(max_examples=40, deadline=None)
@@ -99,7 +104,7 @@ def test_items_of_other_lists_and_bad_arguments() -> None:
             s.items("s")
         with pytest.raises(eventlog.InvalidValueError, match="not a list"):
             s.items("s", field=("state", "n"))
-        with pytest.raises(eventlog.NotFoundError, match="state.other"):
+        with pytest.raises(eventlog.NotFoundError, match=r"state\.other"):
             s.items("s", field=("state", "other", "x"))
         with pytest.raises(eventlog.NotFoundError):
             s.items("nope")
@@ -109,3 +114,26 @@ def test_items_of_other_lists_and_bad_arguments() -> None:
         for n in (-1, 1.5, None):
             with pytest.raises(eventlog.InvalidValueError):
                 s.tail("s", n)  # type: ignore[arg-type]
+
+
+@settings(max_examples=40, deadline=None)
+@given(lists_histories(steps=6), st.integers(0, 2), st.lists(st.tuples(INDEX, INDEX), min_size=1, max_size=3))
+def test_a_slice_of_any_list_is_the_slice_of_a_load(
+    history: list[dict[str, Any]], every: int, slices: list[tuple[Any, Any]]
+) -> None:
+    """Lists at any path (``messages``, ``state.messages``, ...), edited in any way
+    between saves: every list's slice, read cold, equals the loaded list's."""
+    path = _path()
+    with eventlog.open(path, snapshot_every=every, **TINY) as s:
+        for state in history:
+            s.save("s", state)
+    want = history[-1]
+    with eventlog.open(path, cache_sessions=0, **TINY) as s:
+        for where in containers(want)[1:]:
+            value = lists_at(want, where)
+            for a, b in slices:
+                if type(value) is list:
+                    assert same(s.items("s", a, b, field=where), value[a:b]), where
+                else:
+                    with pytest.raises(eventlog.InvalidValueError):
+                        s.items("s", a, b, field=where)

@@ -78,9 +78,9 @@ def _known_same(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     seen: list[int] = []
     diff = writer_module.diff
 
-    def spy(old: Any, data: dict[str, Any], known_same: int = 0) -> Any:
+    def spy(old: Any, data: dict[str, Any], known_same: int = 0, known: Any = None) -> Any:
         seen.append(known_same)
-        return diff(old, data, known_same)
+        return diff(old, data, known_same, known)
 
     monkeypatch.setattr(writer_module, "diff", spy)
     return seen
@@ -118,14 +118,27 @@ def test_saves_after_a_load_compare_only_once_what_was_loaded(
         assert same(again, loaded)
 
 
-@pytest.mark.parametrize("then", ["load", "fold", "save-other", "save-it", "save-equal", "save-it-fields-only"])
-def test_what_a_load_lent_and_the_caller_changed_is_never_used(then: str) -> None:
+def _at(data: Any, path: tuple[str, ...]) -> Any:
+    for k in path:
+        data = data[k]
+    return data
+
+
+@pytest.mark.parametrize("where", [("entries",), ("messages",), ("state", "messages"), ("a", "b", "c", "msgs")])
+@pytest.mark.parametrize(
+    "then", ["load", "fold", "save-other", "save-it", "save-equal", "save-it-fields-only", "load-deep", "save-it-deep"]
+)
+def test_what_a_load_lent_and_the_caller_changed_is_never_used(then: str, where: tuple[str, ...]) -> None:
     """The first load lends the decoded state: changed in place afterwards (deep in
-    an entry, and in a nested field), it must never be handed out again, diffed
-    against or stored unless it is what is saved."""
+    an item of a list, wherever the list is, in a nested field, and in a dict below
+    the lists and dicts kept item by item), it must never be handed out again,
+    diffed against or stored unless it is what is saved."""
     path = _path()
-    entries = [_entry(i) for i in range(40)]
-    stored = {"entries": entries, "meta": {"tags": ["a", "b"], "n": 1}}
+    stored: dict[str, Any] = {"meta": {"tags": ["a", "b"], "n": 1}, "deep": {"b": {"c": {"d": {"x": 1}}}}}
+    holder = stored
+    for k in where[:-1]:
+        holder = holder.setdefault(k, {})
+    holder[where[-1]] = [_entry(i) for i in range(40)]
     with eventlog.open(path, snapshot_every=0, **TINY) as s:
         s.save("s", stored)
         s.snapshot("s")
@@ -133,16 +146,19 @@ def test_what_a_load_lent_and_the_caller_changed_is_never_used(then: str) -> Non
     with eventlog.open(path, **TINY) as s:
         lent = s.load("s")
         assert lent is not None and lent == expected
-        if then != "save-it-fields-only":  # (there, the entries' mirror vouches for them)
-            lent["entries"][7]["message"]["content"][0]["text"] = "changed"
+        if then != "save-it-fields-only" and not then.endswith("deep"):  # (else the list's mirror vouches for it)
+            _at(lent, where)[7]["message"]["content"][0]["text"] = "changed"
+        if then != "save-it-fields-only":
+            lent["deep"]["b"]["c"]["d"]["x"] = 2  # below the dicts kept key by key
         lent["meta"]["tags"].append("c")
-        if then == "load":
+        lent["meta"]["n"] = 2
+        if then in ("load", "load-deep"):
             assert s.load("s") == expected
         elif then == "fold":
             assert s.fold("s") == expected
-        elif then == "save-other":  # a value equal to what is stored, plus one entry
+        elif then == "save-other":  # a value equal to what is stored, plus one item
             expected = copy.deepcopy(expected)
-            expected["entries"].append(_entry(99))
+            _at(expected, where).append(_entry(99))
             s.save("s", copy.deepcopy(expected))
         elif then == "save-equal":  # exactly what is stored: nothing to write
             s.save("s", copy.deepcopy(expected))
@@ -153,6 +169,39 @@ def test_what_a_load_lent_and_the_caller_changed_is_never_used(then: str) -> Non
         assert s.fold("s") == expected
     with eventlog.open(path, **TINY) as s:
         assert s.load("s") == expected
+
+
+@pytest.mark.parametrize("where", [("messages",), ("state", "messages")])
+def test_saves_after_a_load_vouch_for_the_loaded_items_of_any_list(
+    monkeypatch: pytest.MonkeyPatch, where: tuple[str, ...]
+) -> None:
+    """The mirrors made when a load lent its lists vouch for their items from the
+    first save on, wherever the list is."""
+    path = _path()
+    data: dict[str, Any] = {}
+    holder = data
+    for k in where[:-1]:
+        holder = holder.setdefault(k, {})
+    holder[where[-1]] = [_entry(i) for i in range(100)]
+    with eventlog.open(path, snapshot_every=0, **TINY) as s:
+        s.save("s", data)
+    with eventlog.open(path, **TINY) as s:
+        loaded = s.load("s")
+        assert loaded is not None
+        seen: list[int] = []
+        diff = writer_module.diff
+
+        def spy(old: Any, new: dict[str, Any], known_same: int = 0, known: Any = None) -> Any:
+            seen.append((known or {}).get(where, 0))
+            return diff(old, new, known_same, known)
+
+        monkeypatch.setattr(writer_module, "diff", spy)
+        for k in range(3):
+            _at(loaded, where).append(_entry(1000 + k))
+            s.save("s", loaded)
+        assert seen == [100, 101, 102]
+    with eventlog.open(path, **TINY) as s:
+        assert s.load("s") == loaded
 
 
 def test_two_loads_share_nothing_and_the_store_never_changes_what_it_gave() -> None:

@@ -265,6 +265,25 @@ def test_a_compacted_history_with_nothing_after_its_start_copies(tmp_path: Path)
         same_history(a, b, "s")
 
 
+def test_a_compacted_history_of_lists_at_paths_copies_exactly(tmp_path: Path) -> None:
+    """Regression: the events after a compacted history's start were applied (to
+    prove they fold) over the start's own nested lists, so the start written to the
+    copy already held the messages of later events."""
+    with eventlog.open(str(tmp_path / "a.db")) as a, eventlog.open("memory:") as b:
+        data: dict[str, Any] = {"state": {"messages": [entry(0)]}, "messages": [entry(1)]}
+        for i in range(2, 8):
+            data["state"]["messages"].append(entry(i))
+            data["messages"].append(entry(100 + i))
+            a.save("s", data)
+            if i == 4:
+                a.snapshot("s")
+                a.compact(retain=0)
+        assert a.info("s").history_start == 3
+        a.copy_to(b)
+        same_history(a, b, "s")
+        assert b.load("s") == data
+
+
 def test_copy_to_memory_and_back(src: eventlog.Store, tmp_path: Path) -> None:
     name = f"memory:{uuid.uuid4().hex}"
     with eventlog.open(name, chunk_key=KEY_B) as mem, eventlog.open(str(tmp_path / "back.db")) as back:

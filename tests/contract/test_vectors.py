@@ -109,6 +109,8 @@ def op_wire(op: eventlog.Op) -> list[Any]:
         return [2, op.index, op.count]
     if type(op) is eventlog.SetFields:
         return [3, op.changed, op.order]
+    if type(op) is eventlog.At:
+        return [5, list(op.path), op_wire(op.op)]
     assert type(op) is eventlog.Tombstone
     return [4, op.root, None]
 

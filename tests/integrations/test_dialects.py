@@ -296,9 +296,9 @@ def test_chat_completions_show_log_diff(chat_store: str) -> None:
     assert re.search(r"2 +message/assistant .* find_table\(people=2\) book\(table=7\)", shown)
     assert re.search(r"4 +message/tool .* book \(error\): Traceback", shown)
     log = cli("log", chat_store, "chat").stdout
-    # each save rewrites the list (a field): the items it added follow as item lines
-    assert re.search(r"\n2 .* fields .* messages=\[3 items\]\n2 .* item +message/assistant .* find_table", log)
-    assert re.search(r"\n3 .* item +message/tool .* find_table: table 7 is free", log)
+    # each save adds to the list at its path (issue 17): the items it added are its inserts
+    assert re.search(r"\n2 .* insert +message/assistant .* messages: .*find_table", log)
+    assert re.search(r"\n3 .* insert +message/tool .* messages: .*find_table: table 7 is free", log)
     rows = json.loads(cli("log", chat_store, "chat", "--json").stdout)
     assert {(r["dialect"], tuple(r["list"])) for r in rows} == {("chat", ("messages",))}
     changes = json.loads(cli("diff", chat_store, "chat", "2", "4", "--json").stdout)
@@ -467,7 +467,7 @@ def test_langgraph_sessions_in_each_shape(langgraph_store: tuple[str, dict[str, 
     assert f"conversation: {'.'.join(where)}, 8 items, dialect langchain" in shown
     assert re.search(r"\n2 +\S+ +ai .* weather\(city=Paris\) broken\(\)", shown)
     log = cli("log", path, session).stdout
-    assert re.search(r"\n5 .* item +tool .* take_screenshot: \[image image/png", log)
+    assert re.search(r"\n5 .* (item|insert) +tool .* take_screenshot: \[image image/png", log)  # insert: at a path
     changes = json.loads(cli("diff", path, session, "1", "2", "--json").stdout)
     assert [(c["kind"], c["index"], c["dialect"], c["list"]) for c in changes] == [
         ("added", 2, "langchain", where)
