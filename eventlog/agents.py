@@ -94,9 +94,12 @@ class EventlogSession:
 
     async def get_items(self, limit: int | None = None) -> list[Any]:
         """The conversation's items, oldest first: all of them, or the latest
-        ``limit`` (default: ``session_settings.limit``).  ``limit=0`` gives ``[]``; a
-        negative limit gives all (as the SDK's ``SQLiteSession``).  The items are the
-        caller's own copies."""
+        ``limit`` (default: ``session_settings.limit``), reading only those
+        (:meth:`eventlog.Store.tail`: the rest of the conversation is not decoded).
+        ``limit=0`` gives ``[]``; a negative limit gives all (as the SDK's
+        ``SQLiteSession``).  The items are the caller's own copies.  A stored
+        session whose ``entries`` is not a list is an
+        :class:`~eventlog.InvalidValueError`."""
         if limit is None:
             limit = self._default_limit()
         if limit is not None and type(limit) is not int:
@@ -104,8 +107,12 @@ class EventlogSession:
             raise InvalidValueError(message, session_id=self.session_id)
         if limit == 0:
             return []
-        items = self._items(await self.store.load(self.session_id))
-        return items if limit is None or limit < 0 else items[-limit:]
+        try:
+            if limit is None or limit < 0:
+                return await self.store.items(self.session_id)
+            return await self.store.tail(self.session_id, limit)  # decodes only those items
+        except NotFoundError:  # no conversation yet (or a session without entries)
+            return []
 
     def _default_limit(self) -> int | None:
         s = self.session_settings

@@ -338,6 +338,22 @@ class AsyncStore:
         copy), or ``None``."""
         return await self._read(lambda s: s.load(session_id))
 
+    async def items(
+        self,
+        session_id: str,
+        start: int | None = None,
+        stop: int | None = None,
+        *,
+        field: str | Sequence[str] = "entries",
+    ) -> list[Any]:
+        """:meth:`eventlog.Store.items`: ``list[start:stop]`` of the list at ``field``,
+        decoding only what the slice needs (the caller's own)."""
+        return await self._read(lambda s: s.items(session_id, start, stop, field=field))
+
+    async def tail(self, session_id: str, n: int, *, field: str | Sequence[str] = "entries") -> list[Any]:
+        """:meth:`eventlog.Store.tail`: the last ``n`` items of the list at ``field``."""
+        return await self._read(lambda s: s.tail(session_id, n, field=field))
+
     async def seq(self, session_id: str) -> int:
         """:meth:`eventlog.Store.seq`: the head (0 when there is no such session)."""
         return await self._read(lambda s: s.seq(session_id))

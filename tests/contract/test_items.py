@@ -137,3 +137,16 @@ def test_a_slice_of_any_list_is_the_slice_of_a_load(
                 else:
                     with pytest.raises(eventlog.InvalidValueError):
                         s.items("s", a, b, field=where)
+
+
+def test_items_and_tail_through_both_apis(open_store: Any, db_path: str) -> None:
+    """The same answers from ``Store`` and ``AsyncStore``."""
+    with open_store(db_path, **TINY) as s:
+        entries = [_entry(i) for i in range(30)]
+        s.save("s", {"entries": entries, "messages": [1, 2, 3]})
+        assert s.items("s", 5, 8) == entries[5:8]
+        assert s.tail("s", 2) == entries[-2:]
+        assert s.tail("s", 0) == []
+        assert s.items("s", field="messages") == [1, 2, 3]
+        with pytest.raises(eventlog.NotFoundError):
+            s.tail("other", 3)

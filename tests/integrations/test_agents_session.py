@@ -87,6 +87,44 @@ def test_items_in_order_and_the_latest_limit(db_path: str) -> None:
     run(main)
 
 
+def test_the_latest_items_are_read_without_decoding_the_conversation(
+    db_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``get_items(limit=n)`` on a long conversation with screenshots, cold (a new
+    store handle): equal to the last n items, reading only the snapshot segments and
+    the images they need."""
+    from eventlog import log as log_module
+
+    items = [image_item(i, 30_000) if i % 10 == 0 else reply(i) for i in range(400)]
+
+    async def main() -> None:
+        options = {"chunk_bytes": 4096, "max_cell_bytes": 32_768, "synchronous": "OFF"}
+        async with EventlogSession("conv", db_path, **options) as session:  # type: ignore[arg-type]
+            for i in range(0, 400, 4):
+                await session.add_items(items[i : i + 4])
+            await session.store.snapshot("conv")
+        decoded: list[int] = []
+        large: list[int] = []
+        segment, rehydrate = log_module.Log.segment, log_module.Log._rehydrate
+
+        def spy_segment(self: Any, seg: Any, *args: Any, **kwargs: Any) -> Any:
+            decoded.append(seg.count)
+            return segment(self, seg, *args, **kwargs)
+
+        def spy_rehydrate(self: Any, ref: Any) -> Any:
+            large.append(ref.length)
+            return rehydrate(self, ref)
+
+        monkeypatch.setattr(log_module.Log, "segment", spy_segment)
+        monkeypatch.setattr(log_module.Log, "_rehydrate", spy_rehydrate)
+        async with EventlogSession("conv", db_path, **options) as session:  # type: ignore[arg-type]
+            assert await session.get_items(limit=12) == items[-12:]
+            assert 0 < sum(decoded) < 100 and 0 < len(large) <= 2
+            assert await session.get_items() == items
+
+    run(main)
+
+
 def test_a_batch_is_one_event(db_path: str) -> None:
     async def main() -> None:
         store = eventlog.open_async(db_path)
