@@ -6,6 +6,10 @@ machine, with the same SQLite settings (WAL, the given ``synchronous``).
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
+import random
 import statistics
 import tempfile
 import time
@@ -173,6 +177,87 @@ def shapes(tmp: Path, turns: int, sync: str, reps: int) -> list[Figure]:
     return figures
 
 
+def _conversation(n: int, image_bytes: int) -> list[dict[str, Any]]:
+    """An Agents SDK conversation of ``n`` items, a screenshot (a base64 PNG data
+    URL of ``image_bytes`` bytes) every fifth, as a computer-use agent writes."""
+    rng = random.Random(5)
+    out: list[dict[str, Any]] = []
+    for i in range(n):
+        if i % 5 == 0:
+            raw = rng.randbytes(image_bytes)
+            url = "data:image/png;base64," + base64.b64encode(raw).decode()
+            out.append({"role": "user", "content": [{"type": "input_image", "image_url": url, "detail": "auto"}]})
+        elif i % 5 == 1:
+            args = json.dumps({"action": "click", "x": rng.randint(0, 1280), "y": rng.randint(0, 800)})
+            out.append({"type": "function_call", "call_id": f"c{i}", "name": "computer", "arguments": args})
+        elif i % 5 == 2:
+            out.append({"type": "function_call_output", "call_id": f"c{i - 1}", "output": "clicked " * 20})
+        else:
+            text = " ".join(rng.choice(("the", "page", "shows", "a", "form", "button")) for _ in range(60))
+            out.append({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]})
+    return out
+
+
+def latest_items(tmp: Path, n: int, limit: int, sync: str, reps: int) -> list[Figure]:
+    """``get_items(limit)`` of a cold session (a new session object on a new store
+    handle: what resuming a conversation costs, the object made and the call, best
+    of ``reps``) on an ``n``-item conversation with screenshots, added
+    ``limit`` items at a time: eventlog's :class:`~eventlog.agents.EventlogSession`
+    against the Agents SDK's own ``SQLiteSession`` (one row per item), and against
+    eventlog's full load (issue 17: partial reads)."""
+    try:
+        from agents.memory import SQLiteSession
+    except ImportError:
+        return [Figure("get_items(limit) of a cold conversation", "not run: openai-agents is not installed",
+                       float("nan"), "eventlog/SQLiteSession <= 1.5", None)]  # fmt: skip
+    from eventlog.agents import EventlogSession
+
+    items = _conversation(n, 60_000)
+    ev_path, sdk_path = str(tmp / "conv-eventlog.db"), str(tmp / "conv-sdk.db")
+
+    async def build() -> None:
+        async with EventlogSession("conv", ev_path, synchronous=sync) as ev:
+            sdk = SQLiteSession("conv", sdk_path)
+            for i in range(0, n, 4):
+                await ev.add_items(items[i : i + 4])
+                await sdk.add_items(items[i : i + 4])
+            sdk.close()
+
+    async def cold_eventlog(k: int | None) -> float:
+        t = time.perf_counter()
+        async with EventlogSession("conv", ev_path, synchronous=sync) as ev:
+            got = await ev.get_items(k)
+            dt = time.perf_counter() - t
+        assert got == (items[-k:] if k else items)
+        return dt
+
+    async def cold_sdk(k: int) -> float:
+        t = time.perf_counter()
+        sdk = SQLiteSession("conv", sdk_path)
+        got = await sdk.get_items(k)
+        dt = time.perf_counter() - t
+        sdk.close()
+        assert got == items[-k:]
+        return dt
+
+    asyncio.run(build())
+    best = {"ev": float("inf"), "sdk": float("inf"), "full": float("inf")}
+    for _ in range(reps):
+        best["ev"] = min(best["ev"], asyncio.run(cold_eventlog(limit)))
+        best["sdk"] = min(best["sdk"], asyncio.run(cold_sdk(limit)))
+        best["full"] = min(best["full"], asyncio.run(cold_eventlog(None)))
+    r_sdk, r_full = best["ev"] / best["sdk"], best["ev"] / best["full"]
+    what = f"get_items(limit={limit}), cold, {n:,}-item conversation with screenshots"
+    return [
+        Figure(f"{what}: eventlog / SQLiteSession",
+               f"eventlog {best['ev'] * 1e3:.2f} ms, SQLiteSession {best['sdk'] * 1e3:.2f} ms",
+               r_sdk, "eventlog/SQLiteSession <= 1.5", r_sdk <= 1.5),
+        Figure(f"{what}: against eventlog's whole conversation",
+               f"limit={limit} {best['ev'] * 1e3:.2f} ms, all {n:,} items {best['full'] * 1e3:.2f} ms",
+               r_full, "limited/all < 0.1", r_full < 0.1),
+    ]  # fmt: skip
+
+
 def run(quick: bool, sync: str) -> tuple[list[Figure], dict[str, list[float]]]:
     """All core figures; returns them and the per-save latency series for plotting."""
     n_long, n_total, n_bulk = (400, 200, 10_000) if quick else (2000, 1000, 100_000)
@@ -184,6 +269,7 @@ def run(quick: bool, sync: str) -> tuple[list[Figure], dict[str, list[float]]]:
         figures += session_total(tmp, n_total, sync, reps=1 if quick else 2)
         figures.append(bulk_append(tmp, n_bulk, 1000, sync, reps=1 if quick else 3))
         figures += shapes(tmp, 250, sync, reps=1 if quick else 3)
+        figures += latest_items(tmp, 200 if quick else 1000, 20, sync, reps=3 if quick else 7)
     if quick:
         for f in figures:
             f.ok = None

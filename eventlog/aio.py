@@ -15,7 +15,9 @@ Threading model (why):
   sessions hot, which is what makes ``save()`` cheap.
 * **A small pool of reader threads** (``readers``, 2 by default), each call borrowing
   one of as many reading :class:`~eventlog.Store` objects (their own connections to
-  the same file).  Under WAL, readers never wait for the writer, so ``load()`` of one
+  the same file, each opened when a read first finds none free: a store that is
+  only read, such as a conversation resumed to show its last items, opens one
+  connection, and the writer's only at its first write).  Under WAL, readers never wait for the writer, so ``load()`` of one
   session is not held up by a 20 MB ``save()`` of another, nor by a long
   ``verify()``.  A read started after a write returned sees that write (the commit
   happened before the write's coroutine returned).  ``compact()`` waits for the reads
@@ -62,24 +64,49 @@ def _private_memory(path: str) -> bool:
 
 
 class _Readers:
-    """The reading stores and who is using them.
+    """The reading stores (at most ``size``, each opened by ``open_store`` when a job
+    finds none free: a store that only reads opens one connection, not all) and who
+    is using them.
 
     A job borrows any free store (or, to go on with an ``events()`` iterator, the one
-    it started on); ``exclusive()`` waits until none is borrowed and lends none until
-    it is left.  No borrower waits while holding a store, so nothing can deadlock."""
+    it started on); ``exclusive()`` waits until none is borrowed or being opened and
+    lends none until it is left.  No borrower waits while holding a store, so nothing
+    can deadlock."""
 
-    def __init__(self, stores: list[Store]) -> None:
-        self.stores = stores
-        self._free = list(stores)
+    def __init__(self, open_store: Callable[[], Store], size: int) -> None:
+        self.stores: list[Store] = []
+        self._open_store = open_store
+        self._size = size
+        self._opening = 0
+        self._free: list[Store] = []
         self._cv = threading.Condition()
         self._exclusive = False
+
+    def _can_lend(self, want: Store | None) -> bool:
+        if self._exclusive:
+            return False
+        if want is not None:
+            return want in self._free
+        return bool(self._free) or len(self.stores) + self._opening < self._size
 
     @contextmanager
     def borrow(self, want: Store | None = None) -> Iterator[Store]:
         with self._cv:
-            self._cv.wait_for(lambda: not self._exclusive and (want in self._free if want else bool(self._free)))
-            store = want if want is not None else self._free[-1]
-            self._free.remove(store)
+            self._cv.wait_for(lambda: self._can_lend(want))
+            store = want if want is not None else self._free[-1] if self._free else None
+            if store is None:
+                self._opening += 1
+            else:
+                self._free.remove(store)
+        if store is None:
+            try:
+                store = self._open_store()
+            finally:
+                with self._cv:
+                    self._opening -= 1
+                    if store is not None:
+                        self.stores.append(store)
+                    self._cv.notify_all()
         try:
             yield store
         finally:
@@ -91,7 +118,7 @@ class _Readers:
     def exclusive(self) -> Iterator[None]:
         with self._cv:
             self._exclusive = True
-            self._cv.wait_for(lambda: len(self._free) == len(self.stores))
+            self._cv.wait_for(lambda: len(self._free) == len(self.stores) and not self._opening)
         try:
             yield
         finally:
@@ -132,7 +159,8 @@ class AsyncStore:
         self.readers = 0 if _private_memory(path) else readers
         self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="eventlog-writer")
         self._reader_pool = ThreadPoolExecutor(self.readers, "eventlog-reader") if self.readers else None
-        self._opened: Future[tuple[Store, _Readers]] | None = None
+        self._readers = _Readers(lambda: Store(self.path, self.options), self.readers)
+        self._opened: Future[Store] | None = None
         self._closed = False
         self._active = 0  # calls begun and not yet returned
         self._idle: asyncio.Future[None] | None = None  # set when _active drops to 0
@@ -140,19 +168,10 @@ class AsyncStore:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def _open_stores(self) -> tuple[Store, _Readers]:
-        """On the writer thread: the writer first (it creates or upgrades the file),
-        then the readers."""
-        writer = Store(self.path, self.options)
-        readers: list[Store] = []
-        try:
-            for _ in range(self.readers):
-                readers.append(Store(self.path, self.options))
-        except BaseException:
-            for s in [writer, *readers]:
-                s.close()
-            raise
-        return writer, _Readers(readers)
+    def _open_writer(self) -> Store:
+        """On the writer thread: the writing store (the readers open as reads need
+        them: a store that is only read never opens the writer)."""
+        return Store(self.path, self.options)
 
     def _enter(self) -> None:
         """Count a call in; after :meth:`close` began, refuse it."""
@@ -168,10 +187,10 @@ class AsyncStore:
     async def _stores(self) -> tuple[Store, _Readers]:
         opened = self._opened
         if opened is None:
-            opened = self._opened = self._writer_pool.submit(self._open_stores)
+            opened = self._opened = self._writer_pool.submit(self._open_writer)
         try:
             # Shielded: one caller being cancelled must not cancel the opening for all.
-            return await asyncio.shield(asyncio.wrap_future(opened))
+            return await asyncio.shield(asyncio.wrap_future(opened)), self._readers
         except BaseException:
             if opened.done() and not opened.cancelled() and opened.exception() is not None and self._opened is opened:
                 self._opened = None  # the next call tries again (the error may have been passing)
@@ -219,11 +238,11 @@ class AsyncStore:
         try:
             if self._reader_pool is not None:
                 self._reader_pool.shutdown(wait=True)
+            for s in self._readers.stores:
+                s.close()
             opened = self._opened
             if opened is not None and opened.done() and not opened.cancelled() and opened.exception() is None:
-                writer, readers = opened.result()
-                for s in [*readers.stores, writer]:
-                    s.close()
+                opened.result().close()
         finally:
             self._writer_pool.shutdown(wait=False)
 
@@ -251,9 +270,10 @@ class AsyncStore:
         thread when there are no readers."""
         self._enter()
         try:
-            writer, readers = await self._stores()
             if self._reader_pool is None:
+                writer, _ = await self._stores()
                 return await asyncio.wrap_future(self._writer_pool.submit(job, writer))
+            readers = self._readers
 
             def borrowing() -> T:
                 with readers.borrow(on) as store:

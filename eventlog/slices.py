@@ -84,13 +84,18 @@ def list_slice(
             decoded = _snapshot_entries(log, segments, wanted)
         except DecodeError as e:
             raise CorruptionError(f"snapshot is damaged: {e}", session_id=name) from None
-    out = [decoded[x.index] if type(x) is _Slot else x for x in chosen]
+    return _rehydrated_all(log, name, [decoded[x.index] if type(x) is _Slot else x for x in chosen])
+
+
+def _rehydrated_all(log: Log, name: str, values: list[Any]) -> list[Any]:
+    """``values`` with their large values read (in one batch) and put in place, in
+    new containers."""
     refs: list[Ref] = []
-    _refs_in(out, refs)
+    _refs_in(values, refs)
     try:
         with log.chunks.reading_ahead():
             log.chunks.prefetch({h for ref in refs for h in ref.chunk_hashes()})
-            return [_rehydrated(log, v) for v in out]
+            return [_rehydrated(log, v) for v in values]
     except DecodeError as e:
         raise CorruptionError(f"a large value is damaged: {e}", session_id=name) from None
 

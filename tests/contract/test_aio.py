@@ -49,6 +49,40 @@ class Gate:
         assert await asyncio.to_thread(self.entered.wait, 30), "the save never started"
 
 
+def test_connections_open_as_calls_need_them(db_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store only read opens one reading connection (no writer, no idle readers):
+    resuming a conversation costs one open; writes open the writer, and concurrent
+    reads open more readers, up to ``readers``."""
+    with eventlog.open(db_path) as s:
+        s.save("s", {"entries": [1, 2, 3]})
+    opened: list[str] = []
+    real = eventlog.aio.Store
+
+    def counting(*args: Any, **kwargs: Any) -> eventlog.Store:
+        opened.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(eventlog.aio, "Store", counting)
+
+    async def main() -> None:
+        async with eventlog.open_async(db_path, readers=2) as store:
+            assert len(opened) == 1  # (an explicit open makes the writer: the file is created or upgraded)
+        opened.clear()
+        store = eventlog.open_async(db_path, readers=2)
+        assert await store.tail("s", 2) == [2, 3]
+        assert await store.load("s") == {"entries": [1, 2, 3]}
+        assert [n.startswith("eventlog-reader") for n in opened] == [True]
+        await asyncio.gather(*(store.load("s") for _ in range(20)))
+        assert 1 <= len(opened) <= 2
+        await store.append("s", [4])
+        assert len([n for n in opened if n.startswith("eventlog-writer")]) == 1
+        assert await store.tail("s", 1) == [4]
+        await store.compact()  # (waits for every reader, opened or not)
+        await store.close()
+
+    run(main)
+
+
 def test_a_20_mb_save_does_not_block_the_loop(db_path: str) -> None:
     """A ticker task keeps running while an image of 20 MB (as a base64 data URL) is
     validated, chunked, hashed, compressed and written."""
