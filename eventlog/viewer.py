@@ -120,8 +120,6 @@ class _Timeline:
         numbers = self.last_numbers[:keep] + [self.number(item, dialect) for item in items[keep:]]
         out["keep"], out["add"] = keep, numbers[keep:]
         fields = dialects.without(session, path, CONVERSATION) if path is not None else {}
-        # (the managed entries list is changed in place as the history is folded: keep a copy)
-        fields = {k: list(v) if type(v) is list else v for k, v in fields.items()}
         changed = {k: v for k, v in fields.items() if k not in self.last_fields or not same(self.last_fields[k], v)}
         if changed:
             out["set"] = self.blobs.value(changed)
@@ -144,12 +142,14 @@ def page(store: Store, session_id: str, fmt: str = "auto") -> str:
     timeline = _Timeline(fmt, conv)
     state = State()
     apply(state, diff(State(), start))
-    steps = [timeline.step(begin, None, state.session())]
+    # Each step sees a spine of its own (State.clone): apply() changes the lists and
+    # dicts at paths in place, which the timeline keeps to compare with the next step.
+    steps = [timeline.step(begin, None, state.clone().session())]
     for event in events:
         if any(type(op) is Tombstone for op in event.ops):  # pragma: no cover - deleted meanwhile
             break
         apply(state, event.ops)
-        steps.append(timeline.step(event.seq, event.timestamp_ms, state.session()))
+        steps.append(timeline.step(event.seq, event.timestamp_ms, state.clone().session()))
     data = {
         "session": session_id,
         "parent": info.parent_id,

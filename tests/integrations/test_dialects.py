@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import eventlog
@@ -210,6 +210,17 @@ def reshape(state: dict[str, Any], how: str) -> dict[str, Any]:
 
 @given(histories(max_steps=5, image_size=2_000, big=5_000), st.sampled_from(["entries", "messages", "nested"]),
        st.sampled_from(["auto", "generic", "chat"]))  # fmt: skip
+@example(  # a nested dict changed in place by the fold (an At operation): the page kept the old one
+    history=[{"version": 5, "entries": [], "metadata": {}}, {"version": 5, "entries": [], "metadata": {"": None}}],
+    how="entries",
+    fmt="auto",
+)
+@example(
+    history=[{"entries": [{"type": "compaction", "id": "0"}], "metadata": {}},
+             {"entries": [{"type": "compaction", "id": "0"}], "metadata": {"": None}}],
+    how="messages",
+    fmt="generic",
+)  # fmt: skip
 def test_the_pages_timeline_rebuilds_every_state(
     tmp_path_factory: pytest.TempPathFactory, history: list[dict[str, Any]], how: str, fmt: str
 ) -> None:
