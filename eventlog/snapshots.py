@@ -16,6 +16,15 @@ session's size, and snapshots can be taken often, which keeps the replay of a lo
 short.  Snapshots written before segments (one frame holding everything) are still
 read.
 
+Any other large list of the session at a path (``messages``, ``state.messages``:
+up to :data:`~eventlog.fold.MAX_PATH` keys through dicts) is kept the same way: the
+manifest's third element lists each such path with its segments, and the entries
+marker stands at the path in the fields (:class:`Manifest`, :func:`with_lists`).
+Those segments are reused as the entries' are, for a list the events since edited in
+place (a list set anew is written anew).  Such a snapshot is a version 6 frame
+(:data:`~eventlog.codec.FRAME_VERSION_PATHS`), which readers that do not know it
+refuse as newer; one without stays version 4 (or 3: one frame).
+
 **String references.**  A segment's entries repeat the same keys and short values
 over and over (``"type"``, ``"role"``, ``"content"``, a model's name...), and a load
 spends most of its time making a new ``str`` for each.  Segments are therefore
