@@ -26,9 +26,11 @@ Two layers, both pure (no SQLite, no I/O):
   (:func:`binding`), versions 3 and 4, their twins, to the session's stable *key*
   (:func:`key_binding`: 16 bytes made when the session is created, kept when it is
   copied to another store), so a session's frames stay valid wherever its rows go.
-  This release writes 3 and 4 only; it reads all four, picking the binding by the
-  version.  Any version above 4 is checked against the key binding too, so a newer
-  format that keeps it is refused as newer (:class:`VersionError`), not as damage.
+  Version 6 is bound to the key as well, and marks a body that uses a form older
+  readers do not know (:data:`FRAME_VERSION_PATHS`).  This release writes 3, 4 and 6;
+  it reads 1 to 4 and 6, picking the binding by the version.  Any other version is
+  checked against the key binding too, so a newer format that keeps it is refused as
+  newer (:class:`VersionError`), not as damage.
 """
 
 from __future__ import annotations
@@ -57,6 +59,14 @@ FRAME_VERSION_SEGMENTS = 2
 #: store, whose schema version (5) they refuse as a whole.
 FRAME_VERSION_KEYED = 3
 FRAME_VERSION_KEYED_SEGMENTS = 4
+#: Bound to the key like 3 and 4, for a body that uses a form added with lists at
+#: paths (an event holding :class:`~eventlog.fold.At` operations, a manifest whose
+#: lists at paths are in segments): :data:`FLAG_SEGMENTS` says which layout.  Written
+#: only for such bodies (every other one is still 3 or 4), so a release that does
+#: not know those forms refuses them as newer (:class:`VersionError`) rather than as
+#: damage, and goes on reading the sessions that do not use them.  (5 is not used: it
+#: stands for "a newer version" in the committed test vectors.)
+FRAME_VERSION_PATHS = 6
 #: Versions bound to the row id; every other one is checked against the key binding.
 ROW_BOUND = (FRAME_VERSION, FRAME_VERSION_SEGMENTS)
 #: Length of a session key.
@@ -573,17 +583,24 @@ class Framer:
         return out
 
     @staticmethod
-    def seal(flags: int, payload: bytes, binding: bytes, *, keyed: bool = False) -> bytes:
+    def seal(flags: int, payload: bytes, binding: bytes, *, keyed: bool = False, paths: bool = False) -> bytes:
         """A frame around ``payload``; ``binding`` ties it to its row's place:
         :func:`key_binding` with ``keyed`` (versions 3 and 4, what this release
-        writes), else :func:`binding` (versions 1 and 2, as older releases wrote)."""
-        version = (FRAME_VERSION_SEGMENTS if flags & FLAG_SEGMENTS else FRAME_VERSION) + (2 if keyed else 0)
+        writes, or with ``paths`` version 6: a body using the forms of lists at
+        paths), else :func:`binding` (versions 1 and 2, as older releases wrote)."""
+        if paths:
+            if not keyed:
+                raise ValueError("a frame of version 6 is bound to the session key")
+            version = FRAME_VERSION_PATHS
+        else:
+            version = (FRAME_VERSION_SEGMENTS if flags & FLAG_SEGMENTS else FRAME_VERSION) + (2 if keyed else 0)
         header = bytes((version, flags))
         return _HEADER.pack(version, flags, zlib.crc32(payload, zlib.crc32(binding + header))) + payload
 
     @staticmethod
     def open(frame: bytes, binding: bytes | Place, timed: bytes | None = None) -> tuple[int, bytes]:
-        """``(flags, payload)`` of a frame after checking its CRC, then its version.
+        """``(flags, payload)`` of a frame after checking its CRC, then its version
+        (its first byte: a caller that needs it reads it there).
 
         ``binding`` is the frame's :class:`Place`, whose binding is picked by the
         frame's version (the row id for versions 1 and 2, the session key for the
@@ -593,8 +610,8 @@ class Framer:
 
         The first six bytes (version, flags, CRC over binding, version, flags and
         payload) are the same in every format version, so damage is told apart from
-        a frame written by a newer release: a version above 4 is checked against the
-        key binding and, when its CRC holds, refused as newer."""
+        a frame written by a newer release: a version other than 1 to 4 and 6 is
+        checked against the key binding and, when its CRC holds, refused as newer."""
         if len(frame) < _HEADER.size:
             raise DecodeError(f"frame of {len(frame)} bytes is truncated")
         version, flags, crc = _HEADER.unpack_from(frame)
@@ -614,13 +631,20 @@ class Framer:
             )
         if flags & ~(FLAG_ZSTD | FLAG_SPILL | FLAG_TIMED | FLAG_SEGMENTS):
             raise DecodeError(f"unknown frame flags {flags:#x}")
-        if bool(flags & FLAG_SEGMENTS) != (version in (FRAME_VERSION_SEGMENTS, FRAME_VERSION_KEYED_SEGMENTS)):
+        segmented = version in (FRAME_VERSION_SEGMENTS, FRAME_VERSION_KEYED_SEGMENTS)
+        if version != FRAME_VERSION_PATHS and bool(flags & FLAG_SEGMENTS) != segmented:
             raise DecodeError(f"frame flags {flags:#x} do not match format version {version}")
         return flags & ~FLAG_TIMED, payload
 
 
 #: Every frame format version this release reads.
-KNOWN_VERSIONS = (FRAME_VERSION, FRAME_VERSION_SEGMENTS, FRAME_VERSION_KEYED, FRAME_VERSION_KEYED_SEGMENTS)
+KNOWN_VERSIONS = (
+    FRAME_VERSION,
+    FRAME_VERSION_SEGMENTS,
+    FRAME_VERSION_KEYED,
+    FRAME_VERSION_KEYED_SEGMENTS,
+    FRAME_VERSION_PATHS,
+)
 
 
 class VersionError(DecodeError):

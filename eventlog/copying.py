@@ -37,7 +37,7 @@ from .cache import check_head
 from .chunks import ChunkWrites
 from .codec import ENTRIES
 from .errors import ConflictError, CorruptionError, InvalidValueError, NotFoundError
-from .fold import Event, State, apply, ops_to_wire
+from .fold import Event, State, apply, ops_to_wire, uses_paths
 from .log import EVENT
 from .snapshots import SnapshotBuilder
 from .writer import encodable_ops
@@ -152,7 +152,7 @@ def _whole(dst: Store, row: Head, floor: State | None, events: list[Event], entr
     copied = []
     for event in events:
         wire = encodable_ops(log, list(event.ops), writes)
-        encoded = log.encode(EVENT, ops_to_wire(wire), writes, seq=event.seq)
+        encoded = log.encode(EVENT, ops_to_wire(wire), writes, seq=event.seq, paths=uses_paths(event.ops))
         frame = encoded.seal(EVENT, key, event.seq, event.timestamp_ms)
         copied.append(CopiedEvent(event.seq, event.timestamp_ms, frame, encoded.size, encoded.refs))
     snapshots = []

@@ -347,6 +347,13 @@ def _diff_entries(old: list[Any], new: list[Any], known_same: int) -> list[Op]:
 _INSERT, _REPLACE, _DELETE, _SET, _TOMBSTONE, _AT = 0, 1, 2, 3, 4, 5
 
 
+def uses_paths(ops: list[Op] | tuple[Op, ...]) -> bool:
+    """Whether ``ops`` hold an :class:`At`: their event frame is then version 6
+    (:data:`~eventlog.codec.FRAME_VERSION_PATHS`), refused as newer by readers
+    that do not know it."""
+    return any(type(op) is At for op in ops)
+
+
 def ops_to_wire(ops: list[Op]) -> list[Any]:
     """The CBOR-ready form of ``ops`` (values already prepared for encoding)."""
     return [_op_to_wire(op) for op in ops]

@@ -30,7 +30,7 @@ from .codec import EVENT as EVENT
 from .codec import SNAPSHOT as SNAPSHOT
 from .errors import CorruptionError, InvalidValueError, UnsupportedVersionError
 from .fold import Event, State
-from .snapshots import Segment
+from .snapshots import Manifest, Segment, with_lists
 from .values import externalise_large, validate, validate_each
 
 logger = logging.getLogger(__name__)
@@ -60,23 +60,26 @@ class Encoded:
     of every chunk it uses; ``size``: its stored size (the compressed body, counted
     in full when spilled to chunks: what the snapshot policy weighs)."""
 
-    __slots__ = ("flags", "payload", "refs", "size")
+    __slots__ = ("flags", "paths", "payload", "refs", "size")
 
-    def __init__(self, flags: int, payload: bytes, refs: frozenset[bytes], size: int) -> None:
+    def __init__(self, flags: int, payload: bytes, refs: frozenset[bytes], size: int, paths: bool = False) -> None:
         self.flags = flags
         self.payload = payload
         self.refs = refs
         self.size = size
+        self.paths = paths
 
     def seal(self, kind: bytes, key: bytes | None, seq: int, ts: int | None = None) -> bytes:
-        """The frame (format version 3 or 4), bound to its session's ``key``, its
-        position and, given ``ts`` (an event's timestamp), to that.  A session
+        """The frame (format version 3 or 4, or 6 for a body using the forms of
+        lists at paths: see :data:`~eventlog.codec.FRAME_VERSION_PATHS`), bound to
+        its session's ``key``, its position and, given ``ts`` (an event's
+        timestamp), to that.  A session
         without a key (``None``: only from a file of an older schema, which is
         migrated before anything is written) is :class:`CorruptionError`."""
         if key is None:
             raise CorruptionError("the session has no key (its sessions row is damaged)", seq=seq)
         flags = self.flags | (codec.FLAG_TIMED if ts is not None else 0)
-        return Framer.seal(flags, self.payload, codec.key_binding(kind, key, seq, ts), keyed=True)
+        return Framer.seal(flags, self.payload, codec.key_binding(kind, key, seq, ts), keyed=True, paths=self.paths)
 
 
 class Log:
@@ -148,11 +151,20 @@ class Log:
         return items
 
     def encode(
-        self, kind: bytes, wire: Any, writes: ChunkWrites, *, seq: int | None = None, segments: bool = False
+        self,
+        kind: bytes,
+        wire: Any,
+        writes: ChunkWrites,
+        *,
+        seq: int | None = None,
+        segments: bool = False,
+        paths: bool = False,
     ) -> Encoded:
         """Encode an event or snapshot body for a frame that fits one cell (a body
         too large for one is spilled into chunks, for ``writes``); ``seq`` names the
-        position in errors."""
+        position in errors.  ``segments``: the body is a manifest; ``paths``: it
+        uses the forms of lists at paths (an event with an ``At``, a manifest with
+        lists at paths), so its frame is version 6."""
         refs: list[Ref] = []
         try:
             body = codec.dumps(wire, refs)
@@ -174,7 +186,7 @@ class Log:
             flags = codec.FLAG_SPILL
         if segments:
             flags |= codec.FLAG_SEGMENTS
-        return Encoded(flags, payload, used, size)
+        return Encoded(flags, payload, used, size, paths)
 
     def frame(
         self,
@@ -186,10 +198,11 @@ class Log:
         *,
         writes: ChunkWrites,
         segments: bool = False,
+        paths: bool = False,
     ) -> tuple[bytes, frozenset[bytes], int]:
         """:meth:`encode` and :meth:`Encoded.seal`: the frame, the chunks it uses
         (to be recorded as its refs) and its stored size."""
-        encoded = self.encode(kind, wire, writes, seq=seq, segments=segments)
+        encoded = self.encode(kind, wire, writes, seq=seq, segments=segments, paths=paths)
         return encoded.seal(kind, key, seq, ts), encoded.refs, encoded.size
 
     # ------------------------------------------------------------------ reading
@@ -205,11 +218,13 @@ class Log:
         rehydrate: bool,
         seen: list[Ref] | None = None,
         ts: int | None = None,
-    ) -> tuple[bool, Any, int]:
-        """Decode a frame: whether it is a segmented snapshot's manifest, the wire
-        value (not yet checked: see :func:`eventlog.values.decoded_ok`), and the
-        ENTRIES markers seen.  Every reference to chunks in the frame (large values, and the pointer of a
-        spilled frame) is appended to ``seen`` when given."""
+    ) -> tuple[int, Any, int]:
+        """Decode a frame: whether it is a segmented snapshot's manifest (0: no; else
+        its frame version, which says what the manifest may hold: see
+        :meth:`manifest`), the wire value (not yet checked: see
+        :func:`eventlog.values.decoded_ok`), and the ENTRIES markers seen.  Every
+        reference to chunks in the frame (large values, and the pointer of a spilled
+        frame) is appended to ``seen`` when given."""
         resolve = self._rehydrate if rehydrate else None
         if seen is not None:
 
@@ -219,7 +234,7 @@ class Log:
 
         try:
             flags, payload = Framer.open(frame, codec.Place(kind, sid, key, seq, ts))
-            segmented = bool(flags & codec.FLAG_SEGMENTS)
+            segmented = frame[0] if flags & codec.FLAG_SEGMENTS else 0
             if segmented and kind != SNAPSHOT:
                 raise DecodeError("an event frame flagged as a snapshot manifest")
             flags &= ~codec.FLAG_SEGMENTS
@@ -313,16 +328,20 @@ class Log:
         rehydrate: bool,
         seen: list[Ref] | None = None,
     ) -> State:
-        """The state a snapshot holds, its segments read, verified and decoded."""
+        """The state a snapshot holds, its segments (those of the entries and of the
+        lists at paths) read, verified and decoded."""
         segmented, wire, markers = self.body(SNAPSHOT, name, sid, key, seq, frame, rehydrate, seen)
+        expected = 0
         try:
             if segmented:
-                fields, segments = self.manifest(wire)
+                found = self.manifest(wire, segmented)
                 with self.chunks.reading_ahead():
-                    entries = self._segments(segments, rehydrate, seen)
-                wire = [fields, entries]
+                    items = self._segments(found.all_segments(), rehydrate, seen)
+                entries, lists = found.split(items)
+                wire = [with_lists(found.fields, lists), entries]
+                expected = len(lists)
             state = fold.state_from_wire(wire)
-            if markers != (1 if state.managed else 0):
+            if markers != expected + (1 if state.managed else 0):
                 raise DecodeError("entries marker inside a value")
         except VersionError as e:
             raise UnsupportedVersionError(str(e), session_id=name, seq=seq) from None
@@ -378,16 +397,11 @@ class Log:
             out[start] = run
         return out
 
-    def manifest(self, wire: Any) -> tuple[dict[str, Any], list[Segment]]:
-        """A segmented snapshot's fields and segments; :class:`DecodeError` if
-        malformed or if its segments add up to more than ``max_body_bytes``."""
-        if type(wire) is not list or len(wire) != 2 or type(wire[0]) is not dict or type(wire[1]) is not list:
-            raise DecodeError("malformed snapshot manifest")
-        limit = self.max_body_bytes
-        segments = [Segment.from_wire(w, limit) for w in wire[1]]
-        if sum(s.raw for s in segments) > limit:
-            raise DecodeError(f"snapshot segments add up to more than the limit of {limit} bytes")
-        return wire[0], segments
+    def manifest(self, wire: Any, version: int) -> Manifest:
+        """A segmented snapshot's manifest from its frame of ``version``;
+        :class:`DecodeError` if malformed or if its segments add up to more than
+        ``max_body_bytes`` (see :meth:`Manifest.from_wire`)."""
+        return Manifest.from_wire(wire, version, self.max_body_bytes)
 
     def _ahead(self, segments: list[Segment]) -> list[tuple[int, Future[list[bytes] | None]]]:
         """With several cores and many segments: ``(start, job)`` for runs of the later

@@ -4,11 +4,12 @@ A load decodes the whole newest snapshot (every segment) and the events after it
 and reads every large value.  :func:`list_slice` decodes only what a slice of one
 list needs: the snapshot's manifest (its fields and the list of its segments, never
 their bytes), the events after it with their large values left as references, then
-(for ``entries``) just the segments that hold the wanted entries the snapshot had,
-and only the large values inside the wanted items.  The events are applied to a
-stand-in list, one :class:`_Slot` per entry of the snapshot, so that inserts,
-replacements and deletions after the snapshot move the entries exactly as a full
-fold would; what is left in the wanted range says which snapshot entries to decode.
+just the segments that hold the wanted items the snapshot had (of ``entries``, or
+of a list at a path that the snapshot keeps in segments), and only the large
+values inside the wanted items.  The events are applied to stand-in lists, one
+:class:`_Slot` per item of the snapshot's segmented lists, so that inserts,
+replacements and deletions after the snapshot move the items exactly as a full
+fold would; what is left in the wanted range says which snapshot items to decode.
 
 A snapshot that turns out damaged while read this way is a cache like any other:
 the slice then comes from a full fold, which skips it (see
@@ -26,7 +27,7 @@ from .codec import SNAPSHOT, DecodeError, Ref, VersionError
 from .errors import CorruptionError, InvalidValueError, NotFoundError, UnsupportedVersionError
 from .fold import State
 from .log import Log
-from .snapshots import Segment
+from .snapshots import Segment, with_lists
 from .values import MAX_DEPTH, decoded_ok
 
 
@@ -81,7 +82,9 @@ def list_slice(
     decoded: dict[int, Any] = {}
     if wanted:
         try:
-            decoded = _snapshot_entries(log, segments, wanted)
+            # (items of a list at a path of k keys are nested k levels deeper in the session)
+            depth = MAX_DEPTH + 1 - (0 if path == ("entries",) else len(path))
+            decoded = _snapshot_entries(log, segments, wanted, depth)
         except DecodeError as e:
             raise CorruptionError(f"snapshot is damaged: {e}", session_id=name) from None
     return _rehydrated_all(log, name, [decoded[x.index] if type(x) is _Slot else x for x in chosen])
@@ -101,9 +104,11 @@ def _rehydrated_all(log: Log, name: str, values: list[Any]) -> list[Any]:
 
 
 def _lazy_state(log: Log, name: str, sid: int, key: bytes | None, upto: int, floor: int) -> tuple[State, list[Segment]]:
-    """The state after ``upto`` with the newest snapshot's entries as slots (when it
-    is segmented) and the events after it applied, their large values as
-    references; the snapshot's segments."""
+    """The state after ``upto`` with the newest snapshot's segmented lists (the
+    entries, and those at paths) as slots, numbered across all its segments (see
+    :meth:`~eventlog.snapshots.Manifest.all_segments`), and the events after it
+    applied, their large values as references; the snapshot's segments, in that
+    order."""
     backend = log.backend
     base, state, segments = 0, State(), list[Segment]()
     for snap_seq in backend.snapshot_seqs(sid, upto):
@@ -116,16 +121,19 @@ def _lazy_state(log: Log, name: str, sid: int, key: bytes | None, upto: int, flo
             raise CorruptionError("snapshot is missing", session_id=name, seq=snap_seq)
         segmented, wire, markers = log.body(SNAPSHOT, name, sid, key, snap_seq, frame, False)
         try:
+            expected = 0
             if segmented:
-                fields, segments = log.manifest(wire)
-                state = fold.state_from_wire([fields, []])
-                n = sum(s.count for s in segments)
-                if n and not state.managed:
+                manifest = log.manifest(wire, segmented)
+                state = fold.state_from_wire([with_lists(manifest.fields, [(p, []) for p, _ in manifest.lists]), []])
+                segments = manifest.all_segments()
+                slots, lists = manifest.split([_Slot(i) for i in range(sum(s.count for s in segments))])
+                if slots and not state.managed:
                     raise DecodeError("malformed snapshot body")
-                state.entries = [_Slot(i) for i in range(n)]
+                state = State(with_lists(manifest.fields, lists), slots)
+                expected = len(lists)
             else:
                 state = fold.state_from_wire(wire)
-            if markers != (1 if state.managed else 0):
+            if markers != expected + (1 if state.managed else 0):
                 raise DecodeError("entries marker inside a value")
         except VersionError as e:
             raise UnsupportedVersionError(str(e), session_id=name, seq=snap_seq) from None
@@ -144,9 +152,10 @@ def _lazy_state(log: Log, name: str, sid: int, key: bytes | None, upto: int, flo
     return state, segments
 
 
-def _snapshot_entries(log: Log, segments: list[Segment], wanted: list[int]) -> dict[int, Any]:
-    """The snapshot entries at the ``wanted`` indexes (sorted), decoding only the
-    segments that hold them (read in one batch), large values as references."""
+def _snapshot_entries(log: Log, segments: list[Segment], wanted: list[int], depth: int) -> dict[int, Any]:
+    """The snapshot items at the ``wanted`` indexes (sorted), decoding only the
+    segments that hold them (read in one batch), large values as references; each
+    segment nested at most ``depth`` levels."""
     ends = list(accumulate(s.count for s in segments))
     needed = sorted({bisect_right(ends, i) for i in wanted})
     out: dict[int, Any] = {}
@@ -158,7 +167,7 @@ def _snapshot_entries(log: Log, segments: list[Segment], wanted: list[int]) -> d
                 entries = log.segment(segment, False, None)
             except DecodeError as e:  # (a VersionError stays one)
                 raise type(e)(f"segment {i}: {e}") from None
-            if not decoded_ok(entries, MAX_DEPTH + 1, Ref):
+            if not decoded_ok(entries, depth, Ref):
                 raise DecodeError(f"segment {i}: malformed snapshot segment")
             first = ends[i] - segment.count
             for j in range(first, ends[i]):

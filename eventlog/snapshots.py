@@ -16,6 +16,15 @@ session's size, and snapshots can be taken often, which keeps the replay of a lo
 short.  Snapshots written before segments (one frame holding everything) are still
 read.
 
+Any other large list of the session at a path (``messages``, ``state.messages``:
+up to :data:`~eventlog.fold.MAX_PATH` keys through dicts) is kept the same way: the
+manifest's third element lists each such path with its segments, and the entries
+marker stands at the path in the fields (:class:`Manifest`, :func:`with_lists`).
+Those segments are reused as the entries' are, for a list the events since edited in
+place (a list set anew is written anew).  Such a snapshot is a version 6 frame
+(:data:`~eventlog.codec.FRAME_VERSION_PATHS`), which readers that do not know it
+refuse as newer; one without stays version 4 (or 3: one frame).
+
 **String references.**  A segment's entries repeat the same keys and short values
 over and over (``"type"``, ``"role"``, ``"content"``, a model's name...), and a load
 spends most of its time making a new ``str`` for each.  Segments are therefore
@@ -121,6 +130,128 @@ class Segment:
         return cls(count, flags, raw, length, hashes, inner)
 
 
+#: A path of keys, from the session's top-level fields down through dicts.
+Path = tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """A segmented snapshot's manifest: its ``fields`` (with the entries marker at
+    ``"entries"`` when the session has an entries list, and at each path of
+    ``lists``), the ``segments`` of its entries, and ``lists``: each list at a path
+    that is stored in segments too, with its segments (version 6 frames only)."""
+
+    fields: dict[str, Any]
+    segments: list[Segment]
+    lists: list[tuple[Path, list[Segment]]]
+
+    def all_segments(self) -> list[Segment]:
+        """Every segment: the entries', then each list's, in order (what
+        :meth:`split` cuts a decoded run of them back into)."""
+        return [*self.segments, *(s for _, segments in self.lists for s in segments)]
+
+    def split(self, items: list[Any]) -> tuple[list[Any], list[tuple[Path, list[Any]]]]:
+        """The entries and each list at a path (``(path, items)``), from the items of
+        :meth:`all_segments` in order."""
+        if not self.lists:
+            return items, []
+        start = sum(s.count for s in self.segments)
+        out = []
+        for path, segments in self.lists:
+            stop = start + sum(s.count for s in segments)
+            out.append((path, items[start:stop]))
+            start = stop
+        return items[: sum(s.count for s in self.segments)], out
+
+    @property
+    def markers(self) -> int:
+        """How many entries markers its frame holds: one per list at a path, and
+        one at ``"entries"`` when it has an entries list."""
+        return len(self.lists) + (1 if self.fields.get("entries") is ENTRIES else 0)
+
+    @classmethod
+    def from_wire(cls, wire: Any, version: int, limit: int) -> Manifest:
+        """A manifest from its decoded form in a frame of format ``version``:
+        ``[fields, segments]``, or in a version 6 frame also ``[fields, segments,
+        lists]``, ``lists`` a non-empty array of ``[path, segments]`` (a path of 1
+        to :data:`~eventlog.fold.MAX_PATH` text keys, not ``["entries"]``, each once;
+        segments not empty).  :class:`DecodeError` if malformed, or if its segments
+        add up to more than ``limit`` bytes.  (That a marker stands at each path is
+        checked when the lists are put there: :func:`with_lists`.)"""
+        if (
+            type(wire) is not list
+            or len(wire) not in (2, 3)
+            or type(wire[0]) is not dict
+            or type(wire[1]) is not list
+            or (len(wire) == 3 and (version != codec.FRAME_VERSION_PATHS or type(wire[2]) is not list or not wire[2]))
+        ):
+            raise DecodeError("malformed snapshot manifest")
+        segments = [Segment.from_wire(w, limit) for w in wire[1]]
+        lists: list[tuple[Path, list[Segment]]] = []
+        for item in wire[2] if len(wire) == 3 else ():
+            if type(item) is not list or len(item) != 2 or type(item[0]) is not list or type(item[1]) is not list:
+                raise DecodeError("malformed list in a snapshot manifest")
+            path = tuple(item[0])
+            if (
+                not 0 < len(path) <= fold.MAX_PATH
+                or any(type(k) is not str for k in path)
+                or path == ("entries",)
+                or not item[1]
+            ):
+                raise DecodeError("malformed list in a snapshot manifest")
+            lists.append((path, [Segment.from_wire(w, limit) for w in item[1]]))
+        if len({path for path, _ in lists}) != len(lists):
+            raise DecodeError("a list twice in a snapshot manifest")
+        manifest = cls(wire[0], segments, lists)
+        if sum(s.raw for s in manifest.all_segments()) > limit:
+            raise DecodeError(f"snapshot segments add up to more than the limit of {limit} bytes")
+        return manifest
+
+
+def with_lists(fields: dict[str, Any], lists: list[tuple[Path, Any]], *, marked: bool = True) -> dict[str, Any]:
+    """``fields`` with each ``(path, value)`` of ``lists`` put at its path (through
+    dicts), in new dicts along the way (``fields`` and its values are left as they
+    are).  With ``marked``, the entries marker must stand at each path (else
+    :class:`DecodeError`: a damaged manifest)."""
+    if not lists:
+        return fields
+    out = dict(fields)
+    own = {id(out)}
+    for path, value in lists:
+        d = out
+        for k in path[:-1]:
+            child = d.get(k)
+            if type(child) is not dict:
+                raise DecodeError(f"no map on the way to the list at {'.'.join(path)} in a snapshot manifest")
+            if id(child) not in own:
+                d[k] = child = dict(child)
+                own.add(id(child))
+            d = child
+        if marked and d.get(path[-1]) is not ENTRIES:
+            raise DecodeError(f"no marker at the list at {'.'.join(path)} in a snapshot manifest")
+        d[path[-1]] = value
+    return out
+
+
+def _lists(fields: dict[str, Any]) -> list[tuple[Path, Any]]:
+    """The lists (or layouts) of a state's fields that may be stored in segments:
+    at paths of up to :data:`~eventlog.fold.MAX_PATH` keys through dicts, in the
+    fields' order, but not a top-level ``"entries"`` (which is the managed list, or
+    an ordinary value of an old file: kept in the manifest as it is)."""
+    out: list[tuple[Path, Any]] = []
+
+    def walk(path: Path, d: dict[str, Any]) -> None:
+        for k, v in d.items():
+            if type(v) is list or type(v) is _Layout:
+                if (*path, k) != ("entries",):
+                    out.append(((*path, k), v))
+            elif type(v) is dict and len(path) + 1 < fold.MAX_PATH:
+                walk((*path, k), v)
+
+    walk((), fields)
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class SnapshotPolicy:
     """Snapshot a session once ``every`` events, or ``bytes`` of event frames, have
@@ -149,17 +280,24 @@ class SnapshotPolicy:
         return triggered and bytes_since >= self.tail_ratio * snap_bytes
 
 
-class _Layout:
-    """The entry list of a snapshot being built, as pieces: a ``range`` of positions
-    in the snapshot it builds on (their values still unread in its segments) or one
-    new wire value.  Supports what :func:`eventlog.fold.apply` does to a list, in
-    time that grows with the pieces, not with the entries."""
+class _Layout(fold.ListLike):
+    """A list of a snapshot being built (the entries, or a list at a path), as
+    pieces: a ``range`` of positions in the segments ``old`` of the snapshot it
+    builds on (their values still unread) or one new wire value.  Supports what
+    :func:`eventlog.fold.apply` does to a list, in time that grows with the pieces,
+    not with the items."""
 
-    __slots__ = ("n", "pieces")
+    __slots__ = ("n", "old", "pieces")
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, old: list[Segment] | None = None) -> None:
         self.n = n
+        self.old = old or []
         self.pieces: list[Any] = [range(n)] if n else []
+
+    @classmethod
+    def of(cls, old: list[Segment]) -> _Layout:
+        """The layout of a list whose items are those of the segments ``old``."""
+        return cls(sum(s.count for s in old), old)
 
     def __len__(self) -> int:
         return self.n
@@ -256,24 +394,25 @@ class SnapshotBuilder:
         key: bytes | None,
         seq: int,
         floor: int,
-        base: tuple[int, dict[str, Any], list[Segment]] | None,
+        base: tuple[int, Manifest] | None,
         writes: ChunkWrites,
     ) -> tuple[bytes, frozenset[bytes], int]:
-        old: list[Segment] = []
         if base is None:
             state = self.log.fold(name, sid, key, seq, False, floor)
-            items: Any = state.entries
-        else:
-            base_seq, fields, old = base
-            items = _Layout(sum(s.count for s in old))
-            state = State(fields, items)
-            for event in self.log.events(name, sid, key, base_seq, seq, rehydrate=False):
-                try:
-                    fold.apply(state, event.ops)
-                except ValueError as e:
-                    raise CorruptionError(f"event does not apply: {e}", session_id=name, seq=event.seq) from None
-        pieces = items.pieces if base is not None else items
-        return self.snapshot_of(name, key, seq, state.fields, pieces, old, writes, repair=base is None)
+            return self.snapshot_of(name, key, seq, state.fields, state.entries, [], writes)
+        # Each segmented list of the base (the entries, and those at paths) becomes
+        # a layout of its positions, which the events since then edit in place: a
+        # list set anew replaces its layout, and is written whole.
+        base_seq, manifest = base
+        items = _Layout.of(manifest.segments)
+        fields = with_lists(manifest.fields, [(path, _Layout.of(old)) for path, old in manifest.lists])
+        state = State(fields, items)  # type: ignore[arg-type]
+        for event in self.log.events(name, sid, key, base_seq, seq, rehydrate=False):
+            try:
+                fold.apply(state, event.ops)
+            except ValueError as e:
+                raise CorruptionError(f"event does not apply: {e}", session_id=name, seq=event.seq) from None
+        return self.snapshot_of(name, key, seq, state.fields, items.pieces, items.old, writes, repair=False)
 
     def snapshot_of(
         self,
@@ -290,16 +429,38 @@ class SnapshotBuilder:
         """The snapshot frame of a state: its ``fields`` and its entries as
         ``pieces`` (wire values, or ranges of positions in ``old``, the segments of
         the snapshot it builds on: see :meth:`_cut`); returns what
-        :meth:`snapshot` does."""
-        segments, inline = self._cut(name, seq, pieces, old, writes, repair=repair)
+        :meth:`snapshot` does.  Each list in ``fields`` at a path (a list, or a
+        layout of the snapshot built on) is cut into segments as well, and left in
+        the fields when small: a snapshot with such segments is a version 6 frame,
+        one without is as before lists at paths."""
+        lists: list[tuple[Path, list[Segment]]] = []
+        placed: list[tuple[Path, Any]] = []
+        kept = set(old)
+        for path, value in _lists(fields):
+            layout = value if type(value) is _Layout else None
+            cut, inline = self._cut(
+                name, seq, value if layout is None else layout.pieces, [] if layout is None else layout.old, writes,
+                repair=repair,
+            )  # fmt: skip
+            if inline is None:
+                lists.append((path, cut))
+                placed.append((path, ENTRIES))
+                kept.update(layout.old if layout is not None else ())
+            elif layout is not None:
+                placed.append((path, inline))
+        fields = with_lists(fields, placed, marked=False)
+        segments, inline = self._cut(name, seq, pieces, old, writes, repair=repair, small=not lists)
         if inline is not None:  # a small session: one frame, as before segments
             return self.log.frame(SNAPSHOT, key, seq, fold.state_to_wire(State(fields, inline)), writes=writes)
+        every = [*segments, *(s for _, cut in lists for s in cut)]
         limit = self.log.max_body_bytes
-        if sum(s.raw for s in segments) > limit:
-            raise InvalidValueError(f"the session's entries encode to more than the limit of {limit} bytes", seq=seq)
+        if sum(s.raw for s in every) > limit:
+            raise InvalidValueError(f"the session's lists encode to more than the limit of {limit} bytes", seq=seq)
         wire = [fields, [s.to_wire() for s in segments]]
-        frame, refs, written = self.log.frame(SNAPSHOT, key, seq, wire, writes=writes, segments=True)
-        wanted = {h for s in segments for h in (*s.pointer().chunk_hashes(), *s.inner_hashes())}
+        if lists:
+            wire.append([[list(path), [s.to_wire() for s in cut]] for path, cut in lists])
+        frame, refs, written = self.log.frame(SNAPSHOT, key, seq, wire, writes=writes, segments=True, paths=bool(lists))
+        wanted = {h for s in every for h in (*s.pointer().chunk_hashes(), *s.inner_hashes())}
         # What it keeps or refers to without having written it must be stored (else
         # the snapshot it builds on is damaged: see snapshot()).
         unwritten = [h for h in wanted if h not in writes.pieces]
@@ -307,15 +468,14 @@ class SnapshotBuilder:
         if len(found) != len(unwritten):
             missing = min(h for h in unwritten if h not in found)
             raise CorruptionError(f"chunk {missing.hex()} is missing", session_id=name, seq=seq)
-        kept = set(old)
-        return frame, refs | wanted, written + sum(s.length for s in segments if s not in kept)
+        return frame, refs | wanted, written + sum(s.length for s in every if s not in kept)
 
     def _base(
         self, name: str, sid: int, key: bytes | None, seq: int, floor: int
-    ) -> tuple[int, dict[str, Any], list[Segment]] | None:
+    ) -> tuple[int, Manifest] | None:
         """The newest snapshot at or below ``seq`` (and at or above ``floor``) if it
-        is segmented, its manifest reads and no load found it damaged: its position,
-        fields and segments."""
+        is segmented, its manifest reads and no load found it damaged: its position
+        and manifest."""
         seqs = [s for s in self.log.backend.snapshot_seqs(sid, seq) if s >= floor]
         frame = self.log.backend.snapshot(sid, seqs[0]) if seqs else None
         if frame is None or (sid, seqs[0]) in self.log.damaged:
@@ -324,13 +484,13 @@ class SnapshotBuilder:
             segmented, wire, markers = self.log.body(SNAPSHOT, name, sid, key, seqs[0], frame, False)
             if not segmented:
                 return None
-            fields, segments = self.log.manifest(wire)
-            fold.state_from_wire([fields, []])
-            if markers != (1 if fields.get("entries") is ENTRIES else 0):
+            manifest = self.log.manifest(wire, segmented)
+            fold.state_from_wire([with_lists(manifest.fields, [(path, []) for path, _ in manifest.lists]), []])
+            if markers != manifest.markers:
                 return None
         except (CorruptionError, UnsupportedVersionError, DecodeError):
             return None
-        return seqs[0], fields, segments
+        return seqs[0], manifest
 
     def _reusable(self, old: list[Segment]) -> list[int]:
         """Which of ``old`` may be kept: all but the runs of small segments (under
@@ -354,7 +514,15 @@ class SnapshotBuilder:
         return keep
 
     def _cut(
-        self, name: str, seq: int, pieces: list[Any], old: list[Segment], writes: ChunkWrites, *, repair: bool = False
+        self,
+        name: str,
+        seq: int,
+        pieces: list[Any],
+        old: list[Segment],
+        writes: ChunkWrites,
+        *,
+        repair: bool = False,
+        small: bool = True,
     ) -> tuple[list[Segment], list[Any] | None]:
         """Segments holding the entries ``pieces`` (wire values, and ``range`` of
         positions in the snapshot built on, whose segments are ``old``): each old
@@ -362,7 +530,8 @@ class SnapshotBuilder:
         whole is kept as it is; the other entries are encoded into new segments of
         about ``segment_bytes``.  When all of them would make one small segment,
         nothing is written and their values are returned instead, to be kept in the
-        snapshot's own row.  ``repair``: see :meth:`~eventlog.chunks.Chunks.put`."""
+        snapshot's own row (not without ``small``: then they are one segment, and
+        none when there are none).  ``repair``: see :meth:`~eventlog.chunks.Chunks.put`."""
         starts = list(accumulate((s.count for s in old), initial=0))
         reusable = {starts[k]: k for k in self._reusable(old)}
         decoded: dict[int, list[Any]] = {}
@@ -428,7 +597,7 @@ class SnapshotBuilder:
                 else:
                     add(old_value(q))
                     q += 1
-        if not out and size < self.min_reuse_bytes:
+        if small and not out and size < self.min_reuse_bytes:
             return [], values
         flush()
         return out, None

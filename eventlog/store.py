@@ -334,7 +334,8 @@ class Store:
         dict (default ``"entries"``) or a path of keys through nested dicts
         (``("state", "messages")``).  Equal to ``load(session_id)[field][start:stop]``,
         but it decodes only what the slice needs: the newest snapshot's fields (of
-        ``entries``, only the segments holding the wanted entries), the events
+        ``entries``, or of a list at a path that the snapshot keeps in segments,
+        only the segments holding the wanted items), the events
         since, and only the large values inside the wanted items.  The result is
         the caller's own.
 

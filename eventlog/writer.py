@@ -43,7 +43,7 @@ from .errors import (
     OutcomeUnknownError,
     StorageError,
 )
-from .fold import At, Delete, Insert, Op, Replace, SetFields, Tombstone, diff, lists_in, ops_to_wire
+from .fold import At, Delete, Insert, Op, Replace, SetFields, Tombstone, diff, lists_in, ops_to_wire, uses_paths
 from .log import Log
 from .snapshots import SnapshotBuilder, SnapshotPolicy
 
@@ -215,7 +215,7 @@ class Writer:
             writes = ChunkWrites()
             wire = self._encodable(ops, writes)
             seq, ts, (sid, key) = tip.seq, now_ms(), c.who
-            encoded = self._log.encode(EVENT, ops_to_wire(wire), writes, seq=seq)
+            encoded = self._log.encode(EVENT, ops_to_wire(wire), writes, seq=seq, paths=uses_paths(ops))
             frame = encoded.seal(EVENT, key, seq, ts)
             if sid is None:  # a new session, with the key made for it
                 event = NewEvent(name, None, seq, ts, frame, encoded.size, encoded.refs, tip.entries, parent, key=key)

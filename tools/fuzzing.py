@@ -261,7 +261,8 @@ def build_corpus() -> Corpus:
     store.append("images", [{"id": "raw", "blob": rng.randbytes(40_000), "n": [1, 1.0, True, -0.0, None]}])
     big: dict[str, Any] = {
         "entries": [{"id": "x", "noise": [rng.randbytes(5000) for _ in range(4)]}],
-        "notes": [rng.randbytes(5000) for _ in range(4)],  # in the snapshot's manifest: it spills too
+        "notes": [rng.randbytes(5000) for _ in range(4)],  # a list at a path: in snapshot segments (version 6)
+        "more": {f"n{i}": rng.randbytes(5000) for i in range(4)},  # in the snapshot's manifest: it spills too
     }
     store.save("big", big)  # 40 KB of incompressible bytes inline: the frame spills
     store.save("big", {**big, "leafId": "x"})

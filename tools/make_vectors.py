@@ -216,6 +216,20 @@ def before_lists() -> Iterator[None]:
         yield
 
 
+@contextmanager
+def before_paths() -> Iterator[None]:
+    """Write as the releases before format version 6 did: lists at paths stay in a
+    snapshot's fields (never in segments) and events holding At operations are
+    version 3 frames.  Every store but those of :data:`PATH_SEGMENTS` is made so:
+    they are the bytes those releases wrote (``lists`` has At in version 3 frames)."""
+    with (
+        mock.patch.object(eventlog.snapshots, "_lists", lambda fields: []),
+        mock.patch.object(eventlog.writer, "uses_paths", lambda ops: False),
+        mock.patch.object(eventlog.copying, "uses_paths", lambda ops: False),
+    ):
+        yield
+
+
 class Recorder:
     """Writes sessions through the public API and keeps, from its own inputs, what
     each session must fold to at every position."""
@@ -407,6 +421,36 @@ def build_lists(path: str, rng: random.Random) -> dict[str, Any]:
             "Lists and dicts at paths (At, kind 5): a top-level messages list edited item by item, "
             "state.messages beside a sibling key and a key order change, a list turning into a string and back, "
             "checkpoint.channel_values.messages; snapshots every 3 events.",
+            options,
+            path,
+        )
+
+
+def build_segmented_lists(path: str, rng: random.Random) -> dict[str, Any]:
+    """Lists at paths kept in snapshot segments (format version 6)."""
+    options: dict[str, Any] = {"chunk_bytes": 1024, "large_value_bytes": 512, "snapshot_every": 0, "snapshot_bytes": 0}
+    with eventlog.open(path, **options) as store:
+        r = Recorder(store)
+        m = [entry(i, note=rng.randbytes(8).hex()) for i in range(60)]
+        r.save("chat", {"model": "m1", "messages": m[:40]})  # a new field, set whole: version 3
+        store.snapshot("chat")  # messages in segments: a version 6 manifest
+        edited = [*m[:5], dict(m[5], content="edited after the first snapshot"), *m[6:50]]
+        r.save("chat", {"model": "m1", "messages": edited})  # At Replace and Insert: version 6
+        store.snapshot("chat")  # reuses the segments the edit did not touch
+        r.save("chat", {"model": "m2", "messages": [*edited[1:], *m[50:52]]})  # events after the newest snapshot
+        state = {"entries": [entry(100)], "state": {"step": 0, "messages": m[:30]}}
+        r.save("graph", state)
+        state = copy.deepcopy(state)
+        state["state"]["messages"].append(entry(101, attachment=big_text(rng, 120)))  # a large value inside
+        state["state"]["step"] = 1
+        r.save("graph", state)
+        store.snapshot("graph")  # small entries in a segment of their own, state.messages in segments
+        return r.expectations(
+            "Lists at paths in snapshot segments (format version 6; chunk_bytes=1024: segments of about "
+            "1 KiB): chat.messages, 40 messages set whole (a version 3 event), a snapshot at 1 keeping them "
+            "in segments (the manifest's third element), an edit and 10 more (At, a version 6 event), a "
+            "snapshot at 2 reusing untouched segments, one more event after it; graph.state.messages with a "
+            "large value inside, beside a one-entry entries list (a segment of its own).",
             options,
             path,
         )
@@ -849,6 +893,7 @@ STORES: dict[str, Callable[[str, random.Random], dict[str, Any]]] = {
     "compacted": build_compacted,
     "copied": build_copied,
     "lists": build_lists,
+    "segmented_lists": build_segmented_lists,
     # As the releases before session keys wrote them: the compatibility vectors.
     "v4_plain": build_v4(build_plain),
     "v4_large_plain": build_v4(lambda path, rng: build_large(path, rng, None)),
@@ -1117,6 +1162,21 @@ def build_frames(stores: Path, out: Path) -> None:
         seal(255, flags, payload, keyed), row, "VersionError")  # fmt: skip
     bad("reject_version_0", "Format version 0, CRC valid over the key binding: not a version this format has.",
         seal(0, flags, payload, keyed), row, "VersionError")  # fmt: skip
+    # Format version 6: the forms of lists at paths (added after the ones above).
+    events6 = store_frames(stores / "segmented_lists.eventlog", "events")
+    at6 = pick(events6, lambda ver, f, p: ver == 6)
+    ok("v6_event_at", "An event holding At operations (kind 5): format version 6, from segmented_lists.eventlog.",
+       at6)  # fmt: skip
+    snaps6 = store_frames(stores / "segmented_lists.eventlog", "snapshots")
+    manifest6 = pick(snaps6, lambda ver, f, p: ver == 6 and bool(f & codec.FLAG_SEGMENTS))
+    ok("v6_snapshot_manifest",
+       "A segmented snapshot's manifest with lists at paths in segments: [fields, segments, [[path, segments], "
+       "...]], the entries marker at each such path (format version 6, flag segments), from "
+       "segmented_lists.eventlog.", manifest6)  # fmt: skip
+    (kind, sid, key, seq, ts), frame = at6
+    assert key is not None
+    bad("reject_version_6_bound_to_row_id", "v6_event_at with the CRC over the row-id binding: damage.",
+        seal(6, frame[1], frame[6:], row_binding("E", sid, seq, ts)), at6[0], "DecodeError")  # fmt: skip
     written = {"zstd": zstandard.ZSTD_VERSION, "sqlite": sqlite3.sqlite_version}
     text = json.dumps({"written_with": written, "frames": frames.index}, indent=1, ensure_ascii=False)
     (out / "frames.json").write_text(text + "\n", encoding="utf-8")
@@ -1153,7 +1213,9 @@ def pack(path: str) -> None:
 
 #: The compatibility vectors: as the releases before session keys wrote them.
 #: The stores written with operations at paths (the others: :func:`before_lists`).
-AT_PATHS: tuple[str, ...] = ("lists",)
+AT_PATHS: tuple[str, ...] = ("lists", "segmented_lists")
+#: The stores written with format version 6 (the others: :func:`before_paths`).
+PATH_SEGMENTS: tuple[str, ...] = ("segmented_lists",)
 BEFORE_KEYS = tuple(name for name in STORES if name.startswith(("v4_", "schema_v")))
 #: What the fake clock gives: how many times a writer reads it is not part of the format.
 _TIMES = ("created_ms", "updated_ms", "timestamp_ms", "ts")
@@ -1191,6 +1253,7 @@ def generate(out: Path, keep: bool = False) -> None:
             with (
                 fixed_clock(random.Random(f"eventlog vectors, session keys: {name}")),  # from CLOCK_START_MS
                 nullcontext() if name in AT_PATHS else before_lists(),
+                nullcontext() if name in PATH_SEGMENTS else before_paths(),
             ):
                 expected = build(work, random.Random(f"eventlog vectors: {seed}"))
             expected = {"name": name, **expected}

@@ -92,6 +92,56 @@ def test_a_slice_after_edits_past_the_snapshot_decodes_only_its_segments(monkeyp
     assert 0 < sum(decoded[:3]) < 60 and len(decoded) > few + 20  # the load decoded them all
 
 
+@pytest.mark.parametrize("where", [("messages",), ("state", "messages")])
+def test_a_slice_of_a_list_at_a_path_decodes_only_its_segments(
+    monkeypatch: pytest.MonkeyPatch, where: tuple[str, ...]
+) -> None:
+    """The same for a list at a path that the snapshot keeps in segments: edits after
+    the snapshot move its items as a full fold would, and a slice decodes only the
+    segments holding the wanted items (of that list, not of another one)."""
+    path = _path()
+
+    def shaped(messages: list[Any]) -> dict[str, Any]:
+        other = [_entry(i) for i in range(100, 200)]  # a second large list, never wanted
+        if where == ("messages",):
+            return {"messages": messages, "other": other, "title": "t"}
+        return {"state": {"messages": messages, "other": other}, "title": "t"}
+
+    messages = [_entry(i) for i in range(400)]
+    with eventlog.open(path, snapshot_every=0, **TINY) as s:
+        s.save("s", shaped(messages))
+        s.snapshot("s")
+        for edited in (
+            [_entry(-1), *messages],  # inserted at the front
+            [_entry(-1), *messages[:10], *messages[12:]],  # two removed
+            [_entry(-1), *messages[:10], *messages[12:], _entry(400)],  # appended
+        ):
+            messages = edited
+            s.save("s", shaped(messages))
+        messages[50] = _entry(50, edited=True)  # replaced
+        s.save("s", shaped(messages))
+        messages.append(_entry(401))
+        s.save("s", shaped(messages))
+    decoded: list[int] = []
+    segment = log_module.Log.segment
+
+    def spy(self: Any, seg: Any, *args: Any, **kwargs: Any) -> Any:
+        decoded.append(seg.count)
+        return segment(self, seg, *args, **kwargs)
+
+    monkeypatch.setattr(log_module.Log, "segment", spy)
+    with eventlog.open(path, **TINY) as s:
+        assert s.tail("s", 5, field=where) == messages[-5:]
+        assert s.items("s", 0, 3, field=where) == messages[:3]
+        assert s.items("s", 49, 52, field=where) == messages[49:52]
+        some = len(decoded)
+        assert s.items("s", -500, field=where) == messages
+        few = len(decoded)
+        assert s.load("s") == shaped(messages)
+    assert 0 < sum(decoded[:some]) < 60 and len(decoded) > few + 20  # the load decoded them all
+    assert sum(decoded[some:few]) == 400  # the whole list: all of its segments, none of the other's
+
+
 def test_items_of_other_lists_and_bad_arguments() -> None:
     with eventlog.open(_path()) as s:
         s.save("s", {"state": {"messages": [1, 2, 3], "n": 1}, "entries": "text"})

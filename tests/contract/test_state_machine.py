@@ -72,6 +72,23 @@ class StoreMachine(RuleBasedStateMachine):
         assert seq == self.seqs[name]
         self.model[name] = copy.deepcopy(state)
 
+    @rule(name=st.sampled_from(["m", "n"]), data=st.data(), second=st.booleans())
+    def save_list_at_a_path(self, name: str, data: st.DataObject, second: bool) -> None:
+        """A session whose conversation is ``messages`` (``m``) or ``state.messages``
+        (``n``): its snapshots keep that list in segments, which compaction must
+        never free while a snapshot refers to them."""
+        state = self.live.get(name)
+        state = data.draw(sessions(max_entries=4, **SMALL)) if state is None else mutate(data.draw, state)
+        self.live[name] = state
+        where = "messages" if name == "m" else "state"
+        shaped = {where if k == "entries" else k: v for k, v in state.items()}
+        if name == "n" and "entries" in state:
+            shaped["state"] = {"messages": state["entries"], "step": len(shaped)}
+        seq = self._writer(second).save(name, shaped)
+        self.seqs[name] = self.seqs.get(name, 0) + 1
+        assert seq == self.seqs[name]
+        self.model[name] = copy.deepcopy(shaped)
+
     @rule(name=NAMES, batch=st.lists(entries(**SMALL), max_size=3), second=st.booleans())
     def append(self, name: str, batch: list[dict[str, Any]], second: bool) -> None:
         expected = self.model.get(name)

@@ -330,9 +330,10 @@ def test_every_kind_of_frame_has_a_vector() -> None:
         kinds = {"event_raw", "event_zstd", "event_spilled", "event_tombstone", "snapshot_single", "snapshot_spilled"}
         assert {f"v{v}_{kind}" for kind in kinds} | {f"v{v + 1}_snapshot_manifest"} <= names
     assert "v1_event_untimed" in names
+    assert {"v6_event_at", "v6_snapshot_manifest"} <= names  # the forms of lists at paths
     versions = {f["name"]: (VECTORS / "frames" / f["file"]).read_bytes()[:1] for f in FRAMES}
     accepted = {versions[f["name"]][0] for f in FRAMES if "error" not in f["expect"]}
-    assert accepted == {1, 2, 3, 4}
+    assert accepted == {1, 2, 3, 4, 6}
     newer = {
         versions[f["name"]][0]
         for f in FRAMES
@@ -350,6 +351,21 @@ def test_the_manifest_vector_has_segments_of_both_kinds() -> None:
     segments = from_json(vector["expect"]["body"])[1]
     flags = [segment[1] for segment in segments]
     assert flags[-1] & 2 == 0 and all(f & 2 for f in flags[:-1]) and len(flags) > 1, flags
+
+
+def test_the_version_6_vectors_hold_the_forms_of_lists_at_paths() -> None:
+    """The version 6 event holds an At (kind 5); the version 6 manifest has a third
+    element naming lists at paths, with the entries marker at each path."""
+    event = next(f for f in FRAMES if f["name"] == "v6_event_at")
+    assert any(op[0] == 5 for op in from_json(event["expect"]["body"]))
+    manifest = next(f for f in FRAMES if f["name"] == "v6_snapshot_manifest")
+    fields, _, lists = from_json(manifest["expect"]["body"])
+    assert lists and manifest["expect"]["markers"] == len(lists) + (1 if "entries" in fields else 0)
+    for path, segments in lists:
+        value = fields
+        for k in path:
+            value = value[k]
+        assert value is codec.ENTRIES and segments
 
 
 # ----------------------------------------------------------------------------- drift
