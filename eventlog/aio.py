@@ -17,8 +17,9 @@ Threading model (why):
   one of as many reading :class:`~eventlog.Store` objects (their own connections to
   the same file, each opened when a read first finds none free: a store that is
   only read, such as a conversation resumed to show its last items, opens one
-  connection, and the writer's only at its first write).  Under WAL, readers never wait for the writer, so ``load()`` of one
-  session is not held up by a 20 MB ``save()`` of another, nor by a long
+  connection, and the writer's only at its first write).  Under WAL, readers never
+  wait for the writer, so ``load()`` of one session is not held up by a 20 MB
+  ``save()`` of another, nor by a long
   ``verify()``.  A read started after a write returned sees that write (the commit
   happened before the write's coroutine returned).  ``compact()`` waits for the reads
   in progress and holds new ones until it is done, so it can truncate the WAL.
