@@ -26,6 +26,19 @@ TINY = {"chunk_bytes": 2048, "max_cell_bytes": 16_384, "synchronous": "OFF"}
 INDEX = st.one_of(st.none(), st.integers(-15, 15))
 
 
+def _decoded_segments(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of items of each snapshot segment decoded from now on."""
+    decoded: list[int] = []
+    segment = log_module.Log.segment
+
+    def spy(self: Any, seg: Any, *args: Any, **kwargs: Any) -> Any:
+        decoded.append(seg.count)
+        return segment(self, seg, *args, **kwargs)
+
+    monkeypatch.setattr(log_module.Log, "segment", spy)
+    return decoded
+
+
 def _path() -> str:
     return str(Path(tempfile.mkdtemp()) / "s.db")
 
@@ -74,14 +87,7 @@ def test_a_slice_after_edits_past_the_snapshot_decodes_only_its_segments(monkeyp
         s.save("s", {"entries": entries, "title": "t"})
         s.append("s", [_entry(401)])
         entries.append(_entry(401))
-    decoded: list[int] = []
-    segment = log_module.Log.segment
-
-    def spy(self: Any, seg: Any, *args: Any, **kwargs: Any) -> Any:
-        decoded.append(seg.count)
-        return segment(self, seg, *args, **kwargs)
-
-    monkeypatch.setattr(log_module.Log, "segment", spy)
+    decoded = _decoded_segments(monkeypatch)
     with eventlog.open(path, **TINY) as s:
         assert s.tail("s", 5) == entries[-5:]
         assert s.items("s", 0, 3) == entries[:3]
@@ -122,14 +128,7 @@ def test_a_slice_of_a_list_at_a_path_decodes_only_its_segments(
         s.save("s", shaped(messages))
         messages.append(_entry(401))
         s.save("s", shaped(messages))
-    decoded: list[int] = []
-    segment = log_module.Log.segment
-
-    def spy(self: Any, seg: Any, *args: Any, **kwargs: Any) -> Any:
-        decoded.append(seg.count)
-        return segment(self, seg, *args, **kwargs)
-
-    monkeypatch.setattr(log_module.Log, "segment", spy)
+    decoded = _decoded_segments(monkeypatch)
     with eventlog.open(path, **TINY) as s:
         assert s.tail("s", 5, field=where) == messages[-5:]
         assert s.items("s", 0, 3, field=where) == messages[:3]
