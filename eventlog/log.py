@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
@@ -479,11 +479,29 @@ class Log:
             seen += found
         return value
 
-    def fold(self, name: str, sid: int, key: bytes | None, upto: int, rehydrate: bool, floor: int = 0) -> State:
+    def fold(
+        self,
+        name: str,
+        sid: int,
+        key: bytes | None,
+        upto: int,
+        rehydrate: bool,
+        floor: int = 0,
+        read: Callable[[int, bytes], State] | None = None,
+    ) -> State:
         """The state after event ``upto``: the newest readable snapshot at or below it
         plus the events after.  A damaged snapshot is skipped (snapshots are a
         cache), except the one at ``floor``: when history before it was compacted
-        away it is the only copy.  Damaged events raise :class:`CorruptionError`."""
+        away it is the only copy.  Damaged events raise :class:`CorruptionError`.
+        ``read(seq, frame)`` makes the state a snapshot holds (default:
+        :meth:`snapshot_state`, every segment decoded), raising
+        :class:`CorruptionError` or :class:`UnsupportedVersionError` for one that
+        cannot be built on."""
+        if read is None:
+
+            def read(seq: int, frame: bytes) -> State:
+                return self.snapshot_state(name, sid, key, seq, frame, rehydrate)
+
         state, base = State(), 0
         found = False
         skipped: list[tuple[int, str]] = []
@@ -494,7 +512,7 @@ class Log:
             try:
                 if frame is None:
                     raise CorruptionError("snapshot is missing", session_id=name, seq=snap_seq)
-                state = self.snapshot_state(name, sid, key, snap_seq, frame, rehydrate)
+                state = read(snap_seq, frame)
                 base, found = snap_seq, True
                 break
             except (CorruptionError, UnsupportedVersionError) as e:
@@ -512,9 +530,16 @@ class Log:
                 why,
                 f"the snapshot at {base}" if found else "its first event",
             )
-        for event in self.events(name, sid, key, base, upto, rehydrate):
+        self.replay(state, name, sid, key, base, upto, rehydrate)
+        return state
+
+    def replay(
+        self, state: State, name: str, sid: int, key: bytes | None, after: int, upto: int, rehydrate: bool
+    ) -> None:
+        """Apply the events ``after < seq <= upto`` to ``state``; an event that is
+        missing, damaged or does not apply is a :class:`CorruptionError`."""
+        for event in self.events(name, sid, key, after, upto, rehydrate):
             try:
                 fold.apply(state, event.ops)
             except ValueError as e:
                 raise CorruptionError(f"event does not apply: {e}", session_id=name, seq=event.seq) from None
-        return state

@@ -11,9 +11,8 @@ values inside the wanted items.  The events are applied to stand-in lists, one
 replacements and deletions after the snapshot move the items exactly as a full
 fold would; what is left in the wanted range says which snapshot items to decode.
 
-A snapshot that turns out damaged while read this way is a cache like any other:
-the slice then comes from a full fold, which skips it (see
-:meth:`eventlog.log.Log.fold`).
+A snapshot whose manifest turns out damaged is a cache like any other: the fold
+skips it (see :meth:`eventlog.log.Log.fold`).
 """
 
 from __future__ import annotations
@@ -73,10 +72,7 @@ def list_slice(
     :class:`~eventlog.CorruptionError` (or
     :class:`~eventlog.UnsupportedVersionError`) for damage a full fold would
     also meet."""
-    try:
-        state, segments = _lazy_state(log, name, sid, key, upto, floor)
-    except (CorruptionError, UnsupportedVersionError):
-        state, segments = log.fold(name, sid, key, upto, True, floor), []  # skips a damaged snapshot
+    state, segments = _lazy_state(log, name, sid, key, upto, floor)
     chosen = list_at(state, path, name)[start:stop]
     wanted = sorted({x.index for x in chosen if type(x) is _Slot})
     decoded: dict[int, Any] = {}
@@ -104,22 +100,17 @@ def _rehydrated_all(log: Log, name: str, values: list[Any]) -> list[Any]:
 
 
 def _lazy_state(log: Log, name: str, sid: int, key: bytes | None, upto: int, floor: int) -> tuple[State, list[Segment]]:
-    """The state after ``upto`` with the newest snapshot's segmented lists (the
-    entries, and those at paths) as slots, numbered across all its segments (see
+    """The state after ``upto`` (:meth:`Log.fold`, which skips a damaged snapshot)
+    with the newest snapshot's segmented lists (the entries, and those at paths) as
+    slots, numbered across all its segments (see
     :meth:`~eventlog.snapshots.Manifest.all_segments`), and the events after it
     applied, their large values as references; the snapshot's segments, in that
     order."""
-    backend = log.backend
-    base, state, segments = 0, State(), list[Segment]()
-    for snap_seq in backend.snapshot_seqs(sid, upto):
-        if snap_seq < floor:
-            continue  # left over from compaction, about to be removed
-        if (sid, snap_seq) in log.damaged:
-            continue
-        frame = backend.snapshot(sid, snap_seq)
-        if frame is None:
-            raise CorruptionError("snapshot is missing", session_id=name, seq=snap_seq)
+    used: list[Segment] = []
+
+    def read(snap_seq: int, frame: bytes) -> State:
         segmented, wire, markers = log.body(SNAPSHOT, name, sid, key, snap_seq, frame, False)
+        segments: list[Segment] = []
         try:
             expected = 0
             if segmented:
@@ -139,17 +130,11 @@ def _lazy_state(log: Log, name: str, sid: int, key: bytes | None, upto: int, flo
             raise UnsupportedVersionError(str(e), session_id=name, seq=snap_seq) from None
         except DecodeError as e:
             raise CorruptionError(f"snapshot is damaged: {e}", session_id=name, seq=snap_seq) from None
-        base = snap_seq
-        break
-    else:
-        if floor:
-            raise CorruptionError("the snapshot holding the compacted history is missing", session_id=name, seq=floor)
-    for event in log.events(name, sid, key, base, upto, False):
-        try:
-            fold.apply(state, event.ops)
-        except ValueError as e:
-            raise CorruptionError(f"event does not apply: {e}", session_id=name, seq=event.seq) from None
-    return state, segments
+        used[:] = segments  # (the snapshot built on: the last one read)
+        return state
+
+    state = log.fold(name, sid, key, upto, False, floor, read=read)
+    return state, used
 
 
 def _snapshot_entries(log: Log, segments: list[Segment], wanted: list[int], depth: int) -> dict[int, Any]:

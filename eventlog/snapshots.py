@@ -407,11 +407,7 @@ class SnapshotBuilder:
         items = _Layout.of(manifest.segments)
         fields = with_lists(manifest.fields, [(path, _Layout.of(old)) for path, old in manifest.lists])
         state = State(fields, items)  # type: ignore[arg-type]
-        for event in self.log.events(name, sid, key, base_seq, seq, rehydrate=False):
-            try:
-                fold.apply(state, event.ops)
-            except ValueError as e:
-                raise CorruptionError(f"event does not apply: {e}", session_id=name, seq=event.seq) from None
+        self.log.replay(state, name, sid, key, base_seq, seq, rehydrate=False)
         return self.snapshot_of(name, key, seq, state.fields, items.pieces, items.old, writes, repair=False)
 
     def snapshot_of(
