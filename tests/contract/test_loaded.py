@@ -23,6 +23,9 @@ from eventlog import writer as writer_module
 from eventlog.testing import histories, mutate
 from eventlog.values import same
 
+from .test_lists import edit as list_edit
+from .test_lists import histories as list_histories
+
 SMALL = {"image_size": 40_000, "big": 40_000}
 #: Segments of about 1 KB, so that small sessions have segmented snapshots.
 TINY = {"chunk_bytes": 2048, "max_cell_bytes": 16_384, "synchronous": "OFF"}
@@ -337,3 +340,39 @@ def test_the_store_never_changes_the_collector(monkeypatch: pytest.MonkeyPatch, 
         assert s.verify().ok
         s.compact(retain=2)
     assert gc.isenabled() is enabled and gc.get_threshold() == threshold
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data(), list_histories(steps=5))
+def test_a_loaded_session_with_lists_at_paths_edited_in_place_is_stored_exactly(
+    data: st.DataObject, history: list[Any]
+) -> None:
+    """The same for sessions whose lists sit anywhere (``messages``,
+    ``state.messages``, ...): whatever the caller does in place to what a load lent
+    it (items, nested dicts, lists turning into other values), the store holds and
+    hands out exactly what was last saved."""
+    path = _path()
+    with eventlog.open(path, snapshot_every=2, **TINY) as s:
+        for state in history:
+            s.save("s", state)
+    expected = copy.deepcopy(history[-1])
+    with eventlog.open(path, **TINY) as s:
+        loaded = s.load("s")
+        assert loaded is not None and same(loaded, expected)
+        for _ in range(data.draw(st.integers(1, 8), label="steps")):
+            step = data.draw(st.sampled_from(["edit", "edit", "save", "load", "fold"]))
+            if step == "edit":
+                data.draw(list_edit(loaded))
+            elif step == "save":
+                s.save("s", loaded)
+                expected = copy.deepcopy(loaded)
+            elif step == "load":
+                again = s.load("s")
+                assert same(again, expected)
+                if data.draw(st.booleans(), label="use the new load"):
+                    loaded = again
+            else:
+                assert same(s.fold("s"), expected)
+        assert same(s.load("s"), expected)
+    with eventlog.open(path, **TINY) as s:
+        assert same(s.load("s"), expected)
