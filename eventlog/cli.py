@@ -114,7 +114,7 @@ def _read_key(path: str | None) -> bytes | None:
 def _check_path(path: str) -> None:
     """One line and exit status 1 unless ``path`` is a file that can be a store (the
     store itself says if it is not one)."""
-    if backends.in_memory(path):
+    if backends.not_files(path):
         return
     if not os.path.exists(path):
         _fail(f"no such store file: {path}")
@@ -1185,7 +1185,7 @@ def copy_(src: str, dst: str, sessions: tuple[str, ...], no_tree: bool, src_chun
     src_key = _read_key(src_chunk_key_file) if src_chunk_key_file else _chunk_key()
     dst_key = _read_key(dst_chunk_key_file) if dst_chunk_key_file else _chunk_key()
     _check_path(src)
-    if not backends.in_memory(dst):
+    if not backends.not_files(dst):
         _check_target(dst)
     try:
         source = open_store(src, chunk_key=src_key, readonly=not backends.in_memory(src))

@@ -4,6 +4,8 @@ that picks one for a path:
 * ``"memory:"`` and ``"memory:NAME"``: :mod:`eventlog.backends.memory`, plain Python
   structures (a private store, or one shared by every handle of that name in the
   process);
+* ``"postgresql://..."`` (or ``"postgres://..."``): :mod:`eventlog.backends.postgres`,
+  a store in a PostgreSQL database (the ``postgres`` extra);
 * anything else, ``":memory:"`` included (SQLite's private in-memory database, with
   the same limits as a file): :mod:`eventlog.backends.sqlite`, a store in one SQLite
   file.
@@ -19,6 +21,7 @@ import os
 from ..backend import Backend
 from .memory import PREFIX as MEMORY
 from .memory import MemoryBackend
+from .postgres import PostgresBackend, is_url
 
 # The default backend, imported with eventlog (not at the first open, where its
 # imports would be counted in the open).
@@ -41,6 +44,9 @@ def open_backend(
     if memory_store and path.startswith(MEMORY):
         name = path[len(MEMORY) :]
         return MemoryBackend(name or None, max_cell_bytes=max_cell_bytes, new_meta=new_meta, readonly=readonly)
+    if memory_store and is_url(path):
+        return PostgresBackend(path, max_cell_bytes=max_cell_bytes, synchronous=synchronous, busy_timeout=busy_timeout,
+                               new_meta=new_meta, readonly=readonly)  # fmt: skip
     return SQLiteBackend(
         path,
         max_cell_bytes=max_cell_bytes,
@@ -58,15 +64,26 @@ def private(path: str) -> bool:
 
 
 def in_memory(path: str) -> bool:
-    """Whether ``path`` names a store that is not in files."""
+    """Whether ``path`` names a store in this process's memory."""
     return private(path) or path.startswith(MEMORY)
+
+
+def on_server(path: str) -> bool:
+    """Whether ``path`` names a store on a database server (a PostgreSQL URL)."""
+    return is_url(path)
+
+
+def not_files(path: str) -> bool:
+    """Whether ``path`` names a store that is not in files here (in memory, or on a
+    server): no file to check, create or remove."""
+    return in_memory(path) or is_url(path)
 
 
 def store_files(path: str) -> list[str]:
     """The files a store at ``path`` is made of, those that exist or not: its file
     and the files next to it (SQLite's ``-wal``, ``-shm``, ``-journal`` and the
     writers' ``-lock``); none for an in-memory store."""
-    if in_memory(path):
+    if not_files(path):
         return []
     return [path, *(path + s for s in SIDECARS)]
 
@@ -74,6 +91,6 @@ def store_files(path: str) -> list[str]:
 def live_names(path: str) -> list[str] | None:
     """The live sessions of the store file at ``path``, looked at without changing
     anything next to it (no side files made); ``None`` if it is not a store."""
-    if in_memory(path) or not os.path.isfile(path):
+    if not_files(path) or not os.path.isfile(path):
         return None
     return sqlite_names(path)
