@@ -1,9 +1,10 @@
 """A rule-based state machine: save, append, delete, compact, reopen and a second
 writer on the same store, against a plain in-memory model of what each session must
-be, on both backends (an SQLite file; an in-memory store, kept alive across reopens
-by a handle of its own).  After every step the store verifies clean (no dangling reference, every chunk
-matching its hash, every live session replaying), deleted sessions are gone, and
-right after a compaction no chunk is left that nothing refers to."""
+be, on every backend (an SQLite file; an in-memory store, kept alive across reopens
+by a handle of its own; a PostgreSQL schema, see tests/postgres.py).  After every
+step the store verifies clean (no dangling reference, every chunk matching its hash,
+every live session replaying), deleted sessions are gone, and right after a
+compaction no chunk is left that nothing refers to."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from eventlog.testing import entries, mutate, sessions
 from eventlog.values import same
 
 from ..helpers import largest_cell_and_row
+from ..postgres import admin_url as postgres_url
+from ..postgres import drop_schemas, in_schema, new_schema
 
 NAMES = st.sampled_from(["a", "b", 'agent-session:["i","default","default"]', "c", "d"])
 #: Parent given when each session is created: c is a's child, d is c's.
@@ -31,14 +34,18 @@ BUDGET = 40_000
 
 
 class StoreMachine(RuleBasedStateMachine):
-    #: The backend: "sqlite" (a file) or "memory".
+    #: The backend: "sqlite" (a file), "memory" or "postgres".
     backend = "sqlite"
 
     @initialize()
     def open_store(self) -> None:
         self.anchor: MemoryBackend | None = None
+        self.schema: str | None = None
         if self.backend == "sqlite":
             self.path = str(Path(tempfile.mkdtemp()) / "m.db")
+        elif self.backend == "postgres":
+            self.schema = new_schema()
+            self.path = in_schema(postgres_url(), self.schema)
         else:
             self.path = f"memory:machine-{uuid.uuid4().hex}"
         self.store = eventlog.open(
@@ -183,8 +190,8 @@ class StoreMachine(RuleBasedStateMachine):
 
     @invariant()
     def no_cell_over_budget(self) -> None:
-        if getattr(self, "anchor", None) is not None:
-            stats = self.anchor.stats()  # type: ignore[union-attr]
+        if getattr(self, "anchor", None) is not None or getattr(self, "schema", None) is not None:
+            stats = self.anchor.stats() if self.anchor is not None else self.store._backend.stats()  # type: ignore[union-attr]
             assert max(stats[t]["largest"] for t in ("events", "snapshots", "chunks")) <= BUDGET
         elif hasattr(self, "path"):
             cell, row = largest_cell_and_row(self.path)
@@ -197,13 +204,21 @@ class StoreMachine(RuleBasedStateMachine):
             self.other.close()  # type: ignore[union-attr]
         if getattr(self, "anchor", None) is not None:
             self.anchor.close()  # type: ignore[union-attr]
+        if getattr(self, "schema", None) is not None:
+            drop_schemas([self.schema])  # type: ignore[list-item]
 
 
 class MemoryStoreMachine(StoreMachine):
     backend = "memory"
 
 
+class PostgresStoreMachine(StoreMachine):
+    backend = "postgres"
+
+
 TestStoreMachine = StoreMachine.TestCase
 TestStoreMachine.settings = __import__("hypothesis").settings(stateful_step_count=25, deadline=None)
 TestMemoryStoreMachine = MemoryStoreMachine.TestCase
 TestMemoryStoreMachine.settings = TestStoreMachine.settings
+TestPostgresStoreMachine = PostgresStoreMachine.TestCase
+TestPostgresStoreMachine.settings = TestStoreMachine.settings

@@ -52,7 +52,18 @@ from ...backend import (
 from ...errors import ConflictError, InvalidValueError
 from .connection import Connection
 from .maintenance import ALL, Maintenance
-from .queries import CHUNK_ROOM, EVENT_REF, EVENT_ROOM, HEAD, SELECT_HEAD, SNAPSHOT_REF, SNAPSHOT_ROOM, head_of
+from .queries import (
+    CHUNK_ROOM,
+    EVENT_REF,
+    EVENT_ROOM,
+    HEAD,
+    SELECT_HEAD,
+    SNAPSHOT_REF,
+    SNAPSHOT_ROOM,
+    head_of,
+    name_of,
+    text,
+)
 from .schema import setup
 
 #: Events read per query by :meth:`PostgresBackend.events`.
@@ -119,7 +130,7 @@ class PostgresBackend(Maintenance):
 
     def names(self) -> list[str]:
         found = self.db.rows("SELECT name FROM eventlog_sessions WHERE seq > 0 AND deleted_ms IS NULL ORDER BY sid")
-        return [r[0] for r in found]
+        return [name_of(r[0]) for r in found]
 
     def children(self, parents: Sequence[str]) -> list[Head]:
         if isinstance(parents, (str, bytes)) or not isinstance(parents, Sequence):  # a str is a sequence of names
@@ -130,13 +141,14 @@ class PostgresBackend(Maintenance):
         if not parents:
             return []
         found = self.db.rows(
-            SELECT_HEAD + "WHERE parent = ANY(%s::text[]) AND deleted_ms IS NULL ORDER BY sid", (parents,)
+            SELECT_HEAD + "WHERE parent = ANY(%s::bytea[]) AND deleted_ms IS NULL ORDER BY sid",
+            ([text(p) for p in parents],),
         )
         return [head_of(r) for r in found]
 
     def info(self, name: str) -> Listing | None:
         check_name(name)
-        row = self.db.row(SELECT_LISTING + "WHERE name = %s AND deleted_ms IS NULL AND seq > 0", (name,))
+        row = self.db.row(SELECT_LISTING + "WHERE name = %s AND deleted_ms IS NULL AND seq > 0", (text(name),))
         return None if row is None else Listing(head_of(row), row[11] + row[12], row[13])
 
     def listing(self) -> list[Listing]:
@@ -264,7 +276,7 @@ class PostgresBackend(Maintenance):
                 "INSERT INTO eventlog_sessions(name, parent, seq, created_ms, updated_ms, snap_bytes_since, entries, "
                 "deleted_ms, key) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING "
                 f"RETURNING {HEAD}",
-                (ev.name, ev.parent, ev.seq, ev.ts_ms, ev.ts_ms, ev.size, ev.entries, tomb, ev.key),
+                (text(ev.name), text(ev.parent), ev.seq, ev.ts_ms, ev.ts_ms, ev.size, ev.entries, tomb, ev.key),
             )
             if row is None:  # created meanwhile by a writer that committed (or its key taken)
                 if self.head(ev.name) is not None:
@@ -272,13 +284,13 @@ class PostgresBackend(Maintenance):
                 raise KeyInUse(ev.key, ev.name)
             if ev.parent is not None:  # a tree being deleted whole waits for this child, or this for it
                 self.db.run("SELECT 1 FROM eventlog_sessions WHERE name = %s AND deleted_ms IS NULL FOR SHARE",
-                            (ev.parent,))  # fmt: skip
+                            (text(ev.parent),))  # fmt: skip
             return head_of(row)
         row = self.db.row(
             "UPDATE eventlog_sessions SET seq = %s, updated_ms = %s, snap_bytes_since = snap_bytes_since + %s, "
             "entries = %s, deleted_ms = %s WHERE sid = %s AND name = %s AND seq = %s AND deleted_ms IS NULL "
             f"RETURNING {HEAD}",
-            (ev.seq, ev.ts_ms, ev.size, ev.entries, tomb, ev.sid, ev.name, ev.seq - 1),
+            (ev.seq, ev.ts_ms, ev.size, ev.entries, tomb, ev.sid, text(ev.name), ev.seq - 1),
         )
         if row is None:
             raise self._conflict(ev.name, ev.seq)
@@ -305,8 +317,8 @@ class PostgresBackend(Maintenance):
                 "INSERT INTO eventlog_sessions(name, parent, seq, created_ms, updated_ms, snap_seq, snap_bytes, "
                 "snap_bytes_since, base_seq, entries, key) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                 f"ON CONFLICT DO NOTHING RETURNING {HEAD}",
-                (w.name, w.parent, w.seq, w.created_ms, w.updated_ms, snap_seq, snap_bytes, since, w.base, w.entries,
-                 w.key),
+                (text(w.name), text(w.parent), w.seq, w.created_ms, w.updated_ms, snap_seq, snap_bytes, since, w.base,
+                 w.entries, w.key),
             )  # fmt: skip
             if row is None:
                 found = self.head(w.name)

@@ -6,7 +6,7 @@ snapshots with their references."""
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import Any, overload
 
 from ...backend import KEY_BYTES, Chunk, Head, KeyInUse, Limits, MissingChunks, RefKind
 from ...errors import ConflictError, CorruptionError, StorageError
@@ -21,11 +21,29 @@ HEAD = "name, sid, parent, seq, base_seq, created_ms, updated_ms, snap_seq, snap
 SELECT_HEAD = f"SELECT {HEAD} FROM eventlog_sessions "
 
 
+@overload
+def text(name: str) -> bytes: ...
+@overload
+def text(name: None) -> None: ...
+def text(name: str | None) -> bytes | None:
+    """A session id as stored: its UTF-8 bytes (``bytea``, as PostgreSQL's ``text``
+    cannot hold the NUL character a session id may have)."""
+    return None if name is None else name.encode()
+
+
+def name_of(raw: Any) -> str:
+    """A session id as read back."""
+    try:
+        return bytes(raw).decode()
+    except (UnicodeDecodeError, TypeError):
+        raise CorruptionError(f"the eventlog_sessions table is damaged: a session id reads {raw!r:.80}") from None
+
+
 def head_of(r: Sequence[Any]) -> Head:
     """A sessions row (:data:`SELECT_HEAD`) as a head."""
     if not (r[10] is None or (type(r[10]) is bytes and len(r[10]) == KEY_BYTES)):
         raise CorruptionError(f"the eventlog_sessions table is damaged: a key reads {r[10]!r:.80}")
-    return Head(*r[:11])
+    return Head(name_of(r[0]), r[1], None if r[2] is None else name_of(r[2]), *r[3:11])
 
 
 class Queries:
@@ -35,7 +53,7 @@ class Queries:
     limits: Limits
 
     def head(self, name: str) -> Head | None:
-        row = self.db.row(SELECT_HEAD + "WHERE name = %s AND deleted_ms IS NULL", (name,))
+        row = self.db.row(SELECT_HEAD + "WHERE name = %s AND deleted_ms IS NULL", (text(name),))
         return None if row is None else head_of(row)
 
     def _fits(self, size: int, room: int) -> None:

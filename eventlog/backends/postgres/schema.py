@@ -13,7 +13,9 @@ name starts with ``eventlog_``::
     eventlog_sessions(sid PK identity, name, parent, seq, created_ms, updated_ms,
                       snap_seq, snap_bytes, snap_bytes_since, base_seq,
                       deleted_ms, entries, key UNIQUE)
-        -- one row per incarnation; name unique among live rows (deleted_ms IS NULL)
+        -- one row per incarnation; name unique among live rows (deleted_ms IS NULL);
+        -- name and parent are UTF-8 bytes (a session id may hold NUL, which
+        -- PostgreSQL's text cannot)
     eventlog_events(pos PK identity, sid, seq, ts_ms, frame, UNIQUE(sid, seq))
     eventlog_snapshots(id PK identity, sid, seq, frame, UNIQUE(sid, seq))
     eventlog_chunks(cid PK identity, hash UNIQUE, flags, size, data)
@@ -42,8 +44,8 @@ _TABLES = (
     )""",
     """CREATE TABLE eventlog_sessions (
         sid bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        name text NOT NULL,
-        parent text,
+        name bytea NOT NULL,
+        parent bytea,
         seq bigint NOT NULL DEFAULT 0,
         created_ms bigint NOT NULL,
         updated_ms bigint NOT NULL,
