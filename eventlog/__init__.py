@@ -36,6 +36,7 @@ from .fold import At, Delete, Event, Insert, Op, Replace, SetFields, Tombstone
 from .options import Options
 from .store import Store, open
 from .verify import Problem, VerifyReport
+from .watching import FeedItem
 
 __version__ = "0.1.0"
 
@@ -51,6 +52,7 @@ __all__ = [
     "Delete",
     "Event",
     "EventLogError",
+    "FeedItem",
     "Insert",
     "InvalidValueError",
     "KeyMismatchError",

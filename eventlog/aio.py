@@ -53,6 +53,7 @@ from .options import Options, OptionValues, check_readers, resolve
 from .progress import Progress
 from .store import SessionInfo, Store, check_ids, check_path
 from .verify import VerifyReport
+from .watching import FeedItem, FeedState, Follow, WatchState, check_cursor, check_timeout
 
 T = TypeVar("T")
 
@@ -394,6 +395,44 @@ class AsyncStore:
         if type(since) is not int or since < 0:
             raise InvalidValueError("since must be a non-negative int", session_id=session_id)
         return _Events(self, session_id, since)
+
+    def watch(self, session_id: str, since: int = 0, *, timeout: float | None = None) -> AsyncIterator[Event]:
+        """:meth:`eventlog.Store.watch` as an async iterator: the session's events
+        after ``since`` as they commit, from any process.  Each read runs on a reader
+        thread and each wait on the event loop's default executor, so a watch holds
+        neither a reader nor the loop while it waits.  Bad arguments raise
+        :class:`InvalidValueError` here."""
+        check_ids(session_id, None)
+        if type(since) is not int or since < 0:
+            raise InvalidValueError("since must be a non-negative int", session_id=session_id)
+        state = WatchState(session_id, since)
+        return self._follow(lambda s: s._watch_step(state), check_timeout(timeout))
+
+    def feed(
+        self, after: str | None = None, *, follow: bool = False, timeout: float | None = None
+    ) -> AsyncIterator[FeedItem]:
+        """:meth:`eventlog.Store.feed` as an async iterator: every event of every
+        session after the cursor ``after``, in an order that never skips; with
+        ``follow``, new ones as they commit (waiting as :meth:`watch` does)."""
+        state = FeedState(check_cursor(after))
+        timeout = check_timeout(timeout)
+        if not follow:
+            return self._feed_once(state)
+        return self._follow(lambda s: s._feed_step(state), timeout)
+
+    async def _feed_once(self, state: FeedState) -> AsyncIterator[FeedItem]:
+        while True:
+            items = await self._read(lambda s: s._feed_step(state))
+            if not items:
+                return
+            for item in items:
+                yield item
+
+    async def _follow(self, step: Callable[[Store], list[T] | None], timeout: float | None) -> AsyncIterator[T]:
+        watcher = await self._read(lambda s: s._watcher())
+        follow: Follow[T] = Follow(lambda: None, watcher, timeout)
+        async for item in follow.aiter(lambda: self._read(step)):
+            yield item
 
     async def sessions(self) -> list[str]:
         """:meth:`eventlog.Store.sessions`: ids of every live session, oldest first."""

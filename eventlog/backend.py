@@ -176,6 +176,34 @@ class StoredEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class FeedRow:
+    """An event as :meth:`Backend.feed` reads it: where to resume after it
+    (``cursor``), its session's id ``name``, incarnation ``sid`` and ``key``, and
+    the event as stored."""
+
+    cursor: str
+    name: str
+    sid: int
+    key: bytes | None
+    event: StoredEvent
+
+
+class Watcher(Protocol):
+    """A way to wait for commits (:meth:`Backend.watcher`): its own connection or
+    equivalent, so that waiting never holds the handle the engine reads and writes
+    with."""
+
+    def wait(self, timeout: float) -> bool:
+        """Block until a commit may have happened in the store (by any handle, in
+        any process) since the previous call, or the first, returned: ``True``; or
+        until ``timeout`` seconds passed: ``False``.  A ``True`` may be spurious; a
+        commit is never missed for longer than the backend's fallback poll."""
+
+    def close(self) -> None:
+        """Release it (idempotent)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Chunk:
     """A chunk: its address ``hash``, ``flags`` (how ``data`` is stored: the
     engine's), ``size`` (the length of its content once read back) and the stored
@@ -489,6 +517,17 @@ class Backend(Protocol):
         incarnation ``sid`` (or, for :attr:`RefKind.SESSION`, by the whole
         incarnation)."""
 
+    def feed(self, after: str, limit: int) -> list[FeedRow]:
+        """Up to ``limit`` events of every session (live or ended, as long as they
+        are stored) after the cursor ``after`` (``""``: from the first), in an order
+        that never skips: an event that commits later never comes before one already
+        returned, however transactions commit (a backend holds back an event while
+        one that could come before it may still commit).  A malformed cursor is
+        :class:`~eventlog.InvalidValueError`."""
+
+    def watcher(self) -> Watcher:
+        """A new :class:`Watcher` on the store."""
+
     # ------------------------------------------------------------------ writing
 
     def append(
@@ -638,6 +677,14 @@ def check_hashes(values: Any, what: str = "hashes") -> None:
         raise InvalidValueError(f"{what} must be a collection of chunk addresses, not {type(values).__name__}")
     for h in values:
         check_hash(h)
+
+
+def parse_cursor(cursor: Any) -> int:
+    """A feed cursor of a backend whose positions commit in order (one writer at a
+    time): ``""`` (the start: 0) or a position, as text."""
+    if type(cursor) is not str or not (cursor == "" or (cursor.isascii() and cursor.isdigit() and len(cursor) < 20)):
+        raise InvalidValueError(f"a feed cursor must be one this store gave, not {cursor!r:.60}")
+    return int(cursor or 0)
 
 
 def check_limit(value: Any, what: str = "limit") -> int:

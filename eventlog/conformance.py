@@ -37,6 +37,7 @@ import multiprocessing
 import os
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import AbstractContextManager, nullcontext, suppress
@@ -996,6 +997,63 @@ class BackendTests:
                 attempt()
             self.assert_unchanged(b, before)
         assert b.integrity(10) == []
+
+    # ------------------------------------------------------------------ the feed and watchers
+
+    def test_the_feed_gives_every_event_once_and_resumes_from_any_cursor(self) -> None:
+        b = self.backend()
+        heads = {n: self.create(b, n, f"{n}1".encode()) for n in ("a", "b", "c")}
+        for i in range(2, 5):
+            for n in ("a", "b"):
+                heads[n] = self.extend(b, heads[n], f"{n}{i}".encode())
+        self.extend(b, heads["c"], b"c2", tombstone=True)  # ended, not purged: still fed
+        rows = b.feed("", 1000)
+        got = [(r.name, r.event.seq, r.event.frame) for r in rows]
+        assert sorted(got) == sorted({*got}) and len(got) == 4 + 4 + 2
+        for n in ("a", "b", "c"):
+            assert [f for m, _, f in got if m == n] == [f"{n}{i}".encode() for i in range(1, 5 if n != "c" else 2)] + (
+                [b"c2"] if n == "c" else []
+            )
+        assert all(r.sid == heads[r.name].sid and r.key == heads[r.name].key for r in rows)
+        for i, r in enumerate(rows):  # resumable from any cursor, in pages of any size
+            assert [x.event.pos for x in b.feed(r.cursor, 1000)] == [x.event.pos for x in rows[i + 1 :]]
+        paged, cursor = [], ""
+        while page := b.feed(cursor, 3):
+            assert len(page) <= 3
+            paged += page
+            cursor = page[-1].cursor
+        assert paged == rows
+        for bad in ("x", "-1", " 1", 7, None, "1" * 40):
+            with pytest.raises(InvalidValueError):
+                b.feed(bad, 10)  # type: ignore[arg-type]
+        with pytest.raises(InvalidValueError):
+            b.feed("", 0)
+
+    def test_a_watcher_wakes_at_another_handles_commit(self) -> None:
+        b = self.backend()
+        head = self.create(b, "a")
+        other = self.handle(b)
+        watcher = b.watcher()
+        try:
+            watcher.wait(0)  # (whatever came before)
+            done = threading.Event()
+
+            def write() -> None:
+                done.wait(5)
+                self.extend(other, head, b"from another handle")
+
+            t = threading.Thread(target=write)
+            t.start()
+            done.set()
+            start = time.monotonic()
+            woke = False
+            while not woke and time.monotonic() - start < 10:
+                woke = watcher.wait(5) and bool(b.last_seq(head.sid) == 2)
+            t.join()
+            assert woke and time.monotonic() - start < 3, "the watcher did not wake at the commit"
+        finally:
+            watcher.close()
+        watcher.close()  # (idempotent)
 
     # ------------------------------------------------------------------ damaged storage
 

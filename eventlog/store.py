@@ -28,11 +28,12 @@ from typing import Any, Unpack
 
 from . import backends, chunks, compaction
 from . import verify as verification
-from .backend import Head, Listing
+from .backend import Head, Listing, Watcher
 from .cache import SessionCache, check_head
 from .codec import ENTRIES
 from .compaction import CompactReport
 from .errors import (
+    CorruptionError,
     EventLogError,
     InvalidValueError,
     NotFoundError,
@@ -47,6 +48,7 @@ from .progress import Progress
 from .slices import list_at, list_slice
 from .snapshots import SnapshotBuilder, SnapshotPolicy
 from .verify import VerifyReport
+from .watching import PAGE, FeedItem, FeedState, Follow, WatchState, check_cursor, check_timeout, ended_by
 from .writer import MAX_TRIES as MAX_TRIES
 from .writer import Writer, naming
 
@@ -450,6 +452,112 @@ class Store:
             if upto >= row.seq:
                 return
             after = upto
+
+    # ------------------------------------------------------------------ live subscriptions
+
+    def watch(self, session_id: str, since: int = 0, *, timeout: float | None = None) -> Iterator[Event]:
+        """Every event of the session after sequence number ``since``, as it
+        commits, from any handle or process: first those stored already, then each
+        new one soon after its commit (SQLite: within ~20 ms, by the file's change
+        counter; PostgreSQL: at its notification; at worst at the next poll, every
+        second).  A session that does not exist yet is waited for.  The iteration
+        follows the incarnation it found: it ends after that session's tombstone
+        event (a ``delete()``, given as its last event), or once ``timeout`` seconds
+        pass without a new event (``None``: it never times out).  Large values are
+        rehydrated.  Raises :class:`NotFoundError` when the events after ``since``
+        were compacted away, or the session was deleted and compacted while it was
+        watched.  The watch holds a connection of its own until the iteration ends
+        or the iterator is closed."""
+        _check_id(session_id)
+        if type(since) is not int or since < 0:
+            raise InvalidValueError("since must be a non-negative int", session_id=session_id)
+        timeout = check_timeout(timeout)
+        state = WatchState(session_id, since)
+        return iter(Follow(lambda: self._watch_step(state), self._watcher(), timeout))
+
+    def _watcher(self) -> Watcher:
+        """A new watcher of the store's commits (see :mod:`eventlog.watching`)."""
+        with self._lock:
+            self._open()
+            return self._backend.watcher()
+
+    def _watch_step(self, w: WatchState) -> list[Event] | None:
+        """The events of the watched session committed since the last step (at most
+        a page), ``None`` once it ended."""
+        if w.ended:
+            return None
+        with self._lock:
+            self._open()
+            with self._backend.reading(), naming(w.name):
+                if w.sid is None:
+                    row = self._backend.head(w.name)
+                    if row is None or row.seq == 0:
+                        return []
+                    self._check_since(row, w.after)
+                    w.sid, w.key = row.sid, row.key
+                last = self._backend.last_seq(w.sid) or 0
+                if last <= w.after:
+                    row = self._backend.head(w.name)
+                    if (row is None or row.sid != w.sid) and not last:
+                        raise NotFoundError("the session was deleted and compacted while it was watched",
+                                            session_id=w.name)  # fmt: skip
+                    return []
+                try:
+                    page = list(self._log.events(w.name, w.sid, w.key, w.after, min(last, w.after + PAGE), True))
+                except CorruptionError:
+                    row = self._backend.head(w.name)
+                    if row is not None and row.sid == w.sid and w.after < row.base:
+                        raise NotFoundError(f"events up to {row.base} were compacted away while they were watched",
+                                            session_id=w.name, seq=w.after + 1) from None  # fmt: skip
+                    raise
+        if page:
+            w.after = page[-1].seq
+            w.ended = ended_by(page[-1])
+        return page
+
+    def feed(
+        self, after: str | None = None, *, follow: bool = False, timeout: float | None = None
+    ) -> Iterator[FeedItem]:
+        """Every event of every session (deleted ones too, until compaction removes
+        them), each as a :class:`FeedItem` of the event and the ``cursor`` after it,
+        from the start or from ``after`` (a cursor this store gave: resume with the
+        last one seen).  The order never skips an event, even where writers on a
+        server commit out of order (PostgreSQL: an event is given once every
+        transaction that could come before it has ended), and within a session it is
+        the order of ``seq``.  Without ``follow`` the iteration ends at the events
+        committed so far; with it, it waits for new ones, as :meth:`watch` does, until
+        ``timeout`` seconds pass without one (``None``: forever).  Large values are
+        rehydrated.  A cursor that is not one this store gives raises
+        :class:`InvalidValueError`."""
+        cursor = check_cursor(after)
+        timeout = check_timeout(timeout)
+        self._backend.feed(cursor, 1)  # (the cursor checked now, not at the first step)
+        state = FeedState(cursor)
+        if not follow:
+            return self._feed_once(state)
+        return iter(Follow(lambda: self._feed_step(state), self._watcher(), timeout))
+
+    def _feed_once(self, state: FeedState) -> Iterator[FeedItem]:
+        while True:
+            items = self._feed_step(state)
+            if not items:
+                return
+            yield from items
+
+    def _feed_step(self, f: FeedState) -> list[FeedItem]:
+        """The events after the feed's cursor (at most a page)."""
+        with self._lock:
+            self._open()
+            with self._backend.reading():
+                out = []
+                for row in self._backend.feed(f.cursor, PAGE):
+                    e = row.event
+                    with naming(row.name):
+                        event = self._log.event(row.name, row.sid, row.key, e.seq, e.pos, e.ts_ms, e.frame, True)
+                    out.append(FeedItem(row.cursor, event))
+        if out:
+            f.cursor = out[-1].cursor
+        return out
 
     def sessions(self) -> list[str]:
         """Ids of every stored session, oldest first."""

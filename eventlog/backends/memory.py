@@ -30,6 +30,7 @@ from typing import Any
 from ..backend import (
     KEY_BYTES,
     Chunk,
+    FeedRow,
     Freed,
     Head,
     KeyInUse,
@@ -49,6 +50,7 @@ from ..backend import (
     check_position,
     check_sid,
     check_write,
+    parse_cursor,
     read_chunk,
 )
 from ..errors import (
@@ -113,10 +115,32 @@ class _Store:
         self.uses: dict[bytes, int] = {}  # how many events and snapshots refer to each chunk
         self.next_sid = self.next_pos = 1
         self.handles = 0
+        #: Writes so far, and the condition :class:`_Watcher`\ s wait on.
+        self.version = 0
+        self.changed = threading.Condition(self.lock)
 
 
 _named: dict[str, _Store] = {}
 _named_lock = threading.Lock()
+
+
+class _Watcher:
+    """Waits on the store's condition, which every write notifies."""
+
+    def __init__(self, store: _Store) -> None:
+        self._store = store
+        self._seen = store.version
+
+    def wait(self, timeout: float) -> bool:
+        with self._store.changed:
+            if self._store.version == self._seen:
+                self._store.changed.wait(max(timeout, 0.0))
+            changed = self._store.version != self._seen
+            self._seen = self._store.version
+        return changed
+
+    def close(self) -> None:
+        pass
 
 
 class MemoryBackend:
@@ -196,6 +220,8 @@ class MemoryBackend:
             raise StorageError("a write inside reading() (an engine bug: reads and writes are apart)")
         with self._store.lock:
             yield self._store
+            self._store.version += 1
+            self._store.changed.notify_all()
 
     def _read(self) -> _Store:
         self._check()
@@ -331,6 +357,26 @@ class MemoryBackend:
             if kind == RefKind.SESSION:
                 return set()
         raise InvalidValueError(f"kind must be a RefKind, not {kind!r:.40}")
+
+    def feed(self, after: str, limit: int) -> list[FeedRow]:
+        start = parse_cursor(after)
+        check_limit(limit)
+        s = self._read()
+        with s.lock:
+            found = heapq.nsmallest(
+                limit,
+                ((e[0], x, q, e) for x in s.sessions.values() for q, e in x.events.items() if e[0] > start),
+                key=lambda t: t[0],
+            )
+            out = []
+            for pos, x, q, (_, ts, frame, _refs) in found:
+                if type(ts) is not int or type(frame) is not bytes:
+                    raise CorruptionError("an events row is damaged (a column has the wrong type)", seq=q)
+                out.append(FeedRow(str(pos), x.name, x.sid, x.key, StoredEvent(q, pos, ts, frame)))
+        return out
+
+    def watcher(self) -> _Watcher:
+        return _Watcher(self._read())
 
     # ------------------------------------------------------------------ writing
 

@@ -54,3 +54,23 @@ class TestPostgresBackend(BackendTests):
                 con.execute("DELETE FROM eventlog_chunks WHERE hash = %s", (hash,))
             else:
                 raise AssertionError(kind)
+
+    def test_the_feed_never_skips_a_transaction_that_commits_out_of_order(self) -> None:
+        """The trap of sequence numbers on a server: a transaction that took an
+        earlier position commits after one that took a later one.  A feed that read
+        by position alone would give the later one, move past it, and never give the
+        earlier one."""
+        b = _pg(self.backend())
+        head = self.create(b, "a")
+        with admin(b.url) as slow:
+            slow.execute("BEGIN")
+            slow.execute("INSERT INTO eventlog_events(sid, seq, ts_ms, frame) VALUES (%s, 100, 0, %s)",
+                         (head.sid, b"slow"))  # fmt: skip
+            self.extend(b, head, b"fast")  # commits first, at a later position
+            seen = b.feed("", 100)
+            assert [r.event.frame for r in seen] == [b"first"], "the feed gave an event that one in flight precedes"
+            slow.execute("COMMIT")
+        rest = b.feed(seen[-1].cursor, 100)
+        assert [r.event.frame for r in rest] == [b"slow", b"fast"]
+        slow_pos, fast_pos = (r.event.pos for r in rest)
+        assert slow_pos < fast_pos

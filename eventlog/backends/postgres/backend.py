@@ -29,9 +29,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from typing import Any
 
 from ...backend import (
     Chunk,
+    FeedRow,
     Head,
     KeyInUse,
     Limits,
@@ -65,6 +67,18 @@ from .queries import (
     text,
 )
 from .schema import setup
+from .watching import PostgresWatcher, channel_of
+
+
+def _cursor(cursor: Any) -> tuple[str, int]:
+    """A feed cursor of this backend, ``"TX.POS"`` (``""``: the start)."""
+    if cursor == "":
+        return "0", 0
+    tx, _, pos = cursor.partition(".") if type(cursor) is str else ("", "", "")
+    if not (tx.isascii() and tx.isdigit() and pos.isascii() and pos.isdigit() and len(tx) < 21 and len(pos) < 20):
+        raise InvalidValueError(f"a feed cursor must be one this store gave, not {cursor!r:.60}")
+    return tx, int(pos)
+
 
 #: Events read per query by :meth:`PostgresBackend.events`.
 _PAGE = 256
@@ -106,6 +120,7 @@ class PostgresBackend(Maintenance):
             raise
         self.readonly = readonly
         self.limits = Limits(max_cell_bytes, None)
+        self.channel = channel_of(self.db.row("SELECT current_schema()")[0] or "")
         self.synchronous = synchronous
         self.busy_timeout = busy_timeout
 
@@ -226,6 +241,22 @@ class PostgresBackend(Maintenance):
             raise InvalidValueError(f"kind must be a RefKind, not {kind!r:.40}")
         return {r[0] for r in found}
 
+    def feed(self, after: str, limit: int) -> list[FeedRow]:
+        # By (transaction id, position), of transactions older than every one still
+        # running: see the schema's documentation (.schema) for why.
+        tx, pos = _cursor(after)
+        check_limit(limit)
+        rows = self.db.rows(
+            "SELECT e.tx::text, e.pos, e.sid, e.seq, e.ts_ms, e.frame, s.name, s.key FROM eventlog_events e "
+            "JOIN eventlog_sessions s ON s.sid = e.sid WHERE (e.tx, e.pos) > (%s::xid8, %s) "
+            "AND e.tx < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY e.tx, e.pos LIMIT %s",
+            (tx, pos, limit),
+        )
+        return [FeedRow(f"{r[0]}.{r[1]}", name_of(r[6]), r[2], r[7], StoredEvent(r[3], r[1], r[4], r[5])) for r in rows]
+
+    def watcher(self) -> PostgresWatcher:
+        return PostgresWatcher(self.url, self.channel, self.busy_timeout)
+
     # ------------------------------------------------------------------ writing
 
     def append(
@@ -261,7 +292,9 @@ class PostgresBackend(Maintenance):
                 out.append(head)
             return out
 
-        return self.db.unit(work, "appending")
+        heads = self.db.unit(work, "appending")
+        self.db.notify(self.channel)
+        return heads
 
     def _advance(self, ev: NewEvent) -> Head:
         """Inside the unit: move the session's head to ``ev`` (creating the session
@@ -336,7 +369,9 @@ class PostgresBackend(Maintenance):
                 self._add_refs(SNAPSHOT_REF, nid, [cids[h] for h in n.refs])
             return new
 
-        return self.db.unit(work, "copying a session")
+        head = self.db.unit(work, "copying a session")
+        self.db.notify(self.channel)
+        return head
 
     def put_snapshot(self, snapshot: NewSnapshot, chunks: Sequence[Chunk] = ()) -> bool:
         if not isinstance(snapshot, NewSnapshot):

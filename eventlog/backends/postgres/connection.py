@@ -109,7 +109,7 @@ class Connection:
         self.busy_timeout = busy_timeout
         self.readonly = readonly
         self._psycopg = _psycopg()
-        self._errors = (self._psycopg.Error,)
+        self._errors: tuple[type[BaseException], ...] = (self._psycopg.Error,)
         self._con: Any = None
         self._closed = False
         self._reading = 0
@@ -154,6 +154,11 @@ class Connection:
             self._connect()
         return self._con
 
+    @property
+    def raw(self) -> Any:
+        """The ``psycopg`` connection as it is (``None`` once closed or lost)."""
+        return self._con
+
     def close(self) -> None:
         if self._closed:
             return
@@ -162,6 +167,16 @@ class Connection:
             with suppress(Exception):
                 self._con.close()
             self._con = None
+
+    def notify(self, channel: str) -> None:
+        """Wake the watchers of ``channel`` (after a commit; best effort: a lost
+        wake-up is made up by their polling).  Sent in a transaction of its own that
+        does not wait for the WAL flush, so that writers never queue behind one
+        another's flush on the server's notification lock."""
+        try:
+            self.live().execute(f"SET LOCAL synchronous_commit TO off; NOTIFY {channel}")
+        except Exception as e:  # the driver's or ours (reconnecting failed): the write stands either way
+            _log.debug("no wake-up sent on %s: %s", channel, e)
 
     # ------------------------------------------------------------------ statements
 

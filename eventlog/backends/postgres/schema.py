@@ -16,7 +16,8 @@ name starts with ``eventlog_``::
         -- one row per incarnation; name unique among live rows (deleted_ms IS NULL);
         -- name and parent are UTF-8 bytes (a session id may hold NUL, which
         -- PostgreSQL's text cannot)
-    eventlog_events(pos PK identity, sid, seq, ts_ms, frame, UNIQUE(sid, seq))
+    eventlog_events(pos PK identity, sid, seq, ts_ms, frame, tx, UNIQUE(sid, seq))
+        -- tx: the writing transaction's id (xid8), which orders the feed
     eventlog_snapshots(id PK identity, sid, seq, frame, UNIQUE(sid, seq))
     eventlog_chunks(cid PK identity, hash UNIQUE, flags, size, data)
     eventlog_refs(kind, holder, cid REFERENCES eventlog_chunks, PK(kind, holder, cid))
@@ -24,7 +25,12 @@ name starts with ``eventlog_``::
         -- a chunk
 
 Identity columns take their values from sequences, which never give one twice, so
-``pos`` is never reused, even after rows are deleted.  A row and its references are
+``pos`` is never reused, even after rows are deleted.  Positions are not given in
+the order transactions commit, though: one that took position 11 may commit before
+one that took 10.  The feed (:meth:`~eventlog.backend.Backend.feed`) therefore reads
+events by ``(tx, pos)`` and only those of transactions older than every transaction
+still running (``pg_snapshot_xmin(pg_current_snapshot())``): a transaction that
+commits later has an id at least that, so it sorts after everything already read.  A row and its references are
 written and deleted in one transaction.
 """
 
@@ -67,8 +73,10 @@ _TABLES = (
         seq bigint NOT NULL,
         ts_ms bigint NOT NULL,
         frame bytea NOT NULL,
+        tx xid8 NOT NULL DEFAULT pg_current_xact_id(),
         UNIQUE (sid, seq)
     )""",
+    "CREATE INDEX eventlog_events_feed ON eventlog_events(tx, pos)",
     """CREATE TABLE eventlog_snapshots (
         id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         sid bigint NOT NULL,

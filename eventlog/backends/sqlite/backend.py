@@ -13,6 +13,7 @@ from dataclasses import replace
 
 from ...backend import (
     Chunk,
+    FeedRow,
     Head,
     KeyInUse,
     Limits,
@@ -28,6 +29,7 @@ from ...backend import (
     check_position,
     check_sid,
     check_write,
+    parse_cursor,
 )
 from ...errors import ConflictError, CorruptionError, InvalidValueError, StorageError
 from . import rows
@@ -36,6 +38,7 @@ from .errors import ERRORS, translate
 from .maintenance import Maintenance
 from .queries import marks
 from .schema import EVENT_REF, MAX_PARAMS, SESSION_REF, SNAPSHOT_REF
+from .watching import SQLiteWatcher
 
 
 class SQLiteBackend(Maintenance):
@@ -190,6 +193,26 @@ class SQLiteBackend(Maintenance):
                     raise CorruptionError(f"the chunks table is damaged: a row reads {size!r:.40}")
                 found[h] = size
         return found
+
+    def feed(self, after: str, limit: int) -> list[FeedRow]:
+        # Positions are given in the single writer's transaction: they commit in order.
+        start = parse_cursor(after)
+        check_limit(limit)
+        out = []
+        for r in self.db.rows(
+            "SELECT e.pos, e.sid, e.seq, e.ts_ms, CAST(e.frame AS BLOB), s.name, s.key FROM events e "
+            "JOIN sessions s ON s.sid = e.sid WHERE e.pos > ? ORDER BY e.pos LIMIT ?",
+            (start, limit),
+        ):
+            if any(type(v) is not int for v in r[:4]) or type(r[4]) is not bytes or type(r[5]) is not str:
+                raise CorruptionError("an events row is damaged (a column has the wrong type)",
+                                      seq=r[2] if type(r[2]) is int else None)  # fmt: skip
+            key = r[6] if type(r[6]) is bytes else None
+            out.append(FeedRow(str(r[0]), r[5], r[1], key, StoredEvent(r[2], r[0], r[3], r[4])))
+        return out
+
+    def watcher(self) -> SQLiteWatcher:
+        return SQLiteWatcher(self.path, self.db)
 
     def refs(self, kind: RefKind, sid: int, seq: int = 0) -> set[bytes]:
         check_sid(sid)

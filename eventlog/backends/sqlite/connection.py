@@ -92,6 +92,8 @@ class Database:
         if not memory and not_sqlite(path):  # SQLite would take a file of a few bytes for an empty one
             raise UnsupportedVersionError(f"{path!r} is not an eventlog store (not an SQLite database file)")
         self.path = path
+        #: Write transactions this handle committed (see :mod:`.watching`).
+        self.commits = 0
         self.readonly = readonly
         #: Opened ``immutable=1``: read without locks or side files.
         self.immutable = False
@@ -394,6 +396,7 @@ class Database:
     def _commit(self, con: sqlite3.Connection) -> None:
         try:
             con.execute("COMMIT")
+            self.commits += 1  # (what a watcher of a private database looks at)
         except ERRORS as e:
             self._rollback()
             # (While the store is being opened, a failed creation or upgrade is an
