@@ -14,7 +14,7 @@ from pathlib import Path
 
 from eventlog import speedups
 
-from . import chunking, compare, contention, core, durability, trees
+from . import chunking, compare, contention, core, durability, postgres, trees
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -32,8 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         "suite",
         nargs="?",
         default="all",
-        choices=["all", "core", "chunking", "trees", "durability", "compare", "contention"],
-        help="which benchmarks (contention runs only when named)",
+        choices=["all", "core", "chunking", "trees", "durability", "compare", "contention", "postgres"],
+        help="which benchmarks (contention and postgres run only when named)",
     )
     parser.add_argument("--quick", action="store_true", help="smaller workloads (well under a minute)")
     parser.add_argument("--synchronous", default="NORMAL", choices=["OFF", "NORMAL", "FULL"],
@@ -64,7 +64,25 @@ def main(argv: list[str] | None = None) -> int:
         text = f"{machine}\n\n{_table(contention.run(args.quick))}"
         print(text)
         _write(args, f"contention{suffix}.md", text + "\n")
+    if args.suite == "postgres":
+        ok = _postgres(args, suffix)
     return 0 if ok else 1
+
+
+def _postgres(args: argparse.Namespace, suffix: str) -> bool:
+    machine, sections, targets = postgres.run(args.quick)
+    parts = [machine, ""]
+    for title, rows in sections:
+        parts += [f"{title}:", "", _table(rows), ""]
+    marks = {None: "-", True: "yes", False: "NO"}
+    rows = [["target", "measured", "ratio", "target", "ok"]]
+    rows += [[t.name, t.measured, "-" if t.ratio is None else f"{t.ratio:.3g}", t.target, marks[t.ok]]
+             for t in targets]  # fmt: skip
+    parts += ["Targets of issue 18 (ratios from this run):", "", _table(rows)]
+    text = "\n".join(parts)
+    print(text)
+    _write(args, f"postgres{suffix}.md", text + "\n")
+    return all(t.ok is not False for t in targets)
 
 
 def _table(rows: list[list[str]]) -> str:

@@ -128,11 +128,12 @@ class Connection:
             raise StorageError(f"cannot connect to {self.shown}: {type(e).__name__}: {e}") from None
         try:
             timeout = max(1, int(self.busy_timeout * 1000))
-            con.execute(f"SET lock_timeout = {timeout}")
-            con.execute(f"SET synchronous_commit = {'off' if self.synchronous == 'OFF' else 'on'}")
-            con.execute("SET idle_in_transaction_session_timeout = 0")
+            commit = "off" if self.synchronous == "OFF" else "on"
+            settings = [f"lock_timeout = {timeout}", f"synchronous_commit = {commit}",
+                        "idle_in_transaction_session_timeout = 0"]  # fmt: skip
             if self.readonly:
-                con.execute("SET default_transaction_read_only = on")
+                settings.append("default_transaction_read_only = on")
+            con.execute("; ".join(f"SET {s}" for s in settings))  # (one round trip)
         except self._errors as e:
             with suppress(Exception):
                 con.close()
@@ -277,6 +278,34 @@ class Connection:
             self._writing = False
             self._commit(con, what)
             return out
+        raise AssertionError("unreachable")
+
+    def write_one(self, sql: str, params: Sequence[Any], what: str) -> list[Any]:
+        """A write that is one statement, run as its own transaction (autocommit: one
+        round trip, atomic as any statement is); its rows.  Run again on a deadlock
+        or serialization failure, as :meth:`unit` is; a connection lost before the
+        answer came is :class:`~eventlog.OutcomeUnknownError` (the server may have
+        committed it)."""
+        if self.readonly:
+            raise ReadOnlyError(f"{self.shown} was opened read-only")
+        if self._reading:
+            raise StorageError("a write inside reading() (an engine bug: reads and writes are apart)")
+        for attempt in range(RETRIES + 1):
+            con = self.live()
+            try:
+                return list(con.execute(sql, params, binary=True).fetchall())
+            except self._errors as e:
+                state = getattr(e, "sqlstate", None) or ""
+                if state in ("40001", "40P01") and attempt < RETRIES:
+                    time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+                    continue
+                if state.startswith("08") or not state or con.broken:
+                    with suppress(Exception):
+                        con.close()
+                    raise OutcomeUnknownError(
+                        f"the connection to {self.shown} failed while {what}; the write may or may not be stored"
+                    ) from None
+                raise translate(e, what) from None
         raise AssertionError("unreachable")
 
     def _rollback(self) -> None:

@@ -36,6 +36,9 @@ written and deleted in one transaction.
 
 from __future__ import annotations
 
+from contextlib import suppress
+
+from ...errors import CorruptionError, EventLogError
 from .connection import Connection
 
 #: Schema version this release writes.
@@ -149,6 +152,13 @@ def setup(db: Connection, new_meta: dict[str, str | bytes], readonly: bool) -> d
                 )
             return _meta(db)
 
+    # A store of this version: nothing to create, no lock to take (one query).
+    if db.row("SELECT to_regclass('eventlog_version') IS NOT NULL AND to_regclass('eventlog_meta') IS NOT NULL")[0]:
+        with suppress(EventLogError):
+            meta, version = _meta_and_version(db)
+            if version == SCHEMA_VERSION:
+                return meta
+
     def create() -> dict[str, str | bytes]:
         db.run(_LOCK)
         version = found()
@@ -180,10 +190,17 @@ def setup(db: Connection, new_meta: dict[str, str | bytes], readonly: bool) -> d
 
 
 def _meta(db: Connection) -> dict[str, str | bytes]:
-    from ...errors import CorruptionError
+    """The store's meta."""
+    return _meta_and_version(db)[0]
 
+
+def _meta_and_version(db: Connection) -> tuple[dict[str, str | bytes], int | None]:
+    """The store's meta and its version (``None`` where the version table does not
+    hold exactly one row), in one query."""
     out: dict[str, str | bytes] = {}
-    for name, value, is_text in db.rows("SELECT name, value, is_text FROM eventlog_meta"):
+    rows = db.rows("SELECT name, value, is_text, (SELECT CASE WHEN count(*) = 1 THEN max(version) END "
+                   "FROM eventlog_version) FROM eventlog_meta")  # fmt: skip
+    for name, value, is_text, _ in rows:
         if is_text:
             try:
                 out[name] = bytes(value).decode()
@@ -191,4 +208,5 @@ def _meta(db: Connection) -> dict[str, str | bytes]:
                 raise CorruptionError(f"{db.shown}: the eventlog_meta table is damaged") from None
         else:
             out[name] = bytes(value)
-    return out
+    version = rows[0][3] if rows else None
+    return out, version if type(version) is int else None
