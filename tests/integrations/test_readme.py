@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 SNIPPET = re.compile(r"<!-- snippet: ([\w-]+) -->\n```python\n(.*?)\n```\n", re.S)
-EXPECTED = ["runtime-store", "agents-session", "async-log"]
+EXPECTED = ["runtime-store", "agents-session", "async-log", "langgraph-saver"]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 

@@ -1,0 +1,573 @@
+"""LangGraph checkpoints as an event log: :class:`EventlogSaver`, a
+``BaseCheckpointSaver`` that stores what changed (needs ``langgraph``, an optional
+extra: ``pip install 'eventlog[langgraph]'``).
+
+A thread's checkpoints in one namespace (``checkpoint_ns``) are one eventlog
+session, ``langgraph:["THREAD","NS"]``; the sessions of a thread's subgraphs are
+children of its root namespace's session, so deleting the root deletes the thread.
+The session's state is what the latest ``put`` left::
+
+    {"checkpoints": [[id, {"parent", "seq", "checkpoint", "metadata", "versions"}], ...],
+     "channels": {channel: the value of its newest version},
+     "latest": {channel: that version},
+     "at": {channel: [[version, the seq of the event that wrote it], ...]},
+     "writes": [[id, task_id, channel, type, bytes, task_path, idx], ...]}
+
+(What grows with the thread is kept in lists, which an event extends by the items
+added; a dict that gains a key names all its keys in the event.)
+
+Every ``put`` and ``put_writes`` is one event holding only what changed: the new
+checkpoint's record, the channels in ``new_versions`` and the new writes.  A channel
+whose value is a list (``messages``) is kept item by item, each item serialized with
+the saver's ``serde`` once, so a step that appends messages stores those messages,
+not the channel again; unchanged channels are not written; large values go to
+eventlog's deduplicated chunks.  The value of a channel at an older version is
+``fold(at=seq)`` of the session, so any checkpoint stays retrievable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import re
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import suppress
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    get_checkpoint_id,
+    get_checkpoint_metadata,
+)
+
+from . import store as _store
+from .errors import ConflictError, InvalidValueError
+
+__all__ = ["PREFIX", "EventlogSaver"]
+
+#: What the session ids of LangGraph threads start with.
+PREFIX = "langgraph:"
+#: The value of a channel named in ``new_versions`` without a value.
+_EMPTY: dict[str, Any] = {"empty": True}
+_TRIES = 16
+
+
+def session_id(thread_id: str, ns: str = "") -> str:
+    """The eventlog session of a thread's namespace."""
+    return PREFIX + json.dumps([thread_id, ns], ensure_ascii=False)
+
+
+def _parse(sid: str) -> tuple[str, str] | None:
+    if not sid.startswith(PREFIX):
+        return None
+    try:
+        tid, ns = json.loads(sid[len(PREFIX) :])
+    except (ValueError, TypeError):
+        return None
+    return (tid, ns) if type(tid) is str and type(ns) is str else None
+
+
+def _vkey(version: Any) -> str:
+    """A channel version as a dict key (versions are str, int or float; 1 and "1"
+    stay apart)."""
+    return json.dumps(version)
+
+
+#: Base64 text inside a serialized value long enough to be worth storing apart (a
+#: screenshot in a message): stored as its own value, which eventlog keeps decoded
+#: in deduplicated chunks, so an image resent in many messages is stored once.
+_BASE64 = re.compile(rb"(?:data:[\w.+-]+/[\w.+-]+;base64,)?[A-Za-z0-9+/]{4096,}={0,2}")
+
+
+def _split(data: bytes) -> Any:
+    """Serialized bytes as stored: as they are, or, where they hold long base64
+    text, a list of the bytes around it and the text itself (``str``); joined back
+    byte for byte by :func:`_join`."""
+    pieces: list[Any] = []
+    at = 0
+    for m in _BASE64.finditer(data):
+        pieces += [data[at : m.start()], m.group().decode("ascii")]
+        at = m.end()
+    if not pieces:
+        return data
+    pieces.append(data[at:])
+    return pieces
+
+
+def _join(stored: Any) -> bytes:
+    if type(stored) is list:
+        return b"".join(p.encode("ascii") if type(p) is str else bytes(p) for p in stored)
+    return bytes(stored)
+
+
+def _typed(pair: Any) -> Any:
+    """``(type, bytes)`` of a serialized value as stored."""
+    return pair[0], _join(pair[1])
+
+
+def _empty_state() -> dict[str, Any]:
+    return {"checkpoints": [], "channels": {}, "latest": {}, "at": {}, "writes": []}
+
+
+def _records(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The state's checkpoints by id."""
+    return {cid: record for cid, record in state["checkpoints"]}
+
+
+def _seq_of(state: dict[str, Any], channel: str, vk: str) -> int | None:
+    """The seq of the event that wrote ``channel`` at version ``vk``."""
+    for v, seq in reversed(state["at"].get(channel, [])):
+        if v == vk:
+            return int(seq)
+    return None
+
+
+class _Shared:
+    """What every copy of a saver shares (``with_allowlist`` makes shallow copies):
+    the lock, the states last saved, and the serialized items of list channels."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        #: session -> (seq, the state dict saved at seq)
+        self.states: dict[str, tuple[int, dict[str, Any]]] = {}
+        #: (session, channel) -> the list value last serialized (its items, by identity)
+        self.items: dict[tuple[str, str], list[Any]] = {}
+
+
+class EventlogSaver(BaseCheckpointSaver[str]):
+    """A LangGraph checkpointer on an eventlog store: ``EventlogSaver("checkpoints.db")``,
+    ``EventlogSaver("postgresql://...")`` (options as for :func:`eventlog.open`), or
+    ``EventlogSaver(store)`` on an open :class:`eventlog.Store` (left open by
+    :meth:`close`).  Use it as ``graph.compile(checkpointer=saver)``; it is a
+    context manager.  Beyond the base methods it implements ``delete_for_runs``,
+    ``copy_thread`` and ``prune``, sync and async."""
+
+    def __init__(self, store: str | os.PathLike[str] | _store.Store, *, serde: Any = None, **options: Any) -> None:
+        super().__init__(serde=serde)
+        if isinstance(store, _store.Store):
+            if options:
+                raise InvalidValueError("options are given to open a store, not with an open one")
+            self.store, self._owned = store, False
+        else:
+            self.store, self._owned = _store.open(store, **options), True
+        self._shared = _Shared()
+
+    def close(self) -> None:
+        """Close the store if this saver opened it."""
+        if self._owned:
+            self.store.close()
+
+    def __enter__(self) -> EventlogSaver:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ versions
+
+    def get_next_version(self, current: str | None, channel: None) -> str:
+        """``"<n>.<random>"``: increasing, and apart for forks of one step (as the
+        savers LangGraph ships)."""
+        if current is None:
+            n = 0
+        elif isinstance(current, int):
+            n = current
+        else:
+            n = int(str(current).split(".")[0])
+        return f"{n + 1:032}.{random.random():016}"
+
+    # ------------------------------------------------------------------ reading and writing states
+
+    def _head(self, sid: str) -> tuple[int, dict[str, Any]] | None:
+        """The session's state as last written, and its seq (``None``: no session)."""
+        seq = self.store.seq(sid)
+        if seq == 0:
+            self._shared.states.pop(sid, None)
+            return None
+        known = self._shared.states.get(sid)
+        if known is not None and known[0] == seq:
+            return known
+        state = self.store.fold(sid, at=seq)
+        self._shared.states[sid] = (seq, state)
+        return seq, state
+
+    def _update(self, tid: str, ns: str, change: Any) -> None:
+        """Apply ``change(state, seq)`` to the session's state and save it as the
+        event at ``seq``, conditional on the head it read (again on a conflict)."""
+        sid = session_id(tid, ns)
+        parent = session_id(tid, "") if ns else None
+        with self._shared.lock:
+            for _ in range(_TRIES):
+                head = self._head(sid)
+                if head is None and parent is not None and self.store.seq(parent) == 0:
+                    with suppress(ConflictError):  # the root first: deleting it deletes the thread
+                        self.store.save(parent, _empty_state(), expected_seq=0)
+                seq, state = head if head is not None else (0, _empty_state())
+                change(state, seq + 1)
+                try:
+                    self.store.save(sid, state, parent_id=parent, expected_seq=seq)
+                except ConflictError:
+                    self._shared.states.pop(sid, None)
+                    continue
+                self._shared.states[sid] = (seq + 1, state)
+                return
+        raise ConflictError("other writers kept changing the thread", session_id=sid)
+
+    def _repr(self, sid: str, channel: str, value: Any, old: Any) -> Any:
+        """A channel's value as stored: a list item by item (the items of the list
+        last stored for the channel reused where they are the same objects), else
+        one serialized value."""
+        if type(value) is list:
+            key = (sid, channel)
+            before = self._shared.items.get(key)
+            old_items = old.get("list") if type(old) is dict else None
+            out = []
+            for i, item in enumerate(value):
+                if (
+                    before is not None
+                    and old_items is not None
+                    and i < len(before)
+                    and i < len(old_items)
+                    and (before[i] is item)
+                ):
+                    out.append(old_items[i])
+                else:
+                    out.append(self._dump(item))
+            self._shared.items[key] = list(value)
+            return {"list": out}
+        return {"value": self._dump(value)}
+
+    def _dump(self, value: Any) -> list[Any]:
+        t, b = self.serde.dumps_typed(value)
+        return [t, _split(b)]
+
+    def _load(self, pair: Any) -> Any:
+        return self.serde.loads_typed(_typed(pair))
+
+    def _unrepr(self, stored: Any) -> Any:
+        if "list" in stored:
+            return [self._load(item) for item in stored["list"]]
+        return self._load(stored["value"])
+
+    def _values(self, sid: str, state: dict[str, Any], record: dict[str, Any], folds: dict[int, Any]) -> dict[str, Any]:
+        """The channel values of a checkpoint: of the head state where its version
+        is the newest, else of the state at the event that wrote it."""
+        out = {}
+        for channel, vk in record["versions"].items():
+            stored = self._stored(sid, state, channel, vk, folds)
+            if stored is None or stored == _EMPTY:
+                continue
+            out[channel] = self._unrepr(stored)
+        return out
+
+    def _stored(self, sid: str, state: dict[str, Any], channel: str, vk: str, folds: dict[int, Any]) -> Any:
+        """A channel's value at a version, as stored (``None``: none)."""
+        seq = _seq_of(state, channel, vk)
+        if seq is None:
+            return None
+        if state["latest"].get(channel) == vk:
+            return state["channels"].get(channel)
+        if seq not in folds:
+            folds[seq] = self.store.fold(sid, at=seq)
+        return folds[seq]["channels"].get(channel)
+
+    def _tuple(
+        self, sid: str, tid: str, ns: str, state: dict[str, Any], cid: str, folds: dict[int, Any]
+    ) -> CheckpointTuple:
+        record = _records(state)[cid]
+        checkpoint = self._load(record["checkpoint"])
+        checkpoint["channel_values"] = self._values(sid, state, record, folds)
+        metadata = self._load(record["metadata"])
+        writes = sorted((w[1:] for w in state["writes"] if w[0] == cid), key=lambda w: (w[4], w[0], w[5]))
+        pending = [(w[0], w[1], self._load(w[2:4])) for w in writes]
+        config: RunnableConfig = {"configurable": {"thread_id": tid, "checkpoint_ns": ns, "checkpoint_id": cid}}
+        parent: RunnableConfig | None = None
+        if record["parent"] is not None:
+            parent = {"configurable": {"thread_id": tid, "checkpoint_ns": ns, "checkpoint_id": record["parent"]}}
+        return CheckpointTuple(config, checkpoint, metadata, parent, pending)
+
+    def _sessions(self, tid: str | None) -> list[tuple[str, str, str]]:
+        """``(session, thread, ns)`` of a thread (``None``: of every thread)."""
+        if tid is None:
+            names = self.store.sessions()
+        else:
+            root = session_id(tid, "")
+            if self.store.seq(root) == 0:
+                return []
+            names = [root, *self.store.children(root)]
+        out = []
+        for name in names:
+            parsed = _parse(name)
+            if parsed is not None and (tid is None or parsed[0] == tid):
+                out.append((name, *parsed))
+        return out
+
+    # ------------------------------------------------------------------ the saver
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        c = config["configurable"]
+        tid, ns, cid = str(c["thread_id"]), c.get("checkpoint_ns", ""), get_checkpoint_id(config)
+        sid = session_id(tid, ns)
+        with self._shared.lock:
+            head = self._head(sid)
+            if head is None:
+                return None
+            state = head[1]
+            ids = [c for c, _ in state["checkpoints"]]
+            if cid is None:
+                if not ids:
+                    return None
+                cid = max(ids)
+            elif cid not in ids:
+                return None
+            return self._tuple(sid, tid, ns, state, cid, {})
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        c = (config or {}).get("configurable", {})
+        tid = str(c["thread_id"]) if c.get("thread_id") is not None else None
+        ns, cid = c.get("checkpoint_ns"), c.get("checkpoint_id")
+        bound = get_checkpoint_id(before) if before else None
+        with self._shared.lock:
+            found: list[tuple[str, str, str, str, dict[str, Any]]] = []
+            for sid, t, n in self._sessions(tid):
+                if ns is not None and n != ns:
+                    continue
+                head = self._head(sid)
+                if head is None:
+                    continue
+                state = head[1]
+                for k, _ in state["checkpoints"]:
+                    if (cid is None or k == cid) and (bound is None or k < bound):
+                        found.append((k, sid, t, n, state))
+            found.sort(key=lambda f: f[0], reverse=True)
+            out: list[CheckpointTuple] = []
+            folds: dict[tuple[str, int], Any] = {}
+            for k, sid, t, n, state in found:
+                if limit is not None and len(out) >= limit:
+                    break
+                if filter:
+                    meta = self._load(_records(state)[k]["metadata"])
+                    if not all(meta.get(key) == v for key, v in filter.items()):
+                        continue
+                per = {seq: f for (s, seq), f in folds.items() if s == sid}
+                item = self._tuple(sid, t, n, state, k, per)
+                folds.update({(sid, seq): f for seq, f in per.items()})
+                out.append(item)
+        yield from out
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        c = config["configurable"]
+        tid, ns, parent = str(c["thread_id"]), c.get("checkpoint_ns", ""), c.get("checkpoint_id")
+        cp: dict[str, Any] = dict(checkpoint)
+        values: dict[str, Any] = cp.pop("channel_values", {}) or {}
+        meta = get_checkpoint_metadata(config, metadata)
+        sid = session_id(tid, ns)
+        record = {
+            "parent": parent,
+            "checkpoint": self._dump(cp),
+            "metadata": self._dump(meta),
+            "versions": {ch: _vkey(v) for ch, v in cp.get("channel_versions", {}).items()},
+        }
+
+        def change(state: dict[str, Any], seq: int) -> None:
+            for channel, version in new_versions.items():
+                vk = _vkey(version)
+                if channel in values:
+                    state["channels"][channel] = self._repr(
+                        sid, channel, values[channel], state["channels"].get(channel)
+                    )
+                else:
+                    state["channels"][channel] = dict(_EMPTY)
+                state["latest"][channel] = vk
+                state["at"].setdefault(channel, []).append([vk, seq])
+            entry = [cp["id"], {**record, "seq": seq}]
+            for i, (c, _) in enumerate(state["checkpoints"]):
+                if c == cp["id"]:  # put again under the same id: it replaces
+                    state["checkpoints"][i] = entry
+                    break
+            else:
+                state["checkpoints"].append(entry)
+
+        self._update(tid, ns, change)
+        return {"configurable": {"thread_id": tid, "checkpoint_ns": ns, "checkpoint_id": cp["id"]}}
+
+    def put_writes(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
+    ) -> None:
+        c = config["configurable"]
+        tid, ns, cid = str(c["thread_id"]), c.get("checkpoint_ns", ""), c["checkpoint_id"]
+        new: list[list[Any]] = []
+        for i, (channel, value) in enumerate(writes):
+            t, b = self._dump(value)
+            new.append([cid, task_id, channel, t, b, task_path, WRITES_IDX_MAP.get(channel, i)])
+
+        def change(state: dict[str, Any], seq: int) -> None:
+            stored = state["writes"]
+            where = {(w[1], w[6]): n for n, w in enumerate(stored) if w[0] == cid}
+            for w in new:
+                n = where.get((w[1], w[6]))
+                if n is None:
+                    where[(w[1], w[6])] = len(stored)
+                    stored.append(w)
+                elif w[6] < 0:  # a special write replaces; a regular one is kept as first written
+                    stored[n] = w
+
+        self._update(tid, ns, change)
+
+    def delete_thread(self, thread_id: str) -> None:
+        with self._shared.lock:
+            tid = str(thread_id)
+            for sid, _, _ in self._sessions(tid):
+                self._shared.states.pop(sid, None)
+            self.store.delete(session_id(tid, ""))
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the checkpoints whose metadata ``run_id`` is one of ``run_ids``
+        (in every thread and namespace), with their pending writes."""
+        wanted = set(run_ids)
+        if not wanted:
+            return
+        with self._shared.lock:
+            for sid, tid, ns in self._sessions(None):
+                head = self._head(sid)
+                if head is None:
+                    continue
+                gone = set()
+                for cid, record in head[1]["checkpoints"]:
+                    if self._load(record["metadata"]).get("run_id") in wanted:
+                        gone.add(cid)
+                if gone:
+
+                    def change(state: dict[str, Any], seq: int, gone: set[str] = gone) -> None:
+                        state["checkpoints"] = [c for c in state["checkpoints"] if c[0] not in gone]
+                        state["writes"] = [w for w in state["writes"] if w[0] not in gone]
+
+                    self._update(tid, ns, change)
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy a thread with its whole history (the same checkpoint ids, values,
+        metadata and writes) to a thread that has none."""
+        src, dst = str(source_thread_id), str(target_thread_id)
+        with self._shared.lock:
+            if self._sessions(dst):
+                raise InvalidValueError(f"thread {dst!r} has checkpoints: copy_thread copies into a new thread")
+            sessions = self._sessions(src)
+            sessions.sort(key=lambda s: s[2] != "")  # the root first: the others are its children
+            for sid, _, ns in sessions:
+                target = session_id(dst, ns)
+                parent = session_id(dst, "") if ns else None
+                for k in range(1, self.store.seq(sid) + 1):  # event by event: the seqs of "at" stay right
+                    self.store.save(target, self.store.fold(sid, at=k), parent_id=parent, expected_seq=k - 1)
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """``"keep_latest"``: keep each namespace's newest checkpoint (with its
+        pending writes) and drop the rest of the thread's history; ``"delete"``:
+        delete the threads.  The space is given back by compaction, at once."""
+        if strategy not in ("keep_latest", "delete"):
+            raise InvalidValueError(f"strategy must be 'keep_latest' or 'delete', not {strategy!r:.40}")
+        with self._shared.lock:
+            for thread_id in thread_ids:
+                tid = str(thread_id)
+                if strategy == "delete":
+                    self.delete_thread(tid)
+                    continue
+                sessions = self._sessions(tid)
+                sessions.sort(key=lambda s: s[2] != "")
+                kept = []
+                for sid, _, ns in sessions:
+                    head = self._head(sid)
+                    if head is None:
+                        continue
+                    kept.append((sid, ns, self._latest_only(sid, head[1])))
+                for sid, ns, state in kept:
+                    self._shared.states.pop(sid, None)
+                    self.store.delete(sid, tree=False)
+                    self.store.save(sid, state, parent_id=session_id(tid, "") if ns else None, expected_seq=0)
+            self.store.compact()
+
+    def _latest_only(self, sid: str, state: dict[str, Any]) -> dict[str, Any]:
+        """A state holding only the newest checkpoint of ``state``, as one event."""
+        out = _empty_state()
+        if not state["checkpoints"]:
+            return out
+        records = _records(state)
+        cid = max(records)
+        record = records[cid]
+        folds: dict[int, Any] = {}
+        for channel, vk in record["versions"].items():
+            stored = self._stored(sid, state, channel, vk, folds)
+            if stored is None:
+                continue
+            out["channels"][channel] = stored
+            out["latest"][channel] = vk
+            out["at"][channel] = [[vk, 1]]
+        out["checkpoints"].append([cid, {**record, "seq": 1}])
+        out["writes"] = [w for w in state["writes"] if w[0] == cid]
+        for key in [k for k in self._shared.items if k[0] == sid]:
+            del self._shared.items[key]
+        return out
+
+    # ------------------------------------------------------------------ async: the same, on a worker thread
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await asyncio.to_thread(self.get_tuple, config)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        found = await asyncio.to_thread(lambda: list(self.list(config, filter=filter, before=before, limit=limit)))
+        for item in found:
+            yield item
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
+    ) -> None:
+        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await asyncio.to_thread(self.delete_thread, thread_id)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await asyncio.to_thread(self.delete_for_runs, run_ids)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
