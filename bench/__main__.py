@@ -8,6 +8,7 @@ import json
 import platform
 import sqlite3
 import sys
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 from eventlog import speedups
 
 from . import chunking, compare, contention, core, durability, postgres, trees
+from . import langgraph as langgraph_bench
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -32,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         "suite",
         nargs="?",
         default="all",
-        choices=["all", "core", "chunking", "trees", "durability", "compare", "contention", "postgres"],
-        help="which benchmarks (contention and postgres run only when named)",
+        choices=["all", "core", "chunking", "trees", "durability", "compare", "contention", "postgres", "langgraph"],
+        help="which benchmarks (contention, postgres and langgraph run only when named)",
     )
     parser.add_argument("--quick", action="store_true", help="smaller workloads (well under a minute)")
     parser.add_argument("--synchronous", default="NORMAL", choices=["OFF", "NORMAL", "FULL"],
@@ -65,12 +67,23 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
         _write(args, f"contention{suffix}.md", text + "\n")
     if args.suite == "postgres":
-        ok = _postgres(args, suffix)
+        ok = _postgres(args, suffix, *postgres.run(args.quick), "postgres", "18")
+    if args.suite == "langgraph":
+        with tempfile.TemporaryDirectory() as tmp:
+            ok = _postgres(args, suffix, *langgraph_bench.run(args.quick, Path(tmp)), "langgraph", "19")
     return 0 if ok else 1
 
 
-def _postgres(args: argparse.Namespace, suffix: str) -> bool:
-    machine, sections, targets = postgres.run(args.quick)
+def _postgres(
+    args: argparse.Namespace,
+    suffix: str,
+    machine: str,
+    sections: list[tuple[str, list[list[str]]]],
+    targets: list[postgres.Target],
+    stem: str,
+    issue: str,
+) -> bool:
+    """Print (and with ``--save`` write) a run's tables and its targets."""
     parts = [machine, ""]
     for title, rows in sections:
         parts += [f"{title}:", "", _table(rows), ""]
@@ -78,10 +91,10 @@ def _postgres(args: argparse.Namespace, suffix: str) -> bool:
     rows = [["target", "measured", "ratio", "target", "ok"]]
     rows += [[t.name, t.measured, "-" if t.ratio is None else f"{t.ratio:.3g}", t.target, marks[t.ok]]
              for t in targets]  # fmt: skip
-    parts += ["Targets of issue 18 (ratios from this run):", "", _table(rows)]
+    parts += [f"Targets of issue {issue} (ratios from this run):", "", _table(rows)]
     text = "\n".join(parts)
     print(text)
-    _write(args, f"postgres{suffix}.md", text + "\n")
+    _write(args, f"{stem}{suffix}.md", text + "\n")
     return all(t.ok is not False for t in targets)
 
 

@@ -51,6 +51,7 @@ from langgraph.checkpoint.base import (
 
 from . import store as _store
 from .errors import ConflictError, InvalidValueError
+from .fold import State, apply
 
 __all__ = ["PREFIX", "EventlogSaver"]
 
@@ -112,6 +113,10 @@ def _join(stored: Any) -> bytes:
 def _typed(pair: Any) -> Any:
     """``(type, bytes)`` of a serialized value as stored."""
     return pair[0], _join(pair[1])
+
+
+#: Checkpoints picked by ``list``: ``(id, session, thread, ns, the session's state)``.
+_Picked = list[tuple[str, str, str, str, dict[str, Any]]]
 
 
 def _empty_state() -> dict[str, Any]:
@@ -357,19 +362,48 @@ class EventlogSaver(BaseCheckpointSaver[str]):
                         found.append((k, sid, t, n, state))
             found.sort(key=lambda f: f[0], reverse=True)
             out: list[CheckpointTuple] = []
-            folds: dict[tuple[str, int], Any] = {}
+            picked: _Picked = []
             for k, sid, t, n, state in found:
-                if limit is not None and len(out) >= limit:
+                if limit is not None and len(picked) >= limit:
                     break
                 if filter:
                     meta = self._load(_records(state)[k]["metadata"])
                     if not all(meta.get(key) == v for key, v in filter.items()):
                         continue
-                per = {seq: f for (s, seq), f in folds.items() if s == sid}
-                item = self._tuple(sid, t, n, state, k, per)
-                folds.update({(sid, seq): f for seq, f in per.items()})
-                out.append(item)
+                picked.append((k, sid, t, n, state))
+            folds = self._replayed(picked)
+            for k, sid, t, n, state in picked:
+                out.append(self._tuple(sid, t, n, state, k, folds.setdefault(sid, {})))
         yield from out
+
+    def _replayed(self, picked: _Picked) -> dict[str, dict[int, Any]]:
+        """The states (their channels) at every event that wrote an older version
+        the picked checkpoints read, by one replay of each session's log rather than
+        a fold per checkpoint."""
+        wanted: dict[str, set[int]] = {}
+        for k, sid, _, _, state in picked:
+            record = _records(state)[k]
+            for channel, vk in record["versions"].items():
+                seq = _seq_of(state, channel, vk)
+                if seq is not None and state["latest"].get(channel) != vk:
+                    wanted.setdefault(sid, set()).add(seq)
+        out: dict[str, dict[int, Any]] = {}
+        for sid, seqs in wanted.items():
+            if len(seqs) < 3:  # a fold or two: cheaper than a replay
+                continue
+            last = max(seqs)
+            replay = State()
+            got: dict[int, Any] = {}
+            for event in self.store.events(sid):
+                if event.seq > last:
+                    break
+                apply(replay, event.ops)
+                if event.seq in seqs:
+                    channels = replay.fields.get("channels", {})
+                    got[event.seq] = {"channels": {c: ({"list": list(v["list"])} if "list" in v else v)
+                                                   for c, v in channels.items()}}  # fmt: skip
+            out[sid] = got
+        return out
 
     def put(
         self,
