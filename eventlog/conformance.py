@@ -1007,7 +1007,7 @@ class BackendTests:
             for n in ("a", "b"):
                 heads[n] = self.extend(b, heads[n], f"{n}{i}".encode())
         self.extend(b, heads["c"], b"c2", tombstone=True)  # ended, not purged: still fed
-        rows = b.feed("", 1000)
+        rows = self.settled_feed(b, 4 + 4 + 2)
         got = [(r.name, r.event.seq, r.event.frame) for r in rows]
         assert sorted(got) == sorted({*got}) and len(got) == 4 + 4 + 2
         for n in ("a", "b", "c"):
@@ -1054,6 +1054,18 @@ class BackendTests:
         finally:
             watcher.close()
         watcher.close()  # (idempotent)
+
+    @staticmethod
+    def settled_feed(b: Backend, count: int, after: str = "", timeout: float = 60.0) -> list[Any]:
+        """``b.feed(after, ...)`` once it gives ``count`` events: a backend may hold
+        committed events back while a transaction that could come before them runs
+        (on a server, anyone's), so the suite waits for it, as a reader would."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = b.feed(after, 1000)
+            if len(rows) >= count or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.05)
 
     # ------------------------------------------------------------------ damaged storage
 
