@@ -36,8 +36,13 @@ from .values import same
 _BLOB_MIN = 4096
 
 
+#: The keys of the one-key dicts the page reads as markers, not as values.
+_MARKERS = frozenset({"$blob", "$bytes", "$entries", "$dict"})
+
+
 class _Blobs:
-    """Long strings, each stored once, referenced as ``{"$blob": n}``."""
+    """Long strings, each stored once, referenced as ``{"$blob": n}``; bytes as
+    ``{"$bytes": base64}``; a dict with a key of those as ``{"$dict": dict}``."""
 
     def __init__(self) -> None:
         self.index: dict[str, int] = {}
@@ -56,7 +61,10 @@ class _Blobs:
         if t is bytes:
             return {"$bytes": base64.b64encode(v).decode("ascii")}
         if t is dict:
-            return {k: self.value(x) for k, x in v.items()}
+            out = {k: self.value(x) for k, x in v.items()}
+            # A dict of the session's own that has a key the page reads as a marker
+            # ({"$blob": ...}) is wrapped, so that it is shown as it is.
+            return {"$dict": out} if _MARKERS.intersection(v) else out
         if t is list:
             return [self.value(x) for x in v]
         if t is float and not math.isfinite(v):  # JSON has no NaN or infinity: shown as text
