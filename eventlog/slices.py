@@ -17,6 +17,7 @@ skips it (see :meth:`eventlog.log.Log.fold`).
 
 from __future__ import annotations
 
+import logging
 from bisect import bisect_right
 from itertools import accumulate
 from typing import Any
@@ -28,6 +29,8 @@ from .fold import State
 from .log import Log
 from .snapshots import Segment, with_lists
 from .values import MAX_DEPTH, decoded_ok
+
+_log = logging.getLogger(__name__)
 
 
 class _Slot:
@@ -81,8 +84,14 @@ def list_slice(
             # (items of a list at a path of k keys are nested k levels deeper in the session)
             depth = MAX_DEPTH + 1 - (0 if path == ("entries",) else len(path))
             decoded = _snapshot_entries(log, segments, wanted, depth)
-        except DecodeError as e:
-            raise CorruptionError(f"snapshot is damaged: {e}", session_id=name) from None
+        except VersionError as e:
+            raise UnsupportedVersionError(f"snapshot segment: {e}", session_id=name) from None
+        except (DecodeError, CorruptionError) as e:
+            # A snapshot is a cache: read as load() would, from an older snapshot or
+            # the log (which names the damage itself where the snapshot is a floor).
+            _log.warning("session %r: the newest snapshot is damaged (%s); reading from the log", name, e)
+            full = log.fold(name, sid, key, upto, True, floor)
+            return list_at(full, path, name)[start:stop]
     return _rehydrated_all(log, name, [decoded[x.index] if type(x) is _Slot else x for x in chosen])
 
 

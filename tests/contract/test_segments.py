@@ -224,6 +224,18 @@ def test_a_damaged_segment_falls_back_to_the_log_and_compaction_repairs_it() -> 
         assert store.load("s") == data
 
 
+def test_a_partial_read_past_a_damaged_segment_reads_from_the_log() -> None:
+    """items() and tail() decode only the segments holding what they return; when
+    one of those is damaged they read as load() does (the snapshot is a cache),
+    rather than fail where load() succeeds."""
+    path, data = _stored()
+    _damage_first_segment(path)
+    with eventlog.open(path, **TINY) as store:
+        assert store.items("s", 0, 3) == data["entries"][:3]
+        assert store.tail("s", len(data["entries"])) == data["entries"]
+        assert store.items("s", -2) == data["entries"][-2:]
+
+
 def test_a_damaged_segment_of_a_floor_names_the_session_and_position() -> None:
     path = _path()
     data = {"entries": [_entry(i) for i in range(100)]}
@@ -236,6 +248,9 @@ def test_a_damaged_segment_of_a_floor_names_the_session_and_position() -> None:
             store.load("s")
         assert raised.value.session_id == "s" and raised.value.seq == 1
         assert "segment 0" in str(raised.value)
+        with pytest.raises(CorruptionError) as raised:  # a partial read too: the floor is the only copy
+            store.items("s", 0, 2)
+        assert raised.value.session_id == "s"
 
 
 def _reseal(path: str, edit: Any) -> None:
