@@ -52,6 +52,7 @@ from langgraph.checkpoint.base import (
 from . import store as _store
 from .errors import ConflictError, InvalidValueError
 from .fold import State, apply
+from .mirror import Mirror
 
 __all__ = ["PREFIX", "EventlogSaver"]
 
@@ -144,8 +145,42 @@ class _Shared:
         self.lock = threading.RLock()
         #: session -> (seq, the state dict saved at seq)
         self.states: dict[str, tuple[int, dict[str, Any]]] = {}
-        #: (session, channel) -> the list value last serialized (its items, by identity)
-        self.items: dict[tuple[str, str], list[Any]] = {}
+        #: (session, channel) -> the items of the list value last stored or handed out
+        self.items: dict[tuple[str, str], _Known] = {}
+
+
+class _Known:
+    """The items of a list channel's value as last stored or handed out (``objects``),
+    the list of their serialized forms in the session's state (``stored``, by
+    identity), and a :class:`~eventlog.mirror.Mirror` of what the objects hold (their
+    ``__dict__``, or the dict or list itself): an item is reused unserialized only
+    while it is the very object and nothing in any of them changed, so an edit made
+    in place (a message's content changed, then the message saved again) is
+    serialized, never lost."""
+
+    __slots__ = ("guard", "objects", "stored")
+
+    def __init__(self, objects: list[Any], stored: list[Any]) -> None:
+        self.objects = objects
+        self.stored = stored
+        self.guard: Mirror | None = None
+        holders = []
+        for o in objects:
+            if type(o) in (dict, list):
+                holders.append(o)
+            elif type(o) in (str, bytes, int, float, bool) or o is None:
+                continue  # immutable: its identity says it all
+            else:
+                d = getattr(o, "__dict__", None)
+                if type(d) is not dict:
+                    return  # what it holds cannot be watched: never reused
+                holders.append(d)
+        guard = Mirror(holders, full=True)
+        self.guard = guard if guard.full else None
+
+    def reusable(self, stored: Any) -> bool:
+        """Whether the objects can stand for the serialized ``stored`` list."""
+        return stored is self.stored and self.guard is not None and self.guard.untouched()
 
 
 class EventlogSaver(BaseCheckpointSaver[str]):
@@ -233,21 +268,17 @@ class EventlogSaver(BaseCheckpointSaver[str]):
         one serialized value."""
         if type(value) is list:
             key = (sid, channel)
-            before = self._shared.items.get(key)
+            known = self._shared.items.get(key)
             old_items = old.get("list") if type(old) is dict else None
+            before = known.objects if known is not None and known.reusable(old_items) else []
+            assert old_items is not None or not before
             out = []
             for i, item in enumerate(value):
-                if (
-                    before is not None
-                    and old_items is not None
-                    and i < len(before)
-                    and i < len(old_items)
-                    and (before[i] is item)
-                ):
-                    out.append(old_items[i])
+                if i < len(before) and before[i] is item:
+                    out.append(old_items[i])  # type: ignore[index]
                 else:
                     out.append(self._dump(item))
-            self._shared.items[key] = list(value)
+            self._shared.items[key] = _Known(list(value), out)
             return {"list": out}
         return {"value": self._dump(value)}
 
@@ -271,7 +302,10 @@ class EventlogSaver(BaseCheckpointSaver[str]):
             stored = self._stored(sid, state, channel, vk, folds)
             if stored is None or stored == _EMPTY:
                 continue
-            out[channel] = self._unrepr(stored)
+            out[channel] = value = self._unrepr(stored)
+            if "list" in stored and state["latest"].get(channel) == vk and stored is state["channels"].get(channel):
+                # (what the graph saves next starts with these very objects: not serialized again)
+                self._shared.items[(sid, channel)] = _Known(list(value), stored["list"])
         return out
 
     def _stored(self, sid: str, state: dict[str, Any], channel: str, vk: str, folds: dict[int, Any]) -> Any:

@@ -163,3 +163,29 @@ def test_a_saver_on_an_open_store_leaves_it_open(tmp_path: Path) -> None:
             EventlogSaver(store, synchronous="OFF")
     with pytest.raises(eventlog.InvalidValueError):
         EventlogSaver(str(tmp_path / "s.db")).prune(["x"], strategy="everything")
+
+
+def test_a_message_edited_in_place_is_stored_as_edited(tmp_path: Path) -> None:
+    """The saver serializes a message again only when it changed; a node that
+    changes a message of the state in place (the same object, returned again) is
+    seen to change it."""
+
+    def edit(state: MessagesState) -> dict[str, Any]:
+        first = state["messages"][0]
+        first.content = f"{first.content}, edited in place"
+        first.additional_kwargs["edits"] = first.additional_kwargs.get("edits", 0) + 1
+        return {"messages": [first]}
+
+    g = StateGraph(MessagesState)
+    g.add_node("edit", edit)
+    g.add_edge(START, "edit")
+    g.add_edge("edit", END)
+    cfg: Any = {"configurable": {"thread_id": "edit"}}
+    with EventlogSaver(str(tmp_path / "e.db")) as saver:
+        app = g.compile(checkpointer=saver)
+        app.invoke({"messages": [HumanMessage(content="hello", id="h1")]}, cfg)
+        app.invoke({"messages": [HumanMessage(content="again", id="h2")]}, cfg)
+    with EventlogSaver(str(tmp_path / "e.db")) as saver:  # read back from the store, not from memory
+        stored = g.compile(checkpointer=saver).get_state(cfg).values["messages"][0]
+    assert stored.content == "hello, edited in place, edited in place"
+    assert stored.additional_kwargs == {"edits": 2}
