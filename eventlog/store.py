@@ -531,7 +531,9 @@ class Store:
         :class:`InvalidValueError`."""
         cursor = check_cursor(after)
         timeout = check_timeout(timeout)
-        self._backend.feed(cursor, 1)  # (the cursor checked now, not at the first step)
+        with self._lock:
+            self._open()
+            self._backend.feed(cursor, 1)  # (the cursor checked now, not at the first step)
         state = FeedState(cursor)
         if not follow:
             return self._feed_once(state)
