@@ -600,6 +600,9 @@ class BackendTests:
             b.append([new_event("p", p.sid, 2, 1, b"t", 0, tombstone=True),
                       new_event("c", c.sid, 2, 1, b"t", 0, tombstone=True)], whole_tree=True)  # fmt: skip
         self.assert_unchanged(b, before)
+        with pytest.raises(ConflictError):  # one session written whole while it has a live child
+            b.append([new_event("c", c.sid, 2, 1, b"t", 0, tombstone=True)], whole_tree=True)
+        self.assert_unchanged(b, before)
         b.append([new_event(h.name, h.sid, 2, 1, b"t", 0, tombstone=True) for h in (p, c, g)], whole_tree=True)
         assert b.names() == [] and b.children(["p", "c"]) == [] and sorted(b.dead(10)) == sorted([p.sid, c.sid, g.sid])
         assert b.counts()[:2] == (0, 3)

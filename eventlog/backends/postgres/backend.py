@@ -268,7 +268,7 @@ class PostgresBackend(Maintenance):
         for ev in events:
             self._fits(len(ev.frame), EVENT_ROOM)
         refs = frozenset().union(*(ev.refs for ev in events))
-        if len(events) == 1 and not refs and events[0].sid is not None:
+        if len(events) == 1 and not refs and events[0].sid is not None and not whole_tree:
             head = self._extend(events[0])  # what most writes are: one statement, one round trip
             self.db.notify(self.channel)
             return [head]
