@@ -116,8 +116,9 @@ def _typed(pair: Any) -> Any:
     return pair[0], _join(pair[1])
 
 
-#: Checkpoints picked by ``list``: ``(id, session, thread, ns, the session's state)``.
-_Picked = list[tuple[str, str, str, str, dict[str, Any]]]
+#: Checkpoints picked by ``list``: ``(id, session, thread, ns, the session's state,
+#: the checkpoint's record)``.
+_Picked = list[tuple[str, str, str, str, dict[str, Any], dict[str, Any]]]
 
 
 def _empty_state() -> dict[str, Any]:
@@ -320,9 +321,15 @@ class EventlogSaver(BaseCheckpointSaver[str]):
         return folds[seq]["channels"].get(channel)
 
     def _tuple(
-        self, sid: str, tid: str, ns: str, state: dict[str, Any], cid: str, folds: dict[int, Any]
+        self,
+        sid: str,
+        tid: str,
+        ns: str,
+        state: dict[str, Any],
+        cid: str,
+        record: dict[str, Any],
+        folds: dict[int, Any],
     ) -> CheckpointTuple:
-        record = _records(state)[cid]
         checkpoint = self._load(record["checkpoint"])
         checkpoint["channel_values"] = self._values(sid, state, record, folds)
         metadata = self._load(record["metadata"])
@@ -368,7 +375,7 @@ class EventlogSaver(BaseCheckpointSaver[str]):
                 cid = max(ids)
             elif cid not in ids:
                 return None
-            return self._tuple(sid, tid, ns, state, cid, {})
+            return self._tuple(sid, tid, ns, state, cid, _records(state)[cid], {})
 
     def list(
         self,
@@ -383,7 +390,7 @@ class EventlogSaver(BaseCheckpointSaver[str]):
         ns, cid = c.get("checkpoint_ns"), c.get("checkpoint_id")
         bound = get_checkpoint_id(before) if before else None
         with self._shared.lock:
-            found: list[tuple[str, str, str, str, dict[str, Any]]] = []
+            found: _Picked = []
             for sid, t, n in self._sessions(tid):
                 if ns is not None and n != ns:
                     continue
@@ -391,23 +398,23 @@ class EventlogSaver(BaseCheckpointSaver[str]):
                 if head is None:
                     continue
                 state = head[1]
-                for k, _ in state["checkpoints"]:
+                for k, record in state["checkpoints"]:
                     if (cid is None or k == cid) and (bound is None or k < bound):
-                        found.append((k, sid, t, n, state))
+                        found.append((k, sid, t, n, state, record))
             found.sort(key=lambda f: f[0], reverse=True)
             out: list[CheckpointTuple] = []
             picked: _Picked = []
-            for k, sid, t, n, state in found:
+            for item in found:
                 if limit is not None and len(picked) >= limit:
                     break
                 if filter:
-                    meta = self._load(_records(state)[k]["metadata"])
+                    meta = self._load(item[5]["metadata"])
                     if not all(meta.get(key) == v for key, v in filter.items()):
                         continue
-                picked.append((k, sid, t, n, state))
+                picked.append(item)
             folds = self._replayed(picked)
-            for k, sid, t, n, state in picked:
-                out.append(self._tuple(sid, t, n, state, k, folds.setdefault(sid, {})))
+            for k, sid, t, n, state, record in picked:
+                out.append(self._tuple(sid, t, n, state, k, record, folds.setdefault(sid, {})))
         yield from out
 
     def _replayed(self, picked: _Picked) -> dict[str, dict[int, Any]]:
@@ -415,8 +422,7 @@ class EventlogSaver(BaseCheckpointSaver[str]):
         the picked checkpoints read, by one replay of each session's log rather than
         a fold per checkpoint."""
         wanted: dict[str, set[int]] = {}
-        for k, sid, _, _, state in picked:
-            record = _records(state)[k]
+        for _, sid, _, _, state, record in picked:
             for channel, vk in record["versions"].items():
                 seq = _seq_of(state, channel, vk)
                 if seq is not None and state["latest"].get(channel) != vk:

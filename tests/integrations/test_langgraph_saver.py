@@ -105,13 +105,11 @@ def test_a_graph_runs_resumes_lists_and_prunes(tmp_path: Path) -> None:
         old = history[len(history) // 2]
         forked = app.invoke(None, old.config)  # resumed from an old checkpoint: a fork
         assert forked["messages"][: len(old.values["messages"])] == old.values["messages"]
-        before = saver.store.stats()["file_bytes"]
         saver.prune(["t1"])
         assert len(list(app.get_state_history(cfg))) == 1
         assert app.get_state(cfg).values["messages"] == forked["messages"]
         assert saver.store.verify().ok
         assert saver.store.stats()["events"]["rows"] <= 2  # the root and its one checkpoint
-        del before
         app.invoke({"messages": [HumanMessage(content="after the prune")]}, cfg)
         assert app.get_state(cfg).values["messages"][: len(forked["messages"])] == forked["messages"]
         saver.delete_thread("t1")

@@ -246,15 +246,23 @@ class Connection:
             with suppress(Exception):
                 con.close()
 
+    def _may_write(self) -> None:
+        if self.readonly:
+            raise ReadOnlyError(f"{self.shown} was opened read-only")
+        if self._reading:
+            raise StorageError("a write inside reading() (an engine bug: reads and writes are apart)")
+
+    @staticmethod
+    def _pause(attempt: int) -> None:
+        """A short random wait before running an aborted transaction again."""
+        time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+
     def unit(self, work: Callable[[], T], what: str) -> T:
         """Run ``work`` in one write transaction, committed if it returns, rolled
         back if it raises; run again when the server aborts it (deadlock,
         serialization failure) or it raises :class:`Retry`, with a short random
         pause, up to :data:`RETRIES` times."""
-        if self.readonly:
-            raise ReadOnlyError(f"{self.shown} was opened read-only")
-        if self._reading:
-            raise StorageError("a write inside reading() (an engine bug: reads and writes are apart)")
+        self._may_write()
         for attempt in range(RETRIES + 1):
             con = self.live()
             try:
@@ -269,7 +277,7 @@ class Connection:
                 self._rollback()
                 if attempt == RETRIES:
                     raise StorageError(f"the server kept aborting the transaction while {what}") from None
-                time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+                self._pause(attempt)
                 continue
             except BaseException:
                 self._writing = False
@@ -286,10 +294,7 @@ class Connection:
         or serialization failure, as :meth:`unit` is; a connection lost before the
         answer came is :class:`~eventlog.OutcomeUnknownError` (the server may have
         committed it)."""
-        if self.readonly:
-            raise ReadOnlyError(f"{self.shown} was opened read-only")
-        if self._reading:
-            raise StorageError("a write inside reading() (an engine bug: reads and writes are apart)")
+        self._may_write()
         for attempt in range(RETRIES + 1):
             con = self.live()
             try:
@@ -297,7 +302,7 @@ class Connection:
             except self._errors as e:
                 state = getattr(e, "sqlstate", None) or ""
                 if state in ("40001", "40P01") and attempt < RETRIES:
-                    time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+                    self._pause(attempt)
                     continue
                 if state.startswith("08") or not state or con.broken:
                     with suppress(Exception):
