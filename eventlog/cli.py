@@ -679,15 +679,38 @@ def export(path: str, session: str, at: int | None, output: str | None, as_json:
 
 @main.command()
 @click.argument("path")
+@click.argument("session", required=False)
+@format_option
 @json_option
 @key_option
 @_handled
-def stats(path: str, as_json: bool) -> None:
-    """Rows, bytes, chunks and dedup of a store.
+def stats(path: str, session: str | None, fmt: str, as_json: bool) -> None:
+    """Rows, bytes, chunks and dedup of a store; with SESSION, figures of that run.
 
-    Bytes by table, chunks and their dedup ratio, the largest cell against the
-    budget, and how many events loads replay after the newest snapshots.
+    Of a store: bytes by table, chunks and their dedup ratio, the largest cell
+    against the budget, and how many events loads replay after the newest
+    snapshots.
+
+    Of a session (an agent run, in its dialect, detected or --format): model
+    turns and user messages, tool calls by tool with their errors and durations
+    (a call to its result), items marked as errors, tokens in and out, cost and
+    models where items record usage, wall time (first to last item), its
+    outcome (the last message) and its largest items.  Times are the items' own
+    timestamps where the dialect has them, else when each item was saved.
+
+    \b
+    --json (a session): {"session", "seq", "dialect", "list", "items",
+    "user_messages", "turns", "tool_calls": {"total", "errors", "unanswered",
+    "by_tool": [{"tool", "count", "errors", "total_ms", "mean_ms", "max_ms"}]},
+    "errors", "tokens": {"input", "output"}, "cost", "models", "start_ms",
+    "end_ms", "wall_ms", "timed_by", "outcome", "largest": [{"index", "entry",
+    "kind", "bytes"}], "parent", "children"}; unknown figures are null.
     """
+    if session is not None:
+        from .cli_runs import run_stats
+
+        run_stats(path, session, fmt, as_json)
+        return
     with _store(path) as store:
         st = store.stats()
     chunks = st["chunks"]
@@ -1253,6 +1276,8 @@ def delete(path: str, session: str) -> None:
         _fail(f"no such session: {session!r}")
     click.echo(f"deleted {_n(len(gone), 'session')}: {', '.join(gone)} (run compact to reclaim space)")
 
+
+from . import cli_runs as _cli_runs  # noqa: E402,F401  (registers grep, compare, tail)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
