@@ -15,7 +15,7 @@ from pathlib import Path
 
 from eventlog import speedups
 
-from . import chunking, compare, contention, core, durability, postgres, trees
+from . import chunking, compare, contention, core, durability, postgres, search, trees
 from . import langgraph as langgraph_bench
 
 RESULTS = Path(__file__).parent / "results"
@@ -34,8 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         "suite",
         nargs="?",
         default="all",
-        choices=["all", "core", "chunking", "trees", "durability", "compare", "contention", "postgres", "langgraph"],
-        help="which benchmarks (contention, postgres and langgraph run only when named)",
+        choices=["all", "core", "chunking", "trees", "durability", "compare", "contention", "postgres", "langgraph",
+                 "search"],
+        help="which benchmarks (contention, postgres, langgraph and search run only when named)",
     )
     parser.add_argument("--quick", action="store_true", help="smaller workloads (well under a minute)")
     parser.add_argument("--synchronous", default="NORMAL", choices=["OFF", "NORMAL", "FULL"],
@@ -71,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.suite == "langgraph":
         with tempfile.TemporaryDirectory() as tmp:
             ok = _postgres(args, suffix, *langgraph_bench.run(args.quick, Path(tmp)), "langgraph", "19")
+    if args.suite == "search":
+        with tempfile.TemporaryDirectory() as tmp:
+            ok = _postgres(args, suffix, *search.run(args.quick, Path(tmp)), "search", "20")
     return 0 if ok else 1
 
 

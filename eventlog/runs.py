@@ -349,7 +349,7 @@ def item_seqs(
     if times is None:
         times = {}
     start = store.info(session_id).history_start
-    events = _timed(store.events(session_id, since=start), seq, times)
+    events = _timed(store._events_unread(session_id, since=start), seq, times)
     if conv.path is None:  # the session itself is the one item
         for _ in events:
             pass

@@ -119,8 +119,7 @@ def grep(
         if progress is not None:
             progress("sessions", done, len(names))
         try:
-            seq = store.seq(name)
-            data = store.fold(name, at=seq)
+            seq, data = store._text_session(name)
         except NotFoundError:
             if sessions is not None:
                 raise

@@ -23,7 +23,7 @@ from itertools import accumulate
 from typing import Any
 
 from . import fold
-from .codec import SNAPSHOT, DecodeError, Ref, VersionError
+from .codec import KIND_BASE64, KIND_STR, SNAPSHOT, DecodeError, Ref, VersionError
 from .errors import CorruptionError, InvalidValueError, NotFoundError, UnsupportedVersionError
 from .fold import State
 from .log import Log
@@ -193,4 +193,36 @@ def _rehydrated(log: Log, value: Any) -> Any:
         return {k: _rehydrated(log, v) for k, v in value.items()}
     if t is list:
         return [_rehydrated(log, v) for v in value]
+    return value
+
+
+def text_session(log: Log, name: str, sid: int, key: bytes | None, upto: int, floor: int) -> dict[str, Any]:
+    """The session after event ``upto`` as the debugging tools search it: its large
+    text values read (in one batch), its large bytes and base64 values (images,
+    files) not read but left as placeholders of their type (``b""``; the base64
+    text's prefix, such as ``"data:image/png;base64,"``, alone).  Not the stored
+    value: never cached, never handed out as a session."""
+    state = log.fold(name, sid, key, upto, rehydrate=False, floor=floor)
+    data = state.session()
+    refs: list[Ref] = []
+    _refs_in(data, refs)
+    texts = [r for r in refs if r.kind == KIND_STR]
+    try:
+        with log.chunks.reading_ahead():
+            log.chunks.prefetch({h for ref in texts for h in ref.chunk_hashes()})
+            return _placed(log, data) if refs else data
+    except DecodeError as e:
+        raise CorruptionError(f"a large value is damaged: {e}", session_id=name) from None
+
+
+def _placed(log: Log, value: Any) -> Any:
+    t = type(value)
+    if t is Ref:
+        if value.kind == KIND_STR:
+            return log.rehydrate(value)
+        return value.prefix if value.kind == KIND_BASE64 else b""
+    if t is dict:
+        return {k: _placed(log, v) for k, v in value.items()}
+    if t is list:
+        return [_placed(log, v) for v in value]
     return value

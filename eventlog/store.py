@@ -45,7 +45,7 @@ from .log import Log
 from .options import MIN_CELL_BYTES as MIN_CELL_BYTES
 from .options import Options, OptionValues, resolve, shown
 from .progress import Progress
-from .slices import list_at, list_slice
+from .slices import list_at, list_slice, text_session
 from .snapshots import SnapshotBuilder, SnapshotPolicy
 from .verify import VerifyReport
 from .watching import PAGE, FeedItem, FeedState, Follow, WatchState, check_cursor, check_timeout, ended_by
@@ -409,6 +409,21 @@ class Store:
                 check_head(self._backend, row)
                 return self._log.fold(session_id, sid, row.key, at, rehydrate=True, floor=row.base).session()
 
+    def _text_session(self, session_id: str) -> tuple[int, dict[str, Any]]:
+        """For the debugging tools' searches (``eventlog grep``): ``(seq, session)``
+        at the head, its large text read and its large bytes and base64 values
+        (images) left as placeholders (see :func:`eventlog.slices.text_session`):
+        not the stored session, so private.  Raises as :meth:`fold`."""
+        _check_id(session_id)
+        with self._lock:
+            self._open()
+            with self._backend.reading(), naming(session_id):
+                row = self._lookup(session_id)
+                if row.seq == 0:
+                    return 0, {}
+                check_head(self._backend, row)
+                return row.seq, text_session(self._log, session_id, row.sid, row.key, row.seq, row.base)
+
     def events(self, session_id: str, since: int = 0) -> Iterator[Event]:
         """The session's events after sequence number ``since``, oldest first, with
         large values rehydrated.  Raises :class:`NotFoundError` at once for an
@@ -427,6 +442,19 @@ class Store:
                 raise NotFoundError(f"no position {since}; the session is at {row.seq}", session_id=session_id)
         return self._iter_events(session_id, row.sid, since)
 
+    def _events_unread(self, session_id: str, since: int = 0) -> Iterator[Event]:
+        """:meth:`events` with large values left as :class:`~eventlog.codec.Ref`
+        (equal for equal values: enough to follow items, as the debugging tools
+        do, without reading images)."""
+        _check_id(session_id)
+        with self._lock:
+            self._open()
+            row = self._lookup(session_id)
+            self._check_since(row, since)
+            if since > row.seq:
+                raise NotFoundError(f"no position {since}; the session is at {row.seq}", session_id=session_id)
+        return self._iter_events(session_id, row.sid, since, rehydrate=False)
+
     @staticmethod
     def _check_since(row: Head, since: int) -> None:
         if since < row.base:
@@ -436,7 +464,7 @@ class Store:
                 seq=since + 1,
             )
 
-    def _iter_events(self, name: str, sid: int, since: int) -> Iterator[Event]:
+    def _iter_events(self, name: str, sid: int, since: int, *, rehydrate: bool = True) -> Iterator[Event]:
         after = since
         while True:
             with self._lock:
@@ -447,7 +475,7 @@ class Store:
                         raise NotFoundError("the session was deleted while its events were read", session_id=name)
                     self._check_since(row, after)
                     upto = min(after + 256, row.seq)
-                    page = list(self._log.events(name, sid, row.key, after, upto, rehydrate=True))
+                    page = list(self._log.events(name, sid, row.key, after, upto, rehydrate=rehydrate))
             yield from page
             if upto >= row.seq:
                 return

@@ -228,6 +228,27 @@ def test_grep_library_finds_what_the_pattern_matches_in_every_part(tmp_path: Pat
     assert data["entries"][first.index]["id"] == first.entry and first.seq == 1
 
 
+def test_grep_reads_large_text_but_not_large_images(tmp_path: Path) -> None:
+    """Values stored as chunks: a long tool result is searched, a screenshot (base64
+    of random bytes) is not, in the session and in the events followed for seq."""
+    import base64
+    import random
+
+    path = str(tmp_path / "large.db")
+    log = "".join(f"line {i}: ok\n" for i in range(40_000)) + "line 40000: NEEDLE found\n"
+    shot = base64.b64encode(random.Random(1).randbytes(400_000)).decode()
+    msgs: list[dict[str, Any]] = [{"role": "user", "content": "run the tests"}]
+    with eventlog.open(path) as store:
+        store.save("big", {"messages": msgs})
+        image = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + shot}}
+        msgs = [*msgs, {"role": "tool", "tool_call_id": "c1", "content": log}, {"role": "user", "content": [image]}]
+        store.save("big", {"messages": msgs})
+        assert store.stats()["chunks"]["rows"] >= 2  # (both stored as chunks)
+    hits = json.loads(cli("grep", path, "NEEDLE", "--json").output)
+    assert [(h["index"], h["seq"], h["line"]) for h in hits] == [(1, 2, "line 40000: NEEDLE found")]
+    assert cli("grep", path, shot[1000:1040]).exit_code == 1
+
+
 # ----------------------------------------------------------------------------- compare
 
 
@@ -320,3 +341,49 @@ def test_tail_follows_commits_from_another_process(tmp_path: Path) -> None:
         assert proc.wait(timeout=20) == 0
     finally:
         proc.kill()
+
+
+# ----------------------------------------------------------------------------- PostgreSQL
+
+
+def test_the_run_commands_read_postgresql_as_sqlite(tmp_path: Path) -> None:
+    """The same sessions, copied with their history into PostgreSQL: grep, stats
+    and compare say the same there; tail -f follows a commit there."""
+    from ..postgres import store_urls
+
+    path = str(tmp_path / "src.db")
+    _pi_store(path)
+    with eventlog.open(path) as store:
+        for s in chat_states(b64png(RED)):
+            store.save("chat", s)
+        _run(store, "a", 11, 4)
+        _run(store, "b", 11, 4, detour=True)
+    with store_urls() as new:
+        url = new()
+        with eventlog.open(path, readonly=True) as src, eventlog.open(url) as dst:
+            src.copy_to(dst)
+        for args in (("grep", "-E", "table|parser", "--json"), ("stats", "pi", "--json"), ("stats", "chat", "--json"),
+                     ("compare", "a", "b", "--json"), ("tail", "chat", "-n", "2", "--json")):  # fmt: skip
+            here, there = cli(args[0], path, *args[1:]), cli(args[0], url, *args[1:])
+            assert here.exit_code == there.exit_code == 0, (args, here.output, there.output)
+            if args[0] == "tail":  # (positions are the store's own)
+                assert [json.loads(r)["ops"] for r in here.output.splitlines()] == \
+                    [json.loads(r)["ops"] for r in there.output.splitlines()]  # fmt: skip
+            else:
+                assert json.loads(here.output) == json.loads(there.output), args
+        proc = subprocess.Popen([sys.executable, "-m", "eventlog", "tail", "-f", url, "chat", "-n", "0",
+                                 "--timeout", "30"], stdout=subprocess.PIPE, text=True)  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            time.sleep(1)  # (it may start watching before or after the commit: either way it is shown)
+            with eventlog.open(url) as store:
+                data = store.load("chat")
+                assert data is not None
+                data["messages"].append({"role": "user", "content": "and one more thing"})
+                store.save("chat", data)
+            while "and one more thing" not in (line := proc.stdout.readline()):
+                assert line
+            assert line.startswith("5 ")
+        finally:
+            proc.kill()
+            proc.wait()
