@@ -387,3 +387,57 @@ def test_the_run_commands_read_postgresql_as_sqlite(tmp_path: Path) -> None:
         finally:
             proc.kill()
             proc.wait()
+
+
+# ----------------------------------------------------------------------------- sessions of the real stacks
+
+
+def test_the_run_commands_read_an_agents_sdk_run(tmp_path: Path) -> None:
+    """Two runs of the real Agents SDK Runner (scripted model) stored by
+    EventlogSession: tool calls paired and timed by their saves, errors, search,
+    and the two runs the same conversation once ids are left out."""
+    from . import dialect_sessions as ds
+
+    ds.need("agents", "EVENTLOG_REQUIRE_AGENTS")
+    path = str(tmp_path / "sdk.db")
+    ds.agents_sdk_session(path, "run-1")
+    ds.agents_sdk_session(path, "run-2")
+    st_ = json.loads(cli("stats", path, "run-1", "--json").output)
+    assert st_["dialect"] == "openai" and st_["timed_by"] == "events"
+    by_tool = {t["tool"]: t for t in st_["tool_calls"]["by_tool"]}
+    assert by_tool["weather"]["count"] == 1 and by_tool["weather"]["errors"] == 0
+    assert by_tool["weather"]["total_ms"] is not None and by_tool["weather"]["total_ms"] >= 0
+    assert by_tool["broken"]["count"] == 1 and by_tool["broken"]["errors"] == 1
+    assert st_["tool_calls"]["unanswered"] == 0
+    assert st_["outcome"]["speaker"] == "assistant" and "All done" in st_["outcome"]["summary"]
+    hits = json.loads(cli("grep", path, "sunny in Paris", "--session", "run-1", "--json").output)
+    assert [(h["kind"], h["tool"]) for h in hits] == [("tool_result", "weather")]
+    assert hits[0]["seq"] is not None
+    same = json.loads(cli("compare", path, "run-1", "run-2", "--json").output)
+    assert same["diverge"] is None and same["same_outcome"] and same["tool_calls"]["delta"] == 0
+
+
+def test_the_run_commands_read_langgraph_runs_in_each_shape(tmp_path: Path) -> None:
+    """A real LangGraph graph (fake chat model) saved in three shapes: the same
+    figures, the same hits and the same conversation in each."""
+    from . import dialect_sessions as ds
+
+    ds.need("langgraph", "EVENTLOG_REQUIRE_LANGGRAPH")
+    path = str(tmp_path / "lg.db")
+    made = ds.langgraph_session(path)
+    figures = []
+    for sid in made["sessions"]:
+        st_ = json.loads(cli("stats", path, sid, "--json").output)
+        assert st_["dialect"] == "langchain", sid
+        by_tool = {t["tool"]: (t["count"], t["errors"]) for t in st_["tool_calls"]["by_tool"]}
+        assert by_tool == {"weather": (1, 0), "broken": (1, 1), "take_screenshot": (1, 0)}, sid
+        assert all(t["total_ms"] is not None for t in st_["tool_calls"]["by_tool"])  # (timed by the saves)
+        figures.append((st_["turns"], st_["user_messages"], st_["tool_calls"]["total"], st_["errors"]))
+    assert figures[0] == figures[1] == figures[2]
+    hits = json.loads(cli("grep", path, "disk is on fire", "--json").output)
+    assert sorted(h["session"] for h in hits) == sorted(made["sessions"])
+    assert {(h["kind"], h["tool"]) for h in hits} == {("tool_result", "broken")}
+    a, b, c = made["sessions"]
+    for other in (b, c):
+        out = json.loads(cli("compare", path, a, other, "--json").output)
+        assert out["diverge"] is None and out["same_outcome"], other
