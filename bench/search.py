@@ -6,7 +6,7 @@ entries), saved turn by turn / whole, as :mod:`bench.compare` makes them.  Then,
 each in a fresh process (``python -m eventlog``, as a user runs it): ``grep`` of a
 regular expression across every session (issue 20: under 30 s for 1 GB), ``grep``
 with no hit, ``stats`` of the largest session and ``compare`` of two browser runs.
-Peak resident memory of each process is reported (its own ``ru_maxrss``).
+Peak resident memory of each process is reported (its own ``VmHWM`` on Linux).
 """
 
 from __future__ import annotations
@@ -44,7 +44,12 @@ try:
     code = 0
 except SystemExit as e:
     code = e.code if isinstance(e.code, int) else 1
-sys.stderr.write(f"\\n@peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n")
+try:  # this process's own high-water mark (ru_maxrss may carry the parent's over fork + exec)
+    with open("/proc/self/status") as f:
+        peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+except (OSError, StopIteration):
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+sys.stderr.write(f"\\n@peak {peak}\\n")
 sys.exit(code)
 """
 
