@@ -225,9 +225,15 @@ def _set(tracked: _Tracked, op: SetFields, rest: tuple[str, ...], seq: int) -> N
 
 
 def _ms(value: Any) -> int | None:
-    """A timestamp as Unix ms: ms or seconds as a number, or ISO 8601 text."""
-    if type(value) in (int, float) and math.isfinite(value) and value > 0:
-        return int(value if value >= 1e11 else value * 1000)  # (1e11 s is year 5138)
+    """A timestamp as Unix ms: seconds or ms as a number (told apart by size; a
+    number that is neither, such as a step counter, is not a time), or ISO 8601
+    text with a zone."""
+    if type(value) in (int, float) and math.isfinite(value):
+        if 1e9 <= value < 1e11:  # seconds (2001 to 5138)
+            return int(value * 1000)
+        if 1e11 <= value < 1e14:  # ms (1973 to 5138)
+            return int(value)
+        return None  # (a counter, or some other unit: not a time we can tell)
     if type(value) is str and 10 <= len(value) <= 40:
         try:
             when = datetime.fromisoformat(value.replace("Z", "+00:00"))

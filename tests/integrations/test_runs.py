@@ -179,6 +179,8 @@ def test_usage_of_other_dialects() -> None:
     assert runs.item_time({"created_at": 1_700_000_000}) == 1_700_000_000_000
     assert runs.item_time({"timestamp": "2026-01-02T03:04:05.678Z"}) == 1_767_323_045_678
     assert runs.item_time({"timestamp": "2026-01-02T03:04:05"}) is None  # no zone: not guessed
+    assert runs.item_time({"timestamp": 7}) is None  # a counter, not a time
+    assert runs.item_time({"message": {"timestamp": 1_795_000_000_123}}) == 1_795_000_000_123
 
 
 # ----------------------------------------------------------------------------- grep
