@@ -29,12 +29,14 @@ from .cli import (
     _table,
     _time,
     _write_table,
+    allow_nan_option,
     format_option,
     json_option,
     key_option,
     main,
 )
 from .comparing import compare as compare_runs
+from .errors import NotFoundError
 from .fold import Event
 from .runs import read_run, stats
 from .search import grep as search
@@ -88,8 +90,8 @@ def grep(path: str, pattern: str, regexp: bool, ignore_case: bool, sessions: tup
     flags = re.IGNORECASE if ignore_case else 0
     try:
         compiled = re.compile(pattern if regexp else re.escape(pattern), flags)
-    except re.error as e:
-        _fail(f"bad regular expression {pattern!r}: {e}")
+    except (re.error, OverflowError, RecursionError, ValueError) as e:  # (what re.compile raises on bad input)
+        _fail(f"bad regular expression {_short(pattern)}: {type(e).__name__}: {e}")
     with _store(path) as store, _progress() as progress:
         hits = list(search(store, compiled, sessions=sessions or None, roles=roles or None, tools=tools or None,
                            fmt=fmt, progress=progress))  # fmt: skip
@@ -105,6 +107,10 @@ def grep(path: str, pattern: str, regexp: bool, ignore_case: bool, sessions: tup
             _write_table(("session", "seq", "item", "who", "line"), rows, right=(1,))
     if not hits:
         sys.exit(1)
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
 
 
 def run_stats(path: str, session: str, fmt: str, as_json: bool) -> None:
@@ -220,9 +226,11 @@ def _side(item: dict[str, Any]) -> str:
               help="with -f: stop after this many seconds without a new event")  # fmt: skip
 @format_option
 @json_option
+@allow_nan_option
 @key_option
 @_handled
-def tail(path: str, session: str, count: int, follow: bool, timeout: float | None, fmt: str, as_json: bool) -> None:
+def tail(path: str, session: str, count: int, follow: bool, timeout: float | None, fmt: str, as_json: bool,
+         allow_nan: bool) -> None:  # fmt: skip
     """A session's latest events, and with -f each new one as it commits.
 
     Lines as "log" prints them (seq, time, kind, entry, size, summary), items
@@ -239,17 +247,21 @@ def tail(path: str, session: str, count: int, follow: bool, timeout: float | Non
             store.info(session)  # NotFoundError, said as one line
         head = store.seq(session) if exists else 0
         start = max(store.info(session).history_start, head - count) if exists else 0
-        recent: Iterator[Event] = iter(list(store.events(session, since=start))) if exists else iter(())
+        shown = [e for e in store.events(session, since=start) if e.seq <= head] if exists else []
+        recent: Iterator[Event] = iter(shown)
         events: Iterator[Event] = chain(recent, store.watch(session, since=head, timeout=timeout)) if follow else recent
         if not exists:
             click.echo(f"(waiting for session {session!r})", err=True)
+        # the dialect and the list before the first event shown, read now: the session may be gone later
+        conv = before = None
+        if exists:
+            conv = dialects.locate(store.fold(session, at=head), fmt)
+            before = dialects.at_path(store.fold(session, at=start), conv.path) if start else None
         with contextlib.suppress(KeyboardInterrupt):
-            _follow(store, session, events, start, fmt, as_json)
+            _follow(store, session, events, fmt, as_json, allow_nan, conv, before)
 
 
 def _exists(store: Any, session: str) -> bool:
-    from .errors import NotFoundError
-
     try:
         store.info(session)
     except NotFoundError:
@@ -257,15 +269,20 @@ def _exists(store: Any, session: str) -> bool:
     return True
 
 
-def _follow(store: Any, session: str, events: Iterator[Event], start: int, fmt: str, as_json: bool) -> None:
+def _follow(store: Any, session: str, events: Iterator[Event], fmt: str, as_json: bool, allow_nan: bool,
+            conv: dialects.Conversation | None, before: list[Any] | None) -> None:  # fmt: skip
+    """Print ``events`` as they come, items read as ``conv`` says (for a session that
+    did not exist yet: read on the session at its first event)."""
     import json
 
     first = next(events, None)
     if first is None:
         return
-    data = store.fold(session, at=first.seq)
-    conv = dialects.locate(data, fmt)
-    before = dialects.at_path(store.fold(session, at=first.seq - 1), conv.path) if first.seq > 1 else None
+    if conv is None:
+        try:
+            conv = dialects.locate(store.fold(session, at=first.seq), fmt)
+        except NotFoundError:  # (created and deleted already)
+            conv = dialects.locate({}, fmt)
     where = list(conv.path) if conv.path is not None else None
     out = sys.stdout
     if as_json:
@@ -273,9 +290,10 @@ def _follow(store: Any, session: str, events: Iterator[Event], start: int, fmt: 
             row = {"seq": e.seq, "position": e.position, "time": _time(e.timestamp_ms), "timestamp_ms": e.timestamp_ms,
                    "ops": [render.op_data(op) for op in e.ops], "dialect": conv.dialect, "list": where}  # fmt: skip
             try:
-                out.write(json.dumps(row, ensure_ascii=False, default=_json_default, allow_nan=False) + "\n")
+                text = json.dumps(row, ensure_ascii=False, default=_json_default, allow_nan=allow_nan)
             except ValueError:
-                _fail(f"event {e.seq} holds a NaN or infinite float, which strict JSON cannot carry")
+                _fail(f"event {e.seq} holds a NaN or infinite float, which strict JSON cannot carry (see --allow-nan)")
+            out.write(text + "\n")
             out.flush()
         return
     for event, line in render.log_lines(chain([first], events), conv, before):

@@ -87,10 +87,10 @@ def compare(a: Run, b: Run, *, context: int = 3) -> dict[str, Any]:
     tb = {t["tool"]: t["count"] for t in sb["tool_calls"]["by_tool"]}
     tools = [{"tool": t, **_pair(ta.get(t, 0), tb.get(t, 0))} for t in sorted(ta.keys() | tb.keys())]
     oa, ob = sa["outcome"], sb["outcome"]
-    same_outcome = (
-        oa is not None and ob is not None
-        and signature(a.steps[oa["index"]].message) == signature(b.steps[ob["index"]].message)
-    )  # fmt: skip
+    if oa is None or ob is None:
+        same_outcome = oa is None and ob is None  # (two empty conversations end the same)
+    else:
+        same_outcome = signature(a.steps[oa["index"]].message) == signature(b.steps[ob["index"]].message)
     return {
         "a": a.session,
         "b": b.session,

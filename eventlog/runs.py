@@ -212,9 +212,13 @@ def item_origins(
 
 
 def _set(tracked: _Tracked, op: SetFields, rest: tuple[str, ...], seq: int) -> None:
-    if rest[0] not in op.changed:
+    """``op`` sets keys of the dict that holds (through ``rest``) the list."""
+    key = rest[0]
+    if key not in op.changed:
+        if op.order is not None and key not in op.order:  # the key was removed
+            tracked.reset([], seq)
         return
-    value = op.changed[rest[0]]
+    value = op.changed[key]
     if value is ENTRIES:  # the managed entries list: filled by its own operations
         return
     found = _down(value, rest[1:])
@@ -241,7 +245,8 @@ def _ms(value: Any) -> int | None:
             return None
         if when.tzinfo is None:
             return None  # (a local time: which zone is not known)
-        return int(when.timestamp() * 1000)
+        ms = int(when.timestamp() * 1000)
+        return ms if 1e11 <= ms < 1e14 else None  # (Go's zero time, year 1, is not a time)
     return None
 
 
@@ -303,7 +308,7 @@ def item_usage(item: Any) -> Usage | None:
                 continue
             out = _int(u, "output", "output_tokens", "completion_tokens", "outputTokens", "completionTokens")
             inp = _int(u, "input", "input_tokens", "prompt_tokens", "inputTokens", "promptTokens")
-            if inp is not None and "input" in u:  # pi: cache reads and writes are input too
+            if inp is not None and type(u.get("input")) is int:  # pi: cache reads and writes are input too
                 inp += sum(_int(u, k) or 0 for k in ("cacheRead", "cacheWrite"))
             cost = _cost(u)
             if inp is None and out is None and cost is None:
@@ -341,7 +346,8 @@ def read_run(store: Store, session_id: str, fmt: str = "auto", at: int | None = 
         own = item_time(item)
         when = own if own is not None else (times.get(origin) if origin is not None else None)
         steps.append(Step(m, origin, when, item_usage(item), render.size_of(item)))
-    return Run(session_id, seq, data, conv, steps, dialects.active_indexes(conv, data), _calls(steps),
+    return Run(session_id, seq, data, conv, steps, dialects.active_indexes(conv, data),
+               _calls(steps, conv.items, conv.dialect),
                info.parent_id, store.children(session_id))  # fmt: skip
 
 
@@ -360,7 +366,7 @@ def item_seqs(
         for _ in events:
             pass
         return [seq] * len(conv.items)
-    before = dialects.at_path(store.fold(session_id, at=start), conv.path) if start else None
+    before = dialects.at_path(store._fold_unread(session_id, start), conv.path) if start else None
     origins = item_origins(conv.path, before, None, events)
     return origins if len(origins) == len(conv.items) else [None] * len(conv.items)
 
@@ -374,30 +380,45 @@ def _timed(events: Iterable[Event], seq: int, times: dict[int, int]) -> Iterator
         yield e
 
 
-def _calls(steps: list[Step]) -> list[Call]:
+def _calls(steps: list[Step], items: list[Any], dialect: str) -> list[Call]:
+    """The tool calls of ``steps``, each paired with the first result after it
+    that names its call id (a result message answers each id once, however many
+    parts it has).  A call that carries its own result (an OpenAI hosted tool:
+    ``web_search_call``, ``mcp_call``, ... with no ``call_id``) is answered by its
+    own item."""
     calls: list[Call] = []
     waiting: dict[str, list[Call]] = {}
     for i, step in enumerate(steps):
         m = step.message
-        answered: set[int] = set()
-        for p in m.parts:
-            if p["kind"] == "tool_result" or (p.get("tool_call_id") and m.result_of is not None):
-                cid = p.get("tool_call_id") or m.result_of
-                queue = waiting.get(cid) if cid is not None else None
-                if queue:
-                    call = queue.pop(0)
-                    answered.add(id(call))
-                    call.result, call.end_ms = i, step.time_ms
-                    call.error = bool(p.get("is_error")) or m.error
-        if m.result_of is not None and not answered and waiting.get(m.result_of):
-            call = waiting[m.result_of].pop(0)
-            call.result, call.end_ms, call.error = i, step.time_ms, m.error
+        mine: list[Call] = []
         for p in m.parts:
             if p["kind"] == "tool_call":
                 call = Call(p.get("tool"), p.get("tool_call_id"), p.get("arguments"), i, start_ms=step.time_ms)
                 calls.append(call)
-                if call.call_id is not None:
-                    waiting.setdefault(call.call_id, []).append(call)
+                mine.append(call)
+        item = items[i]
+        if mine and dialect == "openai" and type(item) is dict and "call_id" not in item:
+            for call in mine:  # a hosted tool's call, done where it is
+                call.result, call.end_ms, call.error = i, step.time_ms, m.error
+            continue
+        # results first (of calls made earlier), then this message's own calls wait
+        errors: dict[str, bool] = {}
+        for p in m.parts:
+            cid = p.get("tool_call_id") if p["kind"] in ("tool_result", "image") else None
+            if cid is None and p["kind"] == "tool_result":
+                cid = m.result_of
+            if cid is not None:
+                errors[cid] = errors.get(cid, False) or bool(p.get("is_error"))
+        if m.result_of is not None and m.result_of not in errors:
+            errors[m.result_of] = False
+        for cid, error in errors.items():
+            queue = waiting.get(cid)
+            if queue:
+                call = queue.pop(0)
+                call.result, call.end_ms, call.error = i, step.time_ms, error or m.error
+        for call in mine:
+            if call.call_id is not None:
+                waiting.setdefault(call.call_id, []).append(call)
     return calls
 
 
@@ -413,7 +434,8 @@ def stats(run: Run, largest: int = 5) -> dict[str, Any]:
     ``output``: sums over the items that record them, ``None`` when none does),
     ``cost``, ``models`` (model -> turns), ``start_ms``, ``end_ms``, ``wall_ms``
     (first to last item time), ``timed_by`` (``"entries"`` when every item carries
-    its own time, ``"events"`` when none does, else ``"both"``), ``outcome`` (the
+    its own time, ``"events"`` when none does, else ``"both"``; ``None`` when no
+    item has a time), ``outcome`` (the
     last message of the conversation: speaker, kind, a summary, whether an error)
     and the ``largest`` items.  Counted over every item, abandoned pi branches too
     (they were paid for)."""
@@ -468,7 +490,7 @@ def stats(run: Run, largest: int = 5) -> dict[str, Any]:
         "start_ms": min(times) if times else None,
         "end_ms": max(times) if times else None,
         "wall_ms": max(times) - min(times) if times else None,
-        "timed_by": "entries" if steps and own == len(steps) else "events" if not own else "both",
+        "timed_by": None if not times else "entries" if own == len(steps) else "events" if not own else "both",
         "outcome": None if last is None else {
             "index": last.index, "speaker": last.speaker, "kind": last.kind, "error": last.error,
             "note": last.note, "summary": render.message_summary(last, 200),

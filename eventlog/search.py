@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import dialects
 from .dialects import Message
-from .errors import NotFoundError
+from .errors import CorruptionError, NotFoundError
 from .progress import Progress
 from .runs import item_seqs
 
@@ -55,7 +56,9 @@ class Hit:
 
 
 def part_texts(part: dict[str, Any]) -> list[str]:
-    """The searchable text of a message part (never inline image data)."""
+    """The searchable text of a message part (never inline image data): its text;
+    a tool call as ``tool({arguments})``; every string inside an item of no known
+    shape."""
     kind = part["kind"]
     if kind == "tool_call":
         args = part.get("arguments")
@@ -63,8 +66,33 @@ def part_texts(part: dict[str, Any]) -> list[str]:
         return [f"{part.get('tool') or '?'}({shown})"]
     if kind in ("image", "attachment"):
         return [part["name"]] if type(part.get("name")) is str else []
+    if kind == "item":
+        return _strings(part.get("value"))
     text = part.get("text")
     return [text] if type(text) is str else []
+
+
+def _strings(value: Any, skip: frozenset[str] = frozenset()) -> list[str]:
+    """Every string inside ``value`` (not dict keys; not the values of ``skip``'s keys
+    at the top), in order."""
+    out: list[str] = []
+    stack = [value]
+    top = True
+    while stack:
+        v = stack.pop()
+        t = type(v)
+        if t is str:
+            out.append(v)
+        elif t is dict:
+            stack.extend(reversed([x for k, x in v.items() if not (top and k in skip)]))
+        elif t is list:
+            stack.extend(reversed(v))
+        top = False
+    return out
+
+
+#: Fields of a pi entry that are not its text.
+_ENTRY_FIELDS = frozenset({"type", "id", "parentId", "timestamp"})
 
 
 def _line(text: str, m: re.Match[str]) -> str:
@@ -75,20 +103,55 @@ def _line(text: str, m: re.Match[str]) -> str:
     return ("…" if a > start else "") + text[a:b].replace("\t", " ") + ("…" if b < end else "")
 
 
+class _Texts:
+    """The texts of one session's parts, with the large base64 values that
+    :meth:`Store._text_session` left unread put back where they are searched
+    (never in images and attachments, nor in items of no known shape)."""
+
+    def __init__(self, store: Store, name: str, item_of: Any, refs: list[Any], nonce: str) -> None:
+        self.store, self.name, self.item_of, self.refs = store, name, item_of, refs
+        self.pattern = re.compile(re.escape(_MARK_OPEN + nonce + ":") + r"(\d+)" + re.escape(_MARK_CLOSE))
+        self.read: dict[int, str] = {}
+
+    def of(self, m: Message, part: dict[str, Any]) -> list[str]:
+        if part["kind"] == "entry":
+            item = self.item_of(m.index)
+            texts = _strings(item, _ENTRY_FIELDS) if type(item) is dict else part_texts(part)
+        else:
+            texts = part_texts(part)
+        if not self.refs:
+            return texts
+        keep = part["kind"] != "item"
+        return [self.pattern.sub(self._value if keep else "", t) if _MARK_OPEN in t else t for t in texts]
+
+    def _value(self, found: re.Match[str]) -> str:
+        i = int(found.group(1))
+        if i not in self.read:
+            ref = self.refs[i] if i < len(self.refs) else None
+            try:
+                value = self.store._read_large(self.name, ref) if ref is not None else ""
+            except CorruptionError:
+                value = ""  # (freed by a compaction since: nothing to search)
+            self.read[i] = value[len(ref.prefix) :] if type(value) is str and ref is not None else ""
+        return self.read[i]
+
+
+_MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"  # (private-use characters, kept by json.dumps)
+
+
 def _hits_in(
-    m: Message, pattern: re.Pattern[str], tools: set[str] | None
-) -> Iterator[tuple[dict[str, Any], str, re.Match[str]]]:
-    for part in m.parts:
-        if tools is not None and part.get("tool") not in tools:
-            continue
-        for text in part_texts(part):
-            last_line: int | None = None
-            for found in pattern.finditer(text):
-                line_start = text.rfind("\n", 0, found.start())
-                if line_start == last_line:  # one hit per line
-                    continue
-                last_line = line_start
-                yield part, text, found
+    texts: list[str], pattern: re.Pattern[str]
+) -> Iterator[tuple[str, re.Match[str]]]:
+    for text in texts:
+        last_line: int | None = None
+        for found in pattern.finditer(text):
+            if found.start() == found.end() == len(text) and text.endswith("\n"):
+                continue  # (an empty match after the last line break: no line there)
+            line_start = text.rfind("\n", 0, found.start())
+            if line_start == last_line:  # one hit per line
+                continue
+            last_line = line_start
+            yield text, found
 
 
 def grep(
@@ -118,18 +181,23 @@ def grep(
     for done, name in enumerate(names):
         if progress is not None:
             progress("sessions", done, len(names))
+        nonce = secrets.token_hex(8)
         try:
-            seq, data = store._text_session(name)
+            seq, data, refs = store._text_session(name, _MARK_OPEN + nonce + ":{}" + _MARK_CLOSE)
         except NotFoundError:
             if sessions is not None:
                 raise
             continue  # deleted meanwhile
         conv = dialects.locate(data, fmt)
+        texts = _Texts(store, name, conv.items.__getitem__, refs, nonce)
         found: list[tuple[Message, dict[str, Any], str, re.Match[str]]] = []
         for m in dialects.messages(conv):
             if wanted_roles is not None and m.speaker not in wanted_roles and m.role not in wanted_roles:
                 continue
-            found.extend((m, part, text, hit) for part, text, hit in _hits_in(m, pattern, wanted_tools))
+            for part in m.parts:
+                if wanted_tools is not None and part.get("tool") not in wanted_tools:
+                    continue
+                found.extend((m, part, text, hit) for text, hit in _hits_in(texts.of(m, part), pattern))
         if not found:
             continue
         seqs = _seqs(store, name, conv, seq)

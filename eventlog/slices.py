@@ -196,33 +196,41 @@ def _rehydrated(log: Log, value: Any) -> Any:
     return value
 
 
-def text_session(log: Log, name: str, sid: int, key: bytes | None, upto: int, floor: int) -> dict[str, Any]:
-    """The session after event ``upto`` as the debugging tools search it: its large
-    text values read (in one batch), its large bytes and base64 values (images,
-    files) not read but left as placeholders of their type (``b""``; the base64
-    text's prefix, such as ``"data:image/png;base64,"``, alone).  Not the stored
-    value: never cached, never handed out as a session."""
+def text_session(
+    log: Log, name: str, sid: int, key: bytes | None, upto: int, floor: int, marker: str
+) -> tuple[dict[str, Any], list[Ref]]:
+    """The session after event ``upto`` as the debugging tools search it, and the
+    large values not read: its large text values read (in one batch), each large
+    bytes value left as ``b""`` and each large base64 text (images, files, but
+    also a hex dump or a long token that happens to be base64) left as its prefix
+    followed by ``marker.format(i)``, ``i`` its position in the list returned, to be
+    read only where it is searched (:meth:`Log.rehydrate`).  Not the stored value:
+    never cached, never handed out as a session."""
     state = log.fold(name, sid, key, upto, rehydrate=False, floor=floor)
     data = state.session()
     refs: list[Ref] = []
     _refs_in(data, refs)
     texts = [r for r in refs if r.kind == KIND_STR]
+    later: list[Ref] = []
     try:
         with log.chunks.reading_ahead():
             log.chunks.prefetch({h for ref in texts for h in ref.chunk_hashes()})
-            return _placed(log, data) if refs else data
+            return (_placed(log, data, marker, later) if refs else data), later
     except DecodeError as e:
         raise CorruptionError(f"a large value is damaged: {e}", session_id=name) from None
 
 
-def _placed(log: Log, value: Any) -> Any:
+def _placed(log: Log, value: Any, marker: str, later: list[Ref]) -> Any:
     t = type(value)
     if t is Ref:
         if value.kind == KIND_STR:
             return log.rehydrate(value)
-        return value.prefix if value.kind == KIND_BASE64 else b""
+        if value.kind == KIND_BASE64:
+            later.append(value)
+            return value.prefix + marker.format(len(later) - 1)
+        return b""
     if t is dict:
-        return {k: _placed(log, v) for k, v in value.items()}
+        return {k: _placed(log, v, marker, later) for k, v in value.items()}
     if t is list:
-        return [_placed(log, v) for v in value]
+        return [_placed(log, v, marker, later) for v in value]
     return value

@@ -30,7 +30,7 @@ from . import backends, chunks, compaction
 from . import verify as verification
 from .backend import Head, Listing, Watcher
 from .cache import SessionCache, check_head
-from .codec import ENTRIES
+from .codec import ENTRIES, DecodeError, Ref
 from .compaction import CompactReport
 from .errors import (
     CorruptionError,
@@ -409,21 +409,6 @@ class Store:
                 check_head(self._backend, row)
                 return self._log.fold(session_id, sid, row.key, at, rehydrate=True, floor=row.base).session()
 
-    def _text_session(self, session_id: str) -> tuple[int, dict[str, Any]]:
-        """For the debugging tools' searches (``eventlog grep``): ``(seq, session)``
-        at the head, its large text read and its large bytes and base64 values
-        (images) left as placeholders (see :func:`eventlog.slices.text_session`):
-        not the stored session, so private.  Raises as :meth:`fold`."""
-        _check_id(session_id)
-        with self._lock:
-            self._open()
-            with self._backend.reading(), naming(session_id):
-                row = self._lookup(session_id)
-                if row.seq == 0:
-                    return 0, {}
-                check_head(self._backend, row)
-                return row.seq, text_session(self._log, session_id, row.sid, row.key, row.seq, row.base)
-
     def events(self, session_id: str, since: int = 0) -> Iterator[Event]:
         """The session's events after sequence number ``since``, oldest first, with
         large values rehydrated.  Raises :class:`NotFoundError` at once for an
@@ -441,6 +426,49 @@ class Store:
             if since > row.seq:
                 raise NotFoundError(f"no position {since}; the session is at {row.seq}", session_id=session_id)
         return self._iter_events(session_id, row.sid, since)
+
+    def _text_session(self, session_id: str, marker: str) -> tuple[int, dict[str, Any], list[Ref]]:
+        """For the debugging tools' searches (``eventlog grep``): ``(seq, session,
+        refs)`` at the head, its large text read and its large bytes and base64
+        values (images) not (see :func:`eventlog.slices.text_session`; ``marker``
+        is a ``str.format`` pattern of one field): not the stored session, so
+        private.  Raises as :meth:`fold`."""
+        _check_id(session_id)
+        with self._lock:
+            self._open()
+            with self._backend.reading(), naming(session_id):
+                row = self._lookup(session_id)
+                if row.seq == 0:
+                    return 0, {}, []
+                check_head(self._backend, row)
+                data, refs = text_session(self._log, session_id, row.sid, row.key, row.seq, row.base, marker)
+                return row.seq, data, refs
+
+    def _read_large(self, session_id: str, ref: Ref) -> str | bytes:
+        """The large value ``ref`` of session ``session_id`` stands for (from
+        :meth:`_text_session`), read and verified; :class:`CorruptionError` when
+        it cannot be (its chunks damaged, or freed since by a compaction)."""
+        with self._lock:
+            self._open()
+            with self._backend.reading():
+                try:
+                    return self._log.rehydrate(ref)
+                except DecodeError as e:
+                    raise CorruptionError(f"a large value cannot be read: {e}", session_id=session_id) from None
+
+    def _fold_unread(self, session_id: str, at: int) -> dict[str, Any]:
+        """:meth:`fold` at ``at`` (0 < ``at`` <= the head, not below the history's
+        start) with large values left as :class:`~eventlog.codec.Ref` (as
+        :meth:`_events_unread` gives them): for the debugging tools, never cached."""
+        _check_id(session_id)
+        with self._lock:
+            self._open()
+            with self._backend.reading(), naming(session_id):
+                row = self._lookup(session_id)
+                if not 0 < at <= row.seq or at < row.base:
+                    raise NotFoundError(f"no position {at} to read", session_id=session_id, seq=at)
+                check_head(self._backend, row)
+                return self._log.fold(session_id, row.sid, row.key, at, rehydrate=False, floor=row.base).session()
 
     def _events_unread(self, session_id: str, since: int = 0) -> Iterator[Event]:
         """:meth:`events` with large values left as :class:`~eventlog.codec.Ref`

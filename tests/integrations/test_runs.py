@@ -443,3 +443,150 @@ def test_the_run_commands_read_langgraph_runs_in_each_shape(tmp_path: Path) -> N
     for other in (b, c):
         out = json.loads(cli("compare", path, a, other, "--json").output)
         assert out["diverge"] is None and out["same_outcome"], other
+
+
+# ----------------------------------------------------------------------------- found in review
+
+
+def test_grep_reads_large_text_that_looks_like_base64(tmp_path: Path) -> None:
+    """A hex dump or a long token is stored as base64 (decoded, in chunks): it is
+    still text to search, unlike an image."""
+    import binascii
+
+    path = str(tmp_path / "b64.db")
+    hexdump = "cafebabe" + "\n".join(binascii.hexlify(os.urandom(30_000)).decode()[i : i + 60]
+                                     for i in range(0, 60_000, 60))[8:] + "\n"  # fmt: skip
+    with eventlog.open(path) as store:
+        store.save("hex", {"messages": [{"role": "tool", "tool_call_id": "c", "content": hexdump}]})
+        token = "NeedleToken" + "A" * 40_001
+        store.save("tok", {"messages": [{"role": "tool", "tool_call_id": "c", "content": token}]})
+        assert store.stats()["chunks"]["rows"] >= 2
+    hits = json.loads(cli("grep", path, "-E", "cafebabe|NeedleToken", "--json").output)
+    assert sorted((h["session"], h["match"]) for h in hits) == [("hex", "cafebabe"), ("tok", "NeedleToken")]
+
+
+def test_grep_searches_every_string_of_items_of_no_known_shape(tmp_path: Path) -> None:
+    path = str(tmp_path / "gen.db")
+    with eventlog.open(path) as store:
+        store.save("generic", {"events": [{"kind": "x", "detail": "needle A"}, {"content": "a", "output": "needle B"}]})
+        store.save("strings", {"notes": "not the conversation", "steps": ["needle D"]})
+    hits = json.loads(cli("grep", path, "needle", "--json").output)
+    assert sorted(h["line"] for h in hits) == ["needle A", "needle B", "needle D"]
+
+
+def test_bad_patterns_are_one_line_errors(tmp_path: Path) -> None:
+    path = str(tmp_path / "p.db")
+    with eventlog.open(path) as store:
+        store.save("s", {"messages": [{"role": "user", "content": "one\ntwo\n"}]})
+    for pattern in ("x{99999999999}", "(?:" * 2000 + "a" + ")" * 2000, "("):
+        res = subprocess.run([sys.executable, "-m", "eventlog", "grep", path, "-E", pattern], capture_output=True,
+                             text=True, timeout=60)  # fmt: skip
+        assert res.returncode == 1 and res.stderr.count("\n") == 1 and "bad regular expression" in res.stderr
+    # an empty match after the last line break is no line
+    assert [h["line"] for h in json.loads(cli("grep", path, "-E", "$", "--json").output)] == ["two"]
+
+
+def test_hosted_calls_and_results_of_several_parts_pair_once(tmp_path: Path) -> None:
+    with eventlog.open(str(tmp_path / "calls.db")) as store:
+        store.save("run", {"items": [
+            {"role": "user", "content": "news?"},
+            {"type": "web_search_call", "id": "ws_1", "status": "completed",
+             "action": {"type": "search", "query": "x"}},
+            {"type": "mcp_call", "id": "mcp_1", "name": "lookup", "server_label": "srv", "arguments": "{}",
+             "output": "42"},
+            {"type": "mcp_call", "id": "mcp_2", "name": "lookup", "server_label": "srv", "arguments": "{}",
+             "error": "boom"},
+            {"type": "message", "role": "assistant", "id": "m", "status": "completed",
+             "content": [{"type": "output_text", "text": "ok"}]}]})  # fmt: skip
+        st_ = runs.stats(runs.read_run(store, "run"))
+        assert st_["tool_calls"]["total"] == 3 and st_["tool_calls"]["unanswered"] == 0
+        assert st_["tool_calls"]["errors"] == 1
+        store.save("chat", {"messages": [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "c", "type": "function", "function": {"name": "a", "arguments": "{}"}},
+                {"id": "c", "type": "function", "function": {"name": "b", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c", "content": [{"type": "text", "text": "one"},
+                                                               {"type": "text", "text": "two"}]},
+            {"role": "tool", "tool_call_id": "c", "content": "Error: bad"}]})  # fmt: skip
+        run = runs.read_run(store, "chat")
+        assert [(c.tool, c.result) for c in run.calls] == [("a", 2), ("b", 3)]
+        assert [c.error for c in run.calls] == [False, True]
+
+
+def test_item_seqs_after_a_compaction_and_when_a_list_goes_and_comes_back(tmp_path: Path) -> None:
+    from eventlog import dialects
+
+    def seqs(store: eventlog.Store, sid: str) -> list[int | None]:
+        return runs.item_seqs(store, sid, dialects.locate(store.fold(sid)), store.seq(sid))
+
+    def big(c: str) -> dict[str, Any]:
+        return {"role": "tool", "tool_call_id": c, "content": c * 40_000}  # (stored as chunks)
+
+    a, b, c, d = big("a"), big("b"), big("c"), big("d")
+    with eventlog.open(str(tmp_path / "seqs.db")) as store:
+        store.save("s", {"messages": [a]})
+        store.save("s", {"messages": [a, b]})
+        store.save("s", {"messages": [a, b, c]})
+        store.compact(retain=1)
+        store.save("s", {"messages": [b, c, d]})  # the oldest dropped, one appended
+        assert seqs(store, "s") == [None, 3, 4]
+        x, y = {"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}
+        for sid, gone in (("removed", {"other": 1}), ("not-a-list", {"messages": "x"})):
+            store.save(sid, {"messages": [x]})
+            store.save(sid, gone)
+            store.save(sid, {"messages": [x, y]})
+            assert seqs(store, sid) == [3, 3], sid
+        store.save("nested", {"st": {"messages": [x]}})
+        store.save("nested", {"st": {}})
+        store.save("nested", {"st": {"messages": [x, y]}})
+        assert seqs(store, "nested") == [3, 3]
+
+
+def test_tail_follow_edge_cases(tmp_path: Path) -> None:
+    """-n 0 then the session deleted: the tombstone, exit 0; an event committed
+    while tail starts is printed once."""
+    path = str(tmp_path / "edge.db")
+    with eventlog.open(path) as store:
+        store.save("s", {"messages": [{"role": "user", "content": "a"}]})
+    proc = subprocess.Popen([sys.executable, "-m", "eventlog", "tail", path, "s", "-f", "-n", "0", "--timeout", "20"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        time.sleep(1.5)
+        with eventlog.open(path) as store:
+            store.delete("s")
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert "tombstone" in out and not out.startswith("1 ")
+    finally:
+        proc.kill()
+    from eventlog.store import Store
+
+    with eventlog.open(path) as store:
+        store.save("r", {"messages": [{"role": "user", "content": "a"}]})
+    original = Store.seq
+
+    def seq_then_commit(self: Store, sid: str) -> int:
+        head = original(self, sid)
+        with eventlog.open(path) as w:
+            w.save("r", {"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]})
+        return head
+
+    Store.seq = seq_then_commit  # type: ignore[method-assign]
+    try:
+        out = cli("tail", path, "r", "-f", "--timeout", "1").output
+    finally:
+        Store.seq = original  # type: ignore[method-assign]
+    assert sum(1 for line in out.splitlines() if line.startswith("2 ") and "messages: b" in line) == 1, out
+
+
+def test_odd_times_and_empty_runs(tmp_path: Path) -> None:
+    with eventlog.open(str(tmp_path / "odd.db")) as store:
+        store.save("go", {"messages": [{"role": "user", "content": "a", "created_at": "0001-01-01T00:00:00Z"},
+                                       {"role": "assistant", "content": "b", "created_at": "2024-05-01T10:00:00Z"}]})
+        store.save("e1", {})
+        store.save("e2", {})
+        st_ = runs.stats(runs.read_run(store, "go"))
+        assert st_["timed_by"] == "both" and st_["start_ms"] > 0  # (year 1 is no time: the save's time stands)
+        out = compare(runs.read_run(store, "e1"), runs.read_run(store, "e2"))
+        assert out["diverge"] is None and out["same_outcome"]
