@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -170,13 +171,18 @@ def _pi_cache(item: Any) -> tuple[int | None, int | None]:
     return (read if type(read) is int and read >= 0 else None), (write if type(write) is int and write >= 0 else None)
 
 
+_ERROR_LINE = re.compile(r"\b\w*(Error|Exception)\b|\berror\b", re.IGNORECASE)
+
+
 def _error_text(step: Step) -> str:
-    """The first line of what an item says of its error (cut), or ``""``."""
+    """What an item says of its error, on one line (cut): of a tool result, its
+    last line that names an error (a traceback's last line), else its first."""
     for p in step.message.parts:
         text = p.get("text")
         if p["kind"] in ("error", "tool_result", "text") and type(text) is str and text.strip():
-            line = text.strip().splitlines()[-1] if p["kind"] == "tool_result" else text.strip().splitlines()[0]
-            return line[:_MESSAGE_LIMIT]
+            lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+            named = [line for line in lines if _ERROR_LINE.search(line)] if p["kind"] == "tool_result" else []
+            return (named[-1] if named else lines[0])[:_MESSAGE_LIMIT]
     return ""
 
 
@@ -254,8 +260,9 @@ class _Spans:
                                   "gen_ai.agent.name": name, "eventlog.dialect": run.conv.dialect,
                                   "eventlog.seq": run.seq},
                      error=None if error is None else _error_text(error))  # fmt: skip
-        if error is not None:
-            root["attributes"].append(_attr("error.type", MODEL_ERROR))
+        if error is not None:  # (the run ended on an error: its last message's)
+            kind = TOOL_ERROR if error.message.speaker == "tool" else MODEL_ERROR
+            root["attributes"].append(_attr("error.type", kind))
         return [root, *self._turns(run, span_id, start), *self._tools(run, span_id, start), *below]
 
     def _turns(self, run: Run, parent: str, start: int) -> list[dict[str, Any]]:

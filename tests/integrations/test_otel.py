@@ -376,10 +376,31 @@ def test_an_agents_sdk_run(tmp_path: Path) -> None:
             for s in calls] == [("weather", "call_weather", "function"), ("computer", "call_click", None),
                                 ("broken", "call_broken", "function")]  # fmt: skip
     assert [("status" in s) for s in calls] == [False, False, True]
+    assert calls[2]["status"]["message"] == "An error occurred while running the tool."
     assert [items[attrs(s)["eventlog.item.index"]]["call_id"] for s in calls] == [
         "call_weather", "call_click", "call_broken"]  # fmt: skip
     for s in spans:
         assert times(s)[0] <= times(s)[1]
+
+
+def test_langgraph_runs_in_each_shape(tmp_path: Path) -> None:
+    """LangChain messages as LangGraph saves them, in the three shapes: the same
+    spans; the tool that raised is an error, its message the exception's line."""
+    ds.need("langgraph", "EVENTLOG_REQUIRE_LANGGRAPH")
+    path = str(tmp_path / "lg.db")
+    made = ds.langgraph_session(path)
+    shapes = []
+    for session in made["sessions"]:
+        spans = validated(export(path, session, tmp_path))
+        assert attrs(spans[0])["eventlog.dialect"] == "langchain"
+        calls = of(spans, session, "execute_tool")
+        assert [attrs(s)["gen_ai.tool.call.id"] for s in calls] == ["call_weather", "call_broken", "call_shot"]
+        assert calls[1]["status"]["message"] == "Error: ValueError('the disk is on fire')"
+        assert "status" not in calls[0] and "status" not in calls[2]
+        shapes.append([(s["name"], attrs(s).get("eventlog.item.index")) for s in spans[1:]])
+    assert shapes[0] == shapes[1] == shapes[2]
+    assert [name for name, _ in shapes[0]] == ["chat"] * 3 + ["execute_tool weather", "execute_tool broken",
+                                                               "execute_tool take_screenshot"]  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- --otlp-endpoint
