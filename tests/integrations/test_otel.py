@@ -323,7 +323,7 @@ def test_usage_errors(pi_store: tuple[str, Any]) -> None:
 
 
 def _event_ms(store: eventlog.Store, session: str) -> dict[int, int]:
-    return {e.seq: e.timestamp_ms for e in store.events(session)}
+    return {e.seq: e.timestamp_ms for e in store.events(session, since=store.info(session).history_start)}
 
 
 def test_a_chat_completions_run(tmp_path: Path) -> None:
@@ -348,6 +348,25 @@ def test_a_chat_completions_run(tmp_path: Path) -> None:
     assert [times(s) for s in calls] == [(saved[2], saved[3])] * 2
     assert "status" not in calls[0] and attrs(calls[1])["error.type"] == "tool_error"
     assert calls[1]["status"]["message"] == "ValueError: the restaurant is closed"
+
+
+def test_undated_items_are_put_at_the_session_start(tmp_path: Path) -> None:
+    """Items older than the history kept by ``compact --retain`` have no time (chat
+    items carry none): their turns and calls are put at the session span's start,
+    with no length; the items saved since keep their times."""
+    path = str(tmp_path / "old.db")
+    messages = ds.chat_states(ds.b64png(ds.MAGENTA))[-1]["messages"]
+    with eventlog.open(path) as store:
+        for n in range(1, len(messages) + 1):
+            store.save("chat", {"model": "gpt-x", "messages": messages[:n]})
+        store.compact(retain=1)
+        last = max(_event_ms(store, "chat").values())
+    spans = validated(export(path, "chat", tmp_path))
+    (agent,) = of(spans, "chat", "invoke_agent")
+    assert times(agent) == (last, last)  # the one dated item: the reply, saved last
+    turns, calls = of(spans, "chat", "chat"), of(spans, "chat", "execute_tool")
+    assert [times(s) for s in turns + calls] == [(last, last)] * 4
+    assert [attrs(s)["eventlog.item.index"] for s in turns] == [2, 5]
 
 
 def test_a_run_of_no_known_dialect_is_one_agent_span(tmp_path: Path) -> None:
