@@ -195,7 +195,7 @@ def _sum(values: list[int | None]) -> int | None:
 
 
 @dataclass
-class _Turn:
+class Turn:
     """A model turn: the positions of its items in :attr:`Run.steps` (consecutive
     model items: one response) and the position of the item before it."""
 
@@ -211,13 +211,13 @@ def _predecessors(run: Run) -> list[int | None]:
     return [i - 1 if i else None for i in range(len(run.steps))]
 
 
-def turns(run: Run) -> list[_Turn]:
+def turns(run: Run) -> list[Turn]:
     """The model turns of a run: each model item (speaker ``assistant``) whose prompt
     is another model item joins that item's turn (an OpenAI response's reasoning,
     function calls and message), else it starts one."""
     before = _predecessors(run)
-    out: list[_Turn] = []
-    turn_of: dict[int, _Turn] = {}
+    out: list[Turn] = []
+    turn_of: dict[int, Turn] = {}
     for i, step in enumerate(run.steps):
         if step.message.speaker != "assistant":
             continue
@@ -226,13 +226,15 @@ def turns(run: Run) -> list[_Turn]:
             turn = turn_of[prev]
             turn.steps.append(i)
         else:
-            turn = _Turn([i], prev)
+            turn = Turn([i], prev)
             out.append(turn)
         turn_of[i] = turn
     return out
 
 
 class _Spans:
+    """The spans of one trace (``trace_id``), read from ``store``."""
+
     def __init__(self, store: Store, trace_id: str) -> None:
         self.store, self.trace_id = store, trace_id
 
