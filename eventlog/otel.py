@@ -194,6 +194,12 @@ def _sum(values: list[int | None]) -> int | None:
 # ----------------------------------------------------------------------------- spans
 
 
+def _only(spans: list[dict[str, Any]], key: str) -> str | None:
+    """The one value the ``spans`` that have attribute ``key`` give it, else ``None``."""
+    found = {a["value"]["stringValue"] for s in spans for a in s["attributes"] if a["key"] == key}
+    return found.pop() if len(found) == 1 else None
+
+
 @dataclass
 class Turn:
     """A model turn: the positions of its items in :attr:`Run.steps` (consecutive
@@ -256,16 +262,21 @@ class _Spans:
             info = self.store.info(session_id)
             start, end = info.created_ms, info.updated_ms
         name = agent_name(session_id)
+        turns = self._turns(run, span_id, start)
         error = run.steps[run.active[-1]] if run.active and run.steps[run.active[-1]].message.error else None
+        attrs: dict[str, str | int | float | bool | None] = {
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.conversation.id": session_id,
+            "gen_ai.agent.name": name,
+            "gen_ai.provider.name": _only(turns, "gen_ai.provider.name"),
+            "gen_ai.request.model": _only(turns, "gen_ai.request.model"),
+            "error.type": None if error is None else TOOL_ERROR if error.message.speaker == "tool" else MODEL_ERROR,
+            "eventlog.dialect": run.conv.dialect,
+            "eventlog.seq": run.seq,
+        }
         root = _span(self.trace_id, span_id, parent, f"invoke_agent {name or session_id}", SPAN_KIND_INTERNAL,
-                     start, end, {"gen_ai.operation.name": "invoke_agent", "gen_ai.conversation.id": session_id,
-                                  "gen_ai.agent.name": name, "eventlog.dialect": run.conv.dialect,
-                                  "eventlog.seq": run.seq},
-                     error=None if error is None else _error_text(error))  # fmt: skip
-        if error is not None:  # (the run ended on an error: its last message's)
-            kind = TOOL_ERROR if error.message.speaker == "tool" else MODEL_ERROR
-            root["attributes"].append(_attr("error.type", kind))
-        return [root, *self._turns(run, span_id, start), *self._tools(run, span_id, start), *below]
+                     start, end, attrs, error=None if error is None else _error_text(error))  # fmt: skip
+        return [root, *turns, *self._tools(run, span_id, start), *below]
 
     def _turns(self, run: Run, parent: str, start: int) -> list[dict[str, Any]]:
         out = []

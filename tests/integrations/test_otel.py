@@ -97,7 +97,8 @@ REQUIRED = {
     "execute_tool": {"gen_ai.operation.name", "gen_ai.conversation.id"},
 }
 ALLOWED = {
-    "invoke_agent": REQUIRED["invoke_agent"] | {"gen_ai.agent.name", "error.type", "eventlog.dialect", "eventlog.seq"},
+    "invoke_agent": REQUIRED["invoke_agent"] | {"gen_ai.agent.name", "gen_ai.provider.name", "gen_ai.request.model",
+                                                "error.type", "eventlog.dialect", "eventlog.seq"},
     "chat": REQUIRED["chat"] | {"gen_ai.provider.name", "gen_ai.request.model", "gen_ai.response.model",
                                 "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens",
                                 "gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_creation.input_tokens",
@@ -235,6 +236,8 @@ def test_a_pi_run_has_a_span_per_turn_and_per_tool_call(pi_store: tuple[str, Any
     entries = sessions[ROOT]["entries"]
     (agent,) = of(spans, ROOT, "invoke_agent")
     assert agent["name"] == "invoke_agent coder" and attrs(agent)["gen_ai.agent.name"] == "coder"
+    assert attrs(agent)["gen_ai.provider.name"] == "anthropic"  # (every turn's)
+    assert attrs(agent)["gen_ai.request.model"] == "claude-sonnet-4-5"
     assert "parentSpanId" not in agent
     by_id = {e["id"]: e for e in entries}
     turns = of(spans, ROOT, "chat")
@@ -338,6 +341,8 @@ def test_a_chat_completions_run(tmp_path: Path) -> None:
     spans = validated(export(path, "chat", tmp_path))
     turns, calls = of(spans, "chat", "chat"), of(spans, "chat", "execute_tool")
     assert [s["name"] for s in turns] == ["chat gpt-x", "chat gpt-x"]
+    (agent,) = of(spans, "chat", "invoke_agent")
+    assert attrs(agent)["gen_ai.request.model"] == "gpt-x" and "gen_ai.provider.name" not in attrs(agent)
     for s in turns:
         assert set(attrs(s)) == {"gen_ai.operation.name", "gen_ai.conversation.id", "gen_ai.request.model",
                                  "eventlog.item.index"}  # fmt: skip
