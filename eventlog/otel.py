@@ -175,14 +175,16 @@ _ERROR_LINE = re.compile(r"\b\w*(Error|Exception)\b|\berror\b", re.IGNORECASE)
 
 
 def _error_text(step: Step) -> str:
-    """What an item says of its error, on one line (cut): of a tool result, its
-    last line that names an error (a traceback's last line), else its first."""
-    for p in step.message.parts:
-        text = p.get("text")
-        if p["kind"] in ("error", "tool_result", "text") and type(text) is str and text.strip():
-            lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-            named = [line for line in lines if _ERROR_LINE.search(line)] if p["kind"] == "tool_result" else []
-            return (named[-1] if named else lines[0])[:_MESSAGE_LIMIT]
+    """What an item says of its error, on one line (cut): its error part (pi's
+    ``errorMessage``), else of its result or text the last line that names an
+    error (a traceback's last line), else the first line; ``""`` if none."""
+    for kinds in (("error",), ("tool_result", "text")):
+        for p in step.message.parts:
+            text = p.get("text")
+            if p["kind"] in kinds and type(text) is str and text.strip():
+                lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+                named = [line for line in lines if _ERROR_LINE.search(line)]
+                return (named[-1] if named else lines[0])[:_MESSAGE_LIMIT]
     return ""
 
 

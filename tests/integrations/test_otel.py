@@ -301,6 +301,25 @@ def test_sub_agents_are_child_spans_in_the_same_trace(pi_store: tuple[str, Any],
     assert [s["name"] for s in alone] == [s["name"] for s in subtree]
 
 
+def test_a_run_that_ends_on_a_model_error(tmp_path: Path) -> None:
+    """pi's ``stopReason: "error"``: the turn and the session's span are errors,
+    with the ``errorMessage``."""
+    path = str(tmp_path / "err.db")
+    b = SessionBuilder(11)
+    b.user("go")
+    failed = b.assistant()["message"]
+    failed.update(content=[{"type": "text", "text": "Let me see"}], stopReason="error",
+                  errorMessage="529 overloaded_error: Overloaded")  # fmt: skip
+    with eventlog.open(path) as store:
+        store.save("s", b.data)
+    spans = validated(export(path, "s", tmp_path))
+    agent, turn = spans
+    assert attrs(turn)["gen_ai.operation.name"] == "chat" and of(spans, "s", "execute_tool") == []
+    for span in (agent, turn):
+        assert attrs(span)["error.type"] == "model_error"
+        assert span["status"] == {"code": 2, "message": "529 overloaded_error: Overloaded"}
+
+
 def test_two_exports_are_equal_and_stdout_is_the_file(pi_store: tuple[str, Any], tmp_path: Path) -> None:
     path, _ = pi_store
     first = (tmp_path / "a.json", tmp_path / "b.json")
