@@ -650,16 +650,38 @@ def diff(path: str, session: str, a: int, b: int, fmt: str, as_json: bool, allow
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="file to write (default: stdout)")
 @click.option("--json", "as_json", is_flag=True, hidden=True, help="accepted for symmetry: the output is JSON")
 @allow_nan_option
+@click.option("--otel", is_flag=True, help="write the run as an OpenTelemetry trace (OTLP JSON, GenAI conventions)")
+@click.option("--otlp-endpoint", metavar="URL", default=None,
+              help="POST the trace to this OTLP/HTTP receiver (URL/v1/traces); implies --otel")
+@format_option
 @key_option
 @_handled
-def export(path: str, session: str, at: int | None, output: str | None, as_json: bool, allow_nan: bool) -> None:
+def export(path: str, session: str, at: int | None, output: str | None, as_json: bool, allow_nan: bool, otel: bool,
+           otlp_endpoint: str | None, fmt: str) -> None:  # fmt: skip
     """Write a session as JSON, images inline, equal to load().
 
     The output is strict JSON (json.dumps of the session, key order kept).  A
     NaN or infinite float fails, naming where it is, unless --allow-nan (which
     writes NaN, Infinity, as Python's json does); a bytes value fails (JSON has
     none: use "show --json", which writes {"$bytes": "<hex>"}).
+
+    With --otel: the session at its head and its sub-agent sessions as one
+    OpenTelemetry trace, in OTLP JSON (one TracesData object on one line, as
+    the Collector's file exporter writes): an invoke_agent span per session, a
+    chat span per model turn, an execute_tool span per tool call, named and
+    attributed by the GenAI semantic conventions; --format names the root
+    session's dialect.  --otlp-endpoint URL also POSTs it to an OTLP/HTTP
+    receiver (URL/v1/traces), and then writes it only with -o.  Not with --at
+    (a trace is of a whole run, its sub-agents' too) nor --allow-nan (a trace
+    is strict JSON).
     """
+    if otel or otlp_endpoint is not None:
+        from .cli_otel import export_otel
+
+        export_otel(path, session, at, output, allow_nan, otlp_endpoint, fmt)
+        return
+    if fmt != "auto":
+        raise click.UsageError("--format applies to --otel only (export writes the session as it is)")
     with _store(path) as store:
         data = store.fold(session, at=at)
     try:

@@ -253,7 +253,7 @@ def _ms(value: Any) -> int | None:
 _TIME_KEYS = ("timestamp", "created_at", "createdAt")
 
 
-def _holders(item: dict[str, Any]) -> list[dict[str, Any]]:
+def holders(item: dict[str, Any]) -> list[dict[str, Any]]:
     """The item and the dicts in it where a dialect keeps a message's details."""
     out = [item]
     for k in ("message", "data", "kwargs"):
@@ -271,7 +271,7 @@ def item_time(item: Any) -> int | None:
     """An item's own timestamp as Unix ms (see the module docstring), else ``None``."""
     if type(item) is not dict:
         return None
-    for d in _holders(item):
+    for d in holders(item):
         for k in _TIME_KEYS:
             if k in d:
                 ms = _ms(d[k])
@@ -301,7 +301,7 @@ def item_usage(item: Any) -> Usage | None:
     """The usage an item records (see the module docstring), else ``None``."""
     if type(item) is not dict:
         return None
-    for d in _holders(item):
+    for d in holders(item):
         for key in ("usage", "usage_metadata", "token_usage"):
             u = d.get(key)
             if type(u) is not dict:
@@ -318,7 +318,7 @@ def item_usage(item: Any) -> Usage | None:
 
 
 def _model(item: dict[str, Any]) -> str | None:
-    for d in _holders(item):
+    for d in holders(item):
         for k in ("model", "model_name"):
             if type(d.get(k)) is str and d[k]:
                 return str(d[k])

@@ -527,6 +527,7 @@ def test_env_flags_are_documented_in_ci() -> None:
     """CI sets the flags that turn these skips into failures."""
     ci = (Path(__file__).resolve().parents[2] / ".ci" / "run").read_text(encoding="utf-8")
     assert "EVENTLOG_REQUIRE_AGENTS=1" in ci and "EVENTLOG_REQUIRE_LANGGRAPH=1" in ci
+    assert "EVENTLOG_REQUIRE_OTEL=1" in ci
 
 
 def test_a_message_without_content_shows_its_other_fields() -> None:
