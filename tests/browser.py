@@ -15,6 +15,7 @@ a deadline; a message that does not come in time fails the test, never hangs it.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -177,10 +178,8 @@ class Browser:
 
     def close(self) -> None:
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(OSError):  # (gone already)
                 self._send({"id": 0, "method": "Browser.close", "params": {}})
-            except OSError:
-                pass
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
