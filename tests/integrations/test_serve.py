@@ -193,7 +193,7 @@ def test_a_session_shows_times_durations_usage_and_figures(url: str, browser: Br
     browser.goto(url + s(PARENT))
     assert browser.text("#title") == PARENT
     stats = browser.text("#stats")
-    assert "2 model turns, 6 user" in stats and "1 tool calls: bash 1 (mean 2.5 s)" in stats
+    assert "2 model turns, 6 user" in stats and "1 tool call: bash 1 (mean 2.5 s)" in stats
     assert "tokens 305 in, 50 out" in stats and "cost 0.0323" in stats and "wall time 13.0 s" in stats
     metas = browser.js("[...document.querySelectorAll('#conversation .msg')].map(m => "
                        "[m.dataset.speaker, (m.querySelector(':scope > .meta') || {}).textContent || ''])")  # fmt: skip
