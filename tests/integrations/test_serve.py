@@ -186,6 +186,18 @@ def test_the_text_search_finds_lines_in_any_session(url: str, browser: Browser) 
     assert len(hits) == 3
 
 
+def test_new_and_deleted_sessions_show_on_the_open_page(url: str, db: Path, browser: Browser) -> None:
+    browser.goto(url)
+    assert "follow-up" not in tree(browser)
+    with eventlog.open(str(db)) as store:
+        save_run(store, "follow-up", [entry(0, "user", "one more thing", 0)], parent=PARENT)
+    browser.wait("document.querySelector('li[data-session=\"follow-up\"]') !== null", 10)
+    assert tree(browser)["follow-up"] == (PARENT, True)
+    with eventlog.open(str(db)) as store:
+        store.delete("follow-up")
+    browser.wait("document.querySelector('li[data-session=\"follow-up\"]') === null", 10)
+
+
 # ----------------------------------------------------------------------------- the viewer
 
 
@@ -319,6 +331,14 @@ def test_it_answers_only_its_own_address(url: str, db: Path) -> None:
         make_server(store, 0, host="192.168.1.1")
     with eventlog.open(str(db), readonly=True) as store, make_server(store, 0, host="localhost") as server:
         assert server.server_address[0] == "127.0.0.1"
+
+
+def test_a_port_in_use_is_one_line(url: str, db: Path) -> None:
+    port = url.rstrip("/").rsplit(":", 1)[1]
+    res = subprocess.run([sys.executable, "-m", "eventlog", "serve", str(db), "--port", port],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT)  # fmt: skip
+    assert res.returncode == 1 and res.stderr.startswith(f"eventlog: cannot listen on 127.0.0.1:{port}: ")
+    assert len(res.stderr.strip().splitlines()) == 1
 
 
 def test_a_bad_path_is_one_line(tmp_path: Path) -> None:
