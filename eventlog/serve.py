@@ -45,6 +45,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+from .dialects import FORMATS
 from .errors import EventLogError, InvalidValueError, NotFoundError
 from .search import grep
 from .store import Store
@@ -111,6 +112,8 @@ def make_server(store: Store, port: int = DEFAULT_PORT, *, host: str = HOST, fmt
         )
     if type(port) is not int or not 0 <= port <= 65535:
         raise InvalidValueError(f"port must be an int from 0 to 65535, not {port!r}")
+    if fmt not in FORMATS:
+        raise InvalidValueError(f"unknown format {fmt!r}: one of {', '.join(FORMATS)}")
     return Server(store, port, fmt=fmt)
 
 

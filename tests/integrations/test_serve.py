@@ -329,6 +329,8 @@ def test_it_answers_only_its_own_address(url: str, db: Path) -> None:
     assert res.returncode == 1 and "127.0.0.1 only" in res.stderr and "Traceback" not in res.stderr
     with eventlog.open(str(db), readonly=True) as store, pytest.raises(InvalidValueError, match=r"127\.0\.0\.1 only"):
         make_server(store, 0, host="192.168.1.1")
+    with eventlog.open(str(db), readonly=True) as store, pytest.raises(InvalidValueError, match="unknown format"):
+        make_server(store, 0, fmt="klingon")
     with eventlog.open(str(db), readonly=True) as store, make_server(store, 0, host="localhost") as server:
         assert server.server_address[0] == "127.0.0.1"
 
