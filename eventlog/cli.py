@@ -1300,6 +1300,7 @@ def delete(path: str, session: str) -> None:
 
 
 from . import cli_runs as _cli_runs  # noqa: E402,F401  (registers grep, compare, tail)
+from . import cli_serve as _cli_serve  # noqa: E402,F401  (registers serve)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -15,6 +15,13 @@ recur.  No network access is needed: images that are not inline are named, never
 fetched, and all text is inserted as text, never as HTML.  The page itself is
 ``viewer.html`` next to this module.  ``#seq=N`` in the address opens the page at
 event N.
+
+Each item also carries when it was written (its own timestamp, else the commit
+time of the event that wrote it), the usage its model call records, and for a
+tool result how long the call took; the page's header has the run's figures
+(:func:`eventlog.runs.stats`: turns, tool calls by tool, tokens, cost, wall
+time) and the session's parent and sub-agents: links when the page is served
+(``eventlog serve``, :mod:`eventlog.serve`), names in a file.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import base64
 import html
 import json
 import math
+import re
 from importlib import resources
 from typing import Any
 
@@ -30,6 +38,7 @@ from . import dialects
 from .codec import ENTRIES
 from .fold import State, Tombstone, apply, diff
 from .render import CONVERSATION
+from .runs import Run, item_time, item_usage, read_run, stats
 from .store import Store
 from .values import same
 
@@ -88,8 +97,9 @@ class _Timeline:
         self.last_numbers: list[int] = []
         self.last_fields: dict[str, Any] = {}
 
-    def number(self, item: Any, dialect: str) -> int:
-        """The number of ``item`` (read in ``dialect``) in the table of items."""
+    def number(self, item: Any, dialect: str, ms: int | None = None) -> int:
+        """The number of ``item`` (read in ``dialect``) in the table of items;
+        ``ms``: the commit time of the event that first showed it."""
         hit = self.known.get(id(item))
         if hit is not None and hit[0] is item and hit[1] == dialect:
             return hit[2]
@@ -99,6 +109,9 @@ class _Timeline:
             {"id": m.id, "parent": m.parent_id, "role": m.role, "speaker": m.speaker, "kind": m.kind,
              "result_of": m.result_of, "error": m.error, "note": m.note, "parts": [self.part(p) for p in m.parts]}
         )  # fmt: skip
+        own = item_time(item)
+        self.items[n]["time"] = own if own is not None else ms
+        self.items[n]["usage"] = _usage(item_usage(item))
         self.known[id(item)] = (item, dialect, n)  # (the item is kept: its id() stays its own)
         return n
 
@@ -125,7 +138,7 @@ class _Timeline:
             keep = dialects.same_prefix(self.last_items, items)
         else:
             out["dialect"], out["list"] = dialect, list(path) if path is not None else None
-        numbers = self.last_numbers[:keep] + [self.number(item, dialect) for item in items[keep:]]
+        numbers = self.last_numbers[:keep] + [self.number(item, dialect, ms) for item in items[keep:]]
         out["keep"], out["add"] = keep, numbers[keep:]
         fields = dialects.without(session, path, CONVERSATION) if path is not None else {}
         changed = {k: v for k, v in fields.items() if k not in self.last_fields or not same(self.last_fields[k], v)}
@@ -137,10 +150,40 @@ class _Timeline:
         return out
 
 
-def page(store: Store, session_id: str, fmt: str = "auto") -> str:
-    """The HTML page for ``session_id`` (raises :class:`NotFoundError` if unknown),
-    its conversation read in the dialect ``fmt`` (``"auto"``: detected on the
-    session's latest state; see :data:`eventlog.dialects.FORMATS`)."""
+def _usage(u: Any) -> dict[str, Any] | None:
+    if u is None:
+        return None
+    return {"input": u.input_tokens, "output": u.output_tokens, "cost": u.cost, "model": u.model}
+
+
+#: The figures of :func:`eventlog.runs.stats` the page's header shows.
+_STATS = ("items", "user_messages", "turns", "tool_calls", "errors", "tokens", "cost", "models", "start_ms", "end_ms",
+          "wall_ms", "timed_by")  # fmt: skip
+
+
+def _timed(timeline: _Timeline, run: Run) -> None:
+    """The items of the conversation at the run's head dated as :func:`read_run`
+    dates them (the event that wrote each, followed through moves), and each tool
+    result given its call's duration."""
+    numbers = timeline.last_numbers
+    if len(numbers) != len(run.steps):  # pragma: no cover - the same fold, read twice
+        return
+    for n, step in zip(numbers, run.steps, strict=True):
+        item = timeline.items[n]
+        if step.time_ms is not None:
+            item["time"] = step.time_ms
+        item["seq"] = step.seq
+    for call in run.calls:
+        if call.result is not None and call.duration_ms is not None:
+            timeline.items[numbers[call.result]]["took"] = call.duration_ms
+
+
+def page_data(store: Store, session_id: str, fmt: str = "auto") -> dict[str, Any]:
+    """The data of the page for ``session_id`` (see :func:`page`), as JSON-ready
+    values: ``session``, ``parent``, ``children``, ``start_seq``, ``steps`` (each
+    point of the timeline as a change to the last), ``items`` (each distinct item
+    as read in its dialect, with ``time``, ``usage``, ``seq`` and, for a tool
+    result, ``took``), ``blobs`` (long strings) and ``stats``."""
     info = store.info(session_id)
     begin = info.history_start
     start = store.fold(session_id, at=begin) if begin else {}
@@ -158,15 +201,42 @@ def page(store: Store, session_id: str, fmt: str = "auto") -> str:
             break
         apply(state, event.ops)
         steps.append(timeline.step(event.seq, event.timestamp_ms, state.clone().session()))
-    data = {
+    figures: dict[str, Any] = {}
+    children: list[str] = []
+    if head:
+        run = read_run(store, session_id, fmt, at=head)
+        _timed(timeline, run)
+        whole = stats(run)
+        figures = {k: whole[k] for k in _STATS}
+        children = run.children
+    return {
         "session": session_id,
         "parent": info.parent_id,
+        "children": children,
         "start_seq": begin,
         "steps": steps,
         "items": timeline.items,
         "blobs": timeline.blobs.items,
+        "stats": figures,
     }
-    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=repr)
-    payload = payload.replace("<", "\\u003c")
+
+
+def to_json(data: Any) -> str:
+    """``data`` as JSON that is safe inside a ``<script>`` element (no ``<``)."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=repr)
+    return text.replace("<", "\\u003c")
+
+
+def page(store: Store, session_id: str, fmt: str = "auto", *, served: bool = False) -> str:
+    """The HTML page for ``session_id`` (raises :class:`NotFoundError` if unknown),
+    its conversation read in the dialect ``fmt`` (``"auto"``: detected on the
+    session's latest state; see :data:`eventlog.dialects.FORMATS`).  ``served``:
+    the page is served by :mod:`eventlog.serve`, so it links to the sessions page,
+    the parent and sub-agent sessions, and follows the session live; otherwise it
+    is self-contained and needs no network."""
+    data = page_data(store, session_id, fmt)
+    data["served"] = served
     template = resources.files(__package__).joinpath("viewer.html").read_text(encoding="utf-8")
-    return template.replace("{{TITLE}}", html.escape(session_id)).replace("{{DATA}}", payload)
+    fill = {"{{TITLE}}": html.escape(session_id), "{{DATA}}": to_json(data)}
+    # One pass: an id holding "{{DATA}}" stays text in the title.
+    return re.sub(r"\{\{(?:TITLE|DATA)\}\}", lambda m: fill[m.group(0)], template)

@@ -43,4 +43,5 @@ def test_the_wheel_is_typed_and_complete(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "eventlog/py.typed" in names
     assert "eventlog/viewer.html" in names
+    assert "eventlog/sessions.html" in names  # eventlog serve's first page
     assert "eventlog/__init__.py" in names
