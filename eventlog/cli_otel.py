@@ -5,6 +5,7 @@ OTLP/HTTP receiver.  The conventions (one-line errors, exit status 1) are
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.parse
@@ -46,19 +47,34 @@ def export_otel(path: str, session: str, at: int | None, output: str | None, all
 def traces_url(endpoint: str) -> str:
     """``endpoint`` + ``/v1/traces`` unless it already ends so; one-line error
     unless an http(s) URL."""
-    parts = urllib.parse.urlsplit(endpoint)
+    try:
+        parts = urllib.parse.urlsplit(endpoint)
+        parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
+    except ValueError as e:
+        _fail(f"--otlp-endpoint {endpoint!r} is not a valid URL: {e}")
     if parts.scheme not in ("http", "https") or not parts.netloc:
         _fail(f"--otlp-endpoint {endpoint!r} is not an http:// or https:// URL")
     base = endpoint.rstrip("/")
     return base if base.endswith(TRACES_PATH) else base + TRACES_PATH
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is an error: urllib would follow a POST's 301-303 as a GET
+    without the trace, and report success."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> None:
+        raise urllib.error.HTTPError(req.full_url, code, f"{msg} (a redirect to {newurl}: not followed)", headers, fp)
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 def post(url: str, body: bytes) -> None:
     """POST ``body`` (OTLP JSON) to ``url``; a one-line error (exit status 1) when
     the receiver cannot be reached, answers an HTTP error or rejects spans."""
-    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+        request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+        with _OPENER.open(request, timeout=TIMEOUT) as response:
             answer = response.read()
     except urllib.error.HTTPError as e:
         detail = _first_line(e.read())
@@ -69,6 +85,8 @@ def post(url: str, body: bytes) -> None:
         _fail(f"OTLP receiver {url} did not answer within {TIMEOUT:g} s")
     except OSError as e:  # (a connection reset while reading the answer, ...)
         _fail(f"OTLP receiver {url}: {e.strerror or e}")
+    except (http.client.HTTPException, ValueError) as e:  # (a malformed URL or answer)
+        _fail(f"OTLP receiver {url}: {type(e).__name__}: {_first_line(str(e).encode())}")
     rejected, why = _partial(answer)
     if rejected:
         _fail(f"OTLP receiver {url} rejected {rejected} span(s)" + (f": {why}" if why else ""))
@@ -89,7 +107,7 @@ def _partial(answer: bytes) -> tuple[int, str]:
     except (TypeError, ValueError):
         rejected = 0
     why = partial.get("errorMessage")
-    return rejected, why if type(why) is str else ""
+    return rejected, _first_line(why.encode("utf-8", "replace")) if type(why) is str else ""
 
 
 def _first_line(body: bytes) -> str:

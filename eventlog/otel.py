@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -108,8 +109,22 @@ def _attr(key: str, value: str | int | float | bool) -> dict[str, Any]:
     return {"key": key, "value": _value(value)}
 
 
+def _fits(value: str | int | float | bool) -> bool:
+    """Whether OTLP can carry ``value``: an int must fit int64 (a count past it is
+    no count: left out, as unknown), a float must be finite."""
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return -(2**63) <= value < 2**63
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return True
+
+
 def _nanos(ms: int) -> str:
-    return str(ms * 1_000_000)
+    """Unix ms as OTLP's fixed64 nanoseconds (clamped to what it can hold: the
+    item times eventlog reads are years 1973 to 2286, see eventlog.runs)."""
+    return str(min(max(ms, 0) * 1_000_000, 2**64 - 1))
 
 
 def _span(trace_id: str, span_id: str, parent: str | None, name: str, kind: int, start_ms: int, end_ms: int,
@@ -124,7 +139,7 @@ def _span(trace_id: str, span_id: str, parent: str | None, name: str, kind: int,
         kind=kind,
         startTimeUnixNano=_nanos(start_ms),
         endTimeUnixNano=_nanos(max(start_ms, end_ms)),
-        attributes=[_attr(k, v) for k, v in attrs.items() if v is not None],
+        attributes=[_attr(k, v) for k, v in attrs.items() if v is not None and _fits(v)],
     )
     if error is not None:
         span["status"] = {"code": STATUS_CODE_ERROR, **({"message": error} if error else {})}

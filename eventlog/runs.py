@@ -233,9 +233,9 @@ def _ms(value: Any) -> int | None:
     number that is neither, such as a step counter, is not a time), or ISO 8601
     text with a zone."""
     if type(value) in (int, float) and math.isfinite(value):
-        if 1e9 <= value < 1e11:  # seconds (2001 to 5138)
+        if 1e9 <= value < 1e10:  # seconds (2001 to 2286)
             return int(value * 1000)
-        if 1e11 <= value < 1e14:  # ms (1973 to 5138)
+        if 1e11 <= value < 1e13:  # ms (1973 to 2286)
             return int(value)
         return None  # (a counter, or some other unit: not a time we can tell)
     if type(value) is str and 10 <= len(value) <= 40:
@@ -246,7 +246,7 @@ def _ms(value: Any) -> int | None:
         if when.tzinfo is None:
             return None  # (a local time: which zone is not known)
         ms = int(when.timestamp() * 1000)
-        return ms if 1e11 <= ms < 1e14 else None  # (Go's zero time, year 1, is not a time)
+        return ms if 1e11 <= ms < 1e13 else None  # (Go's zero time, year 1, is not a time)
     return None
 
 
@@ -281,9 +281,11 @@ def item_time(item: Any) -> int | None:
 
 
 def _int(d: dict[str, Any], *keys: str) -> int | None:
+    """The first of ``keys`` that holds a count (an int, 0 to 2**53: a larger one is
+    no token count)."""
     for k in keys:
         v = d.get(k)
-        if type(v) is int and v >= 0:
+        if type(v) is int and 0 <= v <= 2**53:
             return v
     return None
 
@@ -425,6 +427,12 @@ def _calls(steps: list[Step], items: list[Any], dialect: str) -> list[Call]:
 # ----------------------------------------------------------------------------- figures
 
 
+def _total(costs: list[float]) -> float | None:
+    """The sum of ``costs``, ``None`` when there are none or it is not finite."""
+    total = sum(costs)
+    return round(total, 6) if costs and math.isfinite(total) else None
+
+
 def stats(run: Run, largest: int = 5) -> dict[str, Any]:
     """A run's figures, as data (``eventlog stats SESSION --json``): ``items``,
     ``user_messages``, ``turns`` (model messages), ``tool_calls`` (total,
@@ -485,7 +493,7 @@ def stats(run: Run, largest: int = 5) -> dict[str, Any]:
         },
         "errors": sum(1 for s in steps if s.message.error),
         "tokens": {"input": sum(ins) if ins else None, "output": sum(outs) if outs else None},
-        "cost": round(sum(costs), 6) if costs else None,
+        "cost": _total(costs),
         "models": models,
         "start_ms": min(times) if times else None,
         "end_ms": max(times) if times else None,

@@ -174,7 +174,7 @@ class Handler(BaseHTTPRequestHandler):
             if not self._host_ok():
                 self._send(403, "text/plain; charset=utf-8", b"this server answers requests to its own address only")
                 return
-            self._route(path, parse_qs(query))
+            self._route(path, query)
         except (ConnectionError, TimeoutError):
             self.close_connection = True
         except (_Missing, NotFoundError, InvalidValueError) as e:
@@ -189,19 +189,20 @@ class Handler(BaseHTTPRequestHandler):
         host = self.headers.get("Host", "")
         return host in {f"{name}:{self.server.port}" for name in LOCAL_HOSTS}
 
-    def _route(self, path: str, query: dict[str, list[str]]) -> None:
+    def _route(self, path: str, raw: str) -> None:
         store, fmt = self.server.store, self.server.fmt
+        query = parse_qs(raw)
         if path == "/":
             self._html(_template("sessions.html", {"{{DATA}}": to_json(sessions_data(store))}))
         elif path == "/api/sessions":
             self._json(sessions_data(store))
         elif path == "/api/grep":
             self._json(self._grep(query))
-        elif path.startswith("/s/"):
-            self._html(page(store, _session(path[3:]), fmt, served=True))
+        elif path == "/s" or path.startswith("/s/"):
+            self._html(page(store, _session(path[3:], raw), fmt, served=True))
         elif path.startswith("/api/s/"):
             quoted, _, action = path[len("/api/s/") :].rpartition("/")
-            session = _session(quoted)
+            session = _session(quoted, raw)
             if action == "data":
                 data = page_data(store, session, fmt)
                 data["served"] = True
@@ -264,8 +265,12 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-def _session(quoted: str) -> str:
-    """The session id in a path segment (percent-encoded UTF-8)."""
+def _session(quoted: str, raw_query: str) -> str:
+    """The session id in a path segment (percent-encoded UTF-8), or, with none
+    there, in the query's ``id`` (how the pages name ``.`` and ``..``, which a
+    browser would resolve away as dot segments of the path)."""
+    if not quoted:
+        quoted = next((p[3:] for p in raw_query.split("&") if p.startswith("id=")), "")
     try:
         session = unquote(quoted, errors="strict")
     except UnicodeDecodeError:

@@ -446,6 +446,27 @@ def test_langgraph_runs_in_each_shape(tmp_path: Path) -> None:
                                                                "execute_tool take_screenshot"]  # fmt: skip
 
 
+def test_values_past_what_otlp_holds_are_left_out(tmp_path: Path) -> None:
+    """Token counts past int64, times past fixed64 nanoseconds, costs that add up
+    to infinity: the trace still parses, and the viewer still renders."""
+    path = str(tmp_path / "odd.db")
+    with eventlog.open(path) as store:
+        store.save("odd", {"messages": [
+            {"role": "user", "content": "q", "timestamp": 99_999_999_999},  # (year 5138 in s: no time)
+            {"role": "assistant", "content": "a", "usage": {"prompt_tokens": 2**63, "completion_tokens": 1,
+                                                            "cost": 1e308}},
+            {"role": "user", "content": "q2"},
+            {"role": "assistant", "content": "b", "usage": {"prompt_tokens": 2**53, "completion_tokens": 2**53,
+                                                            "cost": 1e308}}]})  # fmt: skip
+    spans = validated(export(path, "odd", tmp_path))
+    assert all(int(s["endTimeUnixNano"]) < 2**64 for s in spans)
+    out = tmp_path / "odd.html"
+    res = cli("view", path, "odd", "-o", str(out))
+    assert res.exit_code == 0, res.output
+    st_ = json.loads(cli("stats", path, "odd", "--json").stdout)
+    assert st_["cost"] is None and st_["tokens"]["output"] == 1 + 2**53
+
+
 # ----------------------------------------------------------------------------- --otlp-endpoint
 
 
@@ -457,6 +478,15 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.got.append((self.path, self.headers["Content-Type"], body))
+        if self.status in (301, 302, 303, 307):
+            self.send_response(self.status)
+            self.send_header("Location", "/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if self.status == 0:  # not HTTP at all
+            self.wfile.write(b"HELLO THERE\r\n\r\n")
+            return
         self.send_response(self.status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(self.answer)))
@@ -516,6 +546,17 @@ def test_an_endpoint_that_fails_is_a_one_line_error(pi_store: tuple[str, Any],
     one_line_error(cli("export", path, ROOT, "--otlp-endpoint", f"http://127.0.0.1:{port}"), "cannot reach",
                    f"127.0.0.1:{port}/v1/traces")  # fmt: skip
     one_line_error(cli("export", path, ROOT, "--otlp-endpoint", "localhost:4318"), "not an http")
+    for bad in ("http://[::1", "http://127.0.0.1:abc/", url + "/a b"):
+        one_line_error(cli("export", path, ROOT, "--otlp-endpoint", bad), "")
+    # a redirect is not followed (urllib would turn the POST into a GET without the trace)
+    for code in (301, 302, 303, 307):
+        handler.status = code
+        one_line_error(cli("export", path, ROOT, "--otlp-endpoint", url), str(code), "not followed")
+    handler.status = 0
+    one_line_error(cli("export", path, ROOT, "--otlp-endpoint", url), "")
+    handler.status = 200
+    handler.answer = b'{"partialSuccess": {"rejectedSpans": "1", "errorMessage": "bad\\nline two"}}'
+    one_line_error(cli("export", path, ROOT, "--otlp-endpoint", url), "rejected 1 span", "bad")
 
 
 # ----------------------------------------------------------------------------- PostgreSQL

@@ -393,3 +393,33 @@ def test_serve_a_postgresql_store(browser: Browser) -> None:
         finally:
             code, err = stop(proc)
         assert code == 0 and "Traceback" not in err, err
+
+
+def test_sessions_named_dot_and_dot_dot_open_and_follow(db: Path, tmp_path: Path, browser: Browser) -> None:
+    """"." and ".." would be dot segments of a path, which the browser resolves
+    away: the pages name them in the query, and their live view follows them."""
+    path = tmp_path / "dots.db"
+    with eventlog.open(str(path)) as store:
+        save_run(store, "..", [entry(0, "user", "the dot-dot session", 0)])
+        save_run(store, ".", [entry(0, "user", "the dot session", 0)], parent="..")
+    proc, url = start(str(path))
+    try:
+        browser.goto(url)
+        browser.wait("document.querySelectorAll('#sessions li a').length === 2")
+        for name, text in (("..", "the dot-dot session"), (".", "the dot session")):
+            browser.goto(url)
+            browser.wait("document.querySelectorAll('#sessions li a').length === 2")
+            browser.js(f"[...document.querySelectorAll('#sessions li a')].find(a => a.textContent === "
+                       f"{json.dumps(name)}).click()")  # fmt: skip
+            browser.wait(f"document.getElementById('title') && document.getElementById('title').textContent === "
+                         f"{json.dumps(name)}")  # fmt: skip
+            assert text in browser.text("#conversation")
+        browser.wait("document.body.dataset.live === 'on'")
+        with eventlog.open(str(path)) as store:  # the page of "." is open: it follows it
+            save_run(store, ".", [entry(0, "user", "the dot session", 0), entry(1, "assistant", "dot news", 500)],
+                     parent="..")  # fmt: skip
+        browser.wait("document.getElementById('conversation').textContent.includes('dot news')", 10)
+        browser.click("#nav a.parent")
+        browser.wait("document.getElementById('title').textContent === '..'")
+    finally:
+        stop(proc)
