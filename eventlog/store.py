@@ -416,6 +416,9 @@ class Store:
         start of a history shortened by :meth:`compact`; reads lazily, a page of
         events per read transaction (and raises :class:`NotFoundError` if meanwhile
         the session is deleted or its history is shortened past the reader)."""
+        return self._events(session_id, since, rehydrate=True)
+
+    def _events(self, session_id: str, since: int, *, rehydrate: bool) -> Iterator[Event]:
         _check_id(session_id)  # (before naming it in an error)
         if type(since) is not int or since < 0:
             raise InvalidValueError("since must be a non-negative int", session_id=session_id)
@@ -425,7 +428,7 @@ class Store:
             self._check_since(row, since)
             if since > row.seq:
                 raise NotFoundError(f"no position {since}; the session is at {row.seq}", session_id=session_id)
-        return self._iter_events(session_id, row.sid, since)
+        return self._iter_events(session_id, row.sid, since, rehydrate=rehydrate)
 
     def _text_session(self, session_id: str, marker: str) -> tuple[int, dict[str, Any], list[Ref]]:
         """For the debugging tools' searches (``eventlog grep``): ``(seq, session,
@@ -474,14 +477,7 @@ class Store:
         """:meth:`events` with large values left as :class:`~eventlog.codec.Ref`
         (equal for equal values: enough to follow items, as the debugging tools
         do, without reading images)."""
-        _check_id(session_id)
-        with self._lock:
-            self._open()
-            row = self._lookup(session_id)
-            self._check_since(row, since)
-            if since > row.seq:
-                raise NotFoundError(f"no position {since}; the session is at {row.seq}", session_id=session_id)
-        return self._iter_events(session_id, row.sid, since, rehydrate=False)
+        return self._events(session_id, since, rehydrate=False)
 
     @staticmethod
     def _check_since(row: Head, since: int) -> None:
