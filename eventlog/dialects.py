@@ -320,8 +320,20 @@ def without(session: dict[str, Any], path: tuple[str, ...] | None, marker: Any) 
 # ----------------------------------------------------------------------------- parts
 
 
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
 def _b64_size(text: str) -> int:
-    """Decoded bytes of base64 text (the text's length when it is not base64)."""
+    """Decoded bytes of base64 text (the text's length when it is not base64):
+    ``len(base64.b64decode(text, validate=True))``, without decoding where the
+    text is canonical (whole quads of the alphabet, padding only at the end: what
+    screenshots are), which is several times faster on megabytes of image."""
+    if text.isascii() and len(text) % 4 == 0:
+        rest = text.encode("ascii").translate(None, _B64_ALPHABET)
+        pad = len(rest)
+        # (padding only at the end: what is left is all "=", and it is the text's end)
+        if pad <= 2 and rest == b"=" * pad and text.endswith("=" * pad) and (pad == 0 or text[-pad - 1] != "="):
+            return (len(text) - pad) * 3 // 4
     try:
         return len(base64.b64decode(text, validate=True))
     except (binascii.Error, ValueError):

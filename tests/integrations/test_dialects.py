@@ -10,6 +10,8 @@ in a real browser in tests/integrations/test_viewer_dialects.py.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import json
 import re
@@ -18,7 +20,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import eventlog
@@ -237,6 +239,11 @@ def reshape(state: dict[str, Any], how: str) -> dict[str, Any]:
     how="messages",
     fmt="generic",
 )  # fmt: skip
+@example(  # a field outside the conversation holding a long string (a blob on the page)
+    history=[{"entries": [], "metadata": {"note": "x" * 5000}}],
+    how="entries",
+    fmt="auto",
+)
 def test_the_pages_timeline_rebuilds_every_state(
     tmp_path_factory: pytest.TempPathFactory, history: list[dict[str, Any]], how: str, fmt: str
 ) -> None:
@@ -262,7 +269,8 @@ def test_the_pages_timeline_rebuilds_every_state(
             read(w, expected.blobs.items) for w in want
         ]
         shown = dialects.without(state, conv.path, render.CONVERSATION) if conv.path is not None else {}
-        assert unblob(fields, data["blobs"]) == _Blobs().value(shown)
+        norm = _Blobs()  # (bytes, non-finite floats and marker-keyed dicts as the page writes them)
+        assert unblob(fields, data["blobs"]) == unblob(norm.value(shown), norm.items)
         assert list(fields) == list(shown)
 
 
@@ -548,3 +556,26 @@ def test_a_message_without_content_shows_its_other_fields() -> None:
     assert second.parts == []  # nothing else there: "(empty)" is the truth
     lines = render.transcript([first, second])
     assert lines == [("message/user", "img=abc, note=see"), ("assistant", "(empty)")]
+
+
+_B64_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+_B64_PIECES = st.sampled_from([*_B64_CHARS, "\n", " ", "-", "_", "é", "=="])
+_B64_TEXT = st.lists(_B64_PIECES, max_size=14).map("".join)
+_B64_ENCODED = st.binary(max_size=30).map(lambda b: base64.b64encode(b).decode())
+_B64_MANGLED = st.tuples(_B64_ENCODED, st.integers(0, 3), _B64_TEXT).map(
+    lambda t: t[0][: max(0, len(t[0]) - t[1])] + t[2]
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.one_of(_B64_TEXT, _B64_ENCODED, _B64_MANGLED))
+def test_image_sizes_are_what_decoding_gives(text: str) -> None:
+    """The size shown of inline base64 image data, computed without decoding where
+    the text is canonical, is what decoding it strictly gives (its length where it
+    is not base64)."""
+    try:
+        want = len(base64.b64decode(text, validate=True))
+    except (binascii.Error, ValueError):
+        want = len(text)
+    assert dialects.data_size(text) == want
+    assert dialects.data_size("data:image/png;base64," + text) == want
