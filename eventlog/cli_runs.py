@@ -5,6 +5,7 @@ loads; the conventions (``--json``, one-line errors, progress on stderr) are its
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import sys
 from collections.abc import Iterator
@@ -273,8 +274,6 @@ def _follow(store: Any, session: str, events: Iterator[Event], fmt: str, as_json
             conv: dialects.Conversation | None, before: list[Any] | None) -> None:  # fmt: skip
     """Print ``events`` as they come, items read as ``conv`` says (for a session that
     did not exist yet: read on the session at its first event)."""
-    import json
-
     first = next(events, None)
     if first is None:
         return
