@@ -33,6 +33,7 @@ import os
 import random
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import suppress
 from typing import Any
@@ -48,8 +49,10 @@ from langgraph.checkpoint.base import (
     get_checkpoint_id,
     get_checkpoint_metadata,
 )
+from pydantic import BaseModel
 
 from . import store as _store
+from . import values
 from .errors import ConflictError, InvalidValueError
 from .fold import State, apply
 from .mirror import Mirror
@@ -138,16 +141,47 @@ def _seq_of(state: dict[str, Any], channel: str, vk: str) -> int | None:
     return None
 
 
-class _Shared:
-    """What every copy of a saver shares (``with_allowlist`` makes shallow copies):
-    the lock, the states last saved, and the serialized items of list channels."""
+class _Thread:
+    """What a saver remembers of one session between calls: its state as last saved
+    (``head``: ``(seq, state)``), and for each list channel the items last stored
+    or handed out (``known``) and the deserialized items of its newest value
+    (``decoded``)."""
+
+    __slots__ = ("decoded", "head", "known")
 
     def __init__(self) -> None:
+        self.head: tuple[int, dict[str, Any]] | None = None
+        self.known: dict[str, _Known] = {}
+        self.decoded: dict[str, _Decoded] = {}
+
+
+class _Shared:
+    """What every copy of a saver shares (``with_allowlist`` makes shallow copies):
+    the lock, and what is remembered of the ``size`` sessions used last (the store's
+    ``cache_sessions``)."""
+
+    def __init__(self, size: int) -> None:
         self.lock = threading.RLock()
-        #: session -> (seq, the state dict saved at seq)
-        self.states: dict[str, tuple[int, dict[str, Any]]] = {}
-        #: (session, channel) -> the items of the list value last stored or handed out
-        self.items: dict[tuple[str, str], _Known] = {}
+        self.size = size
+        self.threads: OrderedDict[str, _Thread] = OrderedDict()
+
+    def of(self, sid: str) -> _Thread:
+        """What is remembered of session ``sid`` (the most recently used now; with
+        ``size`` 0 nothing is remembered past the call)."""
+        t = self.threads.get(sid)
+        if t is None:
+            t = _Thread()
+            if self.size <= 0:
+                return t
+            self.threads[sid] = t
+            while len(self.threads) > self.size:
+                self.threads.popitem(last=False)
+        else:
+            self.threads.move_to_end(sid)
+        return t
+
+    def forget(self, sid: str) -> None:
+        self.threads.pop(sid, None)
 
 
 class _Known:
@@ -184,6 +218,72 @@ class _Known:
         return stored is self.stored and self.guard is not None and self.guard.untouched()
 
 
+#: Leaves a deserialized item may hold and share with its copies.
+_LEAVES = frozenset((str, bytes, int, float, bool, type(None)))
+
+
+def _fresh(obj: Any) -> Any:
+    """A copy of a deserialized item that shares nothing mutable with it (new
+    containers, the same immutable leaves), equal to what deserializing it again
+    gives; ``None`` where that cannot be promised.  Copied: plain dicts and lists
+    (:func:`eventlog.values.decoded_ok`), and pydantic models (LangChain messages)
+    that keep pydantic's own ``__copy__`` and no private attributes, whose fields
+    hold only those."""
+    t = type(obj)
+    if t in _LEAVES:
+        return obj
+    if t is dict or t is list:
+        return values.copy(obj) if values.decoded_ok(obj) else None
+    if (
+        not isinstance(obj, BaseModel)
+        or t.__copy__ is not BaseModel.__copy__
+        or getattr(obj, "__pydantic_private__", None)
+    ):
+        return None
+    fields, extra = obj.__dict__, getattr(obj, "__pydantic_extra__", None)
+    if not values.decoded_ok(fields) or (extra and not values.decoded_ok(extra)):
+        return None
+    new = t.__copy__(obj)  # pydantic's: a new __dict__, fields set and extra, the values shared
+    new.__dict__.update(values.copy(fields))
+    if extra and new.__pydantic_extra__ is not None:
+        new.__pydantic_extra__.update(values.copy(extra))
+    return new
+
+
+def _share_large(private: Any, stored: Any) -> bool:
+    """Make the long strings of ``private`` (a copy made by :func:`_fresh`) that
+    equal the base64 text kept apart in ``stored`` (see :func:`_split`) that very
+    text, so that a screenshot is held once in memory, not twice; whether
+    ``stored`` has such text."""
+    pieces = {p: p for p in stored[1] if type(p) is str} if type(stored[1]) is list else None
+    if not pieces:
+        return False
+
+    def walk(v: Any) -> None:
+        items = v.items() if type(v) is dict else enumerate(v)
+        for k, x in items:
+            if type(x) is str and len(x) >= 4096:
+                v[k] = pieces.get(x, x)
+            elif type(x) is dict or type(x) is list:
+                walk(x)
+
+    walk(private if type(private) in (dict, list) else [private.__dict__])
+    return True
+
+
+class _Decoded:
+    """The newest value of a list channel deserialized, item by item: for each
+    stored item (by identity, kept alive here), a private copy of what it
+    deserialized to, never handed out, of which each later read hands out a copy
+    (:func:`_fresh`), so that a step reading a long conversation deserializes only
+    the items added since, and what it gets shares nothing with an earlier read."""
+
+    __slots__ = ("by_id",)
+
+    def __init__(self) -> None:
+        self.by_id: dict[int, tuple[Any, Any]] = {}
+
+
 class EventlogSaver(BaseCheckpointSaver[str]):
     """A LangGraph checkpointer on an eventlog store: ``EventlogSaver("checkpoints.db")``,
     ``EventlogSaver("postgresql://...")`` (options as for :func:`eventlog.open`), or
@@ -200,7 +300,7 @@ class EventlogSaver(BaseCheckpointSaver[str]):
             self.store, self._owned = store, False
         else:
             self.store, self._owned = _store.open(store, **options), True
-        self._shared = _Shared()
+        self._shared = _Shared(self.store.options.cache_sessions)
 
     def close(self) -> None:
         """Close the store if this saver opened it."""
@@ -232,14 +332,13 @@ class EventlogSaver(BaseCheckpointSaver[str]):
         """The session's state as last written, and its seq (``None``: no session)."""
         seq = self.store.seq(sid)
         if seq == 0:
-            self._shared.states.pop(sid, None)
+            self._shared.forget(sid)
             return None
-        known = self._shared.states.get(sid)
-        if known is not None and known[0] == seq:
-            return known
-        state = self.store.fold(sid, at=seq)
-        self._shared.states[sid] = (seq, state)
-        return seq, state
+        thread = self._shared.of(sid)
+        if thread.head is not None and thread.head[0] == seq:
+            return thread.head
+        thread.head = seq, self.store.fold(sid, at=seq)
+        return thread.head
 
     def _update(self, tid: str, ns: str, change: Any) -> None:
         """Apply ``change(state, seq)`` to the session's state and save it as the
@@ -257,9 +356,9 @@ class EventlogSaver(BaseCheckpointSaver[str]):
                 try:
                     self.store.save(sid, state, parent_id=parent, expected_seq=seq)
                 except ConflictError:
-                    self._shared.states.pop(sid, None)
+                    self._shared.forget(sid)
                     continue
-                self._shared.states[sid] = (seq + 1, state)
+                self._shared.of(sid).head = (seq + 1, state)
                 return
         raise ConflictError("other writers kept changing the thread", session_id=sid)
 
@@ -268,8 +367,8 @@ class EventlogSaver(BaseCheckpointSaver[str]):
         last stored for the channel reused where they are the same objects), else
         one serialized value."""
         if type(value) is list:
-            key = (sid, channel)
-            known = self._shared.items.get(key)
+            thread = self._shared.of(sid)
+            known = thread.known.get(channel)
             old_items = old.get("list") if type(old) is dict else None
             before = known.objects if known is not None and known.reusable(old_items) else []
             assert old_items is not None or not before
@@ -279,7 +378,7 @@ class EventlogSaver(BaseCheckpointSaver[str]):
                     out.append(old_items[i])  # type: ignore[index]
                 else:
                     out.append(self._dump(item))
-            self._shared.items[key] = _Known(list(value), out)
+            thread.known[channel] = _Known(list(value), out)
             return {"list": out}
         return {"value": self._dump(value)}
 
@@ -295,6 +394,29 @@ class EventlogSaver(BaseCheckpointSaver[str]):
             return [self._load(item) for item in stored["list"]]
         return self._load(stored["value"])
 
+    def _items(self, thread: _Thread, channel: str, stored: list[Any]) -> list[Any]:
+        """The items of a channel's newest value (``stored``, its serialized items):
+        each item met before (the very stored item) a copy of its private
+        deserialized copy, the others deserialized (and a private copy kept)."""
+        old = thread.decoded.get(channel)
+        mine = _Decoded()
+        out = []
+        for item in stored:
+            hit = old.by_id.get(id(item)) if old is not None else None
+            if hit is not None and hit[0] is item:
+                private = hit[1]
+                value = _fresh(private)
+            else:
+                value = self._load(item)
+                private = _fresh(value)
+                if private is not None and _share_large(private, item):
+                    value = _fresh(private)  # (sharing the text too)
+            if private is not None:
+                mine.by_id[id(item)] = (item, private)
+            out.append(value)
+        thread.decoded[channel] = mine
+        return out
+
     def _values(self, sid: str, state: dict[str, Any], record: dict[str, Any], folds: dict[int, Any]) -> dict[str, Any]:
         """The channel values of a checkpoint: of the head state where its version
         is the newest, else of the state at the event that wrote it."""
@@ -303,10 +425,13 @@ class EventlogSaver(BaseCheckpointSaver[str]):
             stored = self._stored(sid, state, channel, vk, folds)
             if stored is None or stored == _EMPTY:
                 continue
-            out[channel] = value = self._unrepr(stored)
             if "list" in stored and state["latest"].get(channel) == vk and stored is state["channels"].get(channel):
+                thread = self._shared.of(sid)
+                out[channel] = value = self._items(thread, channel, stored["list"])
                 # (what the graph saves next starts with these very objects: not serialized again)
-                self._shared.items[(sid, channel)] = _Known(list(value), stored["list"])
+                thread.known[channel] = _Known(list(value), stored["list"])
+            else:
+                out[channel] = self._unrepr(stored)
         return out
 
     def _stored(self, sid: str, state: dict[str, Any], channel: str, vk: str, folds: dict[int, Any]) -> Any:
@@ -514,7 +639,7 @@ class EventlogSaver(BaseCheckpointSaver[str]):
         with self._shared.lock:
             tid = str(thread_id)
             for sid, _, _ in self._sessions(tid):
-                self._shared.states.pop(sid, None)
+                self._shared.forget(sid)
             self.store.delete(session_id(tid, ""))
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
@@ -576,7 +701,7 @@ class EventlogSaver(BaseCheckpointSaver[str]):
                         continue
                     kept.append((sid, ns, self._latest_only(sid, head[1])))
                 for sid, ns, state in kept:
-                    self._shared.states.pop(sid, None)
+                    self._shared.forget(sid)
                     self.store.delete(sid, tree=False)
                     self.store.save(sid, state, parent_id=session_id(tid, "") if ns else None, expected_seq=0)
             self.store.compact()
@@ -599,8 +724,7 @@ class EventlogSaver(BaseCheckpointSaver[str]):
             out["at"][channel] = [[vk, 1]]
         out["checkpoints"].append([cid, {**record, "seq": 1}])
         out["writes"] = [w for w in state["writes"] if w[0] == cid]
-        for key in [k for k in self._shared.items if k[0] == sid]:
-            del self._shared.items[key]
+        self._shared.forget(sid)
         return out
 
     # ------------------------------------------------------------------ async: the same, on a worker thread

@@ -7,6 +7,7 @@ and what a step stores: what changed, not the thread again."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("langgraph.checkpoint.conformance", reason="the test extra has langgraph-checkpoint-conformance")
 if os.environ.get("EVENTLOG_REQUIRE_LANGGRAPH"):
@@ -187,3 +190,167 @@ def test_a_message_edited_in_place_is_stored_as_edited(tmp_path: Path) -> None:
         stored = g.compile(checkpointer=saver).get_state(cfg).values["messages"][0]
     assert stored.content == "hello, edited in place, edited in place"
     assert stored.additional_kwargs == {"edits": 2}
+
+
+# ---------------------------------------------------------------------- reads share nothing
+
+
+def _messages(saver: EventlogSaver, cfg: Any) -> list[Any]:
+    found = saver.get_tuple(cfg)
+    assert found is not None
+    return list(found.checkpoint["channel_values"]["messages"])
+
+
+def _touch(message: Any) -> None:
+    """Change a message every way a caller could, in place."""
+    message.content = [{"type": "text", "text": "changed"}] if isinstance(message.content, str) else message.content
+    message.content.append({"type": "text", "text": "appended"})
+    message.additional_kwargs["touched"] = True
+    message.response_metadata.clear()
+    for call in getattr(message, "tool_calls", []):
+        call["args"]["q"] = "changed"
+
+
+def test_each_read_hands_out_messages_no_other_read_shares(tmp_path: Path) -> None:
+    """A step reads the conversation without deserializing what it read before
+    (see ``_Decoded``), yet every read gets objects of its own: a caller changing
+    what one read (or ``invoke``) gave changes no later read, and every read equals
+    what a saver with nothing in memory reads from the store."""
+    path = str(tmp_path / "reads.db")
+    cfg: Any = {"configurable": {"thread_id": "r"}}
+    with EventlogSaver(path) as saver:
+        app = _graph().compile(checkpointer=saver)
+        outs = []
+        for turn in range(4):
+            outs.append(app.invoke({"messages": [HumanMessage(content=f"turn {turn}", id=f"h{turn}")]}, cfg))
+            first, second = _messages(saver, cfg), _messages(saver, cfg)
+            assert first == second and all(a is not b for a, b in zip(first, second, strict=True))
+            for m in first:
+                _touch(m)
+            for m in outs[-1]["messages"]:
+                _touch(m)
+            with EventlogSaver(path) as cold:
+                assert _messages(saver, cfg) == _messages(cold, cfg) == second
+                assert "touched" not in second[0].additional_kwargs
+        final = app.get_state(cfg).values["messages"]
+    with EventlogSaver(path) as cold:
+        assert cold.get_tuple(cfg) is not None and _messages(cold, cfg) == final
+
+
+@dataclasses.dataclass
+class _Custom:
+    """A value LangGraph's serde stores but that the saver does not know how to copy."""
+
+    n: int
+
+
+def test_items_the_saver_cannot_copy_are_deserialized_on_each_read(tmp_path: Path) -> None:
+    """Items of kinds the saver cannot copy faithfully (a datetime or an object of
+    the application's in a message; a set as an item) are deserialized on every
+    read, as before: still equal to what was saved, and of their own."""
+    import datetime
+
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    serde = JsonPlusSerializer(allowed_msgpack_modules=[(__name__, "_Custom")])
+    when = datetime.datetime(2026, 12, 7, tzinfo=datetime.UTC)
+    items = [HumanMessage(content="a", id="a", additional_kwargs={"at": when}), _Custom(1), {"plain": [1, 2]}, {3, 4}]
+    expected = [serde.loads_typed(serde.dumps_typed(item)) for item in items]  # what any saver gives back
+    cfg: Any = {"configurable": {"thread_id": "c", "checkpoint_ns": ""}}
+    with EventlogSaver(str(tmp_path / "c.db"), serde=serde) as saver:
+        checkpoint: Any = {"v": 1, "id": "1", "ts": "", "channel_values": {"messages": items},
+                           "channel_versions": {"messages": 1}, "versions_seen": {}}  # fmt: skip
+        cfg = saver.put(cfg, checkpoint, {}, {"messages": 1})
+        first, second = _messages(saver, cfg), _messages(saver, cfg)
+        assert first == second == expected and isinstance(first[1], _Custom)
+        assert all(a is not b for a, b in zip(first, second, strict=True))
+        first[0].additional_kwargs["at"] = None
+        first[1].n = 2
+        first[2]["plain"].append(3)
+        first[3].add(5)
+        assert _messages(saver, cfg) == expected
+
+
+def test_a_saver_remembers_only_the_threads_used_last(tmp_path: Path) -> None:
+    """What the saver keeps in memory between calls is bounded by the store's
+    ``cache_sessions``; a thread it forgot is read from the store again."""
+    with EventlogSaver(str(tmp_path / "m.db"), cache_sessions=2) as saver:
+        app = _graph().compile(checkpointer=saver)
+        outs = {}
+        for t in range(5):
+            cfg: Any = {"configurable": {"thread_id": f"t{t}"}}
+            outs[t] = app.invoke({"messages": [HumanMessage(content=f"thread {t}", id=f"h{t}")]}, cfg)
+            assert len(saver._shared.threads) <= 2
+        for t in range(5):
+            cfg = {"configurable": {"thread_id": f"t{t}"}}
+            assert app.get_state(cfg).values["messages"] == outs[t]["messages"]
+
+
+_texts = st.text(alphabet="ab \u00e9\u5909", max_size=6)
+_steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("put"), st.lists(st.tuples(st.sampled_from(["human", "ai", "plain"]), _texts), max_size=3)),
+        st.tuples(st.just("read")),
+        st.tuples(st.just("touch"), st.integers(0, 50), st.integers(0, 50)),
+    ),
+    max_size=14,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(steps=_steps)
+def test_reads_equal_what_was_put_whatever_callers_change(steps: list[Any]) -> None:
+    """Property: puts of a growing conversation made from what the last read gave
+    (as a graph does), reads, and callers changing in place what any read gave:
+    every read equals the value last put as it was when put, and what a saver
+    with nothing in memory reads."""
+    with EventlogSaver(f"memory:lg-{uuid.uuid4().hex}") as saver:
+        cold = EventlogSaver(saver.store)  # its own memory, the same store
+        cfg: Any = {"configurable": {"thread_id": "p", "checkpoint_ns": ""}}
+        last: list[Any] = []
+        held: list[list[Any]] = []
+        expected: list[Any] | None = None
+        for n, step in enumerate(steps):
+            if step[0] == "put":
+                new = [HumanMessage(content=t, id=f"{n}.{i}") if kind == "human"
+                       else AIMessage(content=[{"type": "text", "text": t}], id=f"{n}.{i}",
+                                      tool_calls=[{"name": "f", "args": {"q": t}, "id": f"c{n}.{i}"}])
+                       if kind == "ai" else {"text": t, "parts": [t]}
+                       for i, (kind, t) in enumerate(step[1])]  # fmt: skip
+                value = last + new
+                checkpoint: Any = {"v": 1, "id": f"{n:04}", "ts": "", "channel_values": {"messages": value},
+                                   "channel_versions": {"messages": n + 1}, "versions_seen": {}}  # fmt: skip
+                cfg = saver.put(cfg, checkpoint, {}, {"messages": n + 1})
+                expected = saver.serde.loads_typed(saver.serde.dumps_typed(value))
+            elif step[0] == "read" and expected is not None:
+                last = _messages(saver, cfg)
+                held.append(last)
+                assert last == expected == _messages(cold, cfg)
+            elif step[0] == "touch" and held:
+                got = held[step[1] % len(held)]
+                if got:
+                    item = got[step[2] % len(got)]
+                    if isinstance(item, dict):
+                        item["parts"].append("changed")
+                        item["text"] = "changed"
+                    else:
+                        _touch(item)
+        if expected is not None:
+            assert _messages(saver, cfg) == expected
+
+
+def test_a_screenshot_read_again_is_held_once(tmp_path: Path) -> None:
+    """The screenshot of a message read by several steps is one string in memory:
+    the base64 text the saver keeps apart, shared by what each read hands out."""
+    cfg: Any = {"configurable": {"thread_id": "s"}}
+    with EventlogSaver(str(tmp_path / "s.db")) as saver:
+        app = _graph().compile(checkpointer=saver)
+        app.invoke({"messages": [HumanMessage(content="look", id="h")]}, cfg)
+        first, second = _messages(saver, cfg), _messages(saver, cfg)
+        shots = [(a, b) for a, b in zip(first, second, strict=True) if isinstance(a, ToolMessage)]
+        assert shots and all(a.content is b.content and a.content.startswith("data:image/") for a, b in shots)
+        head = saver._head(session_id("s"))
+        assert head is not None
+        pieces = [p for item in head[1]["channels"]["messages"]["list"] if type(item[1]) is list
+                  for p in item[1] if type(p) is str]  # fmt: skip
+        assert all(any(a.content is p for p in pieces) for a, _ in shots)
