@@ -184,6 +184,10 @@ class _Shared:
         self.threads.pop(sid, None)
 
 
+#: Leaves a deserialized item may hold and share with its copies.
+_LEAVES = frozenset((str, bytes, int, float, bool, type(None)))
+
+
 class _Known:
     """The items of a list channel's value as last stored or handed out (``objects``),
     the list of their serialized forms in the session's state (``stored``, by
@@ -195,31 +199,71 @@ class _Known:
 
     __slots__ = ("guard", "objects", "stored")
 
-    def __init__(self, objects: list[Any], stored: list[Any]) -> None:
+    def __init__(self, objects: list[Any], stored: list[Any], guard: Mirror | None) -> None:
         self.objects = objects
         self.stored = stored
-        self.guard: Mirror | None = None
-        holders = []
-        for o in objects:
-            if type(o) in (dict, list):
-                holders.append(o)
-            elif type(o) in (str, bytes, int, float, bool) or o is None:
-                continue  # immutable: its identity says it all
-            else:
-                d = getattr(o, "__dict__", None)
-                if type(d) is not dict:
-                    return  # what it holds cannot be watched: never reused
-                holders.append(d)
-        guard = Mirror(holders, full=True)
-        self.guard = guard if guard.full else None
+        self.guard = guard if guard is not None and guard.full else None
+
+    @classmethod
+    def of(cls, objects: list[Any], stored: list[Any]) -> _Known:
+        holders = _holders(objects)
+        return cls(objects, stored, None if holders is None else Mirror(holders, full=True))
+
+    def extended(self, added: list[Any], stored: list[Any]) -> _Known:
+        """This one (:meth:`reusable` just now) with ``added`` after its objects: its
+        mirror extended by what they hold, not made again (it is replaced)."""
+        holders, guard = _holders(added), self.guard
+        if holders is not None and guard is not None:
+            guard.extend(holders)
+        return _Known(self.objects + added, stored, None if holders is None else guard)
 
     def reusable(self, stored: Any) -> bool:
         """Whether the objects can stand for the serialized ``stored`` list."""
         return stored is self.stored and self.guard is not None and self.guard.untouched()
 
 
-#: Leaves a deserialized item may hold and share with its copies.
-_LEAVES = frozenset((str, bytes, int, float, bool, type(None)))
+def _holders(objects: list[Any]) -> list[Any] | None:
+    """What :class:`_Known` watches of ``objects``: each dict or list, each object's
+    ``__dict__`` (immutable leaves need nothing); ``None`` if one cannot be watched."""
+    holders = []
+    for o in objects:
+        t = type(o)
+        if t is dict or t is list:
+            holders.append(o)
+        elif t not in _LEAVES:
+            d = getattr(o, "__dict__", None)
+            if type(d) is not dict:
+                return None  # what it holds cannot be watched: never reused
+            holders.append(d)
+    return holders
+
+
+#: What a pydantic 2 model holds, all of which its ``__copy__`` copies: where a
+#: model class holds exactly these, :func:`_fresh` copies them itself.
+_PYDANTIC_SLOTS = ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
+_DIRECT = getattr(BaseModel, "__slots__", None) == _PYDANTIC_SLOTS
+_set = object.__setattr__
+_OBJECT_NEW: Any = object.__new__
+
+
+#: How :func:`_fresh` copies an instance of a class (see :func:`_kind`).
+_KINDS: dict[type, int] = {}
+
+
+def _kind(t: type) -> int:
+    """0: not a pydantic model keeping pydantic's ``__copy__`` (not copied); 1: one
+    holding exactly what that copies (copied directly); 2: another (by its
+    ``__copy__``).  Remembered for the classes met last."""
+    if not issubclass(t, BaseModel) or getattr(t, "__copy__", None) is not BaseModel.__copy__:
+        kind = 0
+    elif _DIRECT and getattr(t, "__slots__", None) == _PYDANTIC_SLOTS and getattr(t, "__new__", None) is _OBJECT_NEW:
+        kind = 1
+    else:
+        kind = 2
+    if len(_KINDS) >= 256:
+        _KINDS.clear()
+    _KINDS[t] = kind
+    return kind
 
 
 def _fresh(obj: Any) -> Any:
@@ -234,15 +278,22 @@ def _fresh(obj: Any) -> Any:
         return obj
     if t is dict or t is list:
         return values.copy(obj) if values.decoded_ok(obj) else None
-    if (
-        not isinstance(obj, BaseModel)
-        or t.__copy__ is not BaseModel.__copy__
-        or getattr(obj, "__pydantic_private__", None)
-    ):
+    kind = _KINDS.get(t)
+    if kind is None:
+        kind = _kind(t)
+    if kind == 0 or getattr(obj, "__pydantic_private__", None):
         return None
     fields, extra = obj.__dict__, getattr(obj, "__pydantic_extra__", None)
     if not values.decoded_ok(fields) or (extra and not values.decoded_ok(extra)):
         return None
+    if kind == 1:
+        # What pydantic's __copy__ does, without its three trips through the copy module.
+        new = object.__new__(t)
+        _set(new, "__dict__", values.copy(fields))
+        _set(new, "__pydantic_extra__", None if extra is None else values.copy(extra))
+        _set(new, "__pydantic_fields_set__", set(obj.__pydantic_fields_set__))
+        _set(new, "__pydantic_private__", None if getattr(obj, "__pydantic_private__", None) is None else {})
+        return new
     new = t.__copy__(obj)  # pydantic's: a new __dict__, fields set and extra, the values shared
     new.__dict__.update(values.copy(fields))
     if extra and new.__pydantic_extra__ is not None:
@@ -373,12 +424,17 @@ class EventlogSaver(BaseCheckpointSaver[str]):
             before = known.objects if known is not None and known.reusable(old_items) else []
             assert old_items is not None or not before
             out = []
+            kept = len(before) <= len(value)  # (the objects known, then new ones)
             for i, item in enumerate(value):
                 if i < len(before) and before[i] is item:
                     out.append(old_items[i])  # type: ignore[index]
                 else:
+                    kept = kept and i >= len(before)
                     out.append(self._dump(item))
-            thread.known[channel] = _Known(list(value), out)
+            if before and kept and known is not None:
+                thread.known[channel] = known.extended(value[len(before) :], out)
+            else:
+                thread.known[channel] = _Known.of(list(value), out)
             return {"list": out}
         return {"value": self._dump(value)}
 
@@ -429,7 +485,7 @@ class EventlogSaver(BaseCheckpointSaver[str]):
                 thread = self._shared.of(sid)
                 out[channel] = value = self._items(thread, channel, stored["list"])
                 # (what the graph saves next starts with these very objects: not serialized again)
-                thread.known[channel] = _Known(list(value), stored["list"])
+                thread.known[channel] = _Known.of(list(value), stored["list"])
             else:
                 out[channel] = self._unrepr(stored)
         return out
