@@ -5,24 +5,19 @@ extra: ``pip install 'eventlog[langgraph]'``).
 A thread's checkpoints in one namespace (``checkpoint_ns``) are one eventlog
 session, ``langgraph:["THREAD","NS"]``; the sessions of a thread's subgraphs are
 children of its root namespace's session, so deleting the root deletes the thread.
-The session's state is what the latest ``put`` left::
+The session's ``entries`` are a log of what the saver was given (the layout:
+:mod:`eventlog.langgraph_log`): every ``put`` and ``put_writes`` appends one entry
+holding only what changed: the new checkpoint's record, the channels in
+``new_versions`` and the new writes.  A channel whose value is a list
+(``messages``) is kept item by item, each item serialized with the saver's ``serde``
+once, so a step that appends messages stores those messages, not the channel again;
+unchanged channels are not written; large values go to eventlog's deduplicated
+chunks.  Appending costs what the entry holds, whatever the thread's length.
 
-    {"checkpoints": [[id, {"parent", "seq", "checkpoint", "metadata", "versions"}], ...],
-     "channels": {channel: the value of its newest version},
-     "latest": {channel: that version},
-     "at": {channel: [[version, the seq of the event that wrote it], ...]},
-     "writes": [[id, task_id, channel, type, bytes, task_path, idx], ...]}
-
-(What grows with the thread is kept in lists, which an event extends by the items
-added; a dict that gains a key names all its keys in the event.)
-
-Every ``put`` and ``put_writes`` is one event holding only what changed: the new
-checkpoint's record, the channels in ``new_versions`` and the new writes.  A channel
-whose value is a list (``messages``) is kept item by item, each item serialized with
-the saver's ``serde`` once, so a step that appends messages stores those messages,
-not the channel again; unchanged channels are not written; large values go to
-eventlog's deduplicated chunks.  The value of a channel at an older version is
-``fold(at=seq)`` of the session, so any checkpoint stays retrievable.
+A step starts by reading the newest checkpoint: the saver keeps the items of its
+list channels deserialized (:class:`_Decoded`) and hands out copies of them
+(:func:`_fresh`), so a long conversation is not deserialized again at each step
+while no two reads share an object.
 """
 
 from __future__ import annotations
@@ -34,7 +29,7 @@ import random
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import suppress
 from typing import Any
 
@@ -55,6 +50,7 @@ from . import store as _store
 from . import values
 from .errors import ConflictError, InvalidValueError
 from .fold import State, apply
+from .langgraph_log import ThreadLog, entries_of_state
 from .mirror import Mirror
 
 __all__ = ["PREFIX", "EventlogSaver"]
@@ -119,38 +115,24 @@ def _typed(pair: Any) -> Any:
     return pair[0], _join(pair[1])
 
 
-#: Checkpoints picked by ``list``: ``(id, session, thread, ns, the session's state,
-#: the checkpoint's record)``.
-_Picked = list[tuple[str, str, str, str, dict[str, Any], dict[str, Any]]]
-
-
-def _empty_state() -> dict[str, Any]:
-    return {"checkpoints": [], "channels": {}, "latest": {}, "at": {}, "writes": []}
-
-
-def _records(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The state's checkpoints by id."""
-    return {cid: record for cid, record in state["checkpoints"]}
-
-
-def _seq_of(state: dict[str, Any], channel: str, vk: str) -> int | None:
-    """The seq of the event that wrote ``channel`` at version ``vk``."""
-    for v, seq in reversed(state["at"].get(channel, [])):
-        if v == vk:
-            return int(seq)
-    return None
+#: Checkpoints picked by ``list``: ``(id, session, thread, ns, the session's log)``.
+_Picked = list[tuple[str, str, str, str, ThreadLog]]
+#: What a write appends: the entry, and the lists of the channels it writes (see
+#: :meth:`ThreadLog.add`).
+_Made = tuple[dict[str, Any], dict[str, list[Any]]]
+#: Entries of a session written per event when a whole history is written (a copy).
+_BATCH = 128
 
 
 class _Thread:
-    """What a saver remembers of one session between calls: its state as last saved
-    (``head``: ``(seq, state)``), and for each list channel the items last stored
-    or handed out (``known``) and the deserialized items of its newest value
-    (``decoded``)."""
+    """What a saver remembers of one session between calls: its log as last read or
+    written (``log``), and for each list channel the items last stored or handed
+    out (``known``) and the deserialized items of its newest value (``decoded``)."""
 
-    __slots__ = ("decoded", "head", "known")
+    __slots__ = ("decoded", "known", "log")
 
     def __init__(self) -> None:
-        self.head: tuple[int, dict[str, Any]] | None = None
+        self.log: ThreadLog | None = None
         self.known: dict[str, _Known] = {}
         self.decoded: dict[str, _Decoded] = {}
 
@@ -379,64 +361,107 @@ class EventlogSaver(BaseCheckpointSaver[str]):
 
     # ------------------------------------------------------------------ reading and writing states
 
-    def _head(self, sid: str) -> tuple[int, dict[str, Any]] | None:
-        """The session's state as last written, and its seq (``None``: no session)."""
+    def _log(self, sid: str) -> ThreadLog | None:
+        """The session's log as stored now (``None``: no session)."""
         seq = self.store.seq(sid)
         if seq == 0:
             self._shared.forget(sid)
             return None
         thread = self._shared.of(sid)
-        if thread.head is not None and thread.head[0] == seq:
-            return thread.head
-        thread.head = seq, self.store.fold(sid, at=seq)
-        return thread.head
+        if thread.log is not None and thread.log.seq == seq:
+            return thread.log
+        state = self.store.fold(sid, at=seq)
+        if "checkpoints" in state:  # the older layout
+            entries = entries_of_state(sid, state, lambda: self._states(sid))
+            thread.log = ThreadLog.of(sid, seq, entries)
+            thread.log.legacy = True
+        else:
+            entries = state.get("entries", [])
+            thread.log = ThreadLog.of(sid, seq, entries if type(entries) is list else [None])
+        thread.known, thread.decoded = {}, {}
+        return thread.log
 
-    def _update(self, tid: str, ns: str, change: Any) -> None:
-        """Apply ``change(state, seq)`` to the session's state and save it as the
-        event at ``seq``, conditional on the head it read (again on a conflict)."""
+    def _states(self, sid: str) -> Iterator[tuple[int, dict[str, Any]]]:
+        """The channels of a session in the older layout after each of its events."""
+        replay = State()
+        for event in self.store.events(sid):
+            apply(replay, event.ops)
+            yield event.seq, replay.fields.get("channels", {})
+
+    def _update(
+        self, tid: str, ns: str, make: Callable[[ThreadLog], tuple[dict[str, Any], dict[str, list[Any]]]]
+    ) -> None:
+        """Append the entry ``make(log)`` gives (with the lists it holds for the
+        channels it writes, see :meth:`ThreadLog.add`) to the session's log,
+        conditional on the head it read (made again on a conflict)."""
         sid = session_id(tid, ns)
         parent = session_id(tid, "") if ns else None
         with self._shared.lock:
             for _ in range(_TRIES):
-                head = self._head(sid)
-                if head is None and parent is not None and self.store.seq(parent) == 0:
+                log = self._log(sid)
+                if log is None and parent is not None and self.store.seq(parent) == 0:
                     with suppress(ConflictError):  # the root first: deleting it deletes the thread
-                        self.store.save(parent, _empty_state(), expected_seq=0)
-                seq, state = head if head is not None else (0, _empty_state())
-                change(state, seq + 1)
+                        self.store.append(parent, [], expected_seq=0)
                 try:
-                    self.store.save(sid, state, parent_id=parent, expected_seq=seq)
+                    if log is not None and log.legacy:  # rewritten in the log layout, once
+                        self.store.save(sid, {"entries": log.entries}, expected_seq=log.seq)
+                        self._shared.forget(sid)
+                        continue
+                    if log is None:
+                        log = ThreadLog(sid, 0)
+                    entry, lists = make(log)
+                    seq = self.store.append(sid, [entry], parent_id=parent, expected_seq=log.seq)
                 except ConflictError:
                     self._shared.forget(sid)
                     continue
-                self._shared.of(sid).head = (seq + 1, state)
+                log.add(entry, lists)
+                log.seq = seq
+                self._shared.of(sid).log = log
                 return
         raise ConflictError("other writers kept changing the thread", session_id=sid)
 
-    def _repr(self, sid: str, channel: str, value: Any, old: Any) -> Any:
-        """A channel's value as stored: a list item by item (the items of the list
-        last stored for the channel reused where they are the same objects), else
-        one serialized value."""
-        if type(value) is list:
-            thread = self._shared.of(sid)
-            known = thread.known.get(channel)
-            old_items = old.get("list") if type(old) is dict else None
-            before = known.objects if known is not None and known.reusable(old_items) else []
-            assert old_items is not None or not before
-            out = []
-            kept = len(before) <= len(value)  # (the objects known, then new ones)
-            for i, item in enumerate(value):
-                if i < len(before) and before[i] is item:
-                    out.append(old_items[i])  # type: ignore[index]
-                else:
-                    kept = kept and i >= len(before)
-                    out.append(self._dump(item))
-            if before and kept and known is not None:
-                thread.known[channel] = known.extended(value[len(before) :], out)
+    def _rewrite(self, sid: str, parent: str | None, entries: list[dict[str, Any]], *, anew: bool) -> None:
+        """Write ``entries`` as the session's whole log: in place of what it holds
+        (one event), or ``anew`` as a new incarnation (the history dropped)."""
+        self._shared.forget(sid)
+        if anew:
+            self.store.delete(sid, tree=False)
+            seq = 0
+            for i in range(0, max(len(entries), 1), _BATCH):
+                seq = self.store.append(sid, entries[i : i + _BATCH], parent_id=parent, expected_seq=seq)
+        else:
+            self.store.save(sid, {"entries": entries})
+
+    def _repr(
+        self, sid: str, channel: str, value: Any, before: list[Any] | None
+    ) -> tuple[dict[str, Any], list[Any] | None]:
+        """A channel's value as stored, and for a list the list of all its stored
+        items: item by item, the items of the list last stored or read for the
+        channel (``before``, as stored) reused where they are the very objects
+        known, unchanged; else one serialized value."""
+        if type(value) is not list:
+            return {"value": self._dump(value)}, None
+        thread = self._shared.of(sid)
+        known = thread.known.get(channel)
+        old = known.objects if known is not None and before is not None and known.reusable(before) else []
+        out = []
+        kept = len(old) <= len(value)  # (the objects known, then new ones)
+        for i, item in enumerate(value):
+            if i < len(old) and old[i] is item:
+                out.append(before[i])  # type: ignore[index]
             else:
-                thread.known[channel] = _Known.of(list(value), out)
-            return {"list": out}
-        return {"value": self._dump(value)}
+                kept = kept and i >= len(old)
+                out.append(self._dump(item))
+        if old and kept and known is not None:
+            thread.known[channel] = known.extended(value[len(old) :], out)
+        else:
+            thread.known[channel] = _Known.of(list(value), out)
+        n = 0
+        if before:
+            top = min(len(before), len(out))
+            while n < top and out[n] is before[n]:
+                n += 1
+        return {"list": out[n:], "from": n}, out
 
     def _dump(self, value: Any) -> list[Any]:
         t, b = self.serde.dumps_typed(value)
@@ -473,15 +498,14 @@ class EventlogSaver(BaseCheckpointSaver[str]):
         thread.decoded[channel] = mine
         return out
 
-    def _values(self, sid: str, state: dict[str, Any], record: dict[str, Any], folds: dict[int, Any]) -> dict[str, Any]:
-        """The channel values of a checkpoint: of the head state where its version
-        is the newest, else of the state at the event that wrote it."""
+    def _values(self, sid: str, log: ThreadLog, versions: dict[str, str], memo: dict[Any, Any]) -> dict[str, Any]:
+        """The channel values of a checkpoint (its ``versions``)."""
         out = {}
-        for channel, vk in record["versions"].items():
-            stored = self._stored(sid, state, channel, vk, folds)
+        for channel, vk in versions.items():
+            stored = log.value(channel, vk, memo)
             if stored is None or stored == _EMPTY:
                 continue
-            if "list" in stored and state["latest"].get(channel) == vk and stored is state["channels"].get(channel):
+            if "list" in stored and log.is_newest(channel, vk):
                 thread = self._shared.of(sid)
                 out[channel] = value = self._items(thread, channel, stored["list"])
                 # (what the graph saves next starts with these very objects: not serialized again)
@@ -490,36 +514,16 @@ class EventlogSaver(BaseCheckpointSaver[str]):
                 out[channel] = self._unrepr(stored)
         return out
 
-    def _stored(self, sid: str, state: dict[str, Any], channel: str, vk: str, folds: dict[int, Any]) -> Any:
-        """A channel's value at a version, as stored (``None``: none)."""
-        seq = _seq_of(state, channel, vk)
-        if seq is None:
-            return None
-        if state["latest"].get(channel) == vk:
-            return state["channels"].get(channel)
-        if seq not in folds:
-            folds[seq] = self.store.fold(sid, at=seq)
-        return folds[seq]["channels"].get(channel)
-
-    def _tuple(
-        self,
-        sid: str,
-        tid: str,
-        ns: str,
-        state: dict[str, Any],
-        cid: str,
-        record: dict[str, Any],
-        folds: dict[int, Any],
-    ) -> CheckpointTuple:
-        checkpoint = self._load(record["checkpoint"])
-        checkpoint["channel_values"] = self._values(sid, state, record, folds)
-        metadata = self._load(record["metadata"])
-        writes = sorted((w[1:] for w in state["writes"] if w[0] == cid), key=lambda w: (w[4], w[0], w[5]))
-        pending = [(w[0], w[1], self._load(w[2:4])) for w in writes]
+    def _tuple(self, sid: str, tid: str, ns: str, log: ThreadLog, cid: str, memo: dict[Any, Any]) -> CheckpointTuple:
+        put = log.checkpoint(cid)
+        checkpoint = self._load(put["checkpoint"])
+        checkpoint["channel_values"] = self._values(sid, log, put["versions"], memo)
+        metadata = self._load(put["metadata"])
+        pending = [(w[0], w[1], self._load(w[2:4])) for w in log.pending(cid)]
         config: RunnableConfig = {"configurable": {"thread_id": tid, "checkpoint_ns": ns, "checkpoint_id": cid}}
         parent: RunnableConfig | None = None
-        if record["parent"] is not None:
-            parent = {"configurable": {"thread_id": tid, "checkpoint_ns": ns, "checkpoint_id": record["parent"]}}
+        if put["parent"] is not None:
+            parent = {"configurable": {"thread_id": tid, "checkpoint_ns": ns, "checkpoint_id": put["parent"]}}
         return CheckpointTuple(config, checkpoint, metadata, parent, pending)
 
     def _sessions(self, tid: str | None) -> list[tuple[str, str, str]]:
@@ -545,18 +549,14 @@ class EventlogSaver(BaseCheckpointSaver[str]):
         tid, ns, cid = str(c["thread_id"]), c.get("checkpoint_ns", ""), get_checkpoint_id(config)
         sid = session_id(tid, ns)
         with self._shared.lock:
-            head = self._head(sid)
-            if head is None:
+            log = self._log(sid)
+            if log is None or not log.puts:
                 return None
-            state = head[1]
-            ids = [c for c, _ in state["checkpoints"]]
             if cid is None:
-                if not ids:
-                    return None
-                cid = max(ids)
-            elif cid not in ids:
+                cid = max(log.puts)
+            elif cid not in log.puts:
                 return None
-            return self._tuple(sid, tid, ns, state, cid, _records(state)[cid], {})
+            return self._tuple(sid, tid, ns, log, cid, {})
 
     def list(
         self,
@@ -575,56 +575,30 @@ class EventlogSaver(BaseCheckpointSaver[str]):
             for sid, t, n in self._sessions(tid):
                 if ns is not None and n != ns:
                     continue
-                head = self._head(sid)
-                if head is None:
+                log = self._log(sid)
+                if log is None:
                     continue
-                state = head[1]
-                for k, record in state["checkpoints"]:
+                for k in log.puts:
                     if (cid is None or k == cid) and (bound is None or k < bound):
-                        found.append((k, sid, t, n, state, record))
+                        found.append((k, sid, t, n, log))
             found.sort(key=lambda f: f[0], reverse=True)
-            out: list[CheckpointTuple] = []
             picked: _Picked = []
             for item in found:
                 if limit is not None and len(picked) >= limit:
                     break
                 if filter:
-                    meta = self._load(item[5]["metadata"])
+                    meta = self._load(item[4].checkpoint(item[0])["metadata"])
                     if not all(meta.get(key) == v for key, v in filter.items()):
                         continue
                 picked.append(item)
-            folds = self._replayed(picked)
-            for k, sid, t, n, state, record in picked:
-                out.append(self._tuple(sid, t, n, state, k, record, folds.setdefault(sid, {})))
+            memos: dict[str, dict[Any, Any]] = {}
+            for sid in {p[1] for p in picked}:  # the lists the picked checkpoints read, rebuilt in one pass
+                mine = [p for p in picked if p[1] == sid]
+                log = mine[0][4]
+                memos[sid] = {}
+                log.prefill([pair for p in mine for pair in log.checkpoint(p[0])["versions"].items()], memos[sid])
+            out = [self._tuple(sid, t, n, log, k, memos[sid]) for k, sid, t, n, log in picked]
         yield from out
-
-    def _replayed(self, picked: _Picked) -> dict[str, dict[int, Any]]:
-        """The states (their channels) at every event that wrote an older version
-        the picked checkpoints read, by one replay of each session's log rather than
-        a fold per checkpoint."""
-        wanted: dict[str, set[int]] = {}
-        for _, sid, _, _, state, record in picked:
-            for channel, vk in record["versions"].items():
-                seq = _seq_of(state, channel, vk)
-                if seq is not None and state["latest"].get(channel) != vk:
-                    wanted.setdefault(sid, set()).add(seq)
-        out: dict[str, dict[int, Any]] = {}
-        for sid, seqs in wanted.items():
-            if len(seqs) < 3:  # a fold or two: cheaper than a replay
-                continue
-            last = max(seqs)
-            replay = State()
-            got: dict[int, Any] = {}
-            for event in self.store.events(sid):
-                if event.seq > last:
-                    break
-                apply(replay, event.ops)
-                if event.seq in seqs:
-                    channels = replay.fields.get("channels", {})
-                    got[event.seq] = {"channels": {c: ({"list": list(v["list"])} if "list" in v else v)
-                                                   for c, v in channels.items()}}  # fmt: skip
-            out[sid] = got
-        return out
 
     def put(
         self,
@@ -639,33 +613,30 @@ class EventlogSaver(BaseCheckpointSaver[str]):
         values: dict[str, Any] = cp.pop("channel_values", {}) or {}
         meta = get_checkpoint_metadata(config, metadata)
         sid = session_id(tid, ns)
-        record = {
+        put = {
+            "k": "put",
+            "cid": cp["id"],
             "parent": parent,
             "checkpoint": self._dump(cp),
             "metadata": self._dump(meta),
             "versions": {ch: _vkey(v) for ch, v in cp.get("channel_versions", {}).items()},
         }
 
-        def change(state: dict[str, Any], seq: int) -> None:
+        def make(log: ThreadLog) -> _Made:
+            written: dict[str, Any] = {}
+            lists: dict[str, list[Any]] = {}
             for channel, version in new_versions.items():
                 vk = _vkey(version)
                 if channel in values:
-                    state["channels"][channel] = self._repr(
-                        sid, channel, values[channel], state["channels"].get(channel)
-                    )
+                    stored, items = self._repr(sid, channel, values[channel], log.lists.get(channel))
+                    written[channel] = {"v": vk, **stored}
+                    if items is not None:
+                        lists[channel] = items
                 else:
-                    state["channels"][channel] = dict(_EMPTY)
-                state["latest"][channel] = vk
-                state["at"].setdefault(channel, []).append([vk, seq])
-            entry = [cp["id"], {**record, "seq": seq}]
-            for i, (c, _) in enumerate(state["checkpoints"]):
-                if c == cp["id"]:  # put again under the same id: it replaces
-                    state["checkpoints"][i] = entry
-                    break
-            else:
-                state["checkpoints"].append(entry)
+                    written[channel] = {"v": vk, **_EMPTY}
+            return {**put, "values": written}, lists
 
-        self._update(tid, ns, change)
+        self._update(tid, ns, make)
         return {"configurable": {"thread_id": tid, "checkpoint_ns": ns, "checkpoint_id": cp["id"]}}
 
     def put_writes(
@@ -676,20 +647,9 @@ class EventlogSaver(BaseCheckpointSaver[str]):
         new: list[list[Any]] = []
         for i, (channel, value) in enumerate(writes):
             t, b = self._dump(value)
-            new.append([cid, task_id, channel, t, b, task_path, WRITES_IDX_MAP.get(channel, i)])
-
-        def change(state: dict[str, Any], seq: int) -> None:
-            stored = state["writes"]
-            where = {(w[1], w[6]): n for n, w in enumerate(stored) if w[0] == cid}
-            for w in new:
-                n = where.get((w[1], w[6]))
-                if n is None:
-                    where[(w[1], w[6])] = len(stored)
-                    stored.append(w)
-                elif w[6] < 0:  # a special write replaces; a regular one is kept as first written
-                    stored[n] = w
-
-        self._update(tid, ns, change)
+            new.append([channel, t, b, WRITES_IDX_MAP.get(channel, i)])
+        entry = {"k": "writes", "cid": cid, "task": task_id, "path": task_path, "w": new}
+        self._update(tid, ns, lambda log: (entry, {}))
 
     def delete_thread(self, thread_id: str) -> None:
         with self._shared.lock:
@@ -705,21 +665,13 @@ class EventlogSaver(BaseCheckpointSaver[str]):
         if not wanted:
             return
         with self._shared.lock:
-            for sid, tid, ns in self._sessions(None):
-                head = self._head(sid)
-                if head is None:
+            for sid, _, _ in self._sessions(None):
+                log = self._log(sid)
+                if log is None:
                     continue
-                gone = set()
-                for cid, record in head[1]["checkpoints"]:
-                    if self._load(record["metadata"]).get("run_id") in wanted:
-                        gone.add(cid)
+                gone = {cid for cid in log.puts if self._load(log.checkpoint(cid)["metadata"]).get("run_id") in wanted}
                 if gone:
-
-                    def change(state: dict[str, Any], seq: int, gone: set[str] = gone) -> None:
-                        state["checkpoints"] = [c for c in state["checkpoints"] if c[0] not in gone]
-                        state["writes"] = [w for w in state["writes"] if w[0] not in gone]
-
-                    self._update(tid, ns, change)
+                    self._rewrite(sid, None, log.without(gone), anew=False)
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy a thread with its whole history (the same checkpoint ids, values,
@@ -731,10 +683,9 @@ class EventlogSaver(BaseCheckpointSaver[str]):
             sessions = self._sessions(src)
             sessions.sort(key=lambda s: s[2] != "")  # the root first: the others are its children
             for sid, _, ns in sessions:
-                target = session_id(dst, ns)
-                parent = session_id(dst, "") if ns else None
-                for k in range(1, self.store.seq(sid) + 1):  # event by event: the seqs of "at" stay right
-                    self.store.save(target, self.store.fold(sid, at=k), parent_id=parent, expected_seq=k - 1)
+                log = self._log(sid)
+                entries = [] if log is None else log.entries
+                self._rewrite(session_id(dst, ns), session_id(dst, "") if ns else None, entries, anew=True)
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """``"keep_latest"``: keep each namespace's newest checkpoint (with its
@@ -752,36 +703,12 @@ class EventlogSaver(BaseCheckpointSaver[str]):
                 sessions.sort(key=lambda s: s[2] != "")
                 kept = []
                 for sid, _, ns in sessions:
-                    head = self._head(sid)
-                    if head is None:
-                        continue
-                    kept.append((sid, ns, self._latest_only(sid, head[1])))
-                for sid, ns, state in kept:
-                    self._shared.forget(sid)
-                    self.store.delete(sid, tree=False)
-                    self.store.save(sid, state, parent_id=session_id(tid, "") if ns else None, expected_seq=0)
+                    log = self._log(sid)
+                    if log is not None:
+                        kept.append((sid, ns, log.latest_only()))
+                for sid, ns, entries in kept:
+                    self._rewrite(sid, session_id(tid, "") if ns else None, entries, anew=True)
             self.store.compact()
-
-    def _latest_only(self, sid: str, state: dict[str, Any]) -> dict[str, Any]:
-        """A state holding only the newest checkpoint of ``state``, as one event."""
-        out = _empty_state()
-        if not state["checkpoints"]:
-            return out
-        records = _records(state)
-        cid = max(records)
-        record = records[cid]
-        folds: dict[int, Any] = {}
-        for channel, vk in record["versions"].items():
-            stored = self._stored(sid, state, channel, vk, folds)
-            if stored is None:
-                continue
-            out["channels"][channel] = stored
-            out["latest"][channel] = vk
-            out["at"][channel] = [[vk, 1]]
-        out["checkpoints"].append([cid, {**record, "seq": 1}])
-        out["writes"] = [w for w in state["writes"] if w[0] == cid]
-        self._shared.forget(sid)
-        return out
 
     # ------------------------------------------------------------------ async: the same, on a worker thread
 

@@ -361,8 +361,86 @@ def test_a_screenshot_read_again_is_held_once(tmp_path: Path) -> None:
         first, second = _messages(saver, cfg), _messages(saver, cfg)
         shots = [(a, b) for a, b in zip(first, second, strict=True) if isinstance(a, ToolMessage)]
         assert shots and all(a.content is b.content and a.content.startswith("data:image/") for a, b in shots)
-        head = saver._head(session_id("s"))
-        assert head is not None
-        pieces = [p for item in head[1]["channels"]["messages"]["list"] if type(item[1]) is list
-                  for p in item[1] if type(p) is str]  # fmt: skip
+        log = saver._log(session_id("s"))
+        assert log is not None
+        pieces = [p for item in log.lists["messages"] if type(item[1]) is list for p in item[1] if type(p) is str]
         assert all(any(a.content is p for p in pieces) for a, _ in shots)
+
+
+# ---------------------------------------------------------------------- the older layout, damage
+
+
+def _summary(t: Any) -> dict[str, Any]:
+    """What ``data/langgraph_v1_gen.py`` recorded of a checkpoint."""
+    import hashlib
+    import json
+
+    msgs = t.checkpoint["channel_values"].get("messages", [])
+    digest = [[type(m).__name__, m.id, hashlib.sha256(json.dumps(m.content).encode()).hexdigest()[:16]] for m in msgs]
+    c = t.config["configurable"]
+    parent = (t.parent_config or {}).get("configurable", {}).get("checkpoint_id")
+    writes = [[w[0], w[1]] for w in t.pending_writes]
+    return {"id": c["checkpoint_id"], "ns": c["checkpoint_ns"], "parent": parent, "step": t.metadata.get("step"),
+            "messages": digest, "writes": writes}  # fmt: skip
+
+
+def test_threads_of_the_older_layout_read_and_are_rewritten_at_the_first_write(tmp_path: Path) -> None:
+    """A store written by the saver before the entry log (a state dict per thread,
+    ``data/langgraph_v1.eventlog``): every checkpoint reads as that saver listed it;
+    the first write rewrites the thread as an entry log, after which every old
+    checkpoint still reads the same and the graph goes on from the newest."""
+    import json
+    import shutil
+
+    data = Path(__file__).parent / "data"
+    want = json.loads((data / "langgraph_v1.json").read_text())
+    path = tmp_path / "old.eventlog"
+    shutil.copy(data / "langgraph_v1.eventlog", path)
+    cfg: Any = {"configurable": {"thread_id": "t1"}}
+    with EventlogSaver(str(path)) as saver:
+        assert [_summary(t) for t in saver.list(None)] == want
+        assert "checkpoints" in saver.store.fold(session_id("t1"))  # read, not rewritten
+        app = _graph().compile(checkpointer=saver)
+        before = app.get_state(cfg).values["messages"]
+        after = app.invoke({"messages": [HumanMessage(content="and now", id="h3")]}, cfg)["messages"]
+        assert after[: len(before)] == before and len(after) > len(before)
+        assert set(saver.store.fold(session_id("t1"))) == {"entries"}
+    with EventlogSaver(str(path)) as saver:
+        got = [_summary(t) for t in saver.list(None)]
+        assert [g for g in got if g["id"] in {w["id"] for w in want}] == want
+        assert len(got) > len(want)
+
+
+def test_a_damaged_entry_log_is_a_corruption_error_naming_the_thread(tmp_path: Path) -> None:
+    with EventlogSaver(str(tmp_path / "d.db")) as saver:
+        sid = session_id("bad")
+        for entries in ([{"k": "put"}], [{"k": "nope"}], [7], [{"k": "put", "cid": "1", "parent": None,
+                        "checkpoint": ["t", b""], "metadata": ["t", b""], "versions": {},
+                        "values": {"messages": {"v": "1", "list": [], "from": 3}}}]):  # fmt: skip
+            saver.store.save(sid, {"entries": entries})
+            with pytest.raises(eventlog.CorruptionError) as e:
+                saver.get_tuple({"configurable": {"thread_id": "bad"}})
+            assert e.value.session_id == sid
+
+
+def test_deleting_runs_keeps_what_later_checkpoints_read(tmp_path: Path) -> None:
+    """``delete_for_runs`` drops a run's checkpoints and writes; a checkpoint of
+    another run that reads a channel version the deleted run wrote still reads it."""
+    cfg: Any = {"configurable": {"thread_id": "d", "checkpoint_ns": ""}}
+    with EventlogSaver(str(tmp_path / "runs.db")) as saver:
+
+        def put(cid: str, run: str, versions: dict[str, int], values: dict[str, Any], new: dict[str, int]) -> Any:
+            checkpoint: Any = {"v": 1, "id": cid, "ts": "", "channel_values": values,
+                               "channel_versions": versions, "versions_seen": {}}  # fmt: skip
+            return saver.put(cfg, checkpoint, {"run_id": run}, new)
+
+        first = put("1", "r1", {"messages": 1, "other": 1}, {"messages": ["a", "b"], "other": {"x": 1}},
+                    {"messages": 1, "other": 1})  # fmt: skip
+        saver.put_writes(first, [("messages", "w")], "task")
+        put("2", "r2", {"messages": 2, "other": 1}, {"messages": ["a", "b", "c"]}, {"messages": 2})
+        saver.delete_for_runs(["r1"])
+        assert [t.config["configurable"]["checkpoint_id"] for t in saver.list(None)] == ["2"]
+        second = saver.get_tuple({"configurable": {"thread_id": "d", "checkpoint_id": "2"}})
+        assert second is not None
+        assert second.checkpoint["channel_values"] == {"messages": ["a", "b", "c"], "other": {"x": 1}}
+        assert saver.get_tuple({"configurable": {"thread_id": "d", "checkpoint_id": "1"}}) is None
