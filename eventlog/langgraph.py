@@ -31,6 +31,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import suppress
+from itertools import repeat
+from operator import is_, is_not
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -304,17 +306,42 @@ def _share_large(private: Any, stored: Any) -> bool:
     return True
 
 
+def _copies(privates: list[Any]) -> list[Any]:
+    """A copy of each of ``privates`` (what :func:`_fresh` made, never handed out, so
+    already proven copyable): :func:`_fresh` without its checks."""
+    out = []
+    for p in privates:
+        t = type(p)
+        if t in _LEAVES:
+            out.append(p)
+        elif t is dict or t is list:
+            out.append(values.copy(p))
+        elif _KINDS.get(t) == 1:
+            new = _OBJECT_NEW(t)
+            _set(new, "__dict__", values.copy(p.__dict__))
+            extra = p.__pydantic_extra__
+            _set(new, "__pydantic_extra__", None if extra is None else values.copy(extra))
+            _set(new, "__pydantic_fields_set__", set(p.__pydantic_fields_set__))
+            _set(new, "__pydantic_private__", None if getattr(p, "__pydantic_private__", None) is None else {})
+            out.append(new)
+        else:
+            out.append(_fresh(p))
+    return out
+
+
 class _Decoded:
-    """The newest value of a list channel deserialized, item by item: for each
-    stored item (by identity, kept alive here), a private copy of what it
-    deserialized to, never handed out, of which each later read hands out a copy
-    (:func:`_fresh`), so that a step reading a long conversation deserializes only
-    the items added since, and what it gets shares nothing with an earlier read."""
+    """The newest value of a list channel deserialized, item by item: the stored
+    items as last read (``stored``, kept alive here) and for each a private copy of
+    what it deserialized to (``privates``; ``None`` where it cannot be copied),
+    never handed out, of which each later read hands out a copy, so that a step
+    reading a long conversation deserializes only the items added since, and what
+    it gets shares nothing with an earlier read."""
 
-    __slots__ = ("by_id",)
+    __slots__ = ("privates", "stored")
 
-    def __init__(self) -> None:
-        self.by_id: dict[int, tuple[Any, Any]] = {}
+    def __init__(self, stored: list[Any], privates: list[Any]) -> None:
+        self.stored = stored
+        self.privates = privates
 
 
 class EventlogSaver(BaseCheckpointSaver[str]):
@@ -444,23 +471,22 @@ class EventlogSaver(BaseCheckpointSaver[str]):
         thread = self._shared.of(sid)
         known = thread.known.get(channel)
         old = known.objects if known is not None and before is not None and known.reusable(before) else []
-        out = []
-        kept = len(old) <= len(value)  # (the objects known, then new ones)
-        for i, item in enumerate(value):
-            if i < len(old) and old[i] is item:
-                out.append(before[i])  # type: ignore[index]
-            else:
-                kept = kept and i >= len(old)
-                out.append(self._dump(item))
-        if old and kept and known is not None:
-            thread.known[channel] = known.extended(value[len(old) :], out)
+        if old and len(old) <= len(value) and all(map(is_, value, old)):  # the known objects, then new ones
+            assert known is not None and before is not None
+            added = value[len(old) :]
+            out = before[: len(old)] + [self._dump(item) for item in added]
+            thread.known[channel] = known.extended(added, out)
         else:
+            out = [before[i] if i < len(old) and old[i] is item else self._dump(item) for i, item in enumerate(value)]  # type: ignore[index]
             thread.known[channel] = _Known.of(list(value), out)
         n = 0
         if before:
             top = min(len(before), len(out))
-            while n < top and out[n] is before[n]:
-                n += 1
+            if out[:top] and all(map(is_, out[:top], before[:top])):
+                n = top
+            else:
+                while n < top and out[n] is before[n]:
+                    n += 1
         return {"list": out[n:], "from": n}, out
 
     def _dump(self, value: Any) -> list[Any]:
@@ -477,26 +503,28 @@ class EventlogSaver(BaseCheckpointSaver[str]):
 
     def _items(self, thread: _Thread, channel: str, stored: list[Any]) -> list[Any]:
         """The items of a channel's newest value (``stored``, its serialized items):
-        each item met before (the very stored item) a copy of its private
-        deserialized copy, the others deserialized (and a private copy kept)."""
+        the items read before (the very stored items, at the start of the list) a
+        copy of their private deserialized copies, the others deserialized (and a
+        private copy kept)."""
         old = thread.decoded.get(channel)
-        mine = _Decoded()
-        out = []
-        for item in stored:
-            hit = old.by_id.get(id(item)) if old is not None else None
-            if hit is not None and hit[0] is item:
-                private = hit[1]
-                value = _fresh(private)
+        k = 0
+        if old is not None:
+            m = min(len(old.stored), len(stored))
+            if all(map(is_, stored[:m], old.stored[:m])):
+                k = m
             else:
-                value = self._load(item)
-                private = _fresh(value)
-                if private is not None and _share_large(private, item):
-                    value = _fresh(private)  # (sharing the text too)
+                while old.stored[k] is stored[k]:
+                    k += 1
+        privates = old.privates[:k] if old is not None else []
+        for item in stored[k:]:
+            private = _fresh(self._load(item))
             if private is not None:
-                mine.by_id[id(item)] = (item, private)
-            out.append(value)
-        thread.decoded[channel] = mine
-        return out
+                _share_large(private, item)
+            privates.append(private)
+        thread.decoded[channel] = _Decoded(stored, privates)
+        if all(map(is_not, privates, repeat(None))):
+            return _copies(privates)
+        return [self._load(item) if p is None else _copies([p])[0] for item, p in zip(stored, privates, strict=True)]
 
     def _values(self, sid: str, log: ThreadLog, versions: dict[str, str], memo: dict[Any, Any]) -> dict[str, Any]:
         """The channel values of a checkpoint (its ``versions``)."""
