@@ -447,17 +447,14 @@ class EventlogSaver(BaseCheckpointSaver[str]):
                 return
         raise ConflictError("other writers kept changing the thread", session_id=sid)
 
-    def _rewrite(self, sid: str, parent: str | None, entries: list[dict[str, Any]], *, anew: bool) -> None:
-        """Write ``entries`` as the session's whole log: in place of what it holds
-        (one event), or ``anew`` as a new incarnation (the history dropped)."""
+    def _anew(self, sid: str, parent: str | None, entries: list[dict[str, Any]]) -> None:
+        """Write ``entries`` as the session's whole log, a new incarnation of it (its
+        history dropped), in events of :data:`_BATCH` entries."""
         self._shared.forget(sid)
-        if anew:
-            self.store.delete(sid, tree=False)
-            seq = 0
-            for i in range(0, max(len(entries), 1), _BATCH):
-                seq = self.store.append(sid, entries[i : i + _BATCH], parent_id=parent, expected_seq=seq)
-        else:
-            self.store.save(sid, {"entries": entries})
+        self.store.delete(sid, tree=False)
+        seq = 0
+        for i in range(0, max(len(entries), 1), _BATCH):
+            seq = self.store.append(sid, entries[i : i + _BATCH], parent_id=parent, expected_seq=seq)
 
     def _repr(
         self, sid: str, channel: str, value: Any, before: list[Any] | None
@@ -625,8 +622,10 @@ class EventlogSaver(BaseCheckpointSaver[str]):
                 log = mine[0][4]
                 memos[sid] = {}
                 log.prefill([pair for p in mine for pair in log.checkpoint(p[0])["versions"].items()], memos[sid])
-            out = [self._tuple(sid, t, n, log, k, memos[sid]) for k, sid, t, n, log in picked]
-        yield from out
+        for k, sid, t, n, log in picked:  # one at a time: a long history is never held whole
+            with self._shared.lock:
+                found_one = self._tuple(sid, t, n, log, k, memos[sid])
+            yield found_one
 
     def put(
         self,
@@ -694,12 +693,23 @@ class EventlogSaver(BaseCheckpointSaver[str]):
             return
         with self._shared.lock:
             for sid, _, _ in self._sessions(None):
-                log = self._log(sid)
-                if log is None:
-                    continue
-                gone = {cid for cid in log.puts if self._load(log.checkpoint(cid)["metadata"]).get("run_id") in wanted}
-                if gone:
-                    self._rewrite(sid, None, log.without(gone), anew=False)
+                for _ in range(_TRIES):
+                    log = self._log(sid)
+                    if log is None:
+                        break
+                    metadata = {cid: self._load(log.checkpoint(cid)["metadata"]) for cid in log.puts}
+                    gone = {cid for cid, meta in metadata.items() if meta.get("run_id") in wanted}
+                    if not gone:
+                        break
+                    try:  # one event rewriting the log, conditional on the head it read
+                        self.store.save(sid, {"entries": log.without(gone)}, expected_seq=log.seq)
+                    except ConflictError:
+                        continue
+                    finally:
+                        self._shared.forget(sid)
+                    break
+                else:
+                    raise ConflictError("other writers kept changing the thread", session_id=sid)
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy a thread with its whole history (the same checkpoint ids, values,
@@ -713,7 +723,7 @@ class EventlogSaver(BaseCheckpointSaver[str]):
             for sid, _, ns in sessions:
                 log = self._log(sid)
                 entries = [] if log is None else log.entries
-                self._rewrite(session_id(dst, ns), session_id(dst, "") if ns else None, entries, anew=True)
+                self._anew(session_id(dst, ns), session_id(dst, "") if ns else None, entries)
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """``"keep_latest"``: keep each namespace's newest checkpoint (with its
@@ -735,7 +745,7 @@ class EventlogSaver(BaseCheckpointSaver[str]):
                     if log is not None:
                         kept.append((sid, ns, log.latest_only()))
                 for sid, ns, entries in kept:
-                    self._rewrite(sid, session_id(tid, "") if ns else None, entries, anew=True)
+                    self._anew(sid, session_id(tid, "") if ns else None, entries)
             self.store.compact()
 
     # ------------------------------------------------------------------ async: the same, on a worker thread
