@@ -519,9 +519,33 @@ class EventlogSaver(BaseCheckpointSaver[str]):
                 _share_large(private, item)
             privates.append(private)
         thread.decoded[channel] = _Decoded(stored, privates)
+        return self._handed(stored, privates)
+
+    def _handed(self, stored: list[Any], privates: list[Any]) -> list[Any]:
+        """What a read hands out of items ``stored`` with their ``privates``: copies,
+        or where an item has none, the item deserialized."""
         if all(map(is_not, privates, repeat(None))):
             return _copies(privates)
         return [self._load(item) if p is None else _copies([p])[0] for item, p in zip(stored, privates, strict=True)]
+
+    def _older(self, stored: list[Any], kept: dict[int, tuple[Any, Any]]) -> list[Any]:
+        """The items of an older list value (``stored``), each stored item
+        deserialized once per ``list()`` call (``kept``: by the identity of the
+        stored item, which it keeps alive) and handed out as copies, so a history
+        of many checkpoints of a long conversation deserializes each message once,
+        and shares its screenshots between them."""
+        privates = []
+        for item in stored:
+            hit = kept.get(id(item))
+            if hit is not None and hit[0] is item:
+                privates.append(hit[1])
+                continue
+            private = _fresh(self._load(item))
+            if private is not None:
+                _share_large(private, item)
+                kept[id(item)] = (item, private)
+            privates.append(private)
+        return self._handed(stored, privates)
 
     def _values(self, sid: str, log: ThreadLog, versions: dict[str, str], memo: dict[Any, Any]) -> dict[str, Any]:
         """The channel values of a checkpoint (its ``versions``)."""
@@ -535,6 +559,8 @@ class EventlogSaver(BaseCheckpointSaver[str]):
                 out[channel] = value = self._items(thread, channel, stored["list"])
                 # (what the graph saves next starts with these very objects: not serialized again)
                 thread.known[channel] = _Known.of(list(value), stored["list"])
+            elif "list" in stored:
+                out[channel] = self._older(stored["list"], memo.setdefault("kept", {}))
             else:
                 out[channel] = self._unrepr(stored)
         return out

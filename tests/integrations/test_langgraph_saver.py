@@ -444,3 +444,28 @@ def test_deleting_runs_keeps_what_later_checkpoints_read(tmp_path: Path) -> None
         assert second is not None
         assert second.checkpoint["channel_values"] == {"messages": ["a", "b", "c"], "other": {"x": 1}}
         assert saver.get_tuple({"configurable": {"thread_id": "d", "checkpoint_id": "1"}}) is None
+
+
+def test_a_history_shares_no_object_between_its_checkpoints(tmp_path: Path) -> None:
+    """``list`` deserializes each stored message once per call and hands out
+    copies: two checkpoints of the history holding the same message hold objects
+    of their own, equal to what a saver with nothing in memory lists."""
+    path = str(tmp_path / "h.db")
+    cfg: Any = {"configurable": {"thread_id": "h"}}
+    with EventlogSaver(path) as saver:
+        app = _graph().compile(checkpointer=saver)
+        for turn in range(3):
+            app.invoke({"messages": [HumanMessage(content=f"turn {turn}", id=f"h{turn}")]}, cfg)
+        history = list(saver.list(cfg))
+        lists = [t.checkpoint["channel_values"].get("messages", []) for t in history]
+        seen: dict[int, int] = {}
+        for i, messages in enumerate(lists):
+            for m in messages:
+                assert seen.setdefault(id(m), i) == i  # no object in two checkpoints
+        for messages in lists[1:]:
+            for m in messages:
+                _touch(m)
+        with EventlogSaver(path) as cold:
+            again = [t.checkpoint["channel_values"].get("messages", []) for t in cold.list(cfg)]
+        assert _same(lists[0], again[0])
+        assert [t.checkpoint["channel_values"].get("messages", []) for t in saver.list(cfg)] == again
