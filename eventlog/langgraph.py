@@ -309,23 +309,24 @@ def _share_large(private: Any, stored: Any) -> bool:
 def _copies(privates: list[Any]) -> list[Any]:
     """A copy of each of ``privates`` (what :func:`_fresh` made, never handed out, so
     already proven copyable): :func:`_fresh` without its checks."""
-    out = []
+    out: list[Any] = []
+    add, kinds, new_object, copy = out.append, _KINDS, _OBJECT_NEW, values.copier()
     for p in privates:
         t = type(p)
-        if t in _LEAVES:
-            out.append(p)
-        elif t is dict or t is list:
-            out.append(values.copy(p))
-        elif _KINDS.get(t) == 1:
-            new = _OBJECT_NEW(t)
-            _set(new, "__dict__", values.copy(p.__dict__))
+        if kinds.get(t) == 1:
+            new = new_object(t)
+            _set(new, "__dict__", copy(p.__dict__))
             extra = p.__pydantic_extra__
-            _set(new, "__pydantic_extra__", None if extra is None else values.copy(extra))
+            _set(new, "__pydantic_extra__", None if extra is None else copy(extra) if extra else {})
             _set(new, "__pydantic_fields_set__", set(p.__pydantic_fields_set__))
-            _set(new, "__pydantic_private__", None if getattr(p, "__pydantic_private__", None) is None else {})
-            out.append(new)
+            _set(new, "__pydantic_private__", None if p.__pydantic_private__ is None else {})
+            add(new)
+        elif t in _LEAVES:
+            add(p)
+        elif t is dict or t is list:
+            add(copy(p))
         else:
-            out.append(_fresh(p))
+            add(_fresh(p))
     return out
 
 

@@ -67,6 +67,12 @@ def copy(value: Any) -> Any:
     return _copy(value)
 
 
+def copier() -> Callable[[Any], Any]:
+    """:func:`copy` itself, without its dispatch (the C walk, or its twin), for a
+    caller that copies many values in a loop."""
+    return _c_copy if _c_copy is not None else _copy
+
+
 def _copy(value: Any) -> Any:
     t = type(value)
     if t is dict:
