@@ -410,9 +410,15 @@ class EventlogSaver(BaseCheckpointSaver[str]):
         return thread.log
 
     def _states(self, sid: str) -> Iterator[tuple[int, dict[str, Any]]]:
-        """The channels of a session in the older layout after each of its events."""
+        """The channels of a session in the older layout after each of its events
+        (from the start of its history: with a history shortened by compaction, the
+        state there)."""
+        start = self.store.info(sid).history_start
         replay = State()
-        for event in self.store.events(sid):
+        if start > 0:
+            replay = State(dict(self.store.fold(sid, at=start)))
+            yield start, replay.fields.get("channels", {})
+        for event in self.store.events(sid, since=start):
             apply(replay, event.ops)
             yield event.seq, replay.fields.get("channels", {})
 

@@ -265,8 +265,10 @@ def entries_of_state(
             values: dict[str, Any] = {}
             for channel, vk in written.get(seq, []):
                 v = by_seq.get(seq, {}).get(channel)
+                if v is None and state.get("latest", {}).get(channel) == vk:
+                    v = state["channels"].get(channel)  # (the newest value: there, whatever the history kept)
                 if v is None:
-                    continue
+                    continue  # written before the history kept starts: gone, as it was
                 if "list" in v:
                     items, prev = list(v["list"]), before.get(channel, [])
                     n = 0

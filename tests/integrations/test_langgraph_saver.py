@@ -469,3 +469,31 @@ def test_a_history_shares_no_object_between_its_checkpoints(tmp_path: Path) -> N
             again = [t.checkpoint["channel_values"].get("messages", []) for t in cold.list(cfg)]
         assert _same(lists[0], again[0])
         assert [t.checkpoint["channel_values"].get("messages", []) for t in saver.list(cfg)] == again
+
+
+def test_a_thread_of_the_older_layout_with_a_shortened_history_reads_its_newest_checkpoint(tmp_path: Path) -> None:
+    """``compact(retain=n)`` cut the history of a thread in the older layout: its
+    newest checkpoint reads as before (its values are in the state, whatever the
+    history kept), and the thread is rewritten and goes on at the next step."""
+    import json
+    import shutil
+
+    data = Path(__file__).parent / "data"
+    want = json.loads((data / "langgraph_v1.json").read_text())
+    path, whole = tmp_path / "old.eventlog", tmp_path / "whole.eventlog"
+    shutil.copy(data / "langgraph_v1.eventlog", path)
+    shutil.copy(data / "langgraph_v1.eventlog", whole)
+    with eventlog.open(str(path)) as store:
+        store.compact(retain=1)
+        assert store.info(session_id("t1")).history_start > 0
+    cfg: Any = {"configurable": {"thread_id": "t1"}}
+    with EventlogSaver(str(whole)) as saver:
+        reference = saver.get_tuple(cfg)
+    with EventlogSaver(str(path)) as saver:
+        newest = saver.get_tuple(cfg)
+        assert newest is not None and reference is not None and _summary(newest) == want[0]
+        assert newest.checkpoint["channel_values"] == reference.checkpoint["channel_values"]
+        app = _graph().compile(checkpointer=saver)
+        before = app.get_state(cfg).values["messages"]
+        after = app.invoke({"messages": [HumanMessage(content="later", id="h9")]}, cfg)["messages"]
+        assert after[: len(before)] == before and len(after) > len(before)
