@@ -50,7 +50,7 @@ from pydantic import BaseModel
 
 from . import store as _store
 from . import values
-from .errors import ConflictError, InvalidValueError
+from .errors import ConflictError, CorruptionError, EventLogError, InvalidValueError
 from .fold import State, apply
 from .langgraph_log import ThreadLog, entries_of_state
 from .mirror import Mirror
@@ -208,17 +208,26 @@ class _Known:
 
 def _holders(objects: list[Any]) -> list[Any] | None:
     """What :class:`_Known` watches of ``objects``: each dict or list, each object's
-    ``__dict__`` (immutable leaves need nothing); ``None`` if one cannot be watched."""
+    ``__dict__`` and pydantic extra (immutable leaves need nothing); ``None`` if one
+    cannot be watched whole: an object without a ``__dict__``, or holding anything
+    but dicts, lists and immutable leaves (an object inside could change unseen)."""
     holders = []
     for o in objects:
         t = type(o)
         if t is dict or t is list:
+            if not values.decoded_ok(o):
+                return None
             holders.append(o)
         elif t not in _LEAVES:
             d = getattr(o, "__dict__", None)
-            if type(d) is not dict:
+            if type(d) is not dict or not values.decoded_ok(d):
                 return None  # what it holds cannot be watched: never reused
             holders.append(d)
+            extra = getattr(o, "__pydantic_extra__", None)
+            if extra is not None:
+                if type(extra) is not dict or not values.decoded_ok(extra):
+                    return None
+                holders.append(extra)
     return holders
 
 
@@ -338,11 +347,14 @@ class _Decoded:
     reading a long conversation deserializes only the items added since, and what
     it gets shares nothing with an earlier read."""
 
-    __slots__ = ("privates", "stored")
+    __slots__ = ("privates", "serde", "stored")
 
-    def __init__(self, stored: list[Any], privates: list[Any]) -> None:
+    def __init__(self, stored: list[Any], privates: list[Any], serde: Any) -> None:
         self.stored = stored
         self.privates = privates
+        #: What deserialized them: the copies ``with_allowlist`` makes share this
+        #: cache but not their serde, which decides what an item deserializes to.
+        self.serde = serde
 
 
 class EventlogSaver(BaseCheckpointSaver[str]):
@@ -391,13 +403,14 @@ class EventlogSaver(BaseCheckpointSaver[str]):
 
     def _log(self, sid: str) -> ThreadLog | None:
         """The session's log as stored now (``None``: no session)."""
-        seq = self.store.seq(sid)
+        seq, incarnation = self.store._head_of(sid)
         if seq == 0:
             self._shared.forget(sid)
             return None
         thread = self._shared.of(sid)
-        if thread.log is not None and thread.log.seq == seq:
-            return thread.log
+        log = thread.log
+        if log is not None and log.seq == seq and log.incarnation == incarnation:
+            return log
         state = self.store.fold(sid, at=seq)
         if "checkpoints" in state:  # the older layout
             entries = entries_of_state(sid, state, lambda: self._states(sid))
@@ -406,6 +419,7 @@ class EventlogSaver(BaseCheckpointSaver[str]):
         else:
             entries = state.get("entries", [])
             thread.log = ThreadLog.of(sid, seq, entries if type(entries) is list else [None])
+        thread.log.incarnation = incarnation
         thread.known, thread.decoded = {}, {}
         return thread.log
 
@@ -450,6 +464,8 @@ class EventlogSaver(BaseCheckpointSaver[str]):
                     continue
                 log.add(entry, lists)
                 log.seq = seq
+                if log.incarnation == 0:  # a new session: its incarnation, once
+                    log.incarnation = self.store._head_of(sid)[1]
                 self._shared.of(sid).log = log
                 return
         raise ConflictError("other writers kept changing the thread", session_id=sid)
@@ -481,7 +497,14 @@ class EventlogSaver(BaseCheckpointSaver[str]):
             out = before[: len(old)] + [self._dump(item) for item in added]
             thread.known[channel] = known.extended(added, out)
         else:
-            out = [before[i] if i < len(old) and old[i] is item else self._dump(item) for i, item in enumerate(value)]  # type: ignore[index]
+            out = []
+            for i, item in enumerate(value):
+                if i < len(old) and old[i] is item:
+                    out.append(before[i])  # type: ignore[index]
+                    continue
+                dumped = self._dump(item)
+                # (the same bytes as stored: the stored item, so that "from" keeps it, not the list again)
+                out.append(before[i] if before is not None and i < len(before) and before[i] == dumped else dumped)
             thread.known[channel] = _Known.of(list(value), out)
         n = 0
         if before:
@@ -511,6 +534,8 @@ class EventlogSaver(BaseCheckpointSaver[str]):
         copy of their private deserialized copies, the others deserialized (and a
         private copy kept)."""
         old = thread.decoded.get(channel)
+        if old is not None and old.serde is not self.serde:
+            old = None
         k = 0
         if old is not None:
             m = min(len(old.stored), len(stored))
@@ -525,7 +550,7 @@ class EventlogSaver(BaseCheckpointSaver[str]):
             if private is not None:
                 _share_large(private, item)
             privates.append(private)
-        thread.decoded[channel] = _Decoded(stored, privates)
+        thread.decoded[channel] = _Decoded(stored, privates, self.serde)
         return self._handed(stored, privates)
 
     def _handed(self, stored: list[Any], privates: list[Any]) -> list[Any]:
@@ -574,10 +599,16 @@ class EventlogSaver(BaseCheckpointSaver[str]):
 
     def _tuple(self, sid: str, tid: str, ns: str, log: ThreadLog, cid: str, memo: dict[Any, Any]) -> CheckpointTuple:
         put = log.checkpoint(cid)
-        checkpoint = self._load(put["checkpoint"])
-        checkpoint["channel_values"] = self._values(sid, log, put["versions"], memo)
-        metadata = self._load(put["metadata"])
-        pending = [(w[0], w[1], self._load(w[2:4])) for w in log.pending(cid)]
+        try:
+            checkpoint = self._load(put["checkpoint"])
+            checkpoint["channel_values"] = self._values(sid, log, put["versions"], memo)
+            metadata = self._load(put["metadata"])
+            pending = [(w[0], w[1], self._load(w[2:4])) for w in log.pending(cid)]
+        except EventLogError:
+            raise
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:  # what the serde makes of damage
+            message = f"checkpoint {cid!r:.80} cannot be read: {type(e).__name__}: {e}"
+            raise CorruptionError(message, session_id=sid) from None
         config: RunnableConfig = {"configurable": {"thread_id": tid, "checkpoint_ns": ns, "checkpoint_id": cid}}
         parent: RunnableConfig | None = None
         if put["parent"] is not None:
@@ -770,15 +801,22 @@ class EventlogSaver(BaseCheckpointSaver[str]):
                 if strategy == "delete":
                     self.delete_thread(tid)
                     continue
-                sessions = self._sessions(tid)
-                sessions.sort(key=lambda s: s[2] != "")
-                kept = []
-                for sid, _, ns in sessions:
-                    log = self._log(sid)
-                    if log is not None:
-                        kept.append((sid, ns, log.latest_only()))
-                for sid, ns, entries in kept:
-                    self._anew(sid, session_id(tid, "") if ns else None, entries)
+                for _ in range(_TRIES):
+                    sessions = self._sessions(tid)
+                    sessions.sort(key=lambda s: s[2] != "")
+                    kept = []
+                    for sid, _, ns in sessions:
+                        log = self._log(sid)
+                        if log is not None:
+                            kept.append((sid, ns, log))
+                    # (what was read must still be the head: a put meanwhile is read again, not lost;
+                    # the store's delete takes no expected seq, so a put right between is still lost)
+                    if all(self.store._head_of(sid) == (log.seq, log.incarnation) for sid, _, log in kept):
+                        for sid, ns, log in kept:
+                            self._anew(sid, session_id(tid, "") if ns else None, log.latest_only())
+                        break
+                else:
+                    raise ConflictError("other writers kept changing the thread", session_id=session_id(tid, ""))
             self.store.compact()
 
     # ------------------------------------------------------------------ async: the same, on a worker thread
@@ -794,8 +832,11 @@ class EventlogSaver(BaseCheckpointSaver[str]):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
-        found = await asyncio.to_thread(lambda: list(self.list(config, filter=filter, before=before, limit=limit)))
-        for item in found:
+        found = self.list(config, filter=filter, before=before, limit=limit)
+        while True:  # one checkpoint at a time, each read on a worker thread
+            item = await asyncio.to_thread(next, found, None)
+            if item is None:
+                return
             yield item
 
     async def aput(

@@ -35,7 +35,26 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .errors import CorruptionError
+from .errors import CorruptionError, EventLogError
+
+
+class _Malformed(Exception):
+    """An entry that is not one this module writes (a :class:`CorruptionError` out)."""
+
+
+def _need(ok: bool, what: str) -> None:
+    if not ok:
+        raise _Malformed(what)
+
+
+def _pair(p: Any) -> bool:
+    """Whether ``p`` is a value serialized by the saver: ``[type, bytes]``, the bytes
+    possibly a list of bytes and base64 text (see ``eventlog.langgraph._split``)."""
+    if type(p) is not list or len(p) != 2 or type(p[0]) is not str:
+        return False
+    b = p[1]
+    return type(b) is bytes or (type(b) is list and all(type(x) is bytes or type(x) is str for x in b))
+
 
 #: A channel value as the saver reads it: ``{"list": items}``, ``{"value": pair}``
 #: or ``{"empty": True}``.
@@ -50,6 +69,8 @@ class ThreadLog:
     def __init__(self, name: str, seq: int) -> None:
         self.name = name
         self.seq = seq
+        #: The session's incarnation (``Store._head_of``; 0: not known yet).
+        self.incarnation = 0
         #: Whether the session is in the older layout (rewritten at the first write).
         self.legacy = False
         self.entries: list[dict[str, Any]] = []
@@ -83,58 +104,67 @@ class ThreadLog:
         as they are so that their identity keeps telling what was stored."""
         try:
             self._add(entry, lists or {})
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        except (_Malformed, KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
             raise CorruptionError(
-                f"checkpoint log entry {len(self.entries)} is malformed: {type(e).__name__}: {e}",
-                session_id=self.name,
+                f"checkpoint log entry {len(self.entries)} is malformed: {e}", session_id=self.name
             ) from None
 
     def _add(self, entry: Any, lists: dict[str, list[Any]]) -> None:
-        kind = entry["k"]
+        _need(type(entry) is dict, "not a dict")
+        kind = entry.get("k")
         pos = len(self.entries)
         if kind in ("put", "values"):
             values = entry["values"]
-            if type(values) is not dict:
-                raise TypeError("values is not a dict")
+            _need(type(values) is dict and all(type(c) is str for c in values), "values is not a dict by channel")
+            if kind == "put":
+                cid, parent, versions = entry["cid"], entry["parent"], entry["versions"]
+                _need(type(cid) is str and (parent is None or type(parent) is str), "a checkpoint id not a str")
+                _need(_pair(entry["checkpoint"]) and _pair(entry["metadata"]), "a record not serialized")
+                _need(type(versions) is dict and all(type(c) is str and type(v) is str for c, v in versions.items()),
+                      "versions not str by channel")  # fmt: skip
             for channel, v in values.items():
                 self._value(pos, channel, v, lists.get(channel))
             if kind == "put":
-                cid = entry["cid"]
-                if type(cid) is not str or type(entry["versions"]) is not dict:
-                    raise TypeError("a checkpoint id or versions of the wrong type")
-                self.puts[cid] = pos
+                self.puts[entry["cid"]] = pos
         elif kind == "writes":
-            cid = entry["cid"]
-            if type(cid) is not str:
-                raise TypeError("a checkpoint id of the wrong type")
+            cid, task, path, ws = entry["cid"], entry["task"], entry["path"], entry["w"]
+            _need(type(cid) is str and type(task) is str and type(path) is str and type(ws) is list, "writes")
+            for w in ws:
+                _need(type(w) is list and len(w) == 4 and type(w[0]) is str and _pair(w[1:3]) and type(w[3]) is int,
+                      "a write not [channel, type, bytes, idx]")  # fmt: skip
             stored = self.writes.setdefault(cid, [])
             where = self._where.setdefault(cid, {})
-            for channel, t, b, idx in entry["w"]:
-                w = [entry["task"], channel, t, b, entry["path"], idx]
-                n = where.get((w[0], idx))
+            for channel, t, b, idx in ws:
+                w = [task, channel, t, b, path, idx]
+                n = where.get((task, idx))
                 if n is None:
-                    where[(w[0], idx)] = len(stored)
+                    where[(task, idx)] = len(stored)
                     stored.append(w)
                 elif idx < 0:  # a special write replaces; a regular one is kept as first written
                     stored[n] = w
         else:
-            raise ValueError(f"unknown kind {kind!r:.40}")
+            raise _Malformed(f"unknown kind {kind!r:.40}")
         self.entries.append(entry)
 
     def _value(self, pos: int, channel: str, v: Any, held: list[Any] | None) -> None:
+        _need(type(v) is dict and type(v.get("v")) is str, "a value without its version")
         vk = v["v"]
-        if type(vk) is not str:
-            raise TypeError("a version of the wrong type")
         if "list" in v:
             n = v.get("from", 0)
             before = self.lists.get(channel, [])
-            if type(n) is not int or not 0 <= n <= len(before) or type(v["list"]) is not list:
-                raise ValueError(f"a list value starting from item {n!r:.20} of {len(before)}")
-            self.lists[channel] = held if held is not None else before[:n] + v["list"]
-        elif "value" in v or v.get("empty") is True:
+            items = v["list"]
+            _need(
+                type(n) is int and 0 <= n <= len(before), f"a list value starting from item {n!r:.20} of {len(before)}"
+            )
+            _need(type(items) is list and all(map(_pair, items)), "a list value of items not serialized")
+            self.lists[channel] = held if held is not None else before[:n] + items
+        elif "value" in v:
+            _need(_pair(v["value"]), "a value not serialized")
+            self.lists.pop(channel, None)
+        elif v.get("empty") is True:
             self.lists.pop(channel, None)
         else:
-            raise ValueError("a value of no known form")
+            raise _Malformed("a value of no known form")
         self.latest[channel] = vk
         self.wrote[(channel, vk)] = pos
         chain = self.chain.setdefault(channel, [])
@@ -259,13 +289,22 @@ def entries_of_state(
         for (channel, vk), seq in at.items():
             written.setdefault(seq, []).append((channel, vk))
         records = {record["seq"]: (cid, record) for cid, record in checkpoints}
+        latest = state.get("latest", {})
+
+        def readable(channel: str, vk: str) -> bool:
+            """Whether the channel's value at ``vk`` is still there: a checkpoint
+            reading one whose event a shortened history lost is left out (the saver
+            that wrote it could not read it either), as ``prune`` would."""
+            seq = at.get((channel, vk))
+            return seq is None or channel in by_seq.get(seq, {}) or latest.get(channel) == vk
+
         out: list[dict[str, Any]] = []
         before: dict[str, list[Any]] = {}
         for seq in sorted(set(written) | set(records)):  # the order the puts were made
             values: dict[str, Any] = {}
             for channel, vk in written.get(seq, []):
                 v = by_seq.get(seq, {}).get(channel)
-                if v is None and state.get("latest", {}).get(channel) == vk:
+                if v is None and latest.get(channel) == vk:
                     v = state["channels"].get(channel)  # (the newest value: there, whatever the history kept)
                 if v is None:
                     continue  # written before the history kept starts: gone, as it was
@@ -279,7 +318,7 @@ def entries_of_state(
                 else:
                     values[channel] = {"v": vk, **v}
                     before.pop(channel, None)
-            if seq in records:
+            if seq in records and all(readable(c, vk) for c, vk in records[seq][1]["versions"].items()):
                 cid, record = records[seq]
                 put = {k: record[k] for k in ("parent", "checkpoint", "metadata", "versions")}
                 out.append({"k": "put", "cid": cid, **put, "values": values})
@@ -288,5 +327,7 @@ def entries_of_state(
         for cid, task_id, channel, t, b, path, idx in state.get("writes", []):
             out.append({"k": "writes", "cid": cid, "task": task_id, "path": path, "w": [[channel, t, b, idx]]})
         return out
+    except EventLogError:
+        raise  # (a storage error or the session gone while replayed: not damage)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
         raise CorruptionError(f"checkpoints in the older layout are malformed: {e}", session_id=name) from None

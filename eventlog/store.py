@@ -379,6 +379,17 @@ class Store:
             row = self._backend.head(session_id)
             return 0 if row is None else row.seq
 
+    def _head_of(self, session_id: str) -> tuple[int, int]:
+        """``(seq, incarnation)`` of a session (``(0, 0)`` when it does not exist):
+        the incarnation is the backend's id of it, never given again in the store,
+        so that a caller keeping what it read can tell a session deleted and made
+        again from the one it read (for :mod:`eventlog.langgraph`)."""
+        with self._lock:
+            self._open()
+            _check_id(session_id)
+            row = self._backend.head(session_id)
+            return (0, 0) if row is None else (row.seq, row.sid)
+
     def fold(self, session_id: str, at: int | None = None) -> dict[str, Any]:
         """The session as it was right after event ``at`` (default: now).
 

@@ -25,6 +25,7 @@ if os.environ.get("EVENTLOG_REQUIRE_LANGGRAPH"):
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.graph import END, START, MessagesState, StateGraph
+from pydantic import BaseModel
 
 import eventlog
 from eventlog.langgraph import EventlogSaver, session_id
@@ -411,16 +412,51 @@ def test_threads_of_the_older_layout_read_and_are_rewritten_at_the_first_write(t
         assert len(got) > len(want)
 
 
-def test_a_damaged_entry_log_is_a_corruption_error_naming_the_thread(tmp_path: Path) -> None:
+def _damaged_logs() -> dict[str, list[Any]]:
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    serde = JsonPlusSerializer()
+    good = list(serde.dumps_typed({"v": 1, "id": "1", "ts": "", "channel_versions": {"messages": "1"},
+                                   "versions_seen": {}}))  # fmt: skip
+    meta, item = list(serde.dumps_typed({})), list(serde.dumps_typed(HumanMessage("x", id="x")))
+
+    def put(**over: Any) -> dict[str, Any]:
+        values = {"messages": {"v": '"1"', "list": [item], "from": 0}}
+        e = {"k": "put", "cid": "1", "parent": None, "checkpoint": good, "metadata": meta,
+             "versions": {"messages": '"1"'}, "values": values}  # fmt: skip
+        e.update(over)
+        return e
+
+    def writes(path: Any = "", w: Any = None) -> dict[str, Any]:
+        return {"k": "writes", "cid": "1", "task": "t", "path": path, "w": w or [["c", "msgpack", b"\xc0", 0]]}
+
+    return {
+        "not a put": [{"k": "put"}],
+        "unknown kind": [{"k": "nope"}],
+        "not a dict": [7],
+        "from past the list": [put(values={"messages": {"v": "1", "list": [], "from": 3}})],
+        "version not a str": [put(versions={"messages": 1})],
+        "checkpoint not a pair": [put(checkpoint="garbage")],
+        "checkpoint bytes an int": [put(checkpoint=["msgpack", 3])],
+        "checkpoint bytes garbage": [put(checkpoint=["msgpack", b"\xc1\xff"])],
+        "list item not a pair": [put(values={"messages": {"v": '"1"', "list": [7], "from": 0}})],
+        "value not a pair": [put(values={"messages": {"v": '"1"', "value": 7}})],
+        "parent not a str": [put(parent=7)],
+        "metadata missing": [{k: v for k, v in put().items() if k != "metadata"}],
+        "write idx a str": [put(), writes(w=[["c", "msgpack", b"\xc0", "0"]])],
+        "write bytes a str": [put(), writes(w=[["c", "msgpack", "abc", 0]])],
+        "write path None": [put(), writes(path=None)],
+    }
+
+
+@pytest.mark.parametrize("case", list(_damaged_logs()))
+def test_a_damaged_entry_log_is_a_corruption_error_naming_the_thread(tmp_path: Path, case: str) -> None:
     with EventlogSaver(str(tmp_path / "d.db")) as saver:
         sid = session_id("bad")
-        for entries in ([{"k": "put"}], [{"k": "nope"}], [7], [{"k": "put", "cid": "1", "parent": None,
-                        "checkpoint": ["t", b""], "metadata": ["t", b""], "versions": {},
-                        "values": {"messages": {"v": "1", "list": [], "from": 3}}}]):  # fmt: skip
-            saver.store.save(sid, {"entries": entries})
-            with pytest.raises(eventlog.CorruptionError) as e:
-                saver.get_tuple({"configurable": {"thread_id": "bad"}})
-            assert e.value.session_id == sid
+        saver.store.save(sid, {"entries": _damaged_logs()[case]})
+        with pytest.raises(eventlog.CorruptionError) as e:
+            saver.get_tuple({"configurable": {"thread_id": "bad"}})
+        assert e.value.session_id == sid
 
 
 def test_deleting_runs_keeps_what_later_checkpoints_read(tmp_path: Path) -> None:
@@ -497,3 +533,116 @@ def test_a_thread_of_the_older_layout_with_a_shortened_history_reads_its_newest_
         before = app.get_state(cfg).values["messages"]
         after = app.invoke({"messages": [HumanMessage(content="later", id="h9")]}, cfg)["messages"]
         assert after[: len(before)] == before and len(after) > len(before)
+
+
+# ---------------------------------------------------------------------- what a second review found
+
+
+def _cp(cid: str, messages: list[Any], version: int) -> Any:
+    return {"v": 1, "id": cid, "ts": "", "channel_values": {"messages": messages},
+            "channel_versions": {"messages": version}, "versions_seen": {}}  # fmt: skip
+
+
+def _at(thread: str, cid: str | None = None) -> Any:
+    c: Any = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+    if cid:
+        c["configurable"]["checkpoint_id"] = cid
+    return c
+
+
+@pytest.mark.parametrize("theirs", [1, 3])
+def test_a_thread_deleted_and_made_again_elsewhere_is_read_again(tmp_path: Path, theirs: int) -> None:
+    """Saver B (another process) deletes a thread that saver A has read and writes it
+    again up to the same seq: A reads the new thread, not what it remembers, and
+    what A puts next is stored as A put it (never counted against B's list)."""
+    path = str(tmp_path / "aba.db")
+    a, b = EventlogSaver(path), EventlogSaver(path)
+    c = a.put(_at("t"), _cp("01", [HumanMessage("a1", id="a1")], 1), {}, {"messages": 1})
+    a.put(c, _cp("02", [HumanMessage("a1", id="a1"), AIMessage("a2", id="a2")], 2), {}, {"messages": 2})
+    got = _messages(a, _at("t"))
+    b.delete_thread("t")
+    theirs_list = [HumanMessage(f"b{i}", id=f"b{i}") for i in range(theirs)]
+    c = b.put(_at("t"), _cp("03", theirs_list, 1), {}, {"messages": 1})
+    b.put(c, _cp("04", theirs_list, 2), {}, {"messages": 2})
+    assert a.store.seq(session_id("t")) == 2
+    assert _messages(a, _at("t")) == theirs_list  # not the deleted thread
+    mine = [*got, AIMessage("a3", id="a3")]
+    a.put(_at("t", "02"), _cp("05", mine, 3), {}, {"messages": 3})
+    with EventlogSaver(path) as cold:
+        assert _messages(cold, _at("t")) == mine
+    a.close()
+    b.close()
+
+
+class _Sub(BaseModel):
+    x: int
+
+
+class _Item(BaseModel):
+    sub: _Sub
+
+
+def test_edits_in_place_the_mirror_cannot_see_are_stored(tmp_path: Path) -> None:
+    """An attribute added to a message read (pydantic's extra) and a change inside a
+    model held by an item are stored at the next put: items holding what the
+    saver cannot watch are serialized again."""
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    serde = JsonPlusSerializer(allowed_msgpack_modules=[(__name__, "_Item"), (__name__, "_Sub")])
+    path = str(tmp_path / "g.db")
+    with EventlogSaver(path, serde=serde) as saver:
+        c = saver.put(_at("t"), _cp("01", [AIMessage("a", id="a")], 1), {}, {"messages": 1})
+        got = _messages(saver, _at("t"))
+        got[0].custom_note = "added in place"
+        saver.put(c, _cp("02", [*got, HumanMessage("b", id="b")], 2), {}, {"messages": 2})
+        c = saver.put(_at("u"), _cp("01", [_Item(sub=_Sub(x=1))], 1), {}, {"messages": 1})
+        items = _messages(saver, _at("u"))
+        items[0].sub.x = 2
+        saver.put(c, _cp("02", [*items, _Item(sub=_Sub(x=3))], 2), {}, {"messages": 2})
+    with EventlogSaver(path, serde=serde) as cold:
+        assert _messages(cold, _at("t"))[0].__pydantic_extra__ == {"custom_note": "added in place"}
+        assert _messages(cold, _at("u")) == [_Item(sub=_Sub(x=2)), _Item(sub=_Sub(x=3))]
+
+
+class _Note(BaseModel):
+    text: str
+
+
+def test_copies_with_another_allowlist_read_with_their_own_serde(tmp_path: Path) -> None:
+    """``with_allowlist`` copies share the saver's memory but not its serde: each
+    reads what its own serde makes of the stored items, whichever read first."""
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    path = str(tmp_path / "w.db")
+    allowed = [(__name__, "_Note")]
+
+    def strict() -> EventlogSaver:
+        return EventlogSaver(path, serde=JsonPlusSerializer(allowed_msgpack_modules=None))  # only what is allowed
+
+    strict().with_allowlist(allowed).put(_at("t"), _cp("01", [_Note(text="hi")], 1), {}, {"messages": 1})
+    for first_plain in (True, False):
+        plain = strict()
+        graph_saver = plain.with_allowlist(allowed)
+        order = [plain, graph_saver] if first_plain else [graph_saver, plain]
+        got = {id(s): _messages(s, _at("t")) for s in order}
+        assert got[id(graph_saver)] == [_Note(text="hi")]
+        assert not isinstance(got[id(plain)][0], _Note)
+
+
+def test_a_read_in_between_does_not_make_the_next_put_store_the_list_again(tmp_path: Path) -> None:
+    """Another reader (a UI polling ``get_state``) between a graph's read and its
+    put, or a saver that remembers nothing, still stores only what the put adds."""
+    for poll, cache in ((False, 16), (True, 16), (False, 0)):
+        path = str(tmp_path / f"p{poll}{cache}.db")
+        with EventlogSaver(path, cache_sessions=cache) as saver:
+            first = [HumanMessage(f"m{i}", id=f"m{i}") for i in range(50)]
+            c = saver.put(_at("t"), _cp("00", first, 1), {}, {"messages": 1})
+            for step in range(1, 4):
+                got = _messages(saver, _at("t"))
+                if poll:
+                    _messages(saver, _at("t"))
+                c = saver.put(c, _cp(f"{step:02}", [*got, AIMessage(f"a{step}", id=f"a{step}")], step + 1), {},
+                              {"messages": step + 1})  # fmt: skip
+            entries = saver.store.fold(session_id("t"))["entries"]
+        stored = [(e["values"]["messages"]["from"], len(e["values"]["messages"]["list"])) for e in entries]
+        assert stored == [(0, 50), (50, 1), (51, 1), (52, 1)], (poll, cache, stored)
