@@ -174,9 +174,10 @@ _LEAVES = frozenset((str, bytes, int, float, bool, type(None)))
 
 class _Known:
     """The items of a list channel's value as last stored or handed out (``objects``),
-    the list of their serialized forms in the session's state (``stored``, by
-    identity), and a :class:`~eventlog.mirror.Mirror` of what the objects hold (their
-    ``__dict__``, or the dict or list itself): an item is reused unserialized only
+    the list of their serialized forms in the session's log (``stored``, by
+    identity), and a :class:`~eventlog.mirror.Mirror` of what the objects hold (see
+    :func:`_holders`; no mirror when one holds what it cannot watch): an item is
+    reused unserialized only
     while it is the very object and nothing in any of them changed, so an edit made
     in place (a message's content changed, then the message saved again) is
     serialized, never lost."""
