@@ -316,28 +316,40 @@ def _share_large(private: Any, stored: Any) -> bool:
     return True
 
 
-def _copies(privates: list[Any]) -> list[Any]:
+def _copies(privates: list[Any]) -> tuple[list[Any], list[Any] | None]:
     """A copy of each of ``privates`` (what :func:`_fresh` made, never handed out, so
-    already proven copyable): :func:`_fresh` without its checks."""
+    already proven copyable): :func:`_fresh` without its checks; and what
+    :func:`_holders` would find in the copies, gathered as they are made (``None``
+    where a copy was made another way)."""
     out: list[Any] = []
-    add, kinds, new_object, copy = out.append, _KINDS, _OBJECT_NEW, values.copier()
+    holders: list[Any] = []
+    complete = True
+    add, hold, kinds, new_object, copy = out.append, holders.append, _KINDS, _OBJECT_NEW, values.copier()
     for p in privates:
         t = type(p)
         if kinds.get(t) == 1:
             new = new_object(t)
-            _set(new, "__dict__", copy(p.__dict__))
+            fields = copy(p.__dict__)
+            _set(new, "__dict__", fields)
+            hold(fields)
             extra = p.__pydantic_extra__
-            _set(new, "__pydantic_extra__", None if extra is None else copy(extra) if extra else {})
+            if extra is not None:
+                extra = copy(extra) if extra else {}
+                hold(extra)
+            _set(new, "__pydantic_extra__", extra)
             _set(new, "__pydantic_fields_set__", set(p.__pydantic_fields_set__))
             _set(new, "__pydantic_private__", None if p.__pydantic_private__ is None else {})
             add(new)
         elif t in _LEAVES:
             add(p)
         elif t is dict or t is list:
-            add(copy(p))
+            c = copy(p)
+            hold(c)
+            add(c)
         else:
             add(_fresh(p))
-    return out
+            complete = False
+    return out, holders if complete else None
 
 
 class _Decoded:
@@ -529,7 +541,7 @@ class EventlogSaver(BaseCheckpointSaver[str]):
             return [self._load(item) for item in stored["list"]]
         return self._load(stored["value"])
 
-    def _items(self, thread: _Thread, channel: str, stored: list[Any]) -> list[Any]:
+    def _items(self, thread: _Thread, channel: str, stored: list[Any]) -> tuple[list[Any], list[Any] | None]:
         """The items of a channel's newest value (``stored``, its serialized items):
         the items read before (the very stored items, at the start of the list) a
         copy of their private deserialized copies, the others deserialized (and a
@@ -554,12 +566,14 @@ class EventlogSaver(BaseCheckpointSaver[str]):
         thread.decoded[channel] = _Decoded(stored, privates, self.serde)
         return self._handed(stored, privates)
 
-    def _handed(self, stored: list[Any], privates: list[Any]) -> list[Any]:
+    def _handed(self, stored: list[Any], privates: list[Any]) -> tuple[list[Any], list[Any] | None]:
         """What a read hands out of items ``stored`` with their ``privates``: copies,
-        or where an item has none, the item deserialized."""
+        or where an item has none, the item deserialized; and what :func:`_holders`
+        would find in them (``None``: not known)."""
         if all(map(is_not, privates, repeat(None))):
             return _copies(privates)
-        return [self._load(item) if p is None else _copies([p])[0] for item, p in zip(stored, privates, strict=True)]
+        out = [self._load(item) if p is None else _copies([p])[0][0] for item, p in zip(stored, privates, strict=True)]
+        return out, None
 
     def _older(self, stored: list[Any], kept: dict[int, tuple[Any, Any]]) -> list[Any]:
         """The items of an older list value (``stored``), each stored item
@@ -578,7 +592,7 @@ class EventlogSaver(BaseCheckpointSaver[str]):
                 _share_large(private, item)
                 kept[id(item)] = (item, private)
             privates.append(private)
-        return self._handed(stored, privates)
+        return self._handed(stored, privates)[0]
 
     def _values(self, sid: str, log: ThreadLog, versions: dict[str, str], memo: dict[Any, Any]) -> dict[str, Any]:
         """The channel values of a checkpoint (its ``versions``)."""
@@ -589,9 +603,14 @@ class EventlogSaver(BaseCheckpointSaver[str]):
                 continue
             if "list" in stored and log.is_newest(channel, vk):
                 thread = self._shared.of(sid)
-                out[channel] = value = self._items(thread, channel, stored["list"])
+                out[channel], holders = self._items(thread, channel, stored["list"])
                 # (what the graph saves next starts with these very objects: not serialized again)
-                thread.known[channel] = _Known.of(list(value), stored["list"])
+                objects = list(out[channel])
+                thread.known[channel] = (
+                    _Known.of(objects, stored["list"])
+                    if holders is None
+                    else _Known(objects, stored["list"], Mirror(holders, full=True))
+                )
             elif "list" in stored:
                 out[channel] = self._older(stored["list"], memo.setdefault("kept", {}))
             else:
