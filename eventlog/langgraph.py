@@ -16,7 +16,7 @@ chunks.  Appending costs what the entry holds, whatever the thread's length.
 
 A step starts by reading the newest checkpoint: the saver keeps the items of its
 list channels deserialized (:class:`_Decoded`) and hands out copies of them
-(:func:`_fresh`), so a long conversation is not deserialized again at each step
+(:func:`fresh`), so a long conversation is not deserialized again at each step
 while no two reads share an object.
 """
 
@@ -46,13 +46,12 @@ from langgraph.checkpoint.base import (
     get_checkpoint_id,
     get_checkpoint_metadata,
 )
-from pydantic import BaseModel
 
 from . import store as _store
-from . import values
 from .errors import ConflictError, CorruptionError, EventLogError, InvalidValueError
 from .fold import State, apply
 from .langgraph_log import ThreadLog, entries_of_state
+from .langgraph_objects import Known, copies, fresh
 from .mirror import Mirror
 
 __all__ = ["PREFIX", "EventlogSaver"]
@@ -135,7 +134,7 @@ class _Thread:
 
     def __init__(self) -> None:
         self.log: ThreadLog | None = None
-        self.known: dict[str, _Known] = {}
+        self.known: dict[str, Known] = {}
         self.decoded: dict[str, _Decoded] = {}
 
 
@@ -168,135 +167,8 @@ class _Shared:
         self.threads.pop(sid, None)
 
 
-#: Leaves a deserialized item may hold and share with its copies.
-_LEAVES = frozenset((str, bytes, int, float, bool, type(None)))
-
-
-class _Known:
-    """The items of a list channel's value as last stored or handed out (``objects``),
-    the list of their serialized forms in the session's log (``stored``, by
-    identity), and a :class:`~eventlog.mirror.Mirror` of what the objects hold (see
-    :func:`_holders`; no mirror when one holds what it cannot watch): an item is
-    reused unserialized only
-    while it is the very object and nothing in any of them changed, so an edit made
-    in place (a message's content changed, then the message saved again) is
-    serialized, never lost."""
-
-    __slots__ = ("guard", "objects", "stored")
-
-    def __init__(self, objects: list[Any], stored: list[Any], guard: Mirror | None) -> None:
-        self.objects = objects
-        self.stored = stored
-        self.guard = guard if guard is not None and guard.full else None
-
-    @classmethod
-    def of(cls, objects: list[Any], stored: list[Any]) -> _Known:
-        holders = _holders(objects)
-        return cls(objects, stored, None if holders is None else Mirror(holders, full=True))
-
-    def extended(self, added: list[Any], stored: list[Any]) -> _Known:
-        """This one (:meth:`reusable` just now) with ``added`` after its objects: its
-        mirror extended by what they hold, not made again (it is replaced)."""
-        holders, guard = _holders(added), self.guard
-        if holders is not None and guard is not None:
-            guard.extend(holders)
-        return _Known(self.objects + added, stored, None if holders is None else guard)
-
-    def reusable(self, stored: Any) -> bool:
-        """Whether the objects can stand for the serialized ``stored`` list."""
-        return stored is self.stored and self.guard is not None and self.guard.untouched()
-
-
-def _holders(objects: list[Any]) -> list[Any] | None:
-    """What :class:`_Known` watches of ``objects``: each dict or list, each object's
-    ``__dict__`` and pydantic extra (immutable leaves need nothing); ``None`` if one
-    cannot be watched whole: an object without a ``__dict__``, or holding anything
-    but dicts, lists and immutable leaves (an object inside could change unseen)."""
-    holders = []
-    for o in objects:
-        t = type(o)
-        if t is dict or t is list:
-            if not values.decoded_ok(o):
-                return None
-            holders.append(o)
-        elif t not in _LEAVES:
-            d = getattr(o, "__dict__", None)
-            if type(d) is not dict or not values.decoded_ok(d):
-                return None  # what it holds cannot be watched: never reused
-            holders.append(d)
-            extra = getattr(o, "__pydantic_extra__", None)
-            if extra is not None:
-                if type(extra) is not dict or not values.decoded_ok(extra):
-                    return None
-                holders.append(extra)
-    return holders
-
-
-#: What a pydantic 2 model holds, all of which its ``__copy__`` copies: where a
-#: model class holds exactly these, :func:`_fresh` copies them itself.
-_PYDANTIC_SLOTS = ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
-_DIRECT = getattr(BaseModel, "__slots__", None) == _PYDANTIC_SLOTS
-_set = object.__setattr__
-_OBJECT_NEW: Any = object.__new__
-
-
-#: How :func:`_fresh` copies an instance of a class (see :func:`_kind`).
-_KINDS: dict[type, int] = {}
-
-
-def _kind(t: type) -> int:
-    """0: not a pydantic model keeping pydantic's ``__copy__`` (not copied); 1: one
-    holding exactly what that copies (copied directly); 2: another (by its
-    ``__copy__``).  Remembered for the classes met last."""
-    if not issubclass(t, BaseModel) or getattr(t, "__copy__", None) is not BaseModel.__copy__:
-        kind = 0
-    elif _DIRECT and getattr(t, "__slots__", None) == _PYDANTIC_SLOTS and getattr(t, "__new__", None) is _OBJECT_NEW:
-        kind = 1
-    else:
-        kind = 2
-    if len(_KINDS) >= 256:
-        _KINDS.clear()
-    _KINDS[t] = kind
-    return kind
-
-
-def _fresh(obj: Any) -> Any:
-    """A copy of a deserialized item that shares nothing mutable with it (new
-    containers, the same immutable leaves), equal to what deserializing it again
-    gives; ``None`` where that cannot be promised.  Copied: plain dicts and lists
-    (:func:`eventlog.values.decoded_ok`), and pydantic models (LangChain messages)
-    that keep pydantic's own ``__copy__`` and no private attributes, whose fields
-    hold only those."""
-    t = type(obj)
-    if t in _LEAVES:
-        return obj
-    if t is dict or t is list:
-        return values.copy(obj) if values.decoded_ok(obj) else None
-    kind = _KINDS.get(t)
-    if kind is None:
-        kind = _kind(t)
-    if kind == 0 or getattr(obj, "__pydantic_private__", None):
-        return None
-    fields, extra = obj.__dict__, getattr(obj, "__pydantic_extra__", None)
-    if not values.decoded_ok(fields) or (extra and not values.decoded_ok(extra)):
-        return None
-    if kind == 1:
-        # What pydantic's __copy__ does, without its three trips through the copy module.
-        new = object.__new__(t)
-        _set(new, "__dict__", values.copy(fields))
-        _set(new, "__pydantic_extra__", None if extra is None else values.copy(extra))
-        _set(new, "__pydantic_fields_set__", set(obj.__pydantic_fields_set__))
-        _set(new, "__pydantic_private__", None if getattr(obj, "__pydantic_private__", None) is None else {})
-        return new
-    new = t.__copy__(obj)  # pydantic's: a new __dict__, fields set and extra, the values shared
-    new.__dict__.update(values.copy(fields))
-    if extra and new.__pydantic_extra__ is not None:
-        new.__pydantic_extra__.update(values.copy(extra))
-    return new
-
-
 def _share_large(private: Any, stored: Any) -> bool:
-    """Make the long strings of ``private`` (a copy made by :func:`_fresh`) that
+    """Make the long strings of ``private`` (a copy made by :func:`fresh`) that
     equal the base64 text kept apart in ``stored`` (see :func:`_split`) that very
     text, so that a screenshot is held once in memory, not twice; whether
     ``stored`` has such text."""
@@ -314,42 +186,6 @@ def _share_large(private: Any, stored: Any) -> bool:
 
     walk(private if type(private) in (dict, list) else [private.__dict__])
     return True
-
-
-def _copies(privates: list[Any]) -> tuple[list[Any], list[Any] | None]:
-    """A copy of each of ``privates`` (what :func:`_fresh` made, never handed out, so
-    already proven copyable): :func:`_fresh` without its checks; and what
-    :func:`_holders` would find in the copies, gathered as they are made (``None``
-    where a copy was made another way)."""
-    out: list[Any] = []
-    holders: list[Any] = []
-    complete = True
-    add, hold, kinds, new_object, copy = out.append, holders.append, _KINDS, _OBJECT_NEW, values.copier()
-    for p in privates:
-        t = type(p)
-        if kinds.get(t) == 1:
-            new = new_object(t)
-            fields = copy(p.__dict__)
-            _set(new, "__dict__", fields)
-            hold(fields)
-            extra = p.__pydantic_extra__
-            if extra is not None:
-                extra = copy(extra) if extra else {}
-                hold(extra)
-            _set(new, "__pydantic_extra__", extra)
-            _set(new, "__pydantic_fields_set__", set(p.__pydantic_fields_set__))
-            _set(new, "__pydantic_private__", None if p.__pydantic_private__ is None else {})
-            add(new)
-        elif t in _LEAVES:
-            add(p)
-        elif t is dict or t is list:
-            c = copy(p)
-            hold(c)
-            add(c)
-        else:
-            add(_fresh(p))
-            complete = False
-    return out, holders if complete else None
 
 
 class _Decoded:
@@ -449,9 +285,7 @@ class EventlogSaver(BaseCheckpointSaver[str]):
             apply(replay, event.ops)
             yield event.seq, replay.fields.get("channels", {})
 
-    def _update(
-        self, tid: str, ns: str, make: Callable[[ThreadLog], tuple[dict[str, Any], dict[str, list[Any]]]]
-    ) -> None:
+    def _update(self, tid: str, ns: str, make: Callable[[ThreadLog], _Made]) -> None:
         """Append the entry ``make(log)`` gives (with the lists it holds for the
         channels it writes, see :meth:`ThreadLog.add`) to the session's log,
         conditional on the head it read (made again on a conflict)."""
@@ -518,7 +352,7 @@ class EventlogSaver(BaseCheckpointSaver[str]):
                 dumped = self._dump(item)
                 # (the same bytes as stored: the stored item, so that "from" keeps it, not the list again)
                 out.append(before[i] if before is not None and i < len(before) and before[i] == dumped else dumped)
-            thread.known[channel] = _Known.of(list(value), out)
+            thread.known[channel] = Known.of(list(value), out)
         n = 0
         if before:
             top = min(len(before), len(out))
@@ -559,7 +393,7 @@ class EventlogSaver(BaseCheckpointSaver[str]):
                     k += 1
         privates = old.privates[:k] if old is not None else []
         for item in stored[k:]:
-            private = _fresh(self._load(item))
+            private = fresh(self._load(item))
             if private is not None:
                 _share_large(private, item)
             privates.append(private)
@@ -568,11 +402,11 @@ class EventlogSaver(BaseCheckpointSaver[str]):
 
     def _handed(self, stored: list[Any], privates: list[Any]) -> tuple[list[Any], list[Any] | None]:
         """What a read hands out of items ``stored`` with their ``privates``: copies,
-        or where an item has none, the item deserialized; and what :func:`_holders`
+        or where an item has none, the item deserialized; and what :func:`watched`
         would find in them (``None``: not known)."""
         if all(map(is_not, privates, repeat(None))):
-            return _copies(privates)
-        out = [self._load(item) if p is None else _copies([p])[0][0] for item, p in zip(stored, privates, strict=True)]
+            return copies(privates)
+        out = [self._load(item) if p is None else copies([p])[0][0] for item, p in zip(stored, privates, strict=True)]
         return out, None
 
     def _older(self, stored: list[Any], kept: dict[int, tuple[Any, Any]]) -> list[Any]:
@@ -587,7 +421,7 @@ class EventlogSaver(BaseCheckpointSaver[str]):
             if hit is not None and hit[0] is item:
                 privates.append(hit[1])
                 continue
-            private = _fresh(self._load(item))
+            private = fresh(self._load(item))
             if private is not None:
                 _share_large(private, item)
                 kept[id(item)] = (item, private)
@@ -607,9 +441,9 @@ class EventlogSaver(BaseCheckpointSaver[str]):
                 # (what the graph saves next starts with these very objects: not serialized again)
                 objects = list(out[channel])
                 thread.known[channel] = (
-                    _Known.of(objects, stored["list"])
+                    Known.of(objects, stored["list"])
                     if holders is None
-                    else _Known(objects, stored["list"], Mirror(holders, full=True))
+                    else Known(objects, stored["list"], Mirror(holders, full=True))
                 )
             elif "list" in stored:
                 out[channel] = self._older(stored["list"], memo.setdefault("kept", {}))
