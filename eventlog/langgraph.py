@@ -370,10 +370,13 @@ class EventlogSaver(BaseCheckpointSaver[str]):
     def _load(self, pair: Any) -> Any:
         return self.serde.loads_typed(_typed(pair))
 
-    def _unrepr(self, stored: Any) -> Any:
-        if "list" in stored:
-            return [self._load(item) for item in stored["list"]]
-        return self._load(stored["value"])
+    def _private(self, item: Any) -> Any:
+        """A stored item deserialized, as a private copy to hand out copies of
+        (``None``: it cannot be copied; see :func:`~eventlog.langgraph_objects.fresh`)."""
+        private = fresh(self._load(item))
+        if private is not None:
+            _share_large(private, item)
+        return private
 
     def _items(self, thread: _Thread, channel: str, stored: list[Any]) -> tuple[list[Any], list[Any] | None]:
         """The items of a channel's newest value (``stored``, its serialized items):
@@ -392,11 +395,7 @@ class EventlogSaver(BaseCheckpointSaver[str]):
                 while old.stored[k] is stored[k]:
                     k += 1
         privates = old.privates[:k] if old is not None else []
-        for item in stored[k:]:
-            private = fresh(self._load(item))
-            if private is not None:
-                _share_large(private, item)
-            privates.append(private)
+        privates += map(self._private, stored[k:])
         thread.decoded[channel] = _Decoded(stored, privates, self.serde)
         return self._handed(stored, privates)
 
@@ -421,9 +420,8 @@ class EventlogSaver(BaseCheckpointSaver[str]):
             if hit is not None and hit[0] is item:
                 privates.append(hit[1])
                 continue
-            private = fresh(self._load(item))
+            private = self._private(item)
             if private is not None:
-                _share_large(private, item)
                 kept[id(item)] = (item, private)
             privates.append(private)
         return self._handed(stored, privates)[0]
@@ -448,7 +446,7 @@ class EventlogSaver(BaseCheckpointSaver[str]):
             elif "list" in stored:
                 out[channel] = self._older(stored["list"], memo.setdefault("kept", {}))
             else:
-                out[channel] = self._unrepr(stored)
+                out[channel] = self._load(stored["value"])
         return out
 
     def _tuple(self, sid: str, tid: str, ns: str, log: ThreadLog, cid: str, memo: dict[Any, Any]) -> CheckpointTuple:
