@@ -131,14 +131,8 @@ def fresh(obj: Any) -> Any:
     fields, extra = obj.__dict__, getattr(obj, "__pydantic_extra__", None)
     if not values.decoded_ok(fields) or (extra and not values.decoded_ok(extra)):
         return None
-    if kind == 1:
-        # What pydantic's __copy__ does, without its three trips through the copy module.
-        new = object.__new__(t)
-        _set(new, "__dict__", values.copy(fields))
-        _set(new, "__pydantic_extra__", None if extra is None else values.copy(extra))
-        _set(new, "__pydantic_fields_set__", set(obj.__pydantic_fields_set__))
-        _set(new, "__pydantic_private__", None if getattr(obj, "__pydantic_private__", None) is None else {})
-        return new
+    if kind == 1:  # checked: copied as copies() copies what fresh() made
+        return copies([obj])[0][0]
     new = t.__copy__(obj)  # pydantic's: a new __dict__, fields set and extra, the values shared
     new.__dict__.update(values.copy(fields))
     if extra and new.__pydantic_extra__ is not None:

@@ -373,11 +373,7 @@ class Store:
 
     def seq(self, session_id: str) -> int:
         """The session's current sequence number (0 when it does not exist)."""
-        with self._lock:
-            self._open()
-            _check_id(session_id)
-            row = self._backend.head(session_id)
-            return 0 if row is None else row.seq
+        return self._head_of(session_id)[0]
 
     def _head_of(self, session_id: str) -> tuple[int, int]:
         """``(seq, incarnation)`` of a session (``(0, 0)`` when it does not exist):
