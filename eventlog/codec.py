@@ -40,7 +40,7 @@ import binascii
 import io
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -488,29 +488,42 @@ def _one_frame(payload: bytes) -> bool:
 
 def decompress_run(items: list[tuple[int, bytes]], sizes: list[int]) -> list[bytes] | None:
     """:meth:`Framer.decompress` of each ``(flags, payload)``, which must come to
-    exactly its ``sizes`` bytes: ``bytes``, in order, each decompressed by a call that
-    does not hold the GIL, into memory allocated (and first touched) on the thread
-    that runs this, so that another thread can decode meanwhile and then read them
-    without a copy.  Safe to run on any thread: it shares nothing (its decompression
-    context is its own, made here, and the payloads are immutable).  ``None`` when
-    anything about any item is wrong: the caller then decompresses them one by
-    one, which says which and why."""
-    dctx = zstandard.ZstdDecompressor()
-    out: list[bytes] = []
+    exactly its ``sizes`` bytes: ``bytes``, in order, so that another thread can
+    decode meanwhile.  Every item is checked first (its size, exactly one zstd
+    frame), then all the frames are decompressed in one call that does not hold the
+    GIL (``multi_decompress_to_buffer``, each into exactly its size): one call per run,
+    not one per item, because a thread that gives the GIL up and takes it back for
+    each item waits up to the interpreter's switch interval (5 ms) each time while
+    another thread decodes (measured: a run of 40 segments took twice as long as
+    alone).  Safe to run on any thread: it shares nothing (its decompression context
+    is its own, made here, and the payloads are immutable).  ``None`` when anything
+    about any item is wrong: the caller then decompresses them one by one, which
+    says which and why."""
+    frames: list[bytes | bytearray | memoryview] = []
+    frame_sizes: list[int] = []
     for (flags, payload), size in zip(items, sizes, strict=True):
         try:
             _check_size(flags, payload, size)
         except DecodeError:
             return None
-        if not flags & FLAG_ZSTD:
-            out.append(payload)
-            continue
-        if not _one_frame(payload):  # decompress() would ignore what follows a frame
-            return None
+        if flags & FLAG_ZSTD:
+            if not _one_frame(payload):  # zstd would read the first frame and ignore the rest
+                return None
+            frames.append(payload)
+            frame_sizes.append(size)
+    bodies: Iterator[bytes] = iter(())
+    if frames:
         try:
-            body = dctx.decompress(payload, max_output_size=size)
+            found = zstandard.ZstdDecompressor().multi_decompress_to_buffer(
+                frames, decompressed_sizes=struct.pack(f"={len(frame_sizes)}Q", *frame_sizes), threads=1
+            )
         except zstandard.ZstdError:
             return None
+        bodies = iter([found[i].tobytes() for i in range(len(found))])
+        del found
+    out: list[bytes] = []
+    for (flags, payload), size in zip(items, sizes, strict=True):
+        body = next(bodies) if flags & FLAG_ZSTD else payload
         if len(body) != size:
             return None
         out.append(body)
