@@ -85,7 +85,9 @@ MODE = "c" if _c_unchanged is not None else "gc" if FAST else "portable"
 class Mirror:
     """Identity snapshot of the caller's entries as of the last save."""
 
-    __slots__ = ("containers", "dicts", "entries", "full", "keys", "lens", "origin", "values", "views")
+    __slots__ = (
+        "base", "cloned", "containers", "dicts", "entries", "full", "keys", "lens", "origin", "values", "views"
+    )  # fmt: skip
 
     def __init__(self, entries: list[Any], *, full: bool) -> None:
         """Mirror ``entries``.  A shallow mirror (``full=False``) records only the
@@ -93,6 +95,10 @@ class Mirror:
         never :meth:`unchanged`; it only tells whether a full one is worth making."""
         self.full = full
         self.origin: Mirror | None = None  # the mirror this one was cloned from
+        # What this one records below ``entries`` starts after what ``base`` (its
+        # origin) records: a clone checks its origin's record, never copies it.
+        self.base: Mirror | None = None
+        self.cloned = False  # a clone's base: never extended again
         self.entries: list[Any] = []
         self.containers: list[Any] = []  # every dict and list of the entries
         self.lens: list[int] = []
@@ -112,6 +118,8 @@ class Mirror:
 
     def extend(self, entries: list[Any]) -> None:
         """Record ``entries`` (already validated: acyclic, storable) as appended."""
+        if self.cloned:  # its clones check its record as theirs: it cannot grow
+            raise RuntimeError("a mirror that was cloned is not extended")
         self.entries += entries
         if not self.full:
             return
@@ -150,11 +158,15 @@ class Mirror:
 
     def clone(self) -> Mirror:
         """A mirror of the same objects that extends apart from this one (its
-        ``origin``: this one, whose entries it starts with, whatever it records next)."""
+        ``origin``: this one, whose entries it starts with, whatever it records next).
+        Nothing is recorded again or copied but the list of entries: the clone checks
+        this one's record as the start of its own (so this one is never extended
+        after: :meth:`extend` refuses)."""
         twin = Mirror.__new__(Mirror)
-        twin.full, twin.origin = self.full, self
-        for name in ("entries", "containers", "lens", "keys", "values", "dicts", "views"):
-            setattr(twin, name, list(getattr(self, name)))
+        twin.full, twin.origin, twin.base, twin.cloned = self.full, self, self, False
+        twin.entries = list(self.entries)
+        twin.containers, twin.lens, twin.keys, twin.values, twin.dicts, twin.views = [], [], [], [], [], []
+        self.cloned = True
         return twin
 
     def unchanged(self, entries: list[Any]) -> bool:
@@ -167,6 +179,8 @@ class Mirror:
         """Whether the recorded entries (the very objects, which the mirror keeps) are
         untouched: what :meth:`unchanged` checks below the top-level list."""
         if not self.full:
+            return False
+        if self.base is not None and not self.base.untouched():
             return False
         if MODE == "c":
             assert _c_unchanged is not None

@@ -125,3 +125,25 @@ def test_what_a_mirror_keeps_is_untouched_until_an_edit_below_it(edit: Callable[
     assert m.untouched() and not twin.untouched()
     edit(es)
     assert not m.untouched()
+
+
+@pytest.mark.parametrize("edit", EDITS)
+def test_a_clone_checks_its_origin_record_and_the_origin_stays_as_it_was(edit: Callable[[list[Any]], Any]) -> None:
+    """A clone records nothing again: it checks its origin's record as the start of
+    its own, so an edit to what the origin recorded fails the clone too, and the
+    origin, whose record its clones rely on, can no longer be extended."""
+    es = entries()
+    m = Mirror(es, full=True)
+    twin = m.clone()
+    assert twin.unchanged(es) and not twin.containers  # nothing recorded twice
+    grown = [*es, {"id": "c", "d": {"k": [1]}}]
+    twin.extend(grown[2:])
+    assert twin.unchanged(grown) and not twin.unchanged(es)  # (es lacks the appended entry)
+    with pytest.raises(RuntimeError):
+        m.extend([{"id": "d"}])
+    assert len(m.entries) == 2 and m.untouched()
+    edit(es)
+    if len(es) == 2 and es[0] is grown[0] and es[1] is grown[1]:  # an edit below the entries
+        assert not twin.unchanged(grown) and not twin.untouched()
+    grown[2]["d"]["k"].append(2)
+    assert not twin.untouched()
