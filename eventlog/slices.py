@@ -11,6 +11,10 @@ values inside the wanted items.  The events are applied to stand-in lists, one
 replacements and deletions after the snapshot move the items exactly as a full
 fold would; what is left in the wanted range says which snapshot items to decode.
 
+A slice of ``entries`` counted from the end may not need the snapshot at all:
+:func:`entries_tail` reads the newest events back from the head and takes the
+entries they appended, when that is all they did to the entries.
+
 A snapshot whose manifest turns out damaged is a cache like any other: the fold
 skips it (see :meth:`eventlog.log.Log.fold`).
 """
@@ -25,7 +29,7 @@ from typing import Any
 from . import fold
 from .codec import KIND_BASE64, KIND_STR, SNAPSHOT, DecodeError, Ref, VersionError
 from .errors import CorruptionError, InvalidValueError, NotFoundError, UnsupportedVersionError
-from .fold import State
+from .fold import At, Insert, SetFields, State
 from .log import Log
 from .snapshots import Segment, with_lists
 from .values import MAX_DEPTH, decoded_ok
@@ -93,6 +97,83 @@ def list_slice(
             full = log.fold(name, sid, key, upto, True, floor)
             return list_at(full, path, name)[start:stop]
     return _rehydrated_all(log, name, [decoded[x.index] if type(x) is _Slot else x for x in chosen])
+
+
+#: How many events :func:`entries_tail` reads back at first (then four times as
+#: many each time, up to the newest snapshot).
+TAIL_FIRST_READ = 8
+
+
+def entries_tail(
+    log: Log,
+    name: str,
+    sid: int,
+    key: bytes | None,
+    upto: int,
+    since: int,
+    count: int | None,
+    start: int | None,
+    stop: int | None,
+) -> list[Any] | None:
+    """``entries[start:stop]`` of the session's state after event ``upto`` read from
+    its newest events alone, backwards, when they appended every wanted entry:
+    large values rehydrated, a new list of new values.  ``None`` when that cannot
+    be known from the events after ``since`` (the newest snapshot, or the start of
+    the history) and the entries count the store recorded with the head
+    (``count``; ``None`` when unknown): the caller then reads as a full slice does.
+
+    Going back from the head, an event whose operations on the entries are only
+    inserts, each at the end of the list as it stood (its index plus its number of
+    entries is the length after it, starting from ``count``), holds the last
+    entries as they are now; any other change to the entries (a replacement, a
+    deletion, an insert elsewhere, the field set) ends the walk.  So a conversation
+    that only ever grows at the end (what a runtime appending turns writes) gives
+    its last items from the last few events, however long it is, without its
+    snapshot.  A wrong ``count`` cannot give wrong items: the newest insert must end
+    exactly at it."""
+    if not count:  # (0: no entries, or none recorded: the full read says which)
+        return None
+    a, b, _ = slice(start, stop).indices(count)
+    if b <= a:
+        return None
+    cur = count
+    found: list[Any] = []  # newest first, each event's entries reversed
+    top, window = upto, TAIL_FIRST_READ
+    while cur > a:
+        if top <= since:
+            return None
+        low = max(since, top - window)
+        stored = list(log.backend.events(sid, low, top))  # read in one go, decoded newest first as needed
+        for expected, row in enumerate([*stored, None], low + 1):
+            if expected <= top and (row is None or row.seq != expected):
+                raise CorruptionError(f"event {expected} is missing", session_id=name, seq=expected)
+        for row in reversed(stored):
+            event = log.event(name, sid, key, row.seq, row.pos, row.ts_ms, row.frame, False)
+            for op in reversed(event.ops):
+                t = type(op)
+                if t is Insert:
+                    assert isinstance(op, Insert)
+                    n = len(op.entries)
+                    if op.index + n != cur:
+                        return None
+                    found += reversed(op.entries)
+                    cur -= n
+                elif t is SetFields:  # other fields set, or the keys reordered
+                    assert isinstance(op, SetFields)
+                    if "entries" in op.changed or (op.order is not None and "entries" not in op.order):
+                        return None
+                elif t is At:
+                    assert isinstance(op, At)
+                    if op.path[0] == "entries":
+                        return None
+                else:  # Replace, Delete (of the entries), Tombstone
+                    return None
+            if cur <= a:
+                break
+        top, window = low, window * 4
+    # found[i] is entry count - 1 - i
+    wanted = [found[count - 1 - i] for i in range(a, b)]
+    return _rehydrated_all(log, name, wanted)
 
 
 def _rehydrated_all(log: Log, name: str, values: list[Any]) -> list[Any]:

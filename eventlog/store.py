@@ -45,7 +45,7 @@ from .log import Log
 from .options import MIN_CELL_BYTES as MIN_CELL_BYTES
 from .options import Options, OptionValues, resolve, shown
 from .progress import Progress
-from .slices import list_at, list_slice, text_session
+from .slices import entries_tail, list_at, list_slice, text_session
 from .snapshots import SnapshotBuilder, SnapshotPolicy
 from .verify import VerifyReport
 from .watching import PAGE, FeedItem, FeedState, Follow, WatchState, check_cursor, check_timeout, ended_by
@@ -338,8 +338,10 @@ class Store:
         but it decodes only what the slice needs: the newest snapshot's fields (of
         ``entries``, or of a list at a path that the snapshot keeps in segments,
         only the segments holding the wanted items), the events
-        since, and only the large values inside the wanted items.  The result is
-        the caller's own.
+        since, and only the large values inside the wanted items.  A slice of
+        ``entries`` counted from the end (a negative ``start``) comes from the
+        newest events alone when they only appended entries (see
+        :func:`eventlog.slices.entries_tail`).  The result is the caller's own.
 
         Raises :class:`NotFoundError` for an unknown session or when the session has
         no value at ``field``, :class:`InvalidValueError` when that value is not a
@@ -361,6 +363,15 @@ class Store:
                 if cached is not None:
                     return cached
                 check_head(self._backend, row)
+                if path == ("entries",) and start is not None and start < 0:  # a tail: from the newest events?
+                    listed = self._backend.info(session_id)
+                    if listed is not None and listed.head == row:
+                        since = max(row.base, min(row.snap_seq, row.seq))
+                        got = entries_tail(
+                            self._log, session_id, row.sid, row.key, row.seq, since, listed.entries, start, stop
+                        )
+                        if got is not None:
+                            return got
                 return list_slice(self._log, session_id, row.sid, row.key, row.seq, row.base, path, start, stop)
 
     def tail(self, session_id: str, n: int, *, field: str | Sequence[str] = "entries") -> list[Any]:

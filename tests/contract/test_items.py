@@ -3,6 +3,7 @@ load gives, decoding only the part of the newest snapshot they need."""
 
 from __future__ import annotations
 
+import sqlite3
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -199,3 +200,163 @@ def test_items_and_tail_through_both_apis(open_store: Any, db_path: str) -> None
         assert s.items("s", field="messages") == [1, 2, 3]
         with pytest.raises(eventlog.NotFoundError):
             s.tail("other", 3)
+
+
+def _events_decoded(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The positions of the events decoded from now on."""
+    seqs: list[int] = []
+    event = log_module.Log.event
+
+    def spy(self: Any, name: str, sid: int, key: Any, seq: int, *args: Any, **kwargs: Any) -> Any:
+        seqs.append(seq)
+        return event(self, name, sid, key, seq, *args, **kwargs)
+
+    monkeypatch.setattr(log_module.Log, "event", spy)
+    return seqs
+
+
+def _growing(path: str, n: int, **options: Any) -> tuple[list[Any], int]:
+    """A conversation of ``n`` entries grown four at a time, by ``append()`` and by
+    saves that append (its entries and head)."""
+    entries: list[Any] = []
+    with eventlog.open(path, **options) as s:
+        for i in range(0, n, 4):
+            batch = [_entry(j, image="iVBORw0KGgo" + "A" * 30_000 + str(j)) for j in range(i, i + 4)]
+            if i % 8:
+                s.append("s", batch)
+            else:
+                s.save("s", {**s.load("s"), "entries": entries + batch, "title": f"t{i}"} if i else {"entries": batch})
+            entries += batch
+        return entries, s.seq("s")
+
+
+def test_the_tail_of_a_growing_conversation_reads_only_its_newest_events(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A conversation that only ever grows at the end (what a runtime appending
+    turns writes): its last items come from its last few events alone, neither the
+    snapshot nor an older event decoded, however long it is."""
+    path = _path()
+    entries, head = _growing(path, 400, snapshot_every=50, **TINY)
+    decoded, events = _decoded_segments(monkeypatch), _events_decoded(monkeypatch)
+    with eventlog.open(path, **TINY) as s:
+        assert s.tail("s", 10) == entries[-10:]
+        assert s.items("s", -6, -2) == entries[-6:-2]
+        assert s.items("s", -9, -8) == entries[-9:-8]
+    assert decoded == [] and sorted(set(events)) == [head - 2, head - 1, head]
+    with eventlog.open(path, **TINY) as s:  # more than the events since the snapshot hold: as before
+        assert s.tail("s", 300) == entries[-300:]
+    assert decoded
+
+
+@pytest.mark.parametrize("count", ["entries + 1", "entries - 1", "entries - 4", "0", "NULL", "1000000"])
+def test_a_wrong_entries_count_never_gives_wrong_items(count: str) -> None:
+    """The entries count recorded with the head only says where to start: the newest
+    insert must end exactly at it, so a damaged one makes the read fold as before."""
+    path = _path()
+    entries, _ = _growing(path, 40, snapshot_every=3, **TINY)
+    with sqlite3.connect(path) as con:
+        con.execute(f"UPDATE sessions SET entries = {count}")
+    con.close()
+    with eventlog.open(path, **TINY) as s:
+        for n in (1, 4, 5, 12, 40, 41):
+            assert s.tail("s", n) == entries[-n:]
+            assert s.items("s", -n, -1) == entries[-n:-1]
+
+
+def test_a_missing_newest_event_is_named_by_a_tail() -> None:
+    path = _path()
+    _, head = _growing(path, 40, snapshot_every=0, **TINY)
+    with sqlite3.connect(path) as con:
+        con.execute("DELETE FROM events WHERE seq = ?", (head - 1,))
+    con.close()
+    with eventlog.open(path, **TINY) as s, pytest.raises(eventlog.CorruptionError) as e:
+        s.tail("s", 8)
+    assert e.value.session_id == "s" and e.value.seq == head - 1
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["append", "append", "save-append", "replace", "delete", "insert", "field"]),
+            st.integers(1, 4),
+            st.integers(0, 1000),
+        ),
+        min_size=1,
+        max_size=25,
+    ),
+    st.integers(0, 4),
+)
+def test_a_tail_after_appends_and_edits_is_the_tail_of_a_load(steps: list[tuple[str, int, int]], every: int) -> None:
+    """Appends, saves that append, and edits anywhere (replacements, deletions,
+    inserts, other fields), snapshots often or never: every tail and every slice
+    from the end, read cold, equals that of a load."""
+    path = _path()
+    with eventlog.open(path, snapshot_every=every, **TINY) as s:
+        data: dict[str, Any] = {"entries": [_entry(0)]}
+        s.save("s", data)
+        for i, (kind, k, where) in enumerate(steps):
+            entries = data["entries"]
+            if kind == "append":
+                s.append("s", [_entry(i * 10 + j) for j in range(k)])
+                data = s.load("s")
+                continue
+            if kind == "save-append" or not entries:
+                entries += [_entry(i * 10 + j) for j in range(k)]
+            elif kind == "replace":
+                entries[where % len(entries)] = _entry(-i)
+            elif kind == "delete":
+                del entries[where % len(entries)]
+            elif kind == "insert":
+                entries.insert(where % len(entries), _entry(-i))
+            else:
+                data[f"f{where % 3}"] = i
+            s.save("s", data)
+        want = s.load("s")["entries"]
+    with eventlog.open(path, **TINY) as s:
+        for n in range(len(want) + 2):
+            assert same(s.tail("s", n), want[-n:] if n else [])
+            assert same(s.items("s", -n - 1, -1), want[-n - 1 : -1])
+
+
+@pytest.mark.parametrize(
+    "edit",
+    ["insert-middle", "insert-first", "delete", "replace", "entries-removed", "entries-removed-then-back",
+     "entries-not-a-list", "entries-new-list", "other-field"],
+)  # fmt: skip
+def test_a_tail_goes_back_only_through_inserts_at_the_end(edit: str) -> None:
+    """Whatever the newest event did to the entries, a tail read cold is the tail of a
+    load (or the same error)."""
+    path = _path()
+    _growing(path, 24, snapshot_every=0, **TINY)
+    with eventlog.open(path, **TINY) as s:
+        data = s.load("s")
+        if edit == "insert-middle":
+            data["entries"].insert(20, _entry(-1))
+        elif edit == "insert-first":
+            data["entries"].insert(0, _entry(-1))
+        elif edit == "delete":
+            del data["entries"][22]
+        elif edit == "replace":
+            data["entries"][23] = _entry(-1)
+        elif edit in ("entries-removed", "entries-removed-then-back"):
+            del data["entries"]
+        elif edit == "entries-not-a-list":
+            data["entries"] = {"a": 1}
+        elif edit == "entries-new-list":
+            data["entries"] = [_entry(-2), _entry(-3)]
+        else:
+            data["title"] = "changed"
+        s.save("s", data)
+        if edit == "entries-removed-then-back":
+            s.save("s", {**data, "entries": [_entry(-4)]})
+            s.append("s", [_entry(-5)])
+        want = s.load("s")
+    with eventlog.open(path, **TINY) as s:
+        for n in (1, 2, 3, 5, 30):
+            if type(want.get("entries")) is list:
+                assert s.tail("s", n) == want["entries"][-n:]
+                assert s.items("s", -n, -1) == want["entries"][-n:-1]
+            else:
+                error = eventlog.InvalidValueError if "entries" in want else eventlog.NotFoundError
+                with pytest.raises(error):
+                    s.tail("s", n)
