@@ -209,17 +209,30 @@ Schema = dict[str, tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]]
 
 def _schema(con: sqlite3.Connection, tables: Iterable[str]) -> Schema:
     """Each table's columns (name, type, not null, default, primary key) and indexes
-    (unique, partial, columns; not names, which renaming a table keeps)."""
-    out: Schema = {}
-    for table in tables:
-        columns = [tuple(r[1:]) for r in con.execute("SELECT * FROM pragma_table_info(?)", (table,))]
-        indexes = sorted(
-            (unique, partial, tuple(r[0] for r in con.execute("SELECT name FROM pragma_index_info(?)", (index,))))
-            for index, unique, partial in con.execute(
-                'SELECT name, "unique", partial FROM pragma_index_list(?)', (table,)
-            ).fetchall()
-        )
-        out[table] = (columns, indexes)
+    (unique, partial, columns; not names, which renaming a table keeps), in two
+    queries whatever the number of tables (a table that is not there, or a view in
+    its place, has no columns)."""
+    names = list(tables)
+    out: Schema = {table: ([], []) for table in names}
+    where = f"m.type = 'table' AND m.name IN ({', '.join('?' * len(names))})"
+    for row in con.execute(
+        'SELECT m.name, p.name, p.type, p."notnull", p.dflt_value, p.pk '
+        f"FROM main.sqlite_master AS m, pragma_table_info(m.name, 'main') AS p WHERE {where} ORDER BY m.name, p.cid",
+        names,
+    ):
+        out[row[0]][0].append(tuple(row[1:]))
+    found: dict[tuple[str, str], tuple[int, int, list[Any]]] = {}
+    for table, index, unique, partial, column in con.execute(
+        'SELECT m.name, i.name, i."unique", i.partial, c.name FROM main.sqlite_master AS m, '
+        "pragma_index_list(m.name, 'main') AS i LEFT JOIN pragma_index_info(i.name, 'main') AS c "
+        f"WHERE {where} ORDER BY m.name, i.name, c.seqno",
+        names,
+    ):
+        found.setdefault((table, index), (unique, partial, []))[2].append(column)
+    for (table, _), (unique, partial, columns) in found.items():
+        out[table][1].append((unique, partial, tuple(columns)))
+    for _, indexes in out.values():
+        indexes.sort()
     return out
 
 
