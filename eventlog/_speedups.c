@@ -480,8 +480,154 @@ copy(PyObject *module, PyObject *value)
     return copy_value(value, 0);
 }
 
+/* copy_models(privates, kinds, leaves, new_object) -> (copies, holders) or None
+ *
+ * The fast path of eventlog.langgraph_objects.copies: a copy of each item of
+ * `privates` (a list), made as the pure-Python twin makes it, and what those copies
+ * hold (each dict or list copied, each model's new __dict__ and pydantic extra).
+ * An item whose type `kinds` (a dict) maps to 1 is a pydantic 2 model holding exactly
+ * pydantic's four slots: a new instance (`new_object(type)`, object.__new__), its
+ * __dict__ a copy (copy_value: new dicts and lists, shared leaves), its extra None,
+ * a new {} or a copy, its fields set a new set, its private None or a new {}: set
+ * in that order with object.__setattr__.  An item of a type in `leaves` (a set) is
+ * shared; an exact dict or list is copied.  None (nothing else done) as soon as an
+ * item is anything else or does not hold what it should (a __dict__ or extra that
+ * is not an exact dict): the twin then copies them all.  Every item walked is held
+ * by a reference of its own, and the list read within its current length, as in
+ * copy() (allocating may start a collection whose finalizers run Python code).
+ */
+static PyObject *s_dict, *s_extra, *s_fields_set, *s_private;
+
+/* 1 when `p` (a model of kind 1) was copied into `out` (its holders appended to
+ * `holders`), 0 when it does not hold what it should, -1 with an exception set. */
+static int
+copy_model(PyObject *p, PyObject *new_object, PyObject *out, PyObject *holders)
+{
+    int result = -1;
+    PyObject *new = NULL, *d = NULL, *fields = NULL, *extra = NULL, *extra_copy = NULL;
+    PyObject *set = NULL, *fields_set = NULL, *private = NULL, *private_copy = NULL;
+    d = PyObject_GetAttr(p, s_dict);
+    if (d == NULL) {
+        goto done;
+    }
+    extra = PyObject_GetAttr(p, s_extra);
+    if (extra == NULL) {
+        goto done;
+    }
+    if (!PyDict_CheckExact(d) || (extra != Py_None && !PyDict_CheckExact(extra))) {
+        result = 0;
+        goto done;
+    }
+    new = PyObject_CallOneArg(new_object, (PyObject *)Py_TYPE(p));
+    if (new == NULL || (fields = copy_value(d, 0)) == NULL || PyObject_GenericSetAttr(new, s_dict, fields) < 0 ||
+        PyList_Append(holders, fields) < 0) {
+        goto done;
+    }
+    if (extra == Py_None) {
+        Py_INCREF(Py_None);
+        extra_copy = Py_None;
+    }
+    else {
+        extra_copy = PyDict_GET_SIZE(extra) ? copy_value(extra, 0) : PyDict_New();
+        if (extra_copy == NULL || PyList_Append(holders, extra_copy) < 0) {
+            goto done;
+        }
+    }
+    if (PyObject_GenericSetAttr(new, s_extra, extra_copy) < 0) {
+        goto done;
+    }
+    set = PyObject_GetAttr(p, s_fields_set);
+    if (set == NULL || (fields_set = PySet_New(set)) == NULL || PyObject_GenericSetAttr(new, s_fields_set, fields_set) < 0) {
+        goto done;
+    }
+    private = PyObject_GetAttr(p, s_private);
+    if (private == NULL) {
+        goto done;
+    }
+    if (private == Py_None) {
+        Py_INCREF(Py_None);
+        private_copy = Py_None;
+    }
+    else if ((private_copy = PyDict_New()) == NULL) {
+        goto done;
+    }
+    if (PyObject_GenericSetAttr(new, s_private, private_copy) < 0 || PyList_Append(out, new) < 0) {
+        goto done;
+    }
+    result = 1;
+done:
+    Py_XDECREF(new);
+    Py_XDECREF(d);
+    Py_XDECREF(fields);
+    Py_XDECREF(extra);
+    Py_XDECREF(extra_copy);
+    Py_XDECREF(set);
+    Py_XDECREF(fields_set);
+    Py_XDECREF(private);
+    Py_XDECREF(private_copy);
+    return result;
+}
+
+static PyObject *
+copy_models(PyObject *module, PyObject *args)
+{
+    PyObject *privates, *kinds, *leaves, *new_object;
+    if (!PyArg_ParseTuple(args, "O!O!O!O:copy_models", &PyList_Type, &privates, &PyDict_Type, &kinds, &PyFrozenSet_Type,
+                          &leaves, &new_object)) {
+        return NULL;
+    }
+    PyObject *out = PyList_New(0), *holders = PyList_New(0);
+    if (out == NULL || holders == NULL) {
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(privates); i++) {
+        PyObject *p = PyList_GET_ITEM(privates, i);
+        Py_INCREF(p);
+        PyObject *t = (PyObject *)Py_TYPE(p);
+        int r;
+        PyObject *kind = PyDict_GetItemWithError(kinds, t); /* borrowed */
+        if (kind == NULL && PyErr_Occurred()) {
+            r = -1;
+        }
+        else if (kind != NULL && PyLong_CheckExact(kind) && PyLong_AsLong(kind) == 1) {
+            r = copy_model(p, new_object, out, holders);
+        }
+        else if (PyDict_CheckExact(p) || PyList_CheckExact(p)) {
+            PyObject *c = copy_value(p, 0);
+            r = c == NULL || PyList_Append(holders, c) < 0 || PyList_Append(out, c) < 0 ? -1 : 1;
+            Py_XDECREF(c);
+        }
+        else {
+            r = PySet_Contains(leaves, t);
+            if (r == 1 && PyList_Append(out, p) < 0) {
+                r = -1;
+            }
+        }
+        Py_DECREF(p);
+        if (r < 0) {
+            goto fail;
+        }
+        if (r == 0) {
+            Py_DECREF(out);
+            Py_DECREF(holders);
+            Py_RETURN_NONE;
+        }
+    }
+    PyObject *result = PyTuple_Pack(2, out, holders);
+    Py_DECREF(out);
+    Py_DECREF(holders);
+    return result;
+fail:
+    Py_XDECREF(out);
+    Py_XDECREF(holders);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"copy", copy, METH_O, "copy(value): new dicts and lists, shared leaves."},
+    {"copy_models", copy_models, METH_VARARGS,
+     "copy_models(privates, kinds, leaves, new_object) -> (copies, holders) or None: copies of pydantic 2 "
+     "models (of kind 1), dicts, lists and leaves, as eventlog.langgraph_objects.copies makes them."},
     {"count", count, METH_VARARGS,
      "count(value, budget, max_depth) -> int: the values in value, or -1 when more than budget, nested "
      "max_depth deep, or not a tree (a dict or list met twice)."},
@@ -505,5 +651,12 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
+    s_dict = PyUnicode_InternFromString("__dict__");
+    s_extra = PyUnicode_InternFromString("__pydantic_extra__");
+    s_fields_set = PyUnicode_InternFromString("__pydantic_fields_set__");
+    s_private = PyUnicode_InternFromString("__pydantic_private__");
+    if (s_dict == NULL || s_extra == NULL || s_fields_set == NULL || s_private == NULL) {
+        return NULL;
+    }
     return PyModule_Create(&module);
 }

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from . import values
+from . import speedups, values
 from .mirror import Mirror
 
 #: Leaves a deserialized item may hold and share with its copies.
@@ -144,7 +144,20 @@ def copies(privates: list[Any]) -> tuple[list[Any], list[Any] | None]:
     """A copy of each of ``privates`` (what :func:`fresh` made, never handed out, so
     already proven copyable): :func:`fresh` without its checks; and what
     :func:`watched` would find in the copies, gathered as they are made (``None``
-    where a copy was made another way)."""
+    where a copy was made another way).  In C with the optional extension
+    (``copy_models``) where every item is a model copied directly, a dict, a list
+    or a leaf; :func:`_copies` is its pure-Python twin."""
+    if _c_copy_models is not None:
+        done: tuple[list[Any], list[Any]] | None = _c_copy_models(privates, _KINDS, LEAVES, _OBJECT_NEW)
+        if done is not None:
+            return done
+    return _copies(privates)
+
+
+_c_copy_models = None if speedups.ext is None else speedups.ext.copy_models
+
+
+def _copies(privates: list[Any]) -> tuple[list[Any], list[Any] | None]:
     out: list[Any] = []
     holders: list[Any] = []
     complete = True

@@ -1,9 +1,11 @@
 """Whether eventlog uses its optional C extension, decided once per process.
 
 ``eventlog._speedups`` (compiled at install where a C compiler exists) holds C twins
-of four walks over Python objects: the mirror's check that a caller's entries did not
+of five walks over Python objects: the mirror's check that a caller's entries did not
 change (:mod:`eventlog.mirror`), value validation (:func:`eventlog.values.validate`,
-:func:`~eventlog.values.decoded_ok`) and :func:`~eventlog.values.copy`.  It parses
+:func:`~eventlog.values.decoded_ok`), :func:`~eventlog.values.copy`, and the copies
+of deserialized LangGraph items that the checkpointer hands out
+(:func:`eventlog.langgraph_objects.copies`).  It parses
 no bytes (``cbor2`` is the codec) and changes nothing in the interpreter.  Every
 function in it has a pure-Python twin that gives the same answers: without it,
 eventlog does the same work more slowly (saving a long session after every entry

@@ -45,7 +45,7 @@ def test_the_extension_holds_only_walkers_on_the_public_api() -> None:
     text = SOURCE.read_text()
     code = re.sub(r"/\*.*?\*/", "", text, flags=re.S)  # comments may name what is not there
     names = re.findall(r'\{"(\w+)"', code)
-    assert sorted(names) == ["copy", "count", "record", "scan", "unchanged"]
+    assert sorted(names) == ["copy", "copy_models", "count", "record", "scan", "unchanged"]
     assert not re.findall(r"\b_Py\w*", code)
     assert "internal/" not in code and "Py_BUILD_CORE" not in code
     for word in ("PyGC_", "madvise", "decode", "encode", "gc.", "PyEval_", "threshold("):
@@ -314,3 +314,125 @@ def _portable(fn: Any, arg: Any) -> Any:
         return fn(arg) if fn is not Mirror else Mirror(arg, full=True)
     finally:
         mirror.MODE = saved
+
+
+def _models() -> list[Any]:
+    """Deserialized items as the LangGraph saver keeps them: pydantic 2 models (with
+    and without extra fields and private attributes), dicts, lists and leaves."""
+    pydantic = pytest.importorskip("pydantic")
+
+    class Message(pydantic.BaseModel):
+        content: Any
+        tool_calls: list[dict[str, Any]] = pydantic.Field(default_factory=list)
+        id: str | None = None
+
+    class Loose(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(extra="allow")
+        role: str
+
+    class Private(pydantic.BaseModel):
+        x: int
+        _seen: int = 0
+
+    loose = Loose(role="tool", detail={"rows": [1, 2]}, note="n")
+    empty_extra = Loose(role="user")
+    private = Private(x=1)
+    return [
+        Message(content="hi", tool_calls=[{"name": "search", "args": {"q": "x"}}], id="m1"),
+        Message(content=[{"type": "text", "text": "t"}, {"type": "image_url", "image_url": {"url": "data:"}}]),
+        loose,
+        empty_extra,
+        private,
+        {"a": [1, {"b": 2}]},
+        [1, "two", None],
+        "leaf",
+        3,
+        None,
+    ]
+
+
+def _model_shape(v: Any) -> Any:
+    """``shape`` of a value, or of a pydantic model: its class and what its slots hold."""
+    import pydantic
+
+    if isinstance(v, pydantic.BaseModel):
+        extra = v.__pydantic_extra__
+        fields_set = sorted(v.__pydantic_fields_set__)
+        return (type(v), shape(v.__dict__), None if extra is None else shape(extra), fields_set, v.__pydantic_private__)
+    return shape(v)
+
+
+@needs_ext
+def test_copy_models_makes_the_copies_its_twin_makes() -> None:
+    """``copy_models`` and its pure-Python twin (``_copies``) copy the same items the
+    same way: new instances of the same classes, new containers (the ``__dict__``, the
+    extra, the fields set, the private dict), the same leaves, the same holders; and
+    where an item is not one it copies, C gives up and the twin copies them all."""
+    from eventlog import langgraph_objects as lo
+
+    privates = [lo.fresh(m) if not isinstance(m, (dict, list)) else values.copy(m) for m in _models()]
+    assert all(p is not None for p in privates[:4])
+    # A model whose private attributes are an empty dict (fresh() declines one holding
+    # any: copies() meets only what fresh() made), copied with a new empty dict.
+    privates[4] = _models()[4]
+    object.__setattr__(privates[4], "__pydantic_private__", {})
+    lo._KINDS[type(privates[4])] = 1
+    assert speedups.ext is not None
+    done = speedups.ext.copy_models(privates, lo._KINDS, lo.LEAVES, lo._OBJECT_NEW)
+    twin = lo._copies(privates)
+    assert done is not None and twin[1] is not None
+    assert [_model_shape(v) for v in done[0]] == [_model_shape(v) for v in twin[0]]
+    assert [shape(h) for h in done[1]] == [shape(h) for h in twin[1]]
+    assert (
+        done[0][4].__pydantic_private__ == {}
+        and done[0][4].__pydantic_private__ is not privates[4].__pydantic_private__
+    )
+    for copied, original in zip(done[0], privates, strict=True):
+        if type(original) in lo.LEAVES:
+            assert copied is original
+            continue
+        assert copied is not original and copied == original
+        if not isinstance(original, (dict, list)):
+            assert copied.__dict__ is not original.__dict__
+            assert copied.__pydantic_fields_set__ is not original.__pydantic_fields_set__
+            assert not {id(c) for c in containers(copied.__dict__)} & {id(c) for c in containers(original.__dict__)}
+    # An item of a class it does not copy (kind 0): C gives up, the twin copies all.
+    other = object()
+    assert speedups.ext.copy_models([*privates, other], lo._KINDS, lo.LEAVES, lo._OBJECT_NEW) is None
+    assert lo.copies([privates[0], {"x": 1}])[0][1] == {"x": 1}
+
+
+MODELS_TRAP = """
+import gc
+import pydantic
+from eventlog import langgraph_objects as lo, speedups
+
+class M(pydantic.BaseModel):
+    content: list
+
+privates = [lo.fresh(M(content=[{"i": i}])) for i in range(3000)]
+hits = []
+class Trap:
+    def __del__(self):
+        if privates:
+            hits.append(1)
+            del privates[len(privates) // 3 :]  # frees the models being walked, if it is
+gc.collect()
+gc.set_threshold(5)
+for _ in range(20):
+    t = Trap()
+    t.cycle = t
+    del t
+    speedups.ext.copy_models(privates, lo._KINDS, lo.LEAVES, lo._OBJECT_NEW)
+assert hits
+"""
+
+
+@needs_ext
+def test_copy_models_survives_the_list_changed_while_it_is_copied() -> None:
+    """As copy(): finalizers run by a collection inside the walk may shorten the
+    list being walked; the walk holds the item it is in and reads within the list's
+    current length: never a crash (in a subprocess, so that a crash is a failure)."""
+    pytest.importorskip("pydantic")
+    done = subprocess.run([sys.executable, "-X", "dev", "-c", MODELS_TRAP], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
