@@ -227,26 +227,37 @@ def shape(v: Any) -> Any:
     return ("leaf", id(v))
 
 
-TRAP = """
+def trapped(setup: str, change: str, walk: str) -> str:
+    """A script that runs ``walk`` twenty times while collections keep starting (a
+    threshold of 5), each running a finalizer that makes ``change`` to what is
+    walked (after ``setup``, which names it ``walked``), and asserts one ran."""
+    return f"""
 import gc
 from eventlog import speedups
-value = [{"k": [i, {"x": [i]}]} for i in range(2000)]
+{setup}
 hits = []
 class Trap:
     def __del__(self):
-        if value:
+        if walked:
             hits.append(1)
-            value[len(value) // 2]["k"] = None  # frees the list being walked, if it is
-            del value[len(value) // 3 :]
+            {change}
 gc.collect()
 gc.set_threshold(5)
 for _ in range(20):
     t = Trap()
     t.cycle = t
     del t
-    speedups.ext.copy(value)
+    {walk}
 assert hits
 """
+
+
+TRAP = trapped(
+    'walked = [{"k": [i, {"x": [i]}]} for i in range(2000)]',
+    # frees the list being walked, if it is
+    'walked[len(walked) // 2]["k"] = None; del walked[len(walked) // 3 :]',
+    "speedups.ext.copy(walked)",
+)
 
 
 @needs_ext
@@ -402,30 +413,15 @@ def test_copy_models_makes_the_copies_its_twin_makes() -> None:
     assert lo.copies([privates[0], {"x": 1}])[0][1] == {"x": 1}
 
 
-MODELS_TRAP = """
-import gc
-import pydantic
-from eventlog import langgraph_objects as lo, speedups
-
-class M(pydantic.BaseModel):
-    content: list
-
-privates = [lo.fresh(M(content=[{"i": i}])) for i in range(3000)]
-hits = []
-class Trap:
-    def __del__(self):
-        if privates:
-            hits.append(1)
-            del privates[len(privates) // 3 :]  # frees the models being walked, if it is
-gc.collect()
-gc.set_threshold(5)
-for _ in range(20):
-    t = Trap()
-    t.cycle = t
-    del t
-    speedups.ext.copy_models(privates, lo._KINDS, lo.LEAVES, lo._OBJECT_NEW)
-assert hits
-"""
+MODELS_TRAP = trapped(
+    "import pydantic\n"
+    "from eventlog import langgraph_objects as lo\n"
+    "class M(pydantic.BaseModel):\n"
+    "    content: list\n"
+    'walked = [lo.fresh(M(content=[{"i": i}])) for i in range(3000)]',
+    "del walked[len(walked) // 3 :]",  # frees the models being walked, if it is
+    "speedups.ext.copy_models(walked, lo._KINDS, lo.LEAVES, lo._OBJECT_NEW)",
+)
 
 
 @needs_ext
