@@ -496,6 +496,11 @@ class Backend(Protocol):
     def last_seq(self, sid: int) -> int | None:
         """The position of the incarnation's last stored event (``None``: none)."""
 
+    def entries(self, sid: int) -> int | None:
+        """The ``entries`` the engine recorded with the incarnation's last event (see
+        :class:`Listing`; ``None`` where none was, or for an incarnation not
+        stored): one row read, whatever the session's length."""
+
     def snapshot_seqs(self, sid: int, upto: int) -> list[int]:
         """Positions of the incarnation's snapshots at or below ``upto``, newest
         first (a snapshot whose position reads wrong is left out: snapshots are a

@@ -363,6 +363,19 @@ class BackendTests:
         info = b.info("a")
         assert info is not None and info.head == head and info.entries == 3 and info.stored_bytes == len(ev.frame)
         assert b.names() == ["a"] and b.listing() == [info] and b.last_seq(head.sid) == 1
+        assert b.entries(head.sid) == 3 and b.entries(head.sid + 1000) is None
+
+    def test_the_entries_count_is_the_one_of_the_last_event(self) -> None:
+        """``entries(sid)``: what the last event recorded (``None`` where it recorded
+        none), as ``info`` lists it."""
+        b = self.backend()
+        (head,) = b.append([new_event("a", None, 1, 1, b"e1", 2, entries=3)])
+        (head,) = b.append([new_event("a", head.sid, 2, 2, b"e2", 2, entries=5)])
+        info = b.info("a")
+        assert b.entries(head.sid) == 5 and info is not None and info.entries == 5
+        (head,) = b.append([new_event("a", head.sid, 3, 3, b"e3", 2)])
+        info = b.info("a")
+        assert b.entries(head.sid) is None and info is not None and info.entries is None
 
     def test_a_key_names_one_incarnation_until_it_is_purged(self) -> None:
         """Frames are bound to an incarnation's key: no two stored incarnations

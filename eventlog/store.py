@@ -364,14 +364,11 @@ class Store:
                     return cached
                 check_head(self._backend, row)
                 if path == ("entries",) and start is not None and start < 0:  # a tail: from the newest events?
-                    listed = self._backend.info(session_id)
-                    if listed is not None and listed.head == row:
-                        since = max(row.base, min(row.snap_seq, row.seq))
-                        got = entries_tail(
-                            self._log, session_id, row.sid, row.key, row.seq, since, listed.entries, start, stop
-                        )
-                        if got is not None:
-                            return got
+                    since = max(row.base, min(row.snap_seq, row.seq))
+                    count = self._backend.entries(row.sid)
+                    got = entries_tail(self._log, session_id, row.sid, row.key, row.seq, since, count, start, stop)
+                    if got is not None:
+                        return got
                 return list_slice(self._log, session_id, row.sid, row.key, row.seq, row.base, path, start, stop)
 
     def tail(self, session_id: str, n: int, *, field: str | Sequence[str] = "entries") -> list[Any]:

@@ -312,6 +312,17 @@ class MemoryBackend:
             x = s.sessions.get(sid)
             return max(x.events) if x is not None and x.events else None
 
+    def entries(self, sid: int) -> int | None:
+        check_sid(sid)
+        s = self._read()
+        with s.lock:
+            x = s.sessions.get(sid)
+            if x is None or x.entries is None:
+                return None
+            if type(x.entries) is not int:
+                raise CorruptionError(f"the sessions of the store are damaged: entries reads {x.entries!r:.40}")
+            return x.entries
+
     def snapshot_seqs(self, sid: int, upto: int) -> list[int]:
         check_sid(sid)
         check_position(upto, "upto")

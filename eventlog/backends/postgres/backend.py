@@ -193,6 +193,12 @@ class PostgresBackend(Maintenance):
         last: int | None = self.db.row("SELECT max(seq) FROM eventlog_events WHERE sid = %s", (sid,))[0]
         return last
 
+    def entries(self, sid: int) -> int | None:
+        check_sid(sid)
+        row = self.db.row("SELECT entries FROM eventlog_sessions WHERE sid = %s", (sid,))
+        found: int | None = None if row is None else row[0]
+        return found
+
     def snapshot_seqs(self, sid: int, upto: int) -> list[int]:
         check_sid(sid)
         check_position(upto, "upto")

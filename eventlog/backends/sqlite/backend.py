@@ -151,6 +151,15 @@ class SQLiteBackend(Maintenance):
             raise CorruptionError(f"the events table is damaged: a position reads {last!r:.40}")
         return last
 
+    def entries(self, sid: int) -> int | None:
+        check_sid(sid)
+        row = self.db.row("SELECT entries FROM sessions WHERE sid = ?", (sid,))
+        if row is None or row[0] is None:
+            return None
+        if type(row[0]) is not int:
+            raise CorruptionError(f"the sessions table is damaged: an entries count reads {row[0]!r:.40}")
+        return row[0]
+
     def snapshot_seqs(self, sid: int, upto: int) -> list[int]:
         check_sid(sid)
         check_position(upto, "upto")
