@@ -23,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from . import codec, fold, speedups
-from .backend import Backend
+from .backend import Backend, StoredEvent
 from .chunks import AHEAD_BYTES, Chunks, ChunkWrites, hashes_of
 from .codec import ENTRIES, DecodeError, Framer, Ref, VersionError
 from .codec import EVENT as EVENT
@@ -308,12 +308,17 @@ class Log:
         self, name: str, sid: int, key: bytes | None, after: int, upto: int | None, rehydrate: bool
     ) -> Iterator[Event]:
         """Events ``after < seq <= upto``; :class:`CorruptionError` when one is missing."""
+        for stored in self.stored(name, sid, after, upto):
+            yield self.event(name, sid, key, stored.seq, stored.pos, stored.ts_ms, stored.frame, rehydrate)
+
+    def stored(self, name: str, sid: int, after: int, upto: int | None) -> Iterator[StoredEvent]:
+        """The stored events ``after < seq <= upto``, not decoded;
+        :class:`CorruptionError` when one is missing."""
         expected = after + 1
         for stored in self.backend.events(sid, after, upto):
-            seq = stored.seq
-            if seq != expected:
+            if stored.seq != expected:
                 raise CorruptionError(f"event {expected} is missing", session_id=name, seq=expected)
-            yield self.event(name, sid, key, seq, stored.pos, stored.ts_ms, stored.frame, rehydrate)
+            yield stored
             expected += 1
         if upto is not None and expected <= upto:  # the last ones are gone
             raise CorruptionError(f"event {expected} is missing", session_id=name, seq=expected)
