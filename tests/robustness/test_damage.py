@@ -117,6 +117,19 @@ def test_a_renamed_column_is_corruption_at_open(file: Any, tmp_path: Path) -> No
         eventlog.open(path, **FILE_OPTIONS)
 
 
+def test_a_schema_seen_sound_in_this_process_does_not_vouch_for_another(file: Any, tmp_path: Path) -> None:
+    """Opening a sound store again checks its schema text by one query (the same
+    text is the same schema); a file whose text differs by one byte gets the whole
+    check, whatever was opened before."""
+    sound = tmp_path / "sound.db"
+    sound.write_bytes(file[0])
+    for _ in range(2):
+        eventlog.open(str(sound), **FILE_OPTIONS).close()
+    path = damaged(file, tmp_path, lambda d: replace_once(d, b"ts_ms INTEGER", b"ts_mz INTEGER"))
+    with pytest.raises(eventlog.CorruptionError, match=r"the schema of .* is damaged: the columns of events"):
+        eventlog.open(path, **FILE_OPTIONS)
+
+
 def test_a_damaged_schema_version_is_corruption_at_open(file: Any, tmp_path: Path) -> None:
     """Regression: version 2 read as 1 ran the migration on version 2 tables, which
     failed with StorageError."""

@@ -32,6 +32,7 @@ transaction, so a chunk without refs is garbage and a chunk with refs is in use.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Iterable
 from typing import Any
@@ -332,12 +333,29 @@ def check_empty(con: sqlite3.Connection, path: str) -> None:
         raise UnsupportedVersionError(f"{path!r} is an SQLite file but not an eventlog store")
 
 
+#: Digests of the schema texts (the rows of ``sqlite_master``) that :func:`check_schema`
+#: found to be eventlog's, in this process.  SQLite builds a file's schema from exactly
+#: that text, so the same text again is the same schema: a store opened again (a
+#: reading store, a resumed conversation) is checked by one query, not one per table.
+_CHECKED: set[bytes] = set()
+
+
+def _schema_text(con: sqlite3.Connection) -> bytes:
+    """A digest of everything SQLite builds the file's schema from."""
+    rows = con.execute("SELECT type, name, tbl_name, sql FROM main.sqlite_master ORDER BY type, name").fetchall()
+    return hashlib.blake2b(repr(rows).encode()).digest()
+
+
 def check_schema(con: sqlite3.Connection, path: str) -> None:
     """A flipped byte in the schema text can rename a column or change a type or
     default and still parse: refuse such a file now, not at some later query."""
+    text = _schema_text(con)
+    if text in _CHECKED:
+        return
     problem = schema_problem(con)
     if problem:
         raise CorruptionError(f"the schema of {path!r} is damaged: {problem}")
+    _CHECKED.add(text)
 
 
 def check_version(app_id: int, version: int, path: str) -> None:
