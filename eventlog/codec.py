@@ -35,7 +35,6 @@ Two layers, both pure (no SQLite, no I/O):
 
 from __future__ import annotations
 
-import base64
 import binascii
 import io
 import struct
@@ -45,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import cbor2
+import pybase64
 import zstandard
 
 from . import values
@@ -180,10 +180,10 @@ def split_large(value: str | bytes) -> tuple[int, bytes, str, int]:
     if body and body.isascii():
         if len(body) % 4 == 0:
             try:
-                raw = binascii.a2b_base64(body, strict_mode=True)
-            except binascii.Error:
+                raw = pybase64.b64decode(body, validate=True)
+            except (binascii.Error, ValueError):
                 raw = None
-            if raw is not None and base64.b64encode(raw) == body.encode("ascii"):
+            if raw is not None and pybase64.b64encode_as_string(raw) == body:
                 return KIND_BASE64, raw, prefix, 0
         found = _base64_form(body)
         if found is not None:
@@ -230,8 +230,8 @@ def _base64_form(body: str) -> tuple[bytes, int] | None:
     if not form or not text:
         return None
     try:
-        raw = binascii.a2b_base64(text, strict_mode=True)
-    except binascii.Error:
+        raw = pybase64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
         return None
     if not raw or encode_form(raw, form) != orig:
         return None
@@ -240,7 +240,7 @@ def _base64_form(body: str) -> tuple[bytes, int] | None:
 
 def encode_form(raw: bytes, form: int) -> bytes:
     """Base64 of ``raw`` in ``form`` (a valid one: see :func:`check_form`)."""
-    text = binascii.b2a_base64(raw, newline=False)
+    text = pybase64.b64encode(raw)
     if form & FORM_URLSAFE:
         text = text.translate(_TO_URLSAFE)
     if form & FORM_UNPADDED:
@@ -299,7 +299,7 @@ def join_large(ref: Ref, raw: bytes) -> str | bytes:
         if ref.form:
             check_form(ref.kind, ref.form)
             return ref.prefix + encode_form(raw, ref.form).decode("ascii")
-        return ref.prefix + base64.b64encode(raw).decode("ascii")
+        return ref.prefix + pybase64.b64encode_as_string(raw)
     raise DecodeError(f"unknown large-value kind {ref.kind}")
 
 

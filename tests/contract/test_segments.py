@@ -3,6 +3,7 @@ writes the rest, and reads back exactly as a full replay."""
 
 from __future__ import annotations
 
+import base64
 import random
 import sqlite3
 import tempfile
@@ -693,7 +694,7 @@ def _with_images(n: int) -> dict[str, Any]:
     for i in range(n):
         entry: dict[str, Any] = {"id": f"e{i}", "text": f"turn {i} " + "w" * 200}
         if i % 5 == 0:
-            entry["image"] = "data:image/png;base64," + codec.base64.b64encode(rng.randbytes(40_000)).decode()
+            entry["image"] = "data:image/png;base64," + base64.b64encode(rng.randbytes(40_000)).decode()
         entries.append(entry)
     return {"entries": entries, "leafId": entries[-1]["id"]}
 
