@@ -10,6 +10,7 @@ import asyncio
 import multiprocessing
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -244,3 +245,39 @@ def test_large_sessions_load_as_saved(url: str) -> None:
             assert same(store.load(sid), state)
 
     check()
+
+
+def _wakeups(listener: Any) -> int:
+    return sum(1 for _ in listener.notifies(timeout=0.3))
+
+
+def test_writes_wake_only_a_watched_store(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wake-up (``NOTIFY``) is a round trip and a transaction of its own per write:
+    writers send it only while a watcher's connection listens on the store's
+    channel, looking for one at most once a second, and again at once when a
+    watcher starts in their own process."""
+    from eventlog.backends.postgres import connection
+    from eventlog.backends.postgres.watching import channel_of
+
+    monkeypatch.setattr(connection, "WATCHERS_SEEN_FOR", 60.0)  # (only a watcher started here looks again)
+    schema = admin(url).execute("SELECT current_schema()").fetchone()[0]  # type: ignore[index]
+    channel = channel_of(schema)
+    with admin(url) as listener, eventlog.open(url) as store:
+        listener.execute(f"LISTEN {channel}")  # (a plain connection: not a watcher)
+        store.append("s", [{"n": 0}])
+        store.append("s", [{"n": 1}])
+        assert _wakeups(listener) == 0  # nobody watches
+        watcher = store._backend.watcher()  # a watcher of this process (what watch() holds)
+        store.append("s", [{"n": 2}])
+        assert _wakeups(listener) >= 1
+        watcher.close()
+        monkeypatch.setattr(connection, "WATCHERS_SEEN_FOR", 0.2)
+        time.sleep(0.3)
+        store.append("s", [{"n": 3}])
+        assert _wakeups(listener) == 0  # it left
+        with admin(url) as elsewhere:  # a watcher of another process, by its name
+            elsewhere.execute("SELECT set_config('application_name', %s, false)", (connection.watcher_name(channel),))
+            time.sleep(0.3)
+            store.append("s", [{"n": 4}])
+            assert _wakeups(listener) >= 1
+        assert [e["n"] for e in store.load("s")["entries"]] == [0, 1, 2, 3, 4]

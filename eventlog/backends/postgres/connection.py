@@ -47,6 +47,22 @@ T = TypeVar("T")
 RETRIES = 8
 #: URL schemes of a PostgreSQL store.
 SCHEMES = ("postgresql://", "postgres://")
+#: Seconds a writer goes by what it last saw of a channel's watchers (see
+#: :meth:`Connection.notify`): no more than a watcher's fallback poll.
+WATCHERS_SEEN_FOR = 1.0
+#: Watchers started in this process so far: a writer looks again at once after one.
+_started = [0]
+
+
+def watcher_name(channel: str) -> str:
+    """The ``application_name`` a watcher's connection shows in ``pg_stat_activity``
+    (every role may read it there), by which writers know a channel is watched."""
+    return f"eventlog watcher {channel}"
+
+
+def watcher_started() -> None:
+    """A watcher of this process is listening (writers here look again at once)."""
+    _started[0] += 1
 
 
 class Retry(Exception):
@@ -114,6 +130,8 @@ class Connection:
         self._closed = False
         self._reading = 0
         self._writing = False
+        # (channel, watchers started here then, when looked, whether it was watched)
+        self._watched: tuple[str, int, float, bool] | None = None
         self._connect()
 
     # ------------------------------------------------------------------ the connection
@@ -173,11 +191,37 @@ class Connection:
         """Wake the watchers of ``channel`` (after a commit; best effort: a lost
         wake-up is made up by their polling).  Sent in a transaction of its own that
         does not wait for the WAL flush, so that writers never queue behind one
-        another's flush on the server's notification lock."""
+        another's flush on the server's notification lock; and only while the
+        channel is watched (:meth:`watched`), since the notification is a round
+        trip and a transaction of its own for every write."""
         try:
-            self.live().execute(f"SET LOCAL synchronous_commit TO off; NOTIFY {channel}")
+            if self.watched(channel):
+                self.live().execute(f"SET LOCAL synchronous_commit TO off; NOTIFY {channel}")
         except Exception as e:  # the driver's or ours (reconnecting failed): the write stands either way
             _log.debug("no wake-up sent on %s: %s", channel, e)
+
+    def watched(self, channel: str) -> bool:
+        """Whether a watcher's connection to this database listens on ``channel``,
+        as seen at most :data:`WATCHERS_SEEN_FOR` seconds ago (and again at once
+        after a watcher started in this process): a watcher that starts elsewhere
+        may miss the wake-ups of that long, which its fallback poll makes up."""
+        now = time.monotonic()
+        seen = self._watched
+        if seen is not None and seen[0] == channel and seen[1] == _started[0] and now - seen[2] < WATCHERS_SEEN_FOR:
+            return seen[3]
+        started = _started[0]
+        row = (
+            self.live()
+            .execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity "
+                "WHERE application_name = %s AND datname = current_database())",
+                (watcher_name(channel),),
+            )
+            .fetchone()
+        )
+        found = bool(row[0])
+        self._watched = (channel, started, now, found)
+        return found
 
     # ------------------------------------------------------------------ statements
 

@@ -2,6 +2,9 @@
 a connection of the watcher's own ``LISTEN``\\ s on the store's channel, on which
 every write sends a wake-up after it commits (``NOTIFY``, no payload: the watcher
 reads from where it was, so what the notification would say is never trusted).
+The connection is named (``application_name``, see
+:func:`~eventlog.backends.postgres.connection.watcher_name`): writers look for it,
+at most once a second, and send no wake-ups while nobody watches.
 A notification can be lost (the connection dropped and made again, a wake-up that
 failed to send): the watcher also wakes every :data:`FALLBACK` seconds."""
 
@@ -12,7 +15,7 @@ import logging
 from contextlib import suppress
 from typing import Any
 
-from .connection import Connection
+from .connection import Connection, watcher_name, watcher_started
 
 _log = logging.getLogger("eventlog.postgres")
 
@@ -39,11 +42,14 @@ class PostgresWatcher:
     def _listen(self) -> None:
         db = Connection(self._url, synchronous="FULL", busy_timeout=self._busy_timeout, readonly=True)
         try:
+            # (named so that writers see the channel is watched: they notify only then)
+            db.live().execute("SELECT set_config('application_name', %s, false)", (watcher_name(self._channel),))
             db.live().execute(f"LISTEN {self._channel}")
         except Exception:
             db.close()
             raise
         self._db = db
+        watcher_started()
 
     def wait(self, timeout: float) -> bool:
         timeout = max(min(timeout, FALLBACK), 0.0)
