@@ -260,8 +260,8 @@ def test_writes_wake_only_a_watched_store(url: str, monkeypatch: pytest.MonkeyPa
     from eventlog.backends.postgres.watching import channel_of
 
     monkeypatch.setattr(connection, "WATCHERS_SEEN_FOR", 60.0)  # (only a watcher started here looks again)
-    schema = admin(url).execute("SELECT current_schema()").fetchone()[0]  # type: ignore[index]
-    channel = channel_of(schema)
+    with admin(url) as con:
+        channel = channel_of(con.execute("SELECT current_schema()").fetchone()[0])  # type: ignore[index]
     with admin(url) as listener, eventlog.open(url) as store:
         listener.execute(f"LISTEN {channel}")  # (a plain connection: not a watcher)
         store.append("s", [{"n": 0}])
