@@ -48,8 +48,10 @@ RETRIES = 8
 #: URL schemes of a PostgreSQL store.
 SCHEMES = ("postgresql://", "postgres://")
 #: Seconds a writer goes by what it last saw of a channel's watchers (see
-#: :meth:`Connection.notify`): no more than a watcher's fallback poll.
-WATCHERS_SEEN_FOR = 1.0
+#: :meth:`Connection.notify`): a quarter of a watcher's fallback poll, so a watcher
+#: that starts elsewhere waits at most that long for its first wake-up (a look is one
+#: short query).
+WATCHERS_SEEN_FOR = 0.25
 #: Watchers started in this process so far: a writer looks again at once after one.
 _started = [0]
 

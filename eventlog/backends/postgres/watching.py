@@ -4,7 +4,7 @@ every write sends a wake-up after it commits (``NOTIFY``, no payload: the watche
 reads from where it was, so what the notification would say is never trusted).
 The connection is named (``application_name``, see
 :func:`~eventlog.backends.postgres.connection.watcher_name`): writers look for it,
-at most once a second, and send no wake-ups while nobody watches.
+at most four times a second, and send no wake-ups while nobody watches.
 A notification can be lost (the connection dropped and made again, a wake-up that
 failed to send): the watcher also wakes every :data:`FALLBACK` seconds."""
 
