@@ -281,3 +281,22 @@ def test_writes_wake_only_a_watched_store(url: str, monkeypatch: pytest.MonkeyPa
             store.append("s", [{"n": 4}])
             assert _wakeups(listener) >= 1
         assert [e["n"] for e in store.load("s")["entries"]] == [0, 1, 2, 3, 4]
+
+
+def test_writes_wake_the_store_when_the_server_does_not_say_who_watches(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server where the look for watchers fails (a view not there, no right to
+    read it) gets the wake-ups it always got."""
+    from eventlog.backends.postgres import connection
+    from eventlog.backends.postgres.watching import channel_of
+
+    monkeypatch.setattr(connection, "_WATCHERS_SQL", "SELECT EXISTS (SELECT 1 FROM no_such_view WHERE %s IS NULL)")
+    with admin(url) as con:
+        channel = channel_of(con.execute("SELECT current_schema()").fetchone()[0])  # type: ignore[index]
+    with admin(url) as listener, eventlog.open(url) as store:
+        listener.execute(f"LISTEN {channel}")
+        store.append("s", [{"n": 0}])
+        store.append("s", [{"n": 1}])
+        assert _wakeups(listener) >= 1
+        assert [e["n"] for e in store.load("s")["entries"]] == [0, 1]

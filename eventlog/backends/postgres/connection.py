@@ -54,6 +54,10 @@ SCHEMES = ("postgresql://", "postgres://")
 WATCHERS_SEEN_FOR = 0.25
 #: Watchers started in this process so far: a writer looks again at once after one.
 _started = [0]
+#: Whether a watcher's connection (by its name) is in this database.
+_WATCHERS_SQL = (
+    "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = %s AND datname = current_database())"
+)
 
 
 def watcher_name(channel: str) -> str:
@@ -206,22 +210,19 @@ class Connection:
         """Whether a watcher's connection to this database listens on ``channel``,
         as seen at most :data:`WATCHERS_SEEN_FOR` seconds ago (and again at once
         after a watcher started in this process): a watcher that starts elsewhere
-        may miss the wake-ups of that long, which its fallback poll makes up."""
+        may miss the wake-ups of that long, which its fallback poll makes up.  Where
+        the server does not say (the look fails), the channel counts as watched."""
         now = time.monotonic()
         seen = self._watched
         if seen is not None and seen[0] == channel and seen[1] == _started[0] and now - seen[2] < WATCHERS_SEEN_FOR:
             return seen[3]
         started = _started[0]
-        row = (
-            self.live()
-            .execute(
-                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity "
-                "WHERE application_name = %s AND datname = current_database())",
-                (watcher_name(channel),),
-            )
-            .fetchone()
-        )
-        found = bool(row[0])
+        try:
+            row = self.live().execute(_WATCHERS_SQL, (watcher_name(channel),)).fetchone()
+            found = row is None or bool(row[0])
+        except self._errors as e:
+            _log.debug("cannot tell whether %s is watched (%s): waking it", channel, e)
+            found = True
         self._watched = (channel, started, now, found)
         return found
 
