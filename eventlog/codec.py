@@ -35,7 +35,6 @@ Two layers, both pure (no SQLite, no I/O):
 
 from __future__ import annotations
 
-import binascii
 import io
 import struct
 import zlib
@@ -181,7 +180,7 @@ def split_large(value: str | bytes) -> tuple[int, bytes, str, int]:
         if len(body) % 4 == 0:
             try:
                 raw = pybase64.b64decode(body, validate=True)
-            except (binascii.Error, ValueError):
+            except ValueError:  # (binascii.Error is one)
                 raw = None
             if raw is not None and pybase64.b64encode_as_string(raw) == body:
                 return KIND_BASE64, raw, prefix, 0
@@ -231,7 +230,7 @@ def _base64_form(body: str) -> tuple[bytes, int] | None:
         return None
     try:
         raw = pybase64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
+    except ValueError:  # (binascii.Error is one)
         return None
     if not raw or encode_form(raw, form) != orig:
         return None

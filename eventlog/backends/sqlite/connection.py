@@ -40,7 +40,6 @@ from .schema import (
     check_empty,
     check_schema,
     check_version,
-    schema_problem,
 )
 from .turnstile import Turns, Turnstile, TurnTimeout
 
@@ -233,9 +232,8 @@ class Database:
                     else f"{self.path!r} is empty, not an eventlog store yet (a read-only open sets nothing up)"
                 )
             check_version(app_id, version, self.path)
-            problem = schema_problem(con) if version == SCHEMA_VERSION else None
-            if problem:
-                raise CorruptionError(f"the schema of {self.path!r} is damaged: {problem}")
+            if version == SCHEMA_VERSION:
+                check_schema(con, self.path)
         # A file upgraded by a writer while this connection is open keeps being read
         # through these shims: harmless for version 2 (the meta it gets is the same),
         # and makes reads fail with StorageError for version 1 (its tables are gone).
